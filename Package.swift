@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Thin C targets wrap only what Swift cannot call directly (setjmp-based error
+// handling, variadic functions). Each links its system library itself, because a
+// system library's link setting is ignored when only a C target uses it.
+let package = Package(
+    name: "PipelineFramework",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Framework", targets: ["Framework"]),
+        .library(name: "Stages", targets: ["Stages"]),
+        .library(name: "RunnerCLI", targets: ["RunnerCLI"]),
+        .executable(name: "runner", targets: ["runner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    ],
+    targets: [
+        .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
+        .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(
+            name: "Framework",
+            dependencies: [
+                "CYAML",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Stages",
+            dependencies: [
+                "Framework", "CJPEG", "CPNG", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "RunnerCLI",
+            dependencies: [
+                "Framework", "Stages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "runner", dependencies: ["RunnerCLI"]),
+        .testTarget(name: "FrameworkTests", dependencies: ["Framework"]),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "Framework"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI"]),
+    ]
+)

@@ -1,0 +1,147 @@
+#include <stdio.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <setjmp.h>
+#include <math.h>
+#include <jpeglib.h>
+#include "CJPEG.h"
+
+typedef struct {
+  struct jpeg_error_mgr base;
+  jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+  int warned;
+} cjpeg_error;
+
+static void cjpeg_error_exit(j_common_ptr cinfo) {
+  cjpeg_error *err = (cjpeg_error *)cinfo->err;
+  (*cinfo->err->format_message)(cinfo, err->message);
+  longjmp(err->jump, 1);
+}
+
+static void cjpeg_emit_message(j_common_ptr cinfo, int level) {
+  cjpeg_error *err = (cjpeg_error *)cinfo->err;
+  if (level < 0 && !err->warned) {  // a warning: keep the first one
+    (*cinfo->err->format_message)(cinfo, err->message);
+    err->warned = 1;
+  }
+}
+
+static void cjpeg_copy_message(const char *source, char *message, size_t message_len) {
+  if (message && message_len > 0) {
+    snprintf(message, message_len, "%s", source);
+  }
+}
+
+static unsigned char cjpeg_unit_to_byte(float v) {
+  if (!(v > 0.0f)) return 0;  // also NaN
+  if (v >= 1.0f) return 255;
+  return (unsigned char)(v * 255.0f + 0.5f);
+}
+
+int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int height,
+                      size_t row_stride, CJPEG_EncodeOptions options,
+                      unsigned char **out, unsigned long *out_size,
+                      char *message, size_t message_len) {
+  struct jpeg_compress_struct cinfo;
+  cjpeg_error err;
+  unsigned char *volatile row = NULL;
+  memset(&err, 0, sizeof err);
+  *out = NULL;
+  *out_size = 0;
+  cinfo.err = jpeg_std_error(&err.base);
+  err.base.error_exit = cjpeg_error_exit;
+  err.base.emit_message = cjpeg_emit_message;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_compress(&cinfo);
+    free(row);
+    if (*out) { free(*out); *out = NULL; }
+    *out_size = 0;
+    cjpeg_copy_message(err.message, message, message_len);
+    return -1;
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_mem_dest(&cinfo, out, out_size);
+  cinfo.image_width = (JDIMENSION)width;
+  cinfo.image_height = (JDIMENSION)height;
+  cinfo.input_components = 1;
+  cinfo.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, options.quality, TRUE);
+  cinfo.optimize_coding = options.optimize ? TRUE : FALSE;
+  if (options.progressive) jpeg_simple_progression(&cinfo);
+  jpeg_start_compress(&cinfo, TRUE);
+  if (kind == CJPEG_PIXELS_F32) {
+    row = malloc((size_t)width);
+    if (!row) {
+      jpeg_destroy_compress(&cinfo);
+      if (*out) { free(*out); *out = NULL; }
+      cjpeg_copy_message("out of memory", message, message_len);
+      return -1;
+    }
+  }
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW rows[1];
+    if (kind == CJPEG_PIXELS_F32) {
+      const float *src = (const float *)pixels + (size_t)cinfo.next_scanline * row_stride;
+      for (int x = 0; x < width; x++) row[x] = cjpeg_unit_to_byte(src[x]);
+      rows[0] = row;
+    } else {
+      rows[0] = (JSAMPROW)((const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride);
+    }
+    jpeg_write_scanlines(&cinfo, rows, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  free(row);
+  return 0;
+}
+
+int CJPEG_decode(const unsigned char *data, size_t size, int *width, int *height,
+                 int *components, unsigned char **pixels,
+                 char *message, size_t message_len) {
+  struct jpeg_decompress_struct cinfo;
+  cjpeg_error err;
+  unsigned char *volatile buffer = NULL;
+  memset(&err, 0, sizeof err);
+  *pixels = NULL;
+  cinfo.err = jpeg_std_error(&err.base);
+  err.base.error_exit = cjpeg_error_exit;
+  err.base.emit_message = cjpeg_emit_message;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    free(buffer);
+    cjpeg_copy_message(err.message, message, message_len);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)size);
+  jpeg_read_header(&cinfo, TRUE);
+  jpeg_start_decompress(&cinfo);
+  size_t stride = (size_t)cinfo.output_width * (size_t)cinfo.output_components;
+  buffer = malloc(stride * cinfo.output_height);
+  if (!buffer) {
+    jpeg_destroy_decompress(&cinfo);
+    cjpeg_copy_message("out of memory", message, message_len);
+    return -1;
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW rows[1] = { buffer + (size_t)cinfo.output_scanline * stride };
+    jpeg_read_scanlines(&cinfo, rows, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  *width = (int)cinfo.output_width;
+  *height = (int)cinfo.output_height;
+  *components = cinfo.output_components;
+  jpeg_destroy_decompress(&cinfo);
+  if (err.warned) {
+    free(buffer);
+    cjpeg_copy_message(err.message, message, message_len);
+    return -1;
+  }
+  *pixels = buffer;
+  return 0;
+}
+
+void CJPEG_free(void *pointer) { free(pointer); }

@@ -1,0 +1,76 @@
+/// A value that flows along an edge of the pipeline graph.
+///
+/// Artifacts are reference types, passed by reference from producer to consumers and
+/// never copied by the framework; the executor drops its reference when the last
+/// consumer has finished. They must be immutable once a stage has returned them.
+public protocol Artifact: AnyObject, Sendable {
+    /// The artifact's type, which must equal the type its stage declared.
+    var artifactType: ArtifactType { get }
+    /// A summary for the run report and the progress line.
+    func summary() -> ArtifactSummary
+    /// Values this artifact offers to path and key templates: `width`, `height`, `format`.
+    var templateValues: [String: String] { get }
+}
+
+extension Artifact {
+    public var templateValues: [String: String] { [:] }
+}
+
+/// An artifact that is a sequence of bytes a sink can store as is.
+public protocol BytesArtifact: Artifact {
+    var bytes: [UInt8] { get }
+    /// The IANA media type, e.g. `image/jpeg`.
+    var mediaType: String { get }
+}
+
+/// What the run report says about an artifact.
+public struct ArtifactSummary: Sendable, Hashable, Codable {
+    public var type: String
+    public var width: Int?
+    public var height: Int?
+    public var elementType: String?
+    public var min: Double?
+    public var max: Double?
+    public var format: String?
+    public var mediaType: String?
+    public var byteCount: Int?
+    public var sha256: String?
+    public var uri: String?
+    public var etag: String?
+
+    public init(type: ArtifactType) {
+        self.type = type.name
+    }
+
+    /// A short human description: `Grid<UInt8> 2048x2048`, `EncodedImage jpeg 3.0 MB`.
+    public var shortDescription: String {
+        var parts = [type]
+        if let format { parts.append(format) }
+        if let width, let height { parts.append("\(width)x\(height)") }
+        if let byteCount { parts.append(ByteCountFormatting.string(byteCount)) }
+        if let uri { parts.append(uri) }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// Byte counts for people: `812 B`, `3.0 MB`.
+public enum ByteCountFormatting {
+    public static func string(_ count: Int) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1000 && unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format1: value) + " " + units[unit]
+    }
+}
+
+extension String {
+    /// One decimal place, without Foundation.
+    init(format1 value: Double) {
+        let tenths = (value * 10).rounded()
+        self = "\(Int(tenths) / 10).\(Int(tenths) % 10)"
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+internal import Crypto
+
+/// An encoded image file held in memory: the bytes a sink writes as they are.
+public final class EncodedImage: BytesArtifact {
+    public let bytes: [UInt8]
+    /// The short format name used in templates (`{format}`) and file extensions: `jpeg`, `png`.
+    public let format: String
+    public let mediaType: String
+    public let width: Int
+    public let height: Int
+
+    public init(bytes: [UInt8], format: String, mediaType: String, width: Int, height: Int) {
+        self.bytes = bytes
+        self.format = format
+        self.mediaType = mediaType
+        self.width = width
+        self.height = height
+    }
+
+    public var artifactType: ArtifactType { .encodedImage }
+
+    public func summary() -> ArtifactSummary {
+        var summary = ArtifactSummary(type: artifactType)
+        summary.width = width
+        summary.height = height
+        summary.format = format
+        summary.mediaType = mediaType
+        summary.byteCount = bytes.count
+        summary.sha256 = SHA256Digest.hex(of: bytes)
+        return summary
+    }
+
+    public var templateValues: [String: String] {
+        ["width": String(width), "height": String(height), "format": format]
+    }
+}
+
+/// SHA-256 as lower-case hex, the one place the framework hashes bytes.
+public enum SHA256Digest {
+    public static func hex(of bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { hex(of: $0) }
+    }
+
+    public static func hex(of buffer: UnsafeRawBufferPointer) -> String {
+        SHA256.hash(data: buffer).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

@@ -1,0 +1,166 @@
+/// The element type of a grid.
+public enum ElementType: String, Sendable, Hashable, CaseIterable, Codable {
+    case uint8, uint16, uint32, float32, float64
+
+    /// The Swift spelling used in type names: `UInt8`, `Float32`.
+    public var swiftName: String {
+        switch self {
+        case .uint8: "UInt8"
+        case .uint16: "UInt16"
+        case .uint32: "UInt32"
+        case .float32: "Float32"
+        case .float64: "Float64"
+        }
+    }
+
+    public var byteWidth: Int {
+        switch self {
+        case .uint8: 1
+        case .uint16: 2
+        case .uint32, .float32: 4
+        case .float64: 8
+        }
+    }
+}
+
+/// A scalar type a `Grid` can hold.
+public protocol GridElement: Sendable, Comparable {
+    static var elementType: ElementType { get }
+    /// The value as a Double (exact for every supported type).
+    var doubleValue: Double { get }
+}
+
+extension UInt8: GridElement {
+    public static var elementType: ElementType { .uint8 }
+    @inlinable public var doubleValue: Double { Double(self) }
+}
+
+extension UInt16: GridElement {
+    public static var elementType: ElementType { .uint16 }
+    @inlinable public var doubleValue: Double { Double(self) }
+}
+
+extension UInt32: GridElement {
+    public static var elementType: ElementType { .uint32 }
+    @inlinable public var doubleValue: Double { Double(self) }
+}
+
+extension Float: GridElement {
+    public static var elementType: ElementType { .float32 }
+    @inlinable public var doubleValue: Double { Double(self) }
+}
+
+extension Double: GridElement {
+    public static var elementType: ElementType { .float64 }
+    @inlinable public var doubleValue: Double { self }
+}
+
+/// A grid is any `Grid<Element>`; this lets stages accept several element types and
+/// switch on them without knowing the generic parameter.
+public protocol AnyGrid: Artifact {
+    var width: Int { get }
+    var height: Int { get }
+    var elementType: ElementType { get }
+}
+
+/// A width x height grid of numbers in one contiguous, row-major allocation.
+///
+/// The storage is allocated once and filled by the closure given to `init`; after
+/// that the grid is immutable, which is what makes sharing it between concurrent
+/// consumers safe.
+public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
+    public let width: Int
+    public let height: Int
+    @usableFromInline let storage: UnsafeMutableBufferPointer<Element>
+
+    public struct SizeError: Error, CustomStringConvertible {
+        public var width: Int
+        public var height: Int
+        public var description: String {
+            "a \(width)x\(height) grid of \(Element.elementType.swiftName) does not fit in memory"
+        }
+    }
+
+    /// Allocates a grid and lets `fill` write every element, row-major (`y * width + x`).
+    /// `fill` must initialise every element.
+    public init(width: Int, height: Int, fill: (UnsafeMutableBufferPointer<Element>) throws -> Void) throws {
+        let (count, overflow) = width.multipliedReportingOverflow(by: height)
+        let (bytes, overflow2) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard width >= 0, height >= 0, !overflow, !overflow2, bytes < Int.max / 2 else {
+            throw SizeError(width: width, height: height)
+        }
+        self.width = width
+        self.height = height
+        self.storage = .allocate(capacity: count)
+        do {
+            try fill(storage)
+        } catch {
+            storage.deallocate()
+            throw error
+        }
+    }
+
+    /// A grid holding a copy of `values` (row-major); for tests and small data.
+    public convenience init(width: Int, height: Int, values: [Element]) throws {
+        precondition(values.count == width * height, "values.count must be width * height")
+        try self.init(width: width, height: height) { buffer in
+            _ = buffer.initialize(from: values)
+        }
+    }
+
+    deinit {
+        storage.deallocate()
+    }
+
+    public var count: Int { storage.count }
+    public var elementType: ElementType { Element.elementType }
+    public var artifactType: ArtifactType { .grid(Element.elementType) }
+
+    @inlinable
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(storage))
+    }
+
+    @inlinable
+    public subscript(x: Int, y: Int) -> Element {
+        precondition(x >= 0 && x < width && y >= 0 && y < height, "grid index out of range")
+        return storage[y * width + x]
+    }
+
+    /// The elements as an array (a copy); for tests.
+    public var elements: [Element] { Array(storage) }
+
+    /// The smallest and largest element, ignoring NaN; nil for an empty or all-NaN grid.
+    @inlinable
+    public func range() -> (min: Element, max: Element)? {
+        var iterator = storage.makeIterator()
+        var first: Element?
+        while let value = iterator.next() {
+            if value == value { first = value; break }  // skips NaN
+        }
+        guard var low = first else { return nil }
+        var high = low
+        while let value = iterator.next() {
+            if value < low { low = value }
+            if value > high { high = value }
+        }
+        return (low, high)
+    }
+
+    public func summary() -> ArtifactSummary {
+        var summary = ArtifactSummary(type: artifactType)
+        summary.width = width
+        summary.height = height
+        summary.elementType = Element.elementType.rawValue
+        if let (low, high) = range() {
+            summary.min = low.doubleValue
+            summary.max = high.doubleValue
+        }
+        summary.byteCount = count * MemoryLayout<Element>.stride
+        return summary
+    }
+
+    public var templateValues: [String: String] {
+        ["width": String(width), "height": String(height)]
+    }
+}

@@ -1,0 +1,31 @@
+/// A reference to bytes a sink has stored: a file or an object in a bucket.
+public final class StoredObject: Artifact {
+    /// `file:///abs/path` or `s3://bucket/key`.
+    public let uri: String
+    public let byteCount: Int
+    /// SHA-256 of the stored bytes, lower-case hex.
+    public let sha256: String
+    public let mediaType: String?
+    /// The ETag the store returned, where it has one.
+    public let etag: String?
+
+    public init(uri: String, byteCount: Int, sha256: String, mediaType: String? = nil, etag: String? = nil) {
+        self.uri = uri
+        self.byteCount = byteCount
+        self.sha256 = sha256
+        self.mediaType = mediaType
+        self.etag = etag
+    }
+
+    public var artifactType: ArtifactType { .storedObject }
+
+    public func summary() -> ArtifactSummary {
+        var summary = ArtifactSummary(type: artifactType)
+        summary.uri = uri
+        summary.byteCount = byteCount
+        summary.sha256 = sha256
+        summary.mediaType = mediaType
+        summary.etag = etag
+        return summary
+    }
+}

@@ -1,0 +1,284 @@
+import Foundation
+public import Logging
+
+/// How to run a plan.
+public struct RunOptions: Sendable {
+    public var runID: String
+    /// The run seed; stages without an explicit `seed` derive theirs from it.
+    public var seed: UInt64
+    /// How many stages may run at once, and how many threads a stage may use.
+    public var jobs: Int
+    public var logger: Logger
+    public var observer: any RunObserver
+    /// The run's start, used for `{date}`.
+    public var startDate: Date
+
+    public init(
+        runID: String = RunID.generate(), seed: UInt64 = RunID.randomSeed(),
+        jobs: Int = ProcessInfo.processInfo.activeProcessorCount,
+        logger: Logger = Logger(label: "pipeline"), observer: any RunObserver = SilentObserver(), startDate: Date = Date()
+    ) {
+        self.runID = runID
+        self.seed = seed
+        self.jobs = max(1, jobs)
+        self.logger = logger
+        self.observer = observer
+        self.startDate = startDate
+    }
+}
+
+/// The result of a run.
+public struct RunOutcome: Sendable {
+    public var report: RunReport
+    /// Outputs of the stages no other stage consumes: the pipeline's results.
+    public var outputs: [String: any Artifact]
+    /// The failure that ended the run, if any.
+    public var failure: StageExecutionError?
+
+    public var succeeded: Bool { report.status == .succeeded }
+}
+
+/// A stage that failed for good (after its retries), with the cause.
+public struct StageExecutionError: Error, Sendable, CustomStringConvertible {
+    public var stageID: String
+    public var stageType: String
+    public var underlying: any Error
+
+    public var description: String {
+        "stage '\(stageID)' (\(stageType)) failed: \(underlying)"
+    }
+}
+
+/// A stage attempt that ran past its `timeout`.
+public struct StageTimeoutError: Error, Sendable, CustomStringConvertible {
+    public var timeout: Duration
+    public var description: String { "timed out after \(timeout.humanDescription)" }
+}
+
+/// Runs a plan: each stage as soon as its inputs are ready, independent stages
+/// concurrently (at most `jobs` at once), artifacts passed by reference and dropped
+/// when their last consumer has finished. The first stage that fails for good cancels
+/// the run: running stages are cancelled and nothing further starts.
+public struct Executor: Sendable {
+    public let plan: Plan
+    public let options: RunOptions
+
+    public init(plan: Plan, options: RunOptions) {
+        self.plan = plan
+        self.options = options
+    }
+
+    private struct Completion: Sendable {
+        var id: String
+        var result: Result<any Artifact, any Error>
+        var attempts: Int
+        var startedAt: Date
+        var duration: Duration
+    }
+
+    public func run() async -> RunOutcome {
+        let started = Date()
+        let clock = ContinuousClock()
+        let runStart = clock.now
+        options.observer.runStarted(plan: plan, runID: options.runID, seed: options.seed)
+
+        let stagesByID = Dictionary(uniqueKeysWithValues: plan.stages.map { ($0.id, $0) })
+        var consumers: [String: Int] = [:]
+        for stage in plan.stages {
+            for producer in stage.inputs.values { consumers[producer, default: 0] += 1 }
+        }
+        var waitingOn: [String: Set<String>] = Dictionary(uniqueKeysWithValues: plan.stages.map { ($0.id, Set($0.dependencies)) })
+        var reports: [String: StageReport] = Dictionary(uniqueKeysWithValues: plan.stages.map { stage in
+            (stage.id, StageReport(id: stage.id, type: stage.typeName, status: .skipped, attempts: 0,
+                                   seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
+                                   parameters: stage.parameters.values.mapValues(\.jsonValue)))
+        })
+        var available: [String: any Artifact] = [:]
+        var outputs: [String: any Artifact] = [:]
+        var failure: StageExecutionError?
+        var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
+
+        await withTaskGroup(of: Completion.self) { group in
+            var running = 0
+            func launch() {
+                while failure == nil, !Task.isCancelled, running < options.jobs, !ready.isEmpty {
+                    let stage = stagesByID[ready.removeFirst()]!
+                    var inputs: [String: any Artifact] = [:]
+                    for (port, producer) in stage.inputs { inputs[port] = available[producer] }
+                    let stageInputs = StageInputs(inputs)
+                    running += 1
+                    group.addTask { await self.execute(stage, inputs: stageInputs) }
+                }
+            }
+            launch()
+            while let completion = await group.next() {
+                running -= 1
+                let stage = stagesByID[completion.id]!
+                var report = reports[completion.id]!
+                report.attempts = completion.attempts
+                report.startedAt = completion.startedAt
+                report.durationSeconds = completion.duration.seconds
+                switch completion.result {
+                case .success(let artifact):
+                    let summary = artifact.summary()
+                    report.status = .succeeded
+                    report.output = summary
+                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration, output: summary)
+                    if consumers[stage.id, default: 0] > 0 {
+                        available[stage.id] = artifact
+                    } else {
+                        outputs[stage.id] = artifact
+                    }
+                    for candidate in plan.stages where waitingOn[candidate.id]!.remove(stage.id) != nil {
+                        if waitingOn[candidate.id]!.isEmpty { ready.append(candidate.id) }
+                    }
+                case .failure(let error):
+                    if error is CancellationError {
+                        report.status = .cancelled
+                    } else {
+                        report.status = .failed
+                        report.error = String(describing: error)
+                        if failure == nil {
+                            failure = StageExecutionError(stageID: stage.id, stageType: stage.typeName, underlying: error)
+                            group.cancelAll()
+                        }
+                    }
+                }
+                reports[completion.id] = report
+                // Drop each input once its last consumer is done.
+                for producer in stage.inputs.values {
+                    consumers[producer, default: 1] -= 1
+                    if consumers[producer] == 0 { available[producer] = nil }
+                }
+                launch()
+            }
+        }
+        available.removeAll()
+
+        let status: RunReport.Status = failure != nil ? .failed : (reports.values.allSatisfy { $0.status == .succeeded } ? .succeeded : .cancelled)
+        let report = RunReport(
+            runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: status,
+            startedAt: started, durationSeconds: (clock.now - runStart).seconds,
+            error: failure.map(\.description) ?? (status == .cancelled ? "run cancelled" : nil),
+            stages: plan.stages.map { reports[$0.id]! })
+        options.observer.runFinished(report: report)
+        return RunOutcome(report: report, outputs: status == .succeeded ? outputs : [:], failure: failure)
+    }
+
+    /// The seed a stage runs with: its own `seed` parameter, or one derived from the run seed.
+    public func seed(for stage: PlannedStage) -> UInt64 {
+        if let name = stage.type.spec.seedParameter?.name, let explicit = stage.parameters.optionalInt(name) {
+            return UInt64(explicit)
+        }
+        return SeedDerivation.seed(runSeed: options.seed, stageID: stage.id)
+    }
+
+    private var templateValues: [String: String] {
+        var values = plan.params
+        values["run_id"] = options.runID
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: options.startDate)
+        values["date"] = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        return values
+    }
+
+    /// Runs one stage with its retries; never throws.
+    private func execute(_ stage: PlannedStage, inputs: StageInputs) async -> Completion {
+        let clock = ContinuousClock()
+        let startedAt = Date()
+        let start = clock.now
+        var values = templateValues
+        values["stage"] = stage.id
+        var logger = options.logger
+        logger[metadataKey: "stage"] = "\(stage.id)"
+        var attempt = 0
+        while true {
+            attempt += 1
+            let observer = options.observer
+            let id = stage.id
+            let context = StageContext(
+                stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
+                concurrency: options.jobs, logger: logger, templateValues: values,
+                progress: { fraction in observer.stageProgress(id: id, fraction: fraction) })
+            observer.stageStarted(id: stage.id, type: stage.typeName, attempt: attempt)
+            do {
+                let artifact = try await runAttempt(stage, inputs: inputs, context: context)
+                return Completion(id: stage.id, result: .success(artifact), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
+            } catch {
+                let cancelled = Task.isCancelled || error is CancellationError
+                let retryable = !cancelled && ((error as? StageFailure)?.isRetryable ?? true) && attempt <= stage.retry.count
+                let wait = retryable ? stage.retry.delay(beforeRetry: attempt) : nil
+                if !cancelled {
+                    observer.stageFailed(id: stage.id, type: stage.typeName, attempt: attempt, error: error, retryIn: wait)
+                }
+                if let wait {
+                    do {
+                        try await Task.sleep(for: wait)
+                        continue
+                    } catch {}
+                }
+                let result: any Error = cancelled || Task.isCancelled ? CancellationError() : error
+                return Completion(id: stage.id, result: .failure(result), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
+            }
+        }
+    }
+
+    private func runAttempt(_ stage: PlannedStage, inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        let artifact: any Artifact
+        if let timeout = stage.timeout {
+            artifact = try await withThrowingTaskGroup(of: (any Artifact)?.self) { group in
+                group.addTask { try await stage.instance.run(inputs: inputs, context: context) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw StageTimeoutError(timeout: timeout)
+                }
+                defer { group.cancelAll() }
+                while let result = try await group.next() {
+                    if let result { return result }
+                }
+                throw CancellationError()
+            }
+        } else {
+            artifact = try await stage.instance.run(inputs: inputs, context: context)
+        }
+        guard artifact.artifactType == stage.outputType else {
+            throw StageFailure("returned \(artifact.artifactType), but its spec promised \(stage.outputType) (a bug in the stage type)",
+                               retryable: false)
+        }
+        return artifact
+    }
+}
+
+/// Run ids and seeds.
+public enum RunID {
+    /// A new run id that sorts by time: `20261126T174512Z-3f9a2c`.
+    public static func generate(date: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        let suffix = String(UInt32.random(in: 0...0xFF_FFFF), radix: 16)
+        return stamp + "-" + String(repeating: "0", count: 6 - suffix.count) + suffix
+    }
+
+    /// A random run seed, below 2^63 so it can be given back as `--seed`.
+    public static func randomSeed() -> UInt64 {
+        UInt64.random(in: 0...UInt64(Int.max))
+    }
+
+    /// Why a user-given run id cannot be used, or nil. Run ids go into paths and keys,
+    /// so they may hold letters, digits and `. _ - : +` only (Airflow's run ids use `:`
+    /// and `+`), and must not be `.` or `..`.
+    public static func problem(with id: String) -> String? {
+        if id.isEmpty { return "is empty" }
+        if id.count > 200 { return "is longer than 200 characters" }
+        if id == "." || id == ".." { return "would name a directory outside the output" }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:+")
+        if let bad = id.first(where: { !allowed.contains($0) }) {
+            let shown = bad.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+            return "contains '\(shown)'; use letters, digits and . _ - : + only"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// What `--report FILE` writes: one run, every stage's outcome.
+public struct RunReport: Sendable, Codable {
+    public enum Status: String, Sendable, Codable {
+        case succeeded, failed, cancelled
+    }
+
+    public var runID: String
+    public var seed: UInt64
+    public var pipeline: String
+    public var file: String
+    public var status: Status
+    public var startedAt: Date
+    public var durationSeconds: Double
+    /// The message of the failure that ended the run, if any.
+    public var error: String?
+    public var stages: [StageReport]
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
+        case durationSeconds = "duration_seconds", error, stages
+    }
+
+    /// The report as pretty, key-sorted JSON with ISO 8601 dates.
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(self)
+    }
+}
+
+/// One stage's part of a run report.
+public struct StageReport: Sendable, Codable {
+    public enum Status: String, Sendable, Codable {
+        /// Never started: an upstream stage failed or the run was cancelled first.
+        case skipped
+        case succeeded, failed, cancelled
+    }
+
+    public var id: String
+    public var type: String
+    public var status: Status
+    public var attempts: Int
+    public var startedAt: Date?
+    public var durationSeconds: Double?
+    /// The seed the stage ran with, for stages that take one.
+    public var seed: UInt64?
+    public var parameters: [String: JSONValue]
+    public var output: ArtifactSummary?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
+        case seed, parameters, output, error
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Load-time interpolation of `${...}` in pipeline values.
+///
+/// - `${name}` is the pipeline parameter `name`;
+/// - `${env.NAME}` is the environment variable `NAME`;
+/// - `${name:-default}` and `${env.NAME:-default}` use `default` when the parameter
+///   or variable is unset (an empty variable counts as unset, as in the shell);
+/// - `$$` is a literal `$`; a `$` not followed by `{` or `$` stays as it is.
+struct Interpolator {
+    var params: [String: String]
+    var environment: [String: String]
+
+    /// Interpolates every scalar below `node`; problems go to `diagnostics`.
+    func interpolate(_ node: YAMLNode, diagnostics: inout [Diagnostic]) -> YAMLNode {
+        var result = node
+        switch node.content {
+        case .scalar(let text, let style):
+            guard text.contains("$") else { return node }
+            if let expanded = interpolate(text, in: node, diagnostics: &diagnostics) {
+                // A value that came out of a variable is data, never YAML null.
+                result.content = .scalar(expanded, expanded == text ? style : (style == .plain ? .doubleQuoted : style))
+            }
+        case .mapping(let pairs):
+            result.content = .mapping(pairs.map { YAMLPair(key: $0.key, value: interpolate($0.value, diagnostics: &diagnostics)) })
+        case .sequence(let items):
+            result.content = .sequence(items.map { interpolate($0, diagnostics: &diagnostics) })
+        }
+        return result
+    }
+
+    /// The interpolated text, or nil after reporting a problem.
+    func interpolate(_ text: String, in node: YAMLNode, diagnostics: inout [Diagnostic]) -> String? {
+        let scalars = Array(text.unicodeScalars)
+        var output = String.UnicodeScalarView()
+        var index = 0
+        var failed = false
+        while index < scalars.count {
+            let scalar = scalars[index]
+            guard scalar == "$", index + 1 < scalars.count else {
+                output.append(scalar)
+                index += 1
+                continue
+            }
+            let next = scalars[index + 1]
+            if next == "$" {
+                output.append("$")
+                index += 2
+                continue
+            }
+            guard next == "{" else {
+                output.append(scalar)
+                index += 1
+                continue
+            }
+            let location = ParameterChecker.scalarLocation(node, offset: index)
+            guard let close = scalars[(index + 2)...].firstIndex(of: "}") else {
+                diagnostics.append(.error("'${' is never closed", at: location, help: "write '$${' for a literal '${'"))
+                return nil
+            }
+            let body = String(String.UnicodeScalarView(scalars[(index + 2)..<close]))
+            if let value = resolve(body, at: location, diagnostics: &diagnostics) {
+                output.append(contentsOf: value.unicodeScalars)
+            } else {
+                failed = true
+            }
+            index = close + 1
+        }
+        return failed ? nil : String(output)
+    }
+
+    private func resolve(_ body: String, at location: SourceLocation, diagnostics: inout [Diagnostic]) -> String? {
+        var name = body
+        var fallback: String?
+        if let range = body.range(of: ":-") {
+            name = String(body[..<range.lowerBound])
+            fallback = String(body[range.upperBound...])
+        }
+        if name.hasPrefix("env.") {
+            let variable = String(name.dropFirst(4))
+            guard !variable.isEmpty else {
+                diagnostics.append(.error("'${\(body)}' names no environment variable", at: location))
+                return nil
+            }
+            if let value = environment[variable], !value.isEmpty { return value }
+            if let fallback { return fallback }
+            diagnostics.append(.error(
+                "environment variable '\(variable)' is not set", at: location,
+                help: "set it (export \(variable)=...), or give a default: ${env.\(variable):-value}"))
+            return nil
+        }
+        if let value = params[name] { return value }
+        if let fallback { return fallback }
+        let help = Suggestions.didYouMean(name, in: params.keys)
+            ?? (params.isEmpty ? "declare it under 'params:'" : "declared params: " + params.keys.sorted().quotedList())
+        diagnostics.append(.error("undefined parameter '${\(name)}'", at: location, help: help))
+        return nil
+    }
+}

@@ -1,0 +1,121 @@
+/// Edits of the YAML tree before a pipeline is read: profiles and `--set`.
+enum Overlay {
+    /// Keys of a stage that a profile inherits when it replaces the stage with one of
+    /// another type: the stage's place in the graph and its run policy.
+    static let inheritedStageKeys: Set<String> = ["input", "inputs", "after", "retries", "timeout"]
+
+    /// Applies a profile (`params:` and `stages:` overlays) to the document root.
+    ///
+    /// A profile stage with a `type` other than the base stage's replaces it, keeping
+    /// the base's `input`, `inputs`, `after`, `retries` and `timeout` unless it sets
+    /// them; with the same type (or none) it is merged key by key. A stage set to
+    /// `null` is removed; a stage the base lacks is added.
+    static func apply(profile: YAMLNode, to root: YAMLNode) -> YAMLNode {
+        var result = root
+        if let params = profile["params"], params.pairs != nil {
+            result = result.setting("params", to: merge(root["params"], params), keyAt: params.location)
+        }
+        if let stages = profile["stages"], let overlayStages = stages.pairs {
+            var base = root["stages"] ?? YAMLNode(.mapping([]), at: stages.location)
+            for pair in overlayStages {
+                let replaced = replaceStage(base[pair.name], with: pair.value)
+                base = replaced.map { base.setting(pair.name, to: $0, keyAt: pair.key.location) } ?? base.removing(pair.name)
+            }
+            result = result.setting("stages", to: base, keyAt: stages.location)
+        }
+        return result
+    }
+
+    private static func replaceStage(_ base: YAMLNode?, with overlay: YAMLNode) -> YAMLNode? {
+        if overlay.isNull { return nil }
+        guard let base, let basePairs = base.pairs, let overlayPairs = overlay.pairs else { return overlay }
+        if let newType = overlay["type"]?.scalar, newType != base["type"]?.scalar {
+            let kept = basePairs.filter { inheritedStageKeys.contains($0.name) && overlay[$0.name] == nil }
+            return YAMLNode(.mapping(overlayPairs + kept), at: overlay.location)
+        }
+        return merge(base, overlay)
+    }
+
+    /// Deep merge: mappings merge key by key, anything else is replaced.
+    static func merge(_ base: YAMLNode?, _ overlay: YAMLNode) -> YAMLNode {
+        guard let base, base.pairs != nil, let overlayPairs = overlay.pairs else { return overlay }
+        var result = base
+        for pair in overlayPairs {
+            result = result.setting(pair.name, to: merge(base[pair.name], pair.value), keyAt: pair.key.location)
+        }
+        return result
+    }
+
+    /// Applies `--set path.to.key=value`. `index` numbers the pseudo-file
+    /// (`--set[1]`) that locations in the value point into.
+    static func apply(
+        assignment: String, index: Int, to root: YAMLNode, sources: inout SourceTexts, diagnostics: inout [Diagnostic]
+    ) -> YAMLNode {
+        let file = "--set[\(index)]"
+        sources.add(file: file, text: assignment)
+        guard let equals = assignment.firstIndex(of: "=") else {
+            diagnostics.append(.error("--set expects KEY=VALUE, got '\(assignment)'", at: SourceLocation(file: file, line: 1, column: 1),
+                                      help: "for example --set params.size=1024 or --set stages.encode.with.quality=80"))
+            return root
+        }
+        let path = assignment[..<equals].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        let valueText = String(assignment[assignment.index(after: equals)...])
+        let valueLocation = SourceLocation(file: file, line: 1, column: assignment[..<equals].unicodeScalars.count + 2)
+        guard let first = path.first, ["name", "params", "stages"].contains(first), !path.contains("") else {
+            diagnostics.append(.error(
+                "--set key '\(assignment[..<equals])' must start with 'params.', 'stages.' or be 'name'",
+                at: SourceLocation(file: file, line: 1, column: 1),
+                help: "for example --set params.size=1024 or --set stages.encode.with.quality=80"))
+            return root
+        }
+        var value = YAMLNode.scalar(valueText, at: valueLocation)
+        if valueText.hasPrefix("[") {
+            let parsed = YAMLParser.parse(valueText, file: file)
+            diagnostics += parsed.diagnostics.map { diagnostic in
+                var moved = diagnostic
+                moved.location = diagnostic.location.map { valueLocation.advanced(by: $0.column - 1) }
+                return moved
+            }
+            guard var node = parsed.root, parsed.diagnostics.isEmpty else { return root }
+            node.location = valueLocation
+            value = node
+        }
+        let keyLocation = SourceLocation(file: file, line: 1, column: 1)
+        return setValue(value, at: path[...], in: root, keyLocation: keyLocation, assignment: assignment, diagnostics: &diagnostics) ?? root
+    }
+
+    private static func setValue(
+        _ value: YAMLNode, at path: ArraySlice<String>, in node: YAMLNode, keyLocation: SourceLocation,
+        assignment: String, diagnostics: inout [Diagnostic]
+    ) -> YAMLNode? {
+        guard let key = path.first else { return value }
+        guard node.pairs != nil || node.isNull else {
+            diagnostics.append(.error("--set '\(assignment)': '\(key)' is below a value that is \(node.kindName), not a mapping",
+                                      at: keyLocation))
+            return nil
+        }
+        let container = node.isNull ? YAMLNode(.mapping([]), at: keyLocation) : node
+        let child = container[key] ?? YAMLNode(.mapping([]), at: keyLocation)
+        guard let updated = setValue(value, at: path.dropFirst(), in: child, keyLocation: keyLocation,
+                                     assignment: assignment, diagnostics: &diagnostics) else { return nil }
+        return container.setting(key, to: updated, keyAt: keyLocation)
+    }
+}
+
+extension YAMLNode {
+    /// This mapping with `key` set to `value` (replaced in place or appended).
+    func setting(_ key: String, to value: YAMLNode, keyAt keyLocation: SourceLocation) -> YAMLNode {
+        var pairs = self.pairs ?? []
+        if let index = pairs.firstIndex(where: { $0.name == key }) {
+            pairs[index].value = value
+        } else {
+            pairs.append(YAMLPair(key: .scalar(key, at: keyLocation), value: value))
+        }
+        return YAMLNode(.mapping(pairs), at: location)
+    }
+
+    /// This mapping without `key`.
+    func removing(_ key: String) -> YAMLNode {
+        YAMLNode(.mapping((pairs ?? []).filter { $0.name != key }), at: location)
+    }
+}

@@ -1,0 +1,56 @@
+/// A pipeline checked against a registry: every stage resolved, instantiated and
+/// typed, in an order where each stage comes after everything it depends on.
+///
+/// `runner validate` stops at a plan; `runner run` executes it. Both get it from
+/// `Planner`, so what validates runs.
+public struct Plan: Sendable {
+    public let name: String
+    public let file: String
+    public let params: [String: String]
+    /// Stages in dependency order (ties keep file order).
+    public let stages: [PlannedStage]
+
+    public func stage(_ id: String) -> PlannedStage? {
+        stages.first { $0.id == id }
+    }
+
+    /// Every data edge: producer, consumer, port and the artifact type carried.
+    public var edges: [Edge] {
+        stages.flatMap { stage in
+            stage.inputs.sorted { $0.key < $1.key }.map { port, producer in
+                Edge(from: producer, to: stage.id, port: port, type: self.stage(producer)?.outputType)
+            }
+        }
+    }
+
+    public struct Edge: Sendable, Hashable {
+        public var from: String
+        public var to: String
+        /// nil for an `after` edge, which carries no data.
+        public var port: String?
+        public var type: ArtifactType?
+    }
+}
+
+/// One stage of a plan.
+public struct PlannedStage: Sendable {
+    public let id: String
+    public let type: StageType
+    public let instance: any Stage
+    public let parameters: Parameters
+    /// Port name to producer stage id.
+    public let inputs: [String: String]
+    /// Stages that must finish first without passing data.
+    public let after: [String]
+    public let outputType: ArtifactType
+    public let retry: RetryPolicy
+    public let timeout: Duration?
+
+    public var typeName: String { type.name }
+
+    /// Every stage this one waits for, without duplicates, in a stable order.
+    public var dependencies: [String] {
+        var seen: Set<String> = []
+        return (inputs.sorted { $0.key < $1.key }.map(\.value) + after).filter { seen.insert($0).inserted }
+    }
+}

@@ -1,0 +1,285 @@
+/// Checks a pipeline document against a registry and builds a `Plan`.
+///
+/// Every problem is collected and reported at once, each with its position: unknown
+/// stage types, missing, unknown, mistyped or out-of-range parameters, inputs that
+/// name no stage, cycles, and edges whose artifact type the consumer does not accept.
+public struct Planner: Sendable {
+    public var registry: StageRegistry
+
+    public init(registry: StageRegistry) {
+        self.registry = registry
+    }
+
+    /// Loads, checks and plans in one go: the path `validate` and `run` share.
+    public func plan(contentsOf path: String, loader: PipelineLoader) -> Result<Plan, PipelineValidationError> {
+        let loaded = loader.load(contentsOf: path)
+        return plan(loaded)
+    }
+
+    public func plan(_ loaded: PipelineLoader.Result) -> Result<Plan, PipelineValidationError> {
+        guard let document = loaded.document else {
+            return .failure(PipelineValidationError(loaded.diagnostics, sources: loaded.sources))
+        }
+        var diagnostics = loaded.diagnostics
+        let plan = plan(document, diagnostics: &diagnostics)
+        if let plan, !diagnostics.contains(where: { $0.severity == .error }) {
+            return .success(plan)
+        }
+        return .failure(PipelineValidationError(Self.sorted(diagnostics), sources: loaded.sources))
+    }
+
+    /// Diagnostics in file order; those without a location first.
+    static func sorted(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
+        diagnostics.enumerated().sorted { a, b in
+            switch (a.element.location, b.element.location) {
+            case (nil, nil): return a.offset < b.offset
+            case (nil, _): return true
+            case (_, nil): return false
+            case let (l?, r?):
+                if l.file != r.file { return a.offset < b.offset }
+                return (l.line, l.column, a.offset) < (r.line, r.column, b.offset)
+            }
+        }.map(\.element)
+    }
+
+    private struct Partial {
+        var declaration: StageDeclaration
+        var type: StageType?
+        var parameters: Parameters?
+        var instance: (any Stage)?
+        var inputs: [String: String] = [:]
+        var inputLocations: [String: SourceLocation] = [:]
+        var outputType: ArtifactType?
+    }
+
+    /// Checks `document`; returns a plan when nothing is wrong with it.
+    public func plan(_ document: PipelineDocument, diagnostics: inout [Diagnostic]) -> Plan? {
+        let ids = document.stages.map(\.id)
+        let templateNames = Template.builtinNames.union(document.params.keys)
+        var partials: [String: Partial] = [:]
+
+        for declaration in document.stages {
+            var partial = Partial(declaration: declaration)
+            defer { partials[declaration.id] = partial }
+            guard let typeName = declaration.type else {
+                diagnostics.append(.error("stage '\(declaration.id)' has no 'type'", at: declaration.location,
+                                          help: "add 'type: <name>'; `runner stages` lists the stage types"))
+                continue
+            }
+            guard let type = registry[typeName] else {
+                diagnostics.append(.error("unknown stage type '\(typeName)'", at: declaration.typeLocation,
+                                          help: Suggestions.didYouMean(typeName, in: registry.names)
+                                            ?? "known types: " + registry.names.quotedList()))
+                continue
+            }
+            partial.type = type
+            let label = "stage '\(declaration.id)' (\(typeName))"
+            partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames, diagnostics: &diagnostics)
+            connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
+            for reference in declaration.after where !ids.contains(reference.stage) {
+                diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
+                                          at: reference.location, help: Suggestions.didYouMean(reference.stage, in: ids)))
+            }
+            if let parameters = partial.parameters {
+                do {
+                    partial.instance = try type.make(parameters)
+                } catch {
+                    diagnostics.append(parameterDiagnostic(error, declaration: declaration, label: label))
+                }
+            }
+        }
+
+        guard let order = dependencyOrder(document, partials: partials, diagnostics: &diagnostics) else { return nil }
+
+        // Types along the edges, in dependency order.
+        for id in order {
+            guard var partial = partials[id], let type = partial.type, let parameters = partial.parameters else { continue }
+            let label = "stage '\(id)' (\(type.name))"
+            var inputTypes: [String: ArtifactType] = [:]
+            var complete = true
+            for port in type.spec.inputs {
+                guard let producer = partial.inputs[port.name] else { complete = false; continue }
+                guard let produced = partials[producer]?.outputType else { complete = false; continue }
+                if port.accepts.accepts(produced) {
+                    inputTypes[port.name] = produced
+                } else {
+                    complete = false
+                    let producerType = partials[producer]?.type?.name ?? "?"
+                    let portText = type.spec.inputs.count == 1 ? "" : " on port '\(port.name)'"
+                    diagnostics.append(.error(
+                        "\(label) accepts \(port.accepts)\(portText), but '\(producer)' (\(producerType)) produces \(produced)",
+                        at: partial.inputLocations[port.name] ?? partial.declaration.location,
+                        help: conversionHint(from: produced, to: port.accepts)))
+                }
+            }
+            guard complete else { continue }
+            do {
+                partial.outputType = try type.spec.output.resolve(OutputContext(parameters: parameters, inputTypes: inputTypes))
+            } catch {
+                diagnostics.append(parameterDiagnostic(error, declaration: partial.declaration, label: label))
+            }
+            partials[id] = partial
+        }
+
+        guard !diagnostics.contains(where: { $0.severity == .error }) else { return nil }
+        let stages = order.compactMap { id -> PlannedStage? in
+            guard let partial = partials[id], let type = partial.type, let instance = partial.instance,
+                  let parameters = partial.parameters, let outputType = partial.outputType else { return nil }
+            return PlannedStage(id: id, type: type, instance: instance, parameters: parameters, inputs: partial.inputs,
+                                after: partial.declaration.after.map(\.stage), outputType: outputType,
+                                retry: partial.declaration.retry, timeout: partial.declaration.timeout)
+        }
+        return Plan(name: document.name, file: document.file, params: document.params, stages: stages)
+    }
+
+    private func conversionHint(from produced: ArtifactType, to accepts: TypeRequirement) -> String? {
+        if produced.traits.contains(.grid), accepts.types.contains(.grid(.float32)) {
+            return "put a 'normalize' stage between them to get Grid<Float32>"
+        }
+        return nil
+    }
+
+    private func parameterDiagnostic(_ error: any Error, declaration: StageDeclaration, label: String) -> Diagnostic {
+        if let error = error as? ParameterError {
+            let pair = error.parameter.flatMap { name in declaration.parameters.first { $0.name == name } }
+            let what = error.parameter.map { "parameter '\($0)' of \(label)" } ?? label
+            return .error("\(what) \(error.message)", at: pair?.value.location ?? declaration.parametersLocation ?? declaration.location,
+                          help: error.help)
+        }
+        return .error("\(label): \(error)", at: declaration.parametersLocation ?? declaration.location)
+    }
+
+    private func checkParameters(
+        _ declaration: StageDeclaration, spec: StageSpec, label: String, templateNames: Set<String>, diagnostics: inout [Diagnostic]
+    ) -> Parameters? {
+        var values: [String: ParameterValue] = [:]
+        var ok = true
+        for pair in declaration.parameters {
+            guard let parameter = spec.parameter(pair.name) else {
+                ok = false
+                let names = spec.parameters.map(\.name)
+                diagnostics.append(.error("unknown parameter '\(pair.name)' for \(label)", at: pair.key.location,
+                                          help: Suggestions.didYouMean(pair.name, in: names)
+                                            ?? (names.isEmpty ? "'\(spec.name)' takes no parameters" : "parameters: " + names.quotedList())))
+                continue
+            }
+            if pair.value.isNull {
+                if parameter.isRequired {
+                    ok = false
+                    diagnostics.append(.error("parameter '\(pair.name)' of \(label) needs a value", at: pair.value.location,
+                                              help: "\(pair.name): \(parameter.type) — \(parameter.doc)"))
+                }
+                continue
+            }
+            switch ParameterChecker.convert(pair.value, for: parameter, templateNames: templateNames) {
+            case .success(let value):
+                values[pair.name] = value
+            case .failure(let problem):
+                ok = false
+                diagnostics.append(.error("parameter '\(pair.name)' of \(label) \(problem.message)", at: problem.location, help: problem.help))
+            }
+        }
+        for parameter in spec.parameters where values[parameter.name] == nil {
+            if let value = parameter.defaultValue {
+                values[parameter.name] = value
+            } else if parameter.isRequired && !declaration.parameters.contains(where: { $0.name == parameter.name }) {
+                ok = false
+                diagnostics.append(.error("\(label) is missing required parameter '\(parameter.name)'",
+                                          at: declaration.parametersLocation ?? declaration.location,
+                                          help: "add '\(parameter.name): <\(parameter.type)>' under 'with:' (\(parameter.doc))"))
+            }
+        }
+        return ok ? Parameters(values) : nil
+    }
+
+    private func connectInputs(
+        _ declaration: StageDeclaration, spec: StageSpec, label: String, ids: [String], into partial: inout Partial,
+        diagnostics: inout [Diagnostic]
+    ) {
+        let portNames = spec.inputs.map(\.name)
+        for reference in declaration.inputs {
+            let port: String
+            if let named = reference.port {
+                guard portNames.contains(named) else {
+                    diagnostics.append(.error(
+                        spec.inputs.isEmpty ? "\(label) takes no input" : "\(label) has no input port '\(named)'",
+                        at: reference.portLocation ?? reference.location,
+                        help: Suggestions.didYouMean(named, in: portNames) ?? (portNames.isEmpty ? nil : "ports: " + portNames.quotedList())))
+                    continue
+                }
+                port = named
+            } else {
+                guard let only = spec.inputs.first else {
+                    diagnostics.append(.error("\(label) takes no input", at: reference.location,
+                                              help: "remove 'input:'; '\(spec.name)' is a source stage"))
+                    continue
+                }
+                guard spec.inputs.count == 1 else {
+                    diagnostics.append(.error("\(label) has several input ports (\(portNames.quotedList())); 'input:' cannot say which",
+                                              at: reference.location, help: "use 'inputs: {\(only.name): \(reference.producer), ...}'"))
+                    continue
+                }
+                port = only.name
+            }
+            guard ids.contains(reference.producer) else {
+                diagnostics.append(.error("\(label) takes input from '\(reference.producer)', which is not a stage of this pipeline",
+                                          at: reference.location,
+                                          help: Suggestions.didYouMean(reference.producer, in: ids) ?? "stages: " + ids.quotedList()))
+                continue
+            }
+            if partial.inputs[port] != nil {
+                diagnostics.append(.error("\(label): input port '\(port)' is connected twice", at: reference.location))
+                continue
+            }
+            partial.inputs[port] = reference.producer
+            partial.inputLocations[port] = reference.location
+        }
+        for port in spec.inputs where partial.inputs[port.name] == nil && !declaration.inputs.contains(where: { ($0.port ?? port.name) == port.name }) {
+            let hint = spec.inputs.count == 1
+                ? "add 'input: <stage>' (it accepts \(port.accepts))"
+                : "add '\(port.name): <stage>' under 'inputs:' (it accepts \(port.accepts))"
+            diagnostics.append(.error("\(label) needs an input on port '\(port.name)'", at: declaration.location, help: hint))
+        }
+    }
+
+    /// Topological order of all stages (Kahn's algorithm, ties in file order);
+    /// nil after reporting a cycle.
+    private func dependencyOrder(_ document: PipelineDocument, partials: [String: Partial], diagnostics: inout [Diagnostic]) -> [String]? {
+        let ids = document.stages.map(\.id)
+        let known = Set(ids)
+        var dependencies: [String: [(String, SourceLocation)]] = [:]
+        for declaration in document.stages {
+            let inputs = declaration.inputs.filter { known.contains($0.producer) }.map { ($0.producer, $0.location) }
+            let after = declaration.after.filter { known.contains($0.stage) }.map { ($0.stage, $0.location) }
+            dependencies[declaration.id] = inputs + after
+        }
+        var remaining = dependencies.mapValues { Set($0.map(\.0)).count }
+        var order: [String] = []
+        var done: Set<String> = []
+        while order.count < ids.count {
+            guard let next = ids.first(where: { !done.contains($0) && remaining[$0] == 0 }) else { break }
+            order.append(next)
+            done.insert(next)
+            for id in ids where !done.contains(id) && (dependencies[id] ?? []).contains(where: { $0.0 == next }) {
+                remaining[id] = Set((dependencies[id] ?? []).map(\.0)).subtracting(done).count
+            }
+        }
+        guard order.count < ids.count else { return order }
+
+        // Find one cycle among the stages left: walk dependencies until a stage repeats.
+        var path: [String] = []
+        var current = ids.first { !done.contains($0) }!
+        while !path.contains(current) {
+            path.append(current)
+            current = (dependencies[current] ?? []).first { !done.contains($0.0) }!.0
+        }
+        let cycle = Array(path[path.firstIndex(of: current)!...])
+        let first = cycle[0]
+        let closing = cycle.count > 1 ? cycle[1] : first
+        let location = (dependencies[first] ?? []).first { $0.0 == closing }?.1 ?? partials[first]?.declaration.location
+        let shown = (cycle + [first]).reversed().joined(separator: " -> ")
+        diagnostics.append(.error("dependency cycle: \(shown)", at: location,
+                                  help: "a pipeline is a DAG; remove one of these inputs or 'after' entries"))
+        return nil
+    }
+}

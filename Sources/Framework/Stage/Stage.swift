@@ -1,0 +1,152 @@
+/// A unit of work in a pipeline: takes typed artifacts on its input ports, returns
+/// one artifact.
+///
+/// A stage type is registered once (`StageType(MyStage.self)`) and described by its
+/// static `spec`, which the registry lists and the planner checks pipelines against
+/// without creating an instance. The planner creates one instance per pipeline stage
+/// with the checked parameters, before anything runs, so an `init` that throws is
+/// reported like any other pipeline error.
+///
+/// ## Implementation requirements
+///
+/// - `spec` is a constant: name (snake_case or kebab-case), a one-line summary, a doc
+///   string for every parameter and port, and an output type that is fully
+///   determined by the parameters and input types.
+/// - `init(parameters:)` does no I/O and no heavy work; it only checks what the
+///   schema cannot express (relations between parameters) and throws
+///   `ParameterError` naming the parameter at fault.
+/// - `run` returns an artifact whose `artifactType` equals the type `spec.output`
+///   resolved to; the executor checks this.
+/// - `run` honours cancellation: long loops call `try context.checkCancellation()`
+///   (a run is cancelled when another stage fails, on a timeout, or on SIGINT).
+/// - `run` leaves nothing half-written: a stage that writes outside the process does
+///   so atomically and removes its temporary files when it fails or is cancelled.
+/// - `run` may be called again after a failure (retries) and concurrently on
+///   different instances; it must not keep mutable state between calls.
+/// - Artifacts are immutable once returned; inputs must not be modified.
+public protocol Stage: Sendable {
+    /// The static description of this stage type.
+    static var spec: StageSpec { get }
+
+    /// Creates an instance from checked parameters (defaults applied).
+    init(parameters: Parameters) throws
+
+    /// Runs the stage once.
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact
+}
+
+/// A registered stage type: its spec and a way to build instances.
+public struct StageType: Sendable {
+    public let spec: StageSpec
+    let make: @Sendable (Parameters) throws -> any Stage
+
+    public init<S: Stage>(_ type: S.Type) {
+        self.spec = S.spec
+        self.make = { try S(parameters: $0) }
+    }
+
+    public var name: String { spec.name }
+}
+
+/// The static description of a stage type: what `runner stages NAME` prints.
+public struct StageSpec: Sendable {
+    public var name: String
+    public var summary: String
+    /// Longer text: behaviour, edge cases, examples.
+    public var discussion: String
+    public var parameters: [ParameterSpec]
+    public var inputs: [InputPort]
+    public var output: OutputSpec
+
+    public init(
+        name: String, summary: String, discussion: String = "", parameters: [ParameterSpec] = [],
+        inputs: [InputPort] = [], output: OutputSpec
+    ) {
+        self.name = name
+        self.summary = summary
+        self.discussion = discussion
+        self.parameters = parameters
+        self.inputs = inputs
+        self.output = output
+    }
+
+    public func parameter(_ name: String) -> ParameterSpec? {
+        parameters.first { $0.name == name }
+    }
+
+    /// The parameter that is this stage's seed, if any.
+    public var seedParameter: ParameterSpec? {
+        parameters.first(where: \.isSeed)
+    }
+}
+
+/// A named input of a stage and the artifact types it accepts.
+public struct InputPort: Sendable, Hashable {
+    /// The conventional name of a stage's only port; `input: producer` connects to it.
+    public static let defaultName = "input"
+
+    public var name: String
+    public var accepts: TypeRequirement
+    public var doc: String
+
+    public init(_ name: String = InputPort.defaultName, accepts: TypeRequirement, doc: String) {
+        self.name = name
+        self.accepts = accepts
+        self.doc = doc
+    }
+}
+
+/// What a stage produces; possibly depending on its parameters and input types.
+public struct OutputSpec: Sendable {
+    /// For listings: what the output is and what it depends on.
+    public var description: String
+    /// Every type the stage can produce.
+    public var possibleTypes: [ArtifactType]
+    let resolve: @Sendable (OutputContext) throws -> ArtifactType
+
+    /// Always the same type.
+    public static func fixed(_ type: ArtifactType) -> OutputSpec {
+        OutputSpec(description: type.name, possibleTypes: [type]) { _ in type }
+    }
+
+    /// A type computed from the parameters and input types.
+    public static func computed(
+        _ possibleTypes: [ArtifactType], description: String,
+        _ resolve: @escaping @Sendable (OutputContext) throws -> ArtifactType
+    ) -> OutputSpec {
+        OutputSpec(description: description, possibleTypes: possibleTypes, resolve: resolve)
+    }
+
+    public func resolve(_ context: OutputContext) throws -> ArtifactType {
+        try resolve(context)
+    }
+}
+
+/// What an output type may depend on.
+public struct OutputContext: Sendable {
+    public var parameters: Parameters
+    /// The type arriving at each connected port.
+    public var inputTypes: [String: ArtifactType]
+
+    public init(parameters: Parameters, inputTypes: [String: ArtifactType]) {
+        self.parameters = parameters
+        self.inputTypes = inputTypes
+    }
+}
+
+/// A problem with a parameter value that only the stage can see, thrown from
+/// `Stage.init(parameters:)` or an output resolver; the planner reports it at the
+/// parameter's position.
+public struct ParameterError: Error, Sendable, CustomStringConvertible {
+    public var parameter: String?
+    public var message: String
+    public var help: String?
+
+    public init(_ parameter: String?, _ message: String, help: String? = nil) {
+        self.parameter = parameter
+        self.message = message
+        self.help = help
+    }
+
+    public var description: String { message }
+}

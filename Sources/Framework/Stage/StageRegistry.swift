@@ -1,0 +1,106 @@
+/// The stage types a runner knows, by name.
+///
+/// A registry is a value built from an explicit list; registration checks each
+/// description and reports every problem at once instead of crashing. A program that
+/// embeds the framework builds its own (`try StageRegistry(BuiltinStages.all + [MyStage])`).
+public struct StageRegistry: Sendable {
+    private var byName: [String: StageType] = [:]
+    /// Registered types, in registration order.
+    public private(set) var types: [StageType] = []
+
+    public init(_ types: [StageType] = []) throws(RegistrationError) {
+        try register(types)
+    }
+
+    /// A registry holding these types and the given ones.
+    public func adding(_ more: [StageType]) throws(RegistrationError) -> StageRegistry {
+        var copy = self
+        try copy.register(more)
+        return copy
+    }
+
+    public mutating func register(_ more: [StageType]) throws(RegistrationError) {
+        var problems: [String] = []
+        var accepted: [StageType] = []
+        for type in more {
+            var typeProblems = Self.problems(in: type.spec)
+            if byName[type.name] != nil || accepted.contains(where: { $0.name == type.name }) {
+                typeProblems.append("stage type '\(type.name)' is registered twice")
+            }
+            if typeProblems.isEmpty {
+                accepted.append(type)
+            }
+            problems += typeProblems
+        }
+        guard problems.isEmpty else { throw RegistrationError(problems: problems) }
+        for type in accepted {
+            byName[type.name] = type
+            types.append(type)
+        }
+    }
+
+    public subscript(name: String) -> StageType? {
+        byName[name]
+    }
+
+    /// Names in alphabetical order.
+    public var names: [String] { byName.keys.sorted() }
+
+    static var typeNamePattern: Regex<Substring> { #/[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*/# }
+    static var identifierPattern: Regex<Substring> { #/[a-z][a-z0-9_]*/# }
+
+    static func problems(in spec: StageSpec) -> [String] {
+        var problems: [String] = []
+        let label = "stage type '\(spec.name)'"
+        if (try? typeNamePattern.wholeMatch(in: spec.name)) == nil {
+            problems.append("\(label): name must be snake_case or kebab-case (lower-case letters, digits, '_' or '-')")
+        }
+        if spec.summary.allSatisfy(\.isWhitespace) {
+            problems.append("\(label): summary is missing")
+        }
+        var seenParameters: Set<String> = []
+        for parameter in spec.parameters {
+            if (try? identifierPattern.wholeMatch(in: parameter.name)) == nil {
+                problems.append("\(label): parameter name '\(parameter.name)' must be snake_case")
+            }
+            if !seenParameters.insert(parameter.name).inserted {
+                problems.append("\(label): parameter '\(parameter.name)' is declared twice")
+            }
+            if parameter.doc.allSatisfy(\.isWhitespace) {
+                problems.append("\(label): parameter '\(parameter.name)' has no doc")
+            }
+            if let value = parameter.defaultValue {
+                if let problem = ParameterChecker.problem(with: value, for: parameter) {
+                    problems.append("\(label): default of parameter '\(parameter.name)' \(problem)")
+                }
+            }
+        }
+        var seenPorts: Set<String> = []
+        for port in spec.inputs {
+            if (try? identifierPattern.wholeMatch(in: port.name)) == nil {
+                problems.append("\(label): port name '\(port.name)' must be snake_case")
+            }
+            if !seenPorts.insert(port.name).inserted {
+                problems.append("\(label): input port '\(port.name)' is declared twice")
+            }
+            if port.doc.allSatisfy(\.isWhitespace) {
+                problems.append("\(label): input port '\(port.name)' has no doc")
+            }
+            if port.accepts.types.isEmpty && port.accepts.traits.isEmpty {
+                problems.append("\(label): input port '\(port.name)' accepts no artifact type")
+            }
+        }
+        if spec.output.possibleTypes.isEmpty {
+            problems.append("\(label): output declares no possible type")
+        }
+        return problems
+    }
+}
+
+/// Every problem found while registering stage types.
+public struct RegistrationError: Error, Sendable, CustomStringConvertible {
+    public var problems: [String]
+    public var description: String {
+        "invalid stage registration:\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}

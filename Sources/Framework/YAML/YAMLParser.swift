@@ -1,0 +1,265 @@
+internal import CYAML
+
+/// Reads one YAML document with libyaml's event API into `YAMLNode`s that keep
+/// their line and column.
+///
+/// Policy, so that a pipeline file means one thing and cannot hurt the runner:
+/// - the input must be UTF-8 (checked first, with the position of the first bad byte);
+/// - one document per file;
+/// - mapping keys are scalars, and a key may appear once per mapping;
+/// - anchors and aliases work; an alias expands to a copy, and a document whose
+///   aliases would expand past `maximumNodes` nodes is refused ("billion laughs");
+/// - nesting deeper than `maximumDepth` is refused.
+public enum YAMLParser {
+    public static let maximumNodes = 100_000
+    public static let maximumDepth = 128
+
+    /// The result of parsing: the root node (nil for an empty document) and every
+    /// problem found. A fatal problem (a syntax error) leaves `root` nil.
+    public struct Result: Sendable {
+        public var root: YAMLNode?
+        public var diagnostics: [Diagnostic]
+    }
+
+    public static func parse(_ text: String, file: String) -> Result {
+        parse(Array(text.utf8), file: file)
+    }
+
+    public static func parse(_ bytes: [UInt8], file: String) -> Result {
+        if let bad = firstInvalidUTF8(in: bytes) {
+            return Result(root: nil, diagnostics: [.error(
+                "file is not valid UTF-8 (byte 0x\(String(bad.byte, radix: 16, uppercase: true)) at offset \(bad.offset))",
+                at: SourceLocation(file: file, line: bad.line, column: bad.column),
+                help: "save the pipeline file as UTF-8"
+            )])
+        }
+        if bytes.isEmpty {
+            return Result(root: nil, diagnostics: [])
+        }
+        var builder = TreeBuilder(file: file)
+        bytes.withUnsafeBufferPointer { buffer in
+            builder.run(buffer)
+        }
+        return Result(root: builder.root, diagnostics: builder.diagnostics)
+    }
+
+    struct InvalidByte {
+        var offset: Int
+        var byte: UInt8
+        var line: Int
+        var column: Int
+    }
+
+    static func firstInvalidUTF8(in bytes: [UInt8]) -> InvalidByte? {
+        var iterator = bytes.makeIterator()
+        var parser = Unicode.UTF8.ForwardParser()
+        var offset = 0, line = 1, column = 1
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let encoded):
+                offset += encoded.count
+                if encoded.count == 1 && encoded.first == UInt8(ascii: "\n") {
+                    line += 1
+                    column = 1
+                } else {
+                    column += 1
+                }
+            case .error:
+                return InvalidByte(offset: offset, byte: bytes[offset], line: line, column: column)
+            case .emptyInput:
+                return nil
+            }
+        }
+    }
+}
+
+/// Builds the node tree from libyaml events.
+private struct TreeBuilder {
+    let file: String
+    var root: YAMLNode?
+    var diagnostics: [Diagnostic] = []
+
+    private enum FrameKind {
+        case mapping(pairs: [YAMLPair], pendingKey: YAMLNode?, seen: [String: SourceLocation])
+        case sequence(items: [YAMLNode])
+    }
+
+    private struct Frame {
+        var kind: FrameKind
+        var location: SourceLocation
+        var anchor: String?
+        var weight: Int
+    }
+
+    private var stack: [Frame] = []
+    private var anchors: [String: (node: YAMLNode, weight: Int)] = [:]
+    private var totalNodes = 0
+    private var documents = 0
+
+    init(file: String) {
+        self.file = file
+    }
+
+    private func location(_ mark: yaml_mark_t) -> SourceLocation {
+        SourceLocation(file: file, line: Int(mark.line) + 1, column: Int(mark.column) + 1)
+    }
+
+    private static func string(_ pointer: UnsafeMutablePointer<yaml_char_t>?, length: Int? = nil) -> String? {
+        guard let pointer else { return nil }
+        if let length {
+            return String(decoding: UnsafeBufferPointer(start: pointer, count: length), as: UTF8.self)
+        }
+        return String(cString: pointer)
+    }
+
+    private static func cString(_ pointer: UnsafePointer<CChar>?) -> String? {
+        pointer.map { String(cString: $0) }
+    }
+
+    mutating func run(_ input: UnsafeBufferPointer<UInt8>) {
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else {
+            diagnostics.append(.error("cannot initialise the YAML parser (out of memory)", at: nil))
+            return
+        }
+        defer { yaml_parser_delete(&parser) }
+        yaml_parser_set_input_string(&parser, input.baseAddress, input.count)
+        var event = yaml_event_t()
+        while true {
+            guard yaml_parser_parse(&parser, &event) == 1 else {
+                reportSyntaxError(parser)
+                root = nil
+                return
+            }
+            let keepGoing = handle(event)
+            let isEnd = event.type == YAML_STREAM_END_EVENT
+            yaml_event_delete(&event)
+            if !keepGoing {
+                root = nil
+                return
+            }
+            if isEnd { return }
+        }
+    }
+
+    private mutating func reportSyntaxError(_ parser: yaml_parser_t) {
+        let problem = Self.cString(parser.problem) ?? "unknown error"
+        var help: String?
+        if let context = Self.cString(parser.context) {
+            help = "\(context) at line \(Int(parser.context_mark.line) + 1), column \(Int(parser.context_mark.column) + 1)"
+        }
+        diagnostics.append(.error("invalid YAML: \(problem)", at: location(parser.problem_mark), help: help))
+    }
+
+    /// Returns false on a fatal problem.
+    private mutating func handle(_ event: yaml_event_t) -> Bool {
+        let start = location(event.start_mark)
+        switch event.type {
+        case YAML_DOCUMENT_START_EVENT:
+            documents += 1
+            if documents > 1 {
+                diagnostics.append(.error(
+                    "a pipeline file holds one YAML document; found a second one", at: start,
+                    help: "remove the '---' separator and merge the documents, or split them into two files"))
+                return false
+            }
+        case YAML_SCALAR_EVENT:
+            let scalar = event.data.scalar
+            let text = Self.string(scalar.value, length: Int(scalar.length)) ?? ""
+            let style: YAMLNode.ScalarStyle
+            switch scalar.style {
+            case YAML_SINGLE_QUOTED_SCALAR_STYLE: style = .singleQuoted
+            case YAML_DOUBLE_QUOTED_SCALAR_STYLE: style = .doubleQuoted
+            case YAML_LITERAL_SCALAR_STYLE: style = .literal
+            case YAML_FOLDED_SCALAR_STYLE: style = .folded
+            default: style = .plain
+            }
+            return complete(.scalar(text, at: start, style: style), weight: 1, anchor: Self.string(scalar.anchor))
+        case YAML_ALIAS_EVENT:
+            let name = Self.string(event.data.alias.anchor) ?? ""
+            guard let (node, weight) = anchors[name] else {
+                diagnostics.append(.error("alias '*\(name)' refers to no anchor defined before it", at: start,
+                                          help: "define '&\(name)' on a node above this line"))
+                return false
+            }
+            var copy = node
+            copy.location = start
+            return complete(copy, weight: weight, anchor: nil)
+        case YAML_MAPPING_START_EVENT:
+            return push(Frame(kind: .mapping(pairs: [], pendingKey: nil, seen: [:]), location: start,
+                              anchor: Self.string(event.data.mapping_start.anchor), weight: 1))
+        case YAML_SEQUENCE_START_EVENT:
+            return push(Frame(kind: .sequence(items: []), location: start,
+                              anchor: Self.string(event.data.sequence_start.anchor), weight: 1))
+        case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
+            guard let frame = stack.popLast() else { return true }
+            let node: YAMLNode
+            switch frame.kind {
+            case .mapping(let pairs, _, _): node = YAMLNode(.mapping(pairs), at: frame.location)
+            case .sequence(let items): node = YAMLNode(.sequence(items), at: frame.location)
+            }
+            return complete(node, weight: frame.weight, anchor: frame.anchor, counted: true)
+        default:
+            break
+        }
+        return true
+    }
+
+    private mutating func push(_ frame: Frame) -> Bool {
+        if stack.count >= YAMLParser.maximumDepth {
+            diagnostics.append(.error("nesting deeper than \(YAMLParser.maximumDepth) levels", at: frame.location,
+                                      help: "a pipeline file never needs this much nesting; flatten it"))
+            return false
+        }
+        stack.append(frame)
+        return true
+    }
+
+    /// Attaches a finished node to its parent. `counted` is true for collections,
+    /// whose children were already counted.
+    private mutating func complete(_ node: YAMLNode, weight: Int, anchor: String?, counted: Bool = false) -> Bool {
+        // A scalar or an alias expansion counts its whole weight; a collection only
+        // itself, since its children were counted as they completed.
+        totalNodes += counted ? 1 : weight
+        if totalNodes > YAMLParser.maximumNodes {
+            diagnostics.append(.error(
+                "document expands to more than \(YAMLParser.maximumNodes) nodes through aliases; refusing to load it",
+                at: node.location, help: "a file built to expand exponentially (a 'billion laughs' document) is never a valid pipeline"))
+            return false
+        }
+        if let anchor {
+            anchors[anchor] = (node, weight)
+        }
+        guard var parent = stack.popLast() else {
+            root = node
+            return true
+        }
+        parent.weight += weight
+        switch parent.kind {
+        case .sequence(var items):
+            items.append(node)
+            parent.kind = .sequence(items: items)
+        case .mapping(var pairs, let pendingKey, var seen):
+            if let key = pendingKey {
+                pairs.append(YAMLPair(key: key, value: node))
+                parent.kind = .mapping(pairs: pairs, pendingKey: nil, seen: seen)
+            } else {
+                guard let name = node.scalar else {
+                    diagnostics.append(.error("mapping keys must be plain scalars, not \(node.kindName)", at: node.location))
+                    stack.append(parent)
+                    return false
+                }
+                if let first = seen[name] {
+                    diagnostics.append(.error(
+                        "duplicate key '\(name)' (first defined at line \(first.line), column \(first.column))",
+                        at: node.location, help: "remove one of the two entries"))
+                } else {
+                    seen[name] = node.location
+                }
+                parent.kind = .mapping(pairs: pairs, pendingKey: node, seen: seen)
+            }
+        }
+        stack.append(parent)
+        return true
+    }
+}
