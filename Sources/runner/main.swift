@@ -1,1 +1,3 @@
+import RunnerCLI
 
+await RunnerMain.main()

@@ -42,6 +42,11 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
         self.type = type.name
     }
 
+    enum CodingKeys: String, CodingKey {
+        case type, width, height, elementType = "element_type", min, max, format, mediaType = "media_type"
+        case byteCount = "byte_count", sha256, uri, etag
+    }
+
     /// A short human description: `Grid<UInt8> 2048x2048`, `EncodedImage jpeg 3.0 MB`.
     public var shortDescription: String {
         var parts = [type]

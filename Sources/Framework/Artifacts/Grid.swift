@@ -100,6 +100,25 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         }
     }
 
+    /// Allocates a grid and lets `fill` write every element from concurrent tasks.
+    /// `fill` must initialise every element, each exactly once.
+    public init(width: Int, height: Int, fillConcurrently fill: (UnsafeSendableBuffer<Element>) async throws -> Void) async throws {
+        let (count, overflow) = width.multipliedReportingOverflow(by: height)
+        let (bytes, overflow2) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard width >= 0, height >= 0, !overflow, !overflow2, bytes < Int.max / 2 else {
+            throw SizeError(width: width, height: height)
+        }
+        self.width = width
+        self.height = height
+        self.storage = .allocate(capacity: count)
+        do {
+            try await fill(UnsafeSendableBuffer(storage))
+        } catch {
+            storage.deallocate()
+            throw error
+        }
+    }
+
     /// A grid holding a copy of `values` (row-major); for tests and small data.
     public convenience init(width: Int, height: Int, values: [Element]) throws {
         precondition(values.count == width * height, "values.count must be width * height")
@@ -162,5 +181,23 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
 
     public var templateValues: [String: String] {
         ["width": String(width), "height": String(height)]
+    }
+}
+
+/// A mutable buffer handed to concurrent tasks that write disjoint parts of it.
+/// The caller guarantees that no two tasks touch the same element.
+public struct UnsafeSendableBuffer<Element>: @unchecked Sendable {
+    public let buffer: UnsafeMutableBufferPointer<Element>
+
+    public init(_ buffer: UnsafeMutableBufferPointer<Element>) {
+        self.buffer = buffer
+    }
+
+    public var count: Int { buffer.count }
+
+    /// The elements `range` as their own buffer.
+    @inlinable
+    public func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Element> {
+        UnsafeMutableBufferPointer(rebasing: buffer[range])
     }
 }

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Framework
+import Logging
+import Stages
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Check a pipeline, then run it (the default command).")
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    @Option(help: "The run id (letters, digits, . _ - : +); default: a new time-sortable id.")
+    var runID: String?
+
+    @Option(help: "The run seed; stages without their own seed derive theirs from it. Default: random, recorded in the report.")
+    var seed: UInt64?
+
+    @Option(help: "How many stages run at once, and threads per stage. Default: the number of cores.")
+    var jobs: Int?
+
+    @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
+    var report: String?
+
+    @Option(help: "text or json.")
+    var logFormat: LogFormat = .text
+
+    @Flag(name: .shortAndLong, help: "Only print errors.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print debug messages.")
+    var verbose = false
+
+    func validate() throws {
+        if let runID, let problem = RunID.problem(with: runID) {
+            throw ValidationError("--run-id '\(runID)' \(problem)")
+        }
+        if let jobs, jobs < 1 {
+            throw ValidationError("--jobs must be at least 1, got \(jobs)")
+        }
+        if quiet && verbose {
+            throw ValidationError("--quiet and --verbose cannot be used together")
+        }
+    }
+
+    func run() async throws {
+        let plan = try pipeline.plan()
+        let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
+        let console = Console(format: logFormat, level: level)
+        let logger = Logger(label: "runner") { _ in console.handler() }
+        var options = RunOptions(logger: logger, observer: ConsoleObserver(console: console))
+        if let runID { options.runID = runID }
+        if let seed { options.seed = seed }
+        if let jobs { options.jobs = jobs }
+        let executor = Executor(plan: plan, options: options)
+
+        let runTask = Task { await executor.run() }
+        let interruption = SignalWatcher { runTask.cancel() }
+        let outcome = await runTask.value
+        interruption.stop()
+
+        if let report {
+            do {
+                try AtomicFile.write([UInt8](try outcome.report.jsonData()) + [10], to: report, overwrite: true)
+            } catch {
+                console.log(.error, "cannot write the report to '\(report)': \(error)")
+            }
+        }
+        if let signal = interruption.received {
+            console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); run \(options.runID) cancelled")
+            throw ExitCode(128 + signal)
+        }
+        guard outcome.succeeded else {
+            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+        }
+        for stage in plan.stages {
+            if let stored = outcome.outputs[stage.id] as? StoredObject {
+                print(stored.uri)
+            }
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a cancellation, once; a second signal exits at once.
+final class SignalWatcher: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
+    private var signal: Int32?
+
+    init(onSignal: @escaping @Sendable () -> Void) {
+        for number in [SIGINT, SIGTERM] {
+            Foundation.signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
+                self.lock.lock()
+                let first = self.signal == nil
+                if first { self.signal = number }
+                self.lock.unlock()
+                if first {
+                    onSignal()
+                } else {
+                    _exit(128 + number)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var received: Int32? {
+        lock.lock()
+        defer { lock.unlock() }
+        return signal
+    }
+
+    func stop() {
+        for source in sources { source.cancel() }
+        Foundation.signal(SIGINT, SIG_DFL)
+        Foundation.signal(SIGTERM, SIG_DFL)
+    }
+}

@@ -1,0 +1,140 @@
+import ArgumentParser
+import Foundation
+import Framework
+import Stages
+
+/// The `runner` command line, as a library: a package that adds its own stage types
+/// builds its own runner with `await RunnerMain.main(registry: myRegistry)`.
+///
+/// Exit codes: 0 success; 1 a stage failed; 2 invalid pipeline or usage; 130 and 143
+/// when interrupted by SIGINT or SIGTERM.
+public enum RunnerMain {
+    public enum ExitStatus {
+        public static let success: Int32 = 0
+        public static let stageFailed: Int32 = 1
+        public static let invalid: Int32 = 2
+    }
+
+    /// Parses `arguments` (default: the process's), runs the command with `registry`
+    /// (default: the built-in stages) and exits.
+    public static func main(registry custom: StageRegistry? = nil, arguments: [String]? = nil) async -> Never {
+        let registry: StageRegistry
+        do {
+            registry = try custom ?? BuiltinStages.registry()
+        } catch {
+            FileHandle.standardError.write(Data("runner: \(error)\n".utf8))
+            exit(ExitStatus.invalid)
+        }
+        let code = await run(registry: registry, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))
+        exit(code)
+    }
+
+    /// Runs one command and returns its exit code instead of exiting.
+    public static func run(registry: StageRegistry, arguments: [String]) async -> Int32 {
+        do {
+            var command = try RunnerCommand.parseAsRoot(arguments)
+            try await RunnerContext.$registry.withValue(registry) {
+                if var asyncCommand = command as? any AsyncParsableCommand {
+                    try await asyncCommand.run()
+                } else {
+                    try command.run()
+                }
+            }
+            return ExitStatus.success
+        } catch let exit as ExitCode {
+            return exit.rawValue
+        } catch {
+            let code = RunnerCommand.exitCode(for: error)
+            let message = RunnerCommand.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                return ExitStatus.success
+            }
+            FileHandle.standardError.write(Data((message.isEmpty ? "" : message + "\n").utf8))
+            // ArgumentParser's usage errors (64) share the code of invalid pipelines.
+            return code == .validationFailure ? ExitStatus.invalid : code.rawValue
+        }
+    }
+}
+
+/// Values the commands need that the argument parser cannot carry.
+enum RunnerContext {
+    @TaskLocal static var registry = StageRegistry.empty
+}
+
+extension StageRegistry {
+    static let empty: StageRegistry = try! StageRegistry([])
+}
+
+struct RunnerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "runner",
+        abstract: "Run a pipeline of typed stages declared in YAML.",
+        discussion: """
+            `runner PIPELINE.yaml` checks the whole pipeline, then runs it. Exit codes: 0 success, \
+            1 a stage failed, 2 invalid pipeline or usage, 130/143 interrupted (SIGINT/SIGTERM).
+            """,
+        subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self],
+        defaultSubcommand: RunCommand.self)
+}
+
+/// Options every command that reads a pipeline takes.
+struct PipelineOptions: ParsableArguments {
+    @Argument(help: "The pipeline file.")
+    var file: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a value: params.NAME=V or stages.ID.with.PARAM=V.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Option(name: .customLong("profile"), help: ArgumentHelp("Apply a profile from the file's 'profiles' (repeatable).", valueName: "name"))
+    var profiles: [String] = []
+
+    var loader: PipelineLoader {
+        PipelineLoader(profiles: profiles, overrides: overrides)
+    }
+
+    /// Loads and plans the pipeline, or prints every problem and throws exit code 2.
+    func plan() throws -> Plan {
+        let planner = Planner(registry: RunnerContext.registry)
+        switch planner.plan(contentsOf: file, loader: loader) {
+        case .success(let plan):
+            return plan
+        case .failure(let error):
+            let count = error.diagnostics.filter { $0.severity == .error }.count
+            let summary = "\(count) problem\(count == 1 ? "" : "s") in \(file); nothing was run"
+            FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
+    }
+}
+
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate", abstract: "Check a pipeline without running it; print every problem with its position.")
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    func run() async throws {
+        let plan = try pipeline.plan()
+        print("\(pipeline.file): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s") (\(plan.stages.map(\.id).joined(separator: " -> ")))")
+    }
+}
+
+struct GraphCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graph", abstract: "Print the pipeline's DAG as Graphviz DOT or Mermaid, artifact types on the edges.")
+
+    @OptionGroup var pipeline: PipelineOptions
+
+    @Option(help: "dot or mermaid.")
+    var format: GraphFormat = .dot
+
+    enum GraphFormat: String, ExpressibleByArgument, CaseIterable {
+        case dot, mermaid
+    }
+
+    func run() async throws {
+        let plan = try pipeline.plan()
+        print(PlanRendering.render(plan, as: format == .dot ? .dot : .mermaid), terminator: "")
+    }
+}

@@ -1,0 +1,44 @@
+import Framework
+
+/// `jpeg`: an 8-bit grayscale JPEG with libjpeg-turbo.
+public struct JPEGStage: Stage {
+    public static let spec = StageSpec(
+        name: "jpeg",
+        summary: "Encode a grid as an 8-bit grayscale JPEG.",
+        discussion: """
+            Grid<UInt8> is encoded as is. Grid<Float32> must be in [0, 1]; each value v becomes \
+            round(v * 255), values outside [0, 1] are clamped and NaN becomes 0. Conversion happens \
+            row by row inside the encoder, without a copy of the image.
+            """,
+        parameters: [
+            ParameterSpec("quality", .integer, default: .integer(95), range: .closed(1, 100), doc: "JPEG quality, 1 (smallest) to 100 (best)"),
+            ParameterSpec("progressive", .boolean, default: .boolean(false), doc: "write a progressive JPEG"),
+            ParameterSpec("optimize", .boolean, default: .boolean(false), doc: "compute optimal Huffman tables (smaller file, slower)"),
+        ],
+        inputs: [InputPort(accepts: .oneOf(.grid(.float32), .grid(.uint8)), doc: "the image: unit-range floats or 8-bit samples")],
+        output: .fixed(.encodedImage))
+
+    public let options: JPEGCodec.Options
+
+    public init(parameters: Parameters) throws {
+        options = JPEGCodec.Options(quality: parameters.int("quality"), progressive: parameters.bool("progressive"),
+                                    optimize: parameters.bool("optimize"))
+    }
+
+    public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        try context.checkCancellation()
+        let bytes: [UInt8]
+        let width: Int, height: Int
+        switch inputs.input {
+        case let grid as Grid<Float>:
+            bytes = try JPEGCodec.encodeGray(grid, options: options)
+            (width, height) = (grid.width, grid.height)
+        case let grid as Grid<UInt8>:
+            bytes = try JPEGCodec.encodeGray(grid, options: options)
+            (width, height) = (grid.width, grid.height)
+        default:
+            throw StageFailure("input is not Grid<Float32> or Grid<UInt8>", retryable: false)
+        }
+        return EncodedImage(bytes: bytes, format: "jpeg", mediaType: "image/jpeg", width: width, height: height)
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+
+/// Exact Poisson(lambda) sampling.
+///
+/// - lambda below `tableLimit`: inversion of the cumulative distribution, tabulated
+///   once (pmf terms in log space, summed with compensation) up to where the
+///   remaining tail is below 2^-60, with a guide table so a draw costs one lookup
+///   and about one comparison.
+/// - larger lambda: Hörmann's PTRS ("The transformed rejection method for generating
+///   Poisson random variables", 1993), exact for lambda >= 10.
+public struct PoissonSampler: Sendable {
+    public static let tableLimit = 64.0
+
+    public let lambda: Double
+    @usableFromInline let method: Method
+
+    @usableFromInline enum Method: Sendable {
+        case table(cdf: [Double], guide: [Int32])
+        case ptrs(PTRS)
+    }
+
+    @usableFromInline struct PTRS: Sendable {
+        @usableFromInline let lambda, logLambda, a, b, invAlpha, vr: Double
+    }
+
+    public init(lambda: Double) {
+        precondition(lambda > 0 && lambda.isFinite, "lambda must be finite and > 0")
+        self.lambda = lambda
+        if lambda < Self.tableLimit {
+            method = Self.makeTable(lambda)
+        } else {
+            let slam = lambda.squareRoot()
+            let b = 0.931 + 2.53 * slam
+            let a = -0.059 + 0.02483 * b
+            method = .ptrs(PTRS(lambda: lambda, logLambda: Foundation.log(lambda), a: a, b: b,
+                                invAlpha: 1.1239 + 1.1328 / (b - 3.4), vr: 0.9277 - 3.6224 / (b - 2)))
+        }
+    }
+
+    /// The largest value the sampler can return, when it is bounded (table method).
+    public var tableMaximum: Int? {
+        if case .table(let cdf, _) = method { return cdf.count - 1 }
+        return nil
+    }
+
+    private static func makeTable(_ lambda: Double) -> Method {
+        let logLambda = Foundation.log(lambda)
+        var cdf: [Double] = []
+        var sum = 0.0, compensation = 0.0
+        var k = 0
+        while true {
+            let pmf = exp(-lambda + Double(k) * logLambda - lgamma(Double(k) + 1))
+            // Kahan summation keeps the cumulative sums exact to a few ulps.
+            let y = pmf - compensation
+            let t = sum + y
+            compensation = (t - sum) - y
+            sum = t
+            cdf.append(min(sum, 1))
+            // Past the mode the pmf falls at least geometrically with ratio lambda/(k+2),
+            // so the whole tail is below pmf / (1 - ratio).
+            let ratio = lambda / Double(k + 2)
+            if Double(k) > lambda && pmf / (1 - ratio) < 0x1.0p-60 { break }
+            if sum >= 1 { break }
+            k += 1
+        }
+        cdf[cdf.count - 1] = 1  // the remaining tail (< 2^-60) goes to the last value
+        let guideSize = max(256, cdf.count * 4)
+        var guide = [Int32](repeating: 0, count: guideSize)
+        var index = 0
+        for j in 0..<guideSize {
+            let threshold = Double(j) / Double(guideSize)
+            while cdf[index] <= threshold { index += 1 }
+            guide[j] = Int32(index)
+        }
+        return .table(cdf: cdf, guide: guide)
+    }
+
+    /// One sample.
+    @inlinable
+    public func sample(_ rng: inout Xoshiro256StarStar) -> UInt64 {
+        switch method {
+        case .table(let cdf, let guide):
+            return cdf.withUnsafeBufferPointer { cdf in
+                guide.withUnsafeBufferPointer { guide in
+                    Self.tableSample(&rng, cdf: cdf, guide: guide)
+                }
+            }
+        case .ptrs(let constants):
+            return Self.ptrsSample(&rng, constants)
+        }
+    }
+
+    /// Fills `output` with samples, converting to `T` and refusing values that do not
+    /// fit it. Returns the first value that did not fit, or nil.
+    @inlinable
+    public func fill<T: FixedWidthInteger>(_ output: UnsafeMutableBufferPointer<T>, rng: inout Xoshiro256StarStar) -> UInt64? {
+        let maximum = UInt64(T.max)
+        switch method {
+        case .table(let cdf, let guide):
+            return cdf.withUnsafeBufferPointer { cdf in
+                guide.withUnsafeBufferPointer { guide in
+                    for index in output.indices {
+                        let value = Self.tableSample(&rng, cdf: cdf, guide: guide)
+                        if value > maximum { return value }
+                        output[index] = T(truncatingIfNeeded: value)
+                    }
+                    return nil
+                }
+            }
+        case .ptrs(let constants):
+            for index in output.indices {
+                let value = Self.ptrsSample(&rng, constants)
+                if value > maximum { return value }
+                output[index] = T(truncatingIfNeeded: value)
+            }
+            return nil
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func tableSample(_ rng: inout Xoshiro256StarStar, cdf: UnsafeBufferPointer<Double>, guide: UnsafeBufferPointer<Int32>) -> UInt64 {
+        let u = rng.nextUnit()
+        var k = Int(guide[Int(u * Double(guide.count))])
+        while cdf[k] <= u { k += 1 }
+        return UInt64(k)
+    }
+
+    @inlinable
+    static func ptrsSample(_ rng: inout Xoshiro256StarStar, _ c: PTRS) -> UInt64 {
+        while true {
+            let u = rng.nextUnit() - 0.5
+            let v = rng.nextUnit()
+            let us = 0.5 - abs(u)
+            let k = ((2 * c.a / us + c.b) * u + c.lambda + 0.43).rounded(.down)
+            if us >= 0.07 && v <= c.vr {
+                return UInt64(k)
+            }
+            if k < 0 || (us < 0.013 && v > us) {
+                continue
+            }
+            if Foundation.log(v) + Foundation.log(c.invAlpha) - Foundation.log(c.a / (us * us) + c.b)
+                <= -c.lambda + k * c.logLambda - logFactorial(k) {
+                return UInt64(k)
+            }
+        }
+    }
+
+    /// log(k!) for a whole number k >= 0: a table below 128, Stirling's series above
+    /// (error below 1e-15 there). Pure, so safe from any thread.
+    @inlinable
+    static func logFactorial(_ k: Double) -> Double {
+        if k < 128 { return smallLogFactorials[Int(k)] }
+        let x = k + 1
+        let inverse = 1 / x
+        let inverse2 = inverse * inverse
+        let series = inverse * (1.0 / 12 - inverse2 * (1.0 / 360 - inverse2 * (1.0 / 1260 - inverse2 / 1680)))
+        return (x - 0.5) * Foundation.log(x) - x + 0.918_938_533_204_672_7 + series
+    }
+
+    @usableFromInline static let smallLogFactorials: [Double] = (0..<128).map { lgamma(Double($0) + 1) }
+
+    /// The smallest k such that P(X >= k) < 1e-30 by the Chernoff bound
+    /// P(X >= k) <= exp(-lambda) (e lambda / k)^k: samples reach k with probability
+    /// below 1e-30. Used to choose an element type that cannot overflow.
+    public static func practicalMaximum(lambda: Double) -> Double {
+        let logLimit = Foundation.log(1e-30)
+        func logBound(_ k: Double) -> Double { -lambda + k * (1 + Foundation.log(lambda) - Foundation.log(k)) }
+        var low = max(lambda, 1), high = lambda + 100 * lambda.squareRoot() + 200
+        while high - low > 0.5 {
+            let middle = (low + high) / 2
+            if logBound(middle) < logLimit { high = middle } else { low = middle }
+        }
+        return high.rounded(.up)
+    }
+}
