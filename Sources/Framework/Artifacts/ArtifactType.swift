@@ -32,17 +32,23 @@ public struct ArtifactType: Hashable, Sendable, CustomStringConvertible, Compara
 /// A capability of an artifact type.
 public struct ArtifactTrait: Hashable, Sendable, CustomStringConvertible {
     public var name: String
+    /// How messages name the artifacts that have this trait: "a bytes artifact (EncodedImage, ...)".
+    public var phrase: String
 
-    public init(_ name: String) {
+    public init(_ name: String, phrase: String? = nil) {
         self.name = name
+        self.phrase = phrase ?? "any artifact with trait '\(name)'"
     }
 
     public var description: String { name }
 
+    public static func == (lhs: ArtifactTrait, rhs: ArtifactTrait) -> Bool { lhs.name == rhs.name }
+    public func hash(into hasher: inout Hasher) { hasher.combine(name) }
+
     /// The artifact is a sequence of bytes with a media type (`BytesArtifact`): sinks store it.
-    public static let bytes = ArtifactTrait("bytes")
+    public static let bytes = ArtifactTrait("bytes", phrase: "a bytes artifact (such as EncodedImage)")
     /// The artifact is a `Grid`.
-    public static let grid = ArtifactTrait("grid")
+    public static let grid = ArtifactTrait("grid", phrase: "a grid")
 }
 
 /// What an input port accepts.
@@ -73,7 +79,7 @@ public struct TypeRequirement: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         var parts = types.map(\.name)
-        parts += traits.map { "any artifact with trait '\($0)'" }
+        parts += traits.map(\.phrase)
         switch parts.count {
         case 0: return "nothing"
         case 1: return parts[0]

@@ -11,8 +11,11 @@ struct Interpolator {
     var params: [String: String]
     var environment: [String: String]
 
+    /// Scalars whose interpolation failed (already reported): later checks skip them.
+    private(set) var failures: Set<SourceLocation> = []
+
     /// Interpolates every scalar below `node`; problems go to `diagnostics`.
-    func interpolate(_ node: YAMLNode, diagnostics: inout [Diagnostic]) -> YAMLNode {
+    mutating func interpolate(_ node: YAMLNode, diagnostics: inout [Diagnostic]) -> YAMLNode {
         var result = node
         switch node.content {
         case .scalar(let text, let style):
@@ -20,6 +23,8 @@ struct Interpolator {
             if let expanded = interpolate(text, in: node, diagnostics: &diagnostics) {
                 // A value that came out of a variable is data, never YAML null.
                 result.content = .scalar(expanded, expanded == text ? style : (style == .plain ? .doubleQuoted : style))
+            } else {
+                failures.insert(node.location)
             }
         case .mapping(let pairs):
             result.content = .mapping(pairs.map { YAMLPair(key: $0.key, value: interpolate($0.value, diagnostics: &diagnostics)) })

@@ -7,6 +7,8 @@ public struct PipelineDocument: Sendable {
     public var params: [String: String]
     /// Stages in file order.
     public var stages: [StageDeclaration]
+    /// Values whose `${...}` could not be filled (already reported); not checked again.
+    public var unresolvedValues: Set<SourceLocation> = []
 
     public func stage(_ id: String) -> StageDeclaration? {
         stages.first { $0.id == id }

@@ -133,7 +133,8 @@ public struct PipelineLoader: Sendable {
         } else {
             diagnostics.append(.error("pipeline has no 'stages'", at: root.location, help: "add a 'stages:' mapping; see pipelines/poisson.yaml"))
         }
-        let document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
+        var document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
+        document.unresolvedValues = interpolator.failures
         return Result(document: document, diagnostics: diagnostics, sources: sources)
     }
 
@@ -187,7 +188,8 @@ public struct PipelineLoader: Sendable {
             return nil
         }
         var stage = StageDeclaration(id: id, location: key.location, inputs: [], parameters: [], after: [], retry: .none)
-        for pair in pairs {
+        var seen: Set<String> = []
+        for pair in pairs where seen.insert(pair.name).inserted {  // a duplicate key is reported by the parser
             let value = pair.value
             switch pair.name {
             case "type":

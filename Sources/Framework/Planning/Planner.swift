@@ -74,7 +74,8 @@ public struct Planner: Sendable {
             }
             partial.type = type
             let label = "stage '\(declaration.id)' (\(typeName))"
-            partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames, diagnostics: &diagnostics)
+            partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames,
+                                                 unresolved: document.unresolvedValues, diagnostics: &diagnostics)
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
                 diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
@@ -150,11 +151,16 @@ public struct Planner: Sendable {
     }
 
     private func checkParameters(
-        _ declaration: StageDeclaration, spec: StageSpec, label: String, templateNames: Set<String>, diagnostics: inout [Diagnostic]
+        _ declaration: StageDeclaration, spec: StageSpec, label: String, templateNames: Set<String>,
+        unresolved: Set<SourceLocation>, diagnostics: inout [Diagnostic]
     ) -> Parameters? {
         var values: [String: ParameterValue] = [:]
         var ok = true
         for pair in declaration.parameters {
+            if unresolved.contains(pair.value.location) {
+                ok = false  // its `${...}` problem is reported already
+                continue
+            }
             guard let parameter = spec.parameter(pair.name) else {
                 ok = false
                 let names = spec.parameters.map(\.name)
