@@ -1,0 +1,301 @@
+import Testing
+@testable import Framework
+
+/// One test per kind of problem the check phase reports, each asserting the message
+/// and the exact line and column (marked with ‸ in the source).
+@Suite struct PlannerErrorTests {
+    func expectProblem(
+        _ marked: String, _ fragment: String, help: String? = nil, environment: [String: String] = [:],
+        profiles: [String] = [], overrides: [String] = [], sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) {
+        let source = Marked(marked)
+        let found = diagnostics(source.text, environment: environment, profiles: profiles, overrides: overrides)
+        let match = found.first { $0.message.contains(fragment) }
+        #expect(match != nil, "no diagnostic containing \"\(fragment)\"; got \(found.map(\.description))", sourceLocation: sourceLocation)
+        #expect(match?.location == source.locations.first, "wrong position for \"\(fragment)\"", sourceLocation: sourceLocation)
+        if let help {
+            #expect(match?.help?.contains(help) == true, "help was \(String(describing: match?.help))", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func malformedYAML() {
+        expectProblem("""
+            stages:
+              a: {type: constant
+              b‸: 1
+            """, "invalid YAML: did not find expected ',' or '}'", help: "while parsing a flow mapping at line 2, column 6")
+    }
+
+    @Test func duplicateKey() {
+        expectProblem("""
+            stages:
+              a:
+                type: constant
+                ‸type: pass
+            """, "duplicate key 'type' (first defined at line 3, column 5)")
+    }
+
+    @Test func unknownTopLevelKey() {
+        expectProblem("""
+            stages:
+              a: {type: constant}
+            ‸stagez: {}
+            """, "unknown key 'stagez' at the top level", help: "did you mean 'stages'?")
+    }
+
+    @Test func unknownStageKey() {
+        expectProblem("""
+            stages:
+              a: {type: constant, ‸wiht: {value: 3}}
+            """, "unknown key 'wiht' in stage 'a'", help: "did you mean 'with'?")
+    }
+
+    @Test func unknownStageType() {
+        expectProblem("""
+            stages:
+              a:
+                type: ‸constnt
+            """, "unknown stage type 'constnt'", help: "did you mean 'constant'?")
+    }
+
+    @Test func missingRequiredParameter() {
+        let registry = try! testRegistry.adding([StageType(NeedsValue.self)])
+        let source = Marked("""
+            stages:
+              a:
+                type: needs
+                ‸with: {other: 1}
+            """)
+        let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml"))
+        guard case .failure(let error) = result else {
+            Issue.record("planned a stage without its required parameter")
+            return
+        }
+        let match = error.diagnostics.first { $0.message == "stage 'a' (needs) is missing required parameter 'value'" }
+        #expect(match?.location == source.locations[0])
+        #expect(match?.help?.contains("add 'value: <integer>' under 'with:'") == true)
+    }
+
+    @Test func unknownParameter() {
+        expectProblem("""
+            stages:
+              a: {type: constant, with: {‸valeu: 3}}
+            """, "unknown parameter 'valeu' for stage 'a' (constant)", help: "did you mean 'value'?")
+    }
+
+    @Test func mistypedParameter() {
+        expectProblem("""
+            stages:
+              a:
+                type: constant
+                with:
+                  value: ‸three
+            """, "parameter 'value' of stage 'a' (constant) must be an integer, got 'three'")
+    }
+
+    @Test func outOfRangeParameter() {
+        expectProblem("""
+            stages:
+              a: {type: constant, with: {value: ‸300}}
+            """, "parameter 'value' of stage 'a' (constant) must be 0...255, got 300")
+    }
+
+    @Test func inputNamingNoStage() {
+        expectProblem("""
+            stages:
+              source: {type: constant}
+              b:
+                type: pass
+                input: ‸sorce
+            """, "stage 'b' (pass) takes input from 'sorce', which is not a stage of this pipeline", help: "did you mean 'source'?")
+    }
+
+    @Test func unknownInputPort() {
+        expectProblem("""
+            stages:
+              x: {type: constant}
+              sum:
+                type: add
+                inputs: {left: x, ‸rigth: x}
+            """, "stage 'sum' (add) has no input port 'rigth'", help: "did you mean 'right'?")
+    }
+
+    @Test func unconnectedPort() {
+        expectProblem("""
+            stages:
+              x: {type: constant}
+              ‸sum:
+                type: add
+                inputs: {left: x}
+            """, "stage 'sum' (add) needs an input on port 'right'")
+    }
+
+    @Test func cycleIsPrintedAsAPath() {
+        expectProblem("""
+            stages:
+              source: {type: constant}
+              a: {type: pass, input: ‸c}
+              b: {type: pass, input: a}
+              c: {type: pass, input: b}
+            """, "dependency cycle: a -> b -> c -> a")
+    }
+
+    @Test func selfCycle() {
+        expectProblem("""
+            stages:
+              a: {type: pass, input: ‸a}
+            """, "dependency cycle: a -> a")
+    }
+
+    @Test func typeMismatchNamesBothTypes() {
+        let registry = try! testRegistry.adding([StageType(FloatSink.self)])
+        let source = Marked("""
+            stages:
+              a: {type: constant}
+              b:
+                type: float-sink
+                input: ‸a
+            """)
+        let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml"))
+        guard case .failure(let error) = result else {
+            Issue.record("planned an edge with the wrong type")
+            return
+        }
+        #expect(error.diagnostics.count == 1)
+        #expect(error.diagnostics.first?.message == "stage 'b' (float-sink) accepts Grid<Float32>, but 'a' (constant) produces Grid<UInt8>")
+        #expect(error.diagnostics.first?.location == source.locations[0])
+    }
+
+    @Test func undefinedParam() {
+        expectProblem("""
+            params: {size: 4}
+            stages:
+              a: {type: constant, with: {size: "‸${sise}"}}
+            """, "undefined parameter '${sise}'", help: "did you mean 'size'?")
+    }
+
+    @Test func undefinedEnvironmentVariable() {
+        expectProblem("""
+            stages:
+              a: {type: constant, with: {size: 4, value: "‸${env.VALUE_FOR_TEST}"}}
+            """, "environment variable 'VALUE_FOR_TEST' is not set", help: "${env.VALUE_FOR_TEST:-value}")
+    }
+
+    @Test func unresolvedValueIsReportedOnce() {
+        let found = diagnostics("""
+            stages:
+              a: {type: constant, with: {size: "${nope}"}}
+            """)
+        #expect(found.count == 1)
+        #expect(found.first?.message == "undefined parameter '${nope}'")
+    }
+
+    @Test func stageWithoutType() {
+        expectProblem("""
+            stages:
+              ‸a: {with: {value: 1}}
+            """, "stage 'a' has no 'type'")
+    }
+
+    @Test func inputToASource() {
+        expectProblem("""
+            stages:
+              a: {type: constant}
+              b: {type: constant, input: ‸a}
+            """, "stage 'b' (constant) takes no input")
+    }
+
+    @Test func afterNamingNoStage() {
+        expectProblem("""
+            stages:
+              a: {type: constant, after: [‸nothing]}
+            """, "stage 'a' (constant) runs after 'nothing', which is not a stage of this pipeline")
+    }
+
+    @Test func badTimeoutAndRetries() {
+        expectProblem("""
+            stages:
+              a: {type: constant, timeout: ‸soon}
+            """, "stage 'a': timeout must be a positive duration like 30s, 500ms or 5m, got 'soon'")
+        expectProblem("""
+            stages:
+              a: {type: constant, retries: ‸-1}
+            """, "stage 'a': retries must be a count from 0 to 100, got '-1'")
+    }
+
+    @Test func parameterErrorFromStageInit() {
+        let registry = try! testRegistry.adding([StageType(NeedsValue.self)])
+        let source = Marked("""
+            stages:
+              a: {type: needs, with: {value: 5, other: ‸4}}
+            """)
+        let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml"))
+        guard case .failure(let error) = result else {
+            Issue.record("planned a stage whose init refused its parameters")
+            return
+        }
+        #expect(error.diagnostics.first?.message == "parameter 'other' of stage 'a' (needs) must be greater than 'value' (5)")
+        #expect(error.diagnostics.first?.location == source.locations[0])
+    }
+
+    @Test func everyProblemIsReportedAtOnce() {
+        let found = diagnostics("""
+            stages:
+              a: {type: constnt}
+              b: {type: constant, with: {value: 999}}
+              c: {type: pass, input: zz}
+            extra: 1
+            """)
+        #expect(found.count == 4)
+        // In file order.
+        #expect(found.map { $0.location?.line ?? 0 } == [2, 3, 4, 5])
+    }
+
+    @Test func renderedDiagnosticShowsLineAndCaret() {
+        guard case .failure(let error) = planYAML("stages:\n  a: {type: constant, with: {value: 300}}\n") else {
+            Issue.record("expected a failure")
+            return
+        }
+        #expect(error.description == """
+            test.yaml:2:37: error: parameter 'value' of stage 'a' (constant) must be 0...255, got 300
+              |
+            2 |   a: {type: constant, with: {value: 300}}
+              |                                     ^
+            """)
+    }
+}
+
+/// A stage with a required parameter and a cross-parameter check in `init`.
+struct NeedsValue: Stage {
+    static let spec = StageSpec(
+        name: "needs", summary: "Needs a value.",
+        parameters: [
+            ParameterSpec("value", .integer, doc: "required value"),
+            ParameterSpec("other", .integer, default: .integer(100), doc: "must exceed value"),
+        ],
+        output: .fixed(.grid(.uint8)))
+
+    init(parameters: Parameters) throws {
+        if parameters.int("other") <= parameters.int("value") {
+            throw ParameterError("other", "must be greater than 'value' (\(parameters.int("value")))")
+        }
+    }
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        try Grid<UInt8>(width: 1, height: 1, values: [0])
+    }
+}
+
+/// A sink that only accepts Grid<Float32>.
+struct FloatSink: Stage {
+    static let spec = StageSpec(
+        name: "float-sink", summary: "Accepts only Float32 grids.",
+        inputs: [InputPort(accepts: .oneOf(.grid(.float32)), doc: "a float grid")],
+        output: .fixed(.grid(.float32)))
+
+    init(parameters: Parameters) throws {}
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        try inputs.get(Grid<Float>.self)
+    }
+}
