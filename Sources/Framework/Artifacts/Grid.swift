@@ -92,12 +92,8 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         self.width = width
         self.height = height
         self.storage = .allocate(capacity: count)
-        do {
-            try fill(storage)
-        } catch {
-            storage.deallocate()
-            throw error
-        }
+        // If `fill` throws, the object is fully initialised, so deinit frees the storage.
+        try fill(storage)
     }
 
     /// Allocates a grid and lets `fill` write every element from concurrent tasks.
@@ -111,12 +107,8 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         self.width = width
         self.height = height
         self.storage = .allocate(capacity: count)
-        do {
-            try await fill(UnsafeSendableBuffer(storage))
-        } catch {
-            storage.deallocate()
-            throw error
-        }
+        // If `fill` throws, the object is fully initialised, so deinit frees the storage.
+        try await fill(UnsafeSendableBuffer(storage))
     }
 
     /// A grid holding a copy of `values` (row-major); for tests and small data.

@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+import Framework
+@testable import Stages
+
+@Suite struct PoissonStageTests {
+    func generate(_ values: [String: ParameterValue], seed: UInt64 = 7, concurrency: Int = 2) async throws -> any Artifact {
+        let stage = try PoissonStage(parameters: parameters(PoissonStage.spec, values))
+        return try await stage.run(inputs: StageInputs([:]), context: testContext(seed: seed, concurrency: concurrency))
+    }
+
+    @Test func meanAndVarianceMatchLambda() async throws {
+        for lambda in [0.5, 3.0, 30.0, 1000.0] {
+            let artifact = try await generate(["width": .integer(512), "height": .integer(512), "lambda": .number(lambda)])
+            let values: [Double]
+            switch artifact {
+            case let grid as Grid<UInt8>: values = grid.elements.map(Double.init)
+            case let grid as Grid<UInt16>: values = grid.elements.map(Double.init)
+            default: Issue.record("unexpected \(artifact.artifactType)"); return
+            }
+            let n = Double(values.count)
+            let mean = values.reduce(0, +) / n
+            let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
+            // Standard error of the mean is sqrt(lambda / n); allow 5 of them.
+            #expect(abs(mean - lambda) < 5 * (lambda / n).squareRoot(), "lambda \(lambda): mean \(mean)")
+            #expect(abs(variance / lambda - 1) < 0.03, "lambda \(lambda): variance \(variance)")
+        }
+    }
+
+    @Test func sameSeedSameBytesWhateverTheConcurrency() async throws {
+        let values: [String: ParameterValue] = ["width": .integer(300), "height": .integer(700), "lambda": .number(3)]
+        let one = try #require(try await generate(values, seed: 99, concurrency: 1) as? Grid<UInt8>)
+        let two = try #require(try await generate(values, seed: 99, concurrency: 2) as? Grid<UInt8>)
+        let five = try #require(try await generate(values, seed: 99, concurrency: 5) as? Grid<UInt8>)
+        #expect(one.elements == two.elements)
+        #expect(one.elements == five.elements)
+        let other = try #require(try await generate(values, seed: 100, concurrency: 2) as? Grid<UInt8>)
+        #expect(other.elements != one.elements)
+    }
+
+    @Test func elementTypeFollowsLambda() throws {
+        func output(_ lambda: Double, _ dtype: String = "auto") throws -> ArtifactType {
+            try PoissonStage.spec.output.resolve(OutputContext(
+                parameters: parameters(PoissonStage.spec, ["width": .integer(1), "height": .integer(1), "lambda": .number(lambda), "dtype": .string(dtype)]),
+                inputTypes: [:]))
+        }
+        #expect(try output(3) == .grid(.uint8))
+        #expect(try output(100) == .grid(.uint8))
+        #expect(try output(200) == .grid(.uint16))
+        #expect(try output(1e6) == .grid(.uint32))
+        #expect(try output(3, "uint16") == .grid(.uint16))
+        #expect(throws: ParameterError.self) { try output(300, "uint8") }
+    }
+
+    @Test func explicitNarrowTypeOverflowIsAnError() async throws {
+        // lambda 200 in uint8: the mean fits but many samples do not.
+        await #expect(throws: StageFailure.self) {
+            _ = try await generate(["width": .integer(64), "height": .integer(64), "lambda": .number(250), "dtype": .string("uint8")])
+        }
+    }
+
+    @Test func gridLargerThanMemoryIsRefusedAtCheckTime() {
+        #expect(throws: ParameterError.self) {
+            _ = try PoissonStage(parameters: parameters(PoissonStage.spec, ["width": .integer(10_000_000), "height": .integer(10_000_000), "lambda": .number(3)]))
+        }
+    }
+}
+
+@Suite struct NormalizeStageTests {
+    func normalize<T: GridElement>(_ grid: Grid<T>, range: [Double]? = nil) async throws -> [Float] {
+        var values: [String: ParameterValue] = [:]
+        if let range { values["range"] = .list(range.map { .number($0) }) }
+        let stage = try NormalizeStage(parameters: Parameters(values))
+        let output = try await stage.run(inputs: StageInputs(["input": grid]), context: testContext())
+        return try #require(output as? Grid<Float>).elements
+    }
+
+    @Test func minMaxMapsToTheUnitInterval() async throws {
+        #expect(try await normalize(Grid<UInt8>(width: 4, height: 1, values: [2, 4, 6, 10])) == [0, 0.25, 0.5, 1])
+        #expect(try await normalize(Grid<UInt16>(width: 3, height: 1, values: [1000, 3000, 2000])) == [0, 1, 0.5])
+        #expect(try await normalize(Grid<Double>(width: 3, height: 1, values: [-1, 1, 0])) == [0, 1, 0.5])
+        #expect(try await normalize(Grid<UInt32>(width: 2, height: 1, values: [7, 9])) == [0, 1])
+    }
+
+    @Test func constantGridMapsToZero() async throws {
+        #expect(try await normalize(Grid<UInt8>(width: 3, height: 1, values: [5, 5, 5])) == [0, 0, 0])
+        #expect(try await normalize(Grid<Float>(width: 2, height: 1, values: [2, 2])) == [0, 0])
+    }
+
+    @Test func fixedRangeClamps() async throws {
+        #expect(try await normalize(Grid<UInt8>(width: 4, height: 1, values: [0, 5, 10, 20]), range: [0, 10]) == [0, 0.5, 1, 1])
+        #expect(throws: ParameterError.self) {
+            _ = try NormalizeStage(parameters: Parameters(["range": .list([.number(3), .number(3)])]))
+        }
+    }
+
+    @Test func nanIsIgnoredForTheRangeAndKept() async throws {
+        let output = try await normalize(Grid<Float>(width: 3, height: 1, values: [0, .nan, 4]))
+        #expect(output[0] == 0 && output[2] == 1 && output[1].isNaN)
+    }
+}
+
+@Suite struct EncoderStageTests {
+    @Test func jpegStageEncodesUnitFloats() async throws {
+        let stage = try JPEGStage(parameters: parameters(JPEGStage.spec, [:]))
+        let grid = try Grid<Float>(width: 16, height: 8, values: Array(repeating: 0.5, count: 128))
+        let output = try await stage.run(inputs: StageInputs(["input": grid]), context: testContext())
+        let image = try #require(output as? EncodedImage)
+        #expect(image.format == "jpeg" && image.mediaType == "image/jpeg" && image.width == 16 && image.height == 8)
+        let decoded = try JPEGCodec.decode(image.bytes)
+        #expect(decoded.pixels.allSatisfy { abs(Int($0) - 128) <= 1 })
+        #expect(image.summary().sha256?.count == 64)
+    }
+
+    @Test func pngStageWritesSixteenBitForUInt16() async throws {
+        let stage = try PNGStage(parameters: parameters(PNGStage.spec, [:]))
+        let grid = try Grid<UInt16>(width: 3, height: 1, values: [0, 40000, 65535])
+        let output = try await stage.run(inputs: StageInputs(["input": grid]), context: testContext())
+        let image = try PNGCodec.decode(try #require(output as? EncodedImage).bytes)
+        #expect(image.bitDepth == 16 && image.samples16 == [0, 40000, 65535])
+    }
+
+    @Test func pngRefusesEightBitForUInt16AtCheckTime() throws {
+        let context = OutputContext(parameters: parameters(PNGStage.spec, ["bit_depth": .string("8")]), inputTypes: ["input": .grid(.uint16)])
+        #expect(throws: ParameterError.self) { try PNGStage.spec.output.resolve(context) }
+    }
+}
+
+@Suite struct FilesystemStageTests {
+    func store(_ bytes: [UInt8], path: String, overwrite: Bool = false, values: [String: String] = [:]) async throws -> StoredObject {
+        let stage = try FilesystemStage(parameters: Parameters(["path": .string(path), "overwrite": .boolean(overwrite)]))
+        let image = EncodedImage(bytes: bytes, format: "jpeg", mediaType: "image/jpeg", width: 2, height: 3)
+        let output = try await stage.run(inputs: StageInputs(["input": image]), context: testContext(values: values))
+        return try #require(output as? StoredObject)
+    }
+
+    @Test func writesAtomicallyIntoNewDirectories() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let stored = try await store([1, 2, 3], path: directory.path + "/a/{run_id}/img_{width}x{height}.{format}")
+        let expected = directory.path + "/a/run-1/img_2x3.jpeg"
+        #expect(stored.uri == URL(fileURLWithPath: expected).absoluteString)
+        #expect(stored.byteCount == 3)
+        #expect(stored.sha256 == "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81")
+        #expect(FileManager.default.contents(atPath: expected) == Data([1, 2, 3]))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/a/run-1")
+        #expect(leftovers == ["img_2x3.jpeg"])
+    }
+
+    @Test func refusesToOverwriteUnlessAsked() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.path + "/x.bin"
+        _ = try await store([1], path: path)
+        do {
+            _ = try await store([2], path: path)
+            Issue.record("overwrote an existing file")
+        } catch let error as StageFailure {
+            #expect(error.message == "'\(path)' already exists; set 'overwrite: true' to replace it")
+            #expect(!error.isRetryable)
+        }
+        #expect(FileManager.default.contents(atPath: path) == Data([1]))
+        _ = try await store([3], path: path, overwrite: true)
+        #expect(FileManager.default.contents(atPath: path) == Data([3]))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["x.bin"])
+    }
+
+    @Test func unwritableDirectoryIsAClearError() async throws {
+        let directory = try temporaryDirectory()
+        defer {
+            chmod(directory.path, 0o755)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        // A regular file where a directory should be works even as root.
+        FileManager.default.createFile(atPath: directory.path + "/blocker", contents: Data())
+        do {
+            _ = try await store([1], path: directory.path + "/blocker/sub/x.bin")
+            Issue.record("wrote below a regular file")
+        } catch let error as StageFailure {
+            #expect(error.message.hasPrefix("cannot create directory '\(directory.path)/blocker/sub'"))
+        }
+    }
+
+    @Test func valuesCannotEscapeTheDirectory() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for bad in ["..", "../etc", "a/b", "x\ny"] {
+            await #expect(throws: StageFailure.self) {
+                _ = try await store([1], path: directory.path + "/{name}/x.bin", values: ["name": bad])
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
+}
