@@ -52,7 +52,8 @@ public struct FilesystemStage: Stage {
 /// Atomic file writes: temporary file, fsync, move into place, fsync the directory.
 public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let parent = (path as NSString).deletingLastPathComponent
+        let directory = parent.isEmpty ? "." : parent
         let name = (path as NSString).lastPathComponent
         guard !name.isEmpty, name != ".", name != ".." else {
             throw StageFailure("'\(path)' does not name a file", retryable: false)
@@ -104,7 +105,7 @@ public enum AtomicFile {
             unlink(temporary)
             linked = true
         }
-        let directoryDescriptor = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY)
+        let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
         if directoryDescriptor >= 0 {
             fsync(directoryDescriptor)
             close(directoryDescriptor)
