@@ -190,6 +190,27 @@ import Testing
         #expect(found.first?.message == "undefined parameter '${nope}'")
     }
 
+    @Test func paramPutIntoAPathMustStayOneComponent() {
+        let registry = try! testRegistry.adding([StageType(PathStage.self)])
+        for bad in ["../up", "a/b", ".."] {
+            let source = Marked("""
+                params: {name: "\(bad)"}
+                stages:
+                  a: {type: path-stage, with: {path: "out/‸${name}/x.jpg"}}
+                """)
+            let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml"))
+            guard case .failure(let error) = result else {
+                Issue.record("accepted '\(bad)' in a path")
+                continue
+            }
+            #expect(error.diagnostics.first?.message.hasPrefix("parameter 'path' of stage 'a' (path-stage) gets '\(bad)' from '${name}', which") == true)
+            #expect(error.diagnostics.first?.location == source.locations[0])
+        }
+        let fine = Planner(registry: registry).plan(PipelineLoader(environment: ["DIR": "/data/out"]).load(
+            bytes: Array("params: {name: ok}\nstages:\n  a: {type: path-stage, with: {path: \"${env.DIR}/${name}/x\"}}\n".utf8), file: "t"))
+        #expect(fine.value?.stage("a")?.parameters["path"] == .string("/data/out/ok/x"))
+    }
+
     @Test func stageWithoutType() {
         expectProblem("""
             stages:
@@ -297,5 +318,19 @@ struct FloatSink: Stage {
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         try inputs.get(Grid<Float>.self)
+    }
+}
+
+/// A stage with a path template parameter.
+struct PathStage: Stage {
+    static let spec = StageSpec(
+        name: "path-stage", summary: "Has a path.",
+        parameters: [ParameterSpec("path", .template, doc: "a path")],
+        output: .fixed(.grid(.uint8)))
+
+    init(parameters: Parameters) throws {}
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        try Grid<UInt8>(width: 1, height: 1, values: [0])
     }
 }

@@ -13,6 +13,9 @@ struct Interpolator {
 
     /// Scalars whose interpolation failed (already reported): later checks skip them.
     private(set) var failures: Set<SourceLocation> = []
+    /// For each interpolated scalar, the pipeline params put into it (name and value),
+    /// so that values put into paths can be checked.
+    private(set) var substitutions: [SourceLocation: [ParamSubstitution]] = [:]
 
     /// Interpolates every scalar below `node`; problems go to `diagnostics`.
     mutating func interpolate(_ node: YAMLNode, diagnostics: inout [Diagnostic]) -> YAMLNode {
@@ -20,7 +23,9 @@ struct Interpolator {
         switch node.content {
         case .scalar(let text, let style):
             guard text.contains("$") else { return node }
-            if let expanded = interpolate(text, in: node, diagnostics: &diagnostics) {
+            var used: [ParamSubstitution] = []
+            defer { if !used.isEmpty { substitutions[node.location] = used } }
+            if let expanded = interpolate(text, in: node, diagnostics: &diagnostics, used: &used) {
                 // A value that came out of a variable is data, never YAML null.
                 result.content = .scalar(expanded, expanded == text ? style : (style == .plain ? .doubleQuoted : style))
             } else {
@@ -35,7 +40,7 @@ struct Interpolator {
     }
 
     /// The interpolated text, or nil after reporting a problem.
-    func interpolate(_ text: String, in node: YAMLNode, diagnostics: inout [Diagnostic]) -> String? {
+    func interpolate(_ text: String, in node: YAMLNode, diagnostics: inout [Diagnostic], used: inout [ParamSubstitution]) -> String? {
         let scalars = Array(text.unicodeScalars)
         var output = String.UnicodeScalarView()
         var index = 0
@@ -64,7 +69,7 @@ struct Interpolator {
                 return nil
             }
             let body = String(String.UnicodeScalarView(scalars[(index + 2)..<close]))
-            if let value = resolve(body, at: location, diagnostics: &diagnostics) {
+            if let value = resolve(body, at: location, diagnostics: &diagnostics, used: &used) {
                 output.append(contentsOf: value.unicodeScalars)
             } else {
                 failed = true
@@ -74,7 +79,9 @@ struct Interpolator {
         return failed ? nil : String(output)
     }
 
-    private func resolve(_ body: String, at location: SourceLocation, diagnostics: inout [Diagnostic]) -> String? {
+    private func resolve(
+        _ body: String, at location: SourceLocation, diagnostics: inout [Diagnostic], used: inout [ParamSubstitution]
+    ) -> String? {
         var name = body
         var fallback: String?
         if let range = body.range(of: ":-") {
@@ -94,11 +101,22 @@ struct Interpolator {
                 help: "set it (export \(variable)=...), or give a default: ${env.\(variable):-value}"))
             return nil
         }
-        if let value = params[name] { return value }
+        if let value = params[name] {
+            used.append(ParamSubstitution(name: name, value: value, location: location))
+            return value
+        }
         if let fallback { return fallback }
         let help = Suggestions.didYouMean(name, in: params.keys)
             ?? (params.isEmpty ? "declare it under 'params:'" : "declared params: " + params.keys.sorted().quotedList())
         diagnostics.append(.error("undefined parameter '${\(name)}'", at: location, help: help))
         return nil
     }
+}
+
+/// A pipeline param put into a value by `${name}`.
+public struct ParamSubstitution: Sendable, Hashable {
+    public var name: String
+    public var value: String
+    /// Where the `${` stands.
+    public var location: SourceLocation
 }

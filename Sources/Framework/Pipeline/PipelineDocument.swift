@@ -9,6 +9,8 @@ public struct PipelineDocument: Sendable {
     public var stages: [StageDeclaration]
     /// Values whose `${...}` could not be filled (already reported); not checked again.
     public var unresolvedValues: Set<SourceLocation> = []
+    /// The pipeline params put into each value, by the value's location.
+    public var substitutions: [SourceLocation: [ParamSubstitution]] = [:]
 
     public func stage(_ id: String) -> StageDeclaration? {
         stages.first { $0.id == id }

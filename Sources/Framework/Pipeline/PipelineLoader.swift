@@ -135,6 +135,7 @@ public struct PipelineLoader: Sendable {
         }
         var document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
         document.unresolvedValues = interpolator.failures
+        document.substitutions = interpolator.substitutions
         return Result(document: document, diagnostics: diagnostics, sources: sources)
     }
 

@@ -76,6 +76,7 @@ public struct Planner: Sendable {
             let label = "stage '\(declaration.id)' (\(typeName))"
             partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames,
                                                  unresolved: document.unresolvedValues, diagnostics: &diagnostics)
+            checkPathValues(declaration, spec: type.spec, label: label, substitutions: document.substitutions, diagnostics: &diagnostics)
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
                 diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
@@ -196,6 +197,25 @@ public struct Planner: Sendable {
             }
         }
         return ok ? Parameters(values) : nil
+    }
+
+    /// Pipeline params put into a template (a path or key) by `${name}` must stay one
+    /// path component: no '/', no '..', no control characters. (`${env.NAME}` may
+    /// name a directory: the environment is the operator's.)
+    private func checkPathValues(
+        _ declaration: StageDeclaration, spec: StageSpec, label: String,
+        substitutions: [SourceLocation: [ParamSubstitution]], diagnostics: inout [Diagnostic]
+    ) {
+        for pair in declaration.parameters where spec.parameter(pair.name)?.type == .template {
+            for substitution in substitutions[pair.value.location] ?? [] {
+                if let problem = Template.pathSafetyProblem(substitution.value) {
+                    diagnostics.append(.error(
+                        "parameter '\(pair.name)' of \(label) gets '\(Template.escaped(substitution.value))' from '${\(substitution.name)}', which \(problem)",
+                        at: substitution.location,
+                        help: "a param put into a path must be a single path component; to choose a directory, use ${env.NAME}"))
+                }
+            }
+        }
     }
 
     private func connectInputs(
