@@ -1,0 +1,187 @@
+internal import CCurl
+import Foundation
+
+/// An HTTP request for `CurlSession`.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    /// Header fields in the order they are sent.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]?
+    /// Limit for the whole transfer.
+    public var timeout: Duration
+    public var connectTimeout: Duration
+
+    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8]? = nil,
+                timeout: Duration = .seconds(300), connectTimeout: Duration = .seconds(10)) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+    }
+}
+
+/// A response: any status, including 4xx and 5xx, is a response, not an error.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    /// Header fields of the final response, names lower-cased.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.name == lower }?.value
+    }
+}
+
+/// A transfer that did not produce a response: curl's code and message.
+public struct CurlError: Error, Sendable, CustomStringConvertible {
+    public var code: Int
+    public var message: String
+    public var url: String
+
+    /// Connection failures and timeouts, which a retry may overcome.
+    public var isTransient: Bool {
+        [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_GOT_NOTHING,
+         CURLE_PARTIAL_FILE, CURLE_COULDNT_RESOLVE_HOST].map { Int($0.rawValue) }.contains(code)
+    }
+
+    public var description: String { "\(message) (\(url))" }
+}
+
+/// One libcurl easy handle, reused across requests so connections are kept alive.
+///
+/// Not thread-safe: use one session per task. TLS peers are verified (libcurl's
+/// default) and the standard proxy variables are honoured (libcurl reads them).
+public final class CurlSession {
+    private let handle: UnsafeMutableRawPointer
+
+    private static let globalInit: Void = {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }()
+
+    public init() throws {
+        _ = Self.globalInit
+        guard let handle = curl_easy_init() else {
+            throw CurlError(code: -1, message: "cannot create a curl handle", url: "")
+        }
+        self.handle = handle
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+    }
+
+    /// State the C callbacks read and write, reached through their context pointer.
+    private final class Transfer {
+        let body: [UInt8]
+        var offset = 0
+        var received: [UInt8] = []
+        var headers: [(name: String, value: String)] = []
+
+        init(body: [UInt8]) {
+            self.body = body
+        }
+    }
+
+    public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        curl_easy_reset(handle)
+        let transfer = Transfer(body: request.body ?? [])
+        let context = Unmanaged.passUnretained(transfer).toOpaque()
+        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+
+        func check(_ code: CURLcode) throws {
+            if code != CURLE_OK {
+                throw CurlError(code: Int(code.rawValue), message: String(cString: curl_easy_strerror(code)), url: request.url)
+            }
+        }
+
+        try errorBuffer.withUnsafeMutableBufferPointer { errors in
+            try check(CCurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errors.baseAddress))
+            try check(CCurl_setopt_string(handle, CURLOPT_URL, request.url))
+            try check(CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+            try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))
+            try check(CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
+            try check(CCurl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
+                let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+                let bytes = size * count
+                data.map { transfer.received.append(contentsOf: UnsafeRawBufferPointer(start: $0, count: bytes)) }
+                return bytes
+            }))
+            try check(CCurl_setopt_pointer(handle, CURLOPT_WRITEDATA, context))
+            try check(CCurl_setopt_callback(handle, CURLOPT_HEADERFUNCTION, { data, size, count, context in
+                let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+                let bytes = size * count
+                guard let data else { return bytes }
+                let line = String(decoding: UnsafeRawBufferPointer(start: data, count: bytes), as: UTF8.self)
+                if line.hasPrefix("HTTP/") {
+                    transfer.headers = []  // a new response (after 100 Continue or a redirect)
+                } else if let colon = line.firstIndex(of: ":") {
+                    let name = line[..<colon].lowercased()
+                    let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+                    transfer.headers.append((name, value))
+                }
+                return bytes
+            }))
+            try check(CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
+
+            let method = request.method.uppercased()
+            if request.body != nil {
+                try check(CCurl_setopt_callback(handle, CURLOPT_READFUNCTION, { buffer, size, count, context in
+                    let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+                    let length = min(size * count, transfer.body.count - transfer.offset)
+                    transfer.body.withUnsafeBytes { source in
+                        if length > 0, let buffer {
+                            UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + transfer.offset, byteCount: length)
+                        }
+                    }
+                    transfer.offset += length
+                    return length
+                }))
+                try check(CCurl_setopt_pointer(handle, CURLOPT_READDATA, context))
+                if method == "POST" {
+                    try check(CCurl_setopt_long(handle, CURLOPT_POST, 1))
+                    try check(CCurl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.body.count)))
+                } else {
+                    try check(CCurl_setopt_long(handle, CURLOPT_UPLOAD, 1))
+                    try check(CCurl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(transfer.body.count)))
+                    if method != "PUT" { try check(CCurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)) }
+                }
+            } else if method == "HEAD" {
+                try check(CCurl_setopt_long(handle, CURLOPT_NOBODY, 1))
+            } else if method != "GET" {
+                try check(CCurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method))
+            }
+
+            for (name, value) in request.headers {
+                headerList = curl_slist_append(headerList, "\(name): \(value)")
+            }
+            // No "Expect: 100-continue" round trip unless the caller asks for it.
+            if !request.headers.contains(where: { $0.name.lowercased() == "expect" }) {
+                headerList = curl_slist_append(headerList, "Expect:")
+            }
+            try check(CCurl_setopt_headers(handle, headerList))
+
+            let code = curl_easy_perform(handle)
+            if code != CURLE_OK {
+                let detail = String(cString: errors.baseAddress!)
+                throw CurlError(code: Int(code.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
+                                url: request.url)
+            }
+        }
+        var status = 0
+        try check(CCurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status))
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.received)
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import Stages
+import Framework
+
+/// libcurl through `CurlSession`, against a Python echo server on 127.0.0.1.
+@Suite(.serialized) struct CurlSessionTests {
+    final class EchoServer {
+        let process = Process()
+        let port: Int
+
+        init() throws {
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Fixtures/echo_server.py")
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script.path]
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            var line = Data()
+            while let byte = try output.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+                line.append(byte)
+            }
+            guard let port = Int(String(decoding: line, as: UTF8.self)) else {
+                process.terminate()
+                throw CurlError(code: -1, message: "echo server did not start", url: "")
+            }
+            self.port = port
+        }
+
+        deinit {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        var base: String { "http://127.0.0.1:\(port)" }
+    }
+
+    func json(_ response: HTTPResponse) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
+    }
+
+    @Test func getPutPostAndStatusCodes() throws {
+        let server = try EchoServer()
+        let session = try CurlSession()
+
+        let get = try session.perform(HTTPRequest(url: server.base + "/a%20b?x=1", headers: [("X-Custom", "v1")]))
+        #expect(get.status == 200)
+        #expect(get.header("X-Echo") == "yes")
+        let echoed = try json(get)
+        #expect(echoed["method"] as? String == "GET")
+        #expect(echoed["path"] as? String == "/a%20b?x=1")
+        #expect((echoed["headers"] as? [String: String])?["x-custom"] == "v1")
+
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let put = try session.perform(HTTPRequest(method: "PUT", url: server.base + "/upload", headers: [("Content-Type", "application/octet-stream")], body: body))
+        let putEcho = try json(put)
+        #expect(putEcho["method"] as? String == "PUT")
+        #expect(putEcho["length"] as? Int == body.count)
+        #expect(putEcho["sha256"] as? String == SHA256Hex.of(body))
+        #expect((putEcho["headers"] as? [String: String])?["expect"] == nil)
+
+        let post = try session.perform(HTTPRequest(method: "POST", url: server.base + "/p", body: Array("hello".utf8)))
+        #expect(try json(post)["length"] as? Int == 5)
+
+        let missing = try session.perform(HTTPRequest(url: server.base + "/status/404"))
+        #expect(missing.status == 404)
+        let head = try session.perform(HTTPRequest(method: "HEAD", url: server.base + "/status/503"))
+        #expect(head.status == 503 && head.body.isEmpty)
+    }
+
+    @Test func connectionRefusedIsATransientErrorWithCurlsMessage() throws {
+        // Bind and close a socket to get a port nobody listens on.
+        let port = try freePort()
+        let session = try CurlSession()
+        do {
+            _ = try session.perform(HTTPRequest(url: "http://127.0.0.1:\(port)/", connectTimeout: .seconds(2)))
+            Issue.record("connected to a closed port")
+        } catch let error as CurlError {
+            #expect(error.isTransient)
+            #expect(error.message.contains("Failed to connect to 127.0.0.1 port \(port)"))
+        }
+    }
+
+    @Test func malformedURLIsAnError() throws {
+        let session = try CurlSession()
+        #expect(throws: CurlError.self) { try session.perform(HTTPRequest(url: "htp:/nope")) }
+    }
+
+    func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+enum SHA256Hex {
+    static func of(_ bytes: [UInt8]) -> String {
+        Framework.SHA256Digest.hex(of: bytes)
+    }
+}
