@@ -1,4 +1,5 @@
 import Foundation
+import Framework
 import Testing
 
 /// Runs the built `runner` executable as a user would.
@@ -50,13 +51,6 @@ struct RunnerProcess {
     struct RunnerMissing: Error, CustomStringConvertible {
         var path: String
         var description: String { "runner executable not found at \(path); run `swift build` before `swift test`" }
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
 

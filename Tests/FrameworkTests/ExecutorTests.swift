@@ -219,3 +219,21 @@ import Testing
         #expect(throws: Template.SyntaxError.self) { try Template.placeholders(in: "out/{run_id") }
     }
 }
+
+@Suite struct UTCDateTests {
+    /// Expected values from Python's datetime.fromtimestamp(s, timezone.utc).
+    @Test func matchesKnownDates() {
+        let cases: [(TimeInterval, String, String)] = [
+            (0, "1970-01-01", "19700101T000000Z"),
+            (951_782_400, "2000-02-29", "20000229T000000Z"),
+            (1_795_707_912, "2026-11-26", "20261126T154512Z"),
+            (-1, "1969-12-31", "19691231T235959Z"),
+            (4_107_542_399, "2100-02-28", "21000228T235959Z"),
+        ]
+        for (seconds, date, stamp) in cases {
+            let utc = UTCDate(Date(timeIntervalSince1970: seconds))
+            #expect(utc.dateString == date)
+            #expect(utc.compactTimestamp == stamp)
+        }
+    }
+}

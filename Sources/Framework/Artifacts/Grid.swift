@@ -84,14 +84,9 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     /// Allocates a grid and lets `fill` write every element, row-major (`y * width + x`).
     /// `fill` must initialise every element.
     public init(width: Int, height: Int, fill: (UnsafeMutableBufferPointer<Element>) throws -> Void) throws {
-        let (count, overflow) = width.multipliedReportingOverflow(by: height)
-        let (bytes, overflow2) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
-        guard width >= 0, height >= 0, !overflow, !overflow2, bytes < Int.max / 2 else {
-            throw SizeError(width: width, height: height)
-        }
         self.width = width
         self.height = height
-        self.storage = .allocate(capacity: count)
+        self.storage = .allocate(capacity: try Self.elementCount(width: width, height: height))
         // If `fill` throws, the object is fully initialised, so deinit frees the storage.
         try fill(storage)
     }
@@ -99,16 +94,21 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     /// Allocates a grid and lets `fill` write every element from concurrent tasks.
     /// `fill` must initialise every element, each exactly once.
     public init(width: Int, height: Int, fillConcurrently fill: (UnsafeSendableBuffer<Element>) async throws -> Void) async throws {
+        self.width = width
+        self.height = height
+        self.storage = .allocate(capacity: try Self.elementCount(width: width, height: height))
+        // If `fill` throws, the object is fully initialised, so deinit frees the storage.
+        try await fill(UnsafeSendableBuffer(storage))
+    }
+
+    /// width * height, refusing negative sizes and sizes whose bytes overflow.
+    private static func elementCount(width: Int, height: Int) throws -> Int {
         let (count, overflow) = width.multipliedReportingOverflow(by: height)
         let (bytes, overflow2) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
         guard width >= 0, height >= 0, !overflow, !overflow2, bytes < Int.max / 2 else {
             throw SizeError(width: width, height: height)
         }
-        self.width = width
-        self.height = height
-        self.storage = .allocate(capacity: count)
-        // If `fill` throws, the object is fully initialised, so deinit frees the storage.
-        try await fill(UnsafeSendableBuffer(storage))
+        return count
     }
 
     /// A grid holding a copy of `values` (row-major); for tests and small data.
@@ -158,14 +158,30 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         return (low, high)
     }
 
+    /// `range()` through a concrete element type, so the scan is specialised even when
+    /// called through the `Artifact` existential.
+    private func rangeAsDoubles() -> (Double, Double)? {
+        func convert<T: GridElement>(_ range: (min: T, max: T)?) -> (Double, Double)? {
+            range.map { ($0.min.doubleValue, $0.max.doubleValue) }
+        }
+        switch self {
+        case let grid as Grid<UInt8>: return convert(grid.range())
+        case let grid as Grid<UInt16>: return convert(grid.range())
+        case let grid as Grid<UInt32>: return convert(grid.range())
+        case let grid as Grid<Float>: return convert(grid.range())
+        case let grid as Grid<Double>: return convert(grid.range())
+        default: return convert(range())
+        }
+    }
+
     public func summary() -> ArtifactSummary {
         var summary = ArtifactSummary(type: artifactType)
         summary.width = width
         summary.height = height
         summary.elementType = Element.elementType.rawValue
-        if let (low, high) = range() {
-            summary.min = low.doubleValue
-            summary.max = high.doubleValue
+        if let (low, high) = rangeAsDoubles() {
+            summary.min = low
+            summary.max = high
         }
         summary.byteCount = count * MemoryLayout<Element>.stride
         return summary

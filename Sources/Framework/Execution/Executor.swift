@@ -176,10 +176,7 @@ public struct Executor: Sendable {
     private var templateValues: [String: String] {
         var values = plan.params
         values["run_id"] = options.runID
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day], from: options.startDate)
-        values["date"] = String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        values["date"] = UTCDate(options.startDate).dateString
         return values
     }
 
@@ -254,10 +251,7 @@ public struct Executor: Sendable {
 public enum RunID {
     /// A new run id that sorts by time: `20261126T174512Z-3f9a2c`.
     public static func generate(date: Date = Date()) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        let stamp = String(format: "%04d%02d%02dT%02d%02d%02dZ", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+        let stamp = UTCDate(date).compactTimestamp
         let suffix = String(UInt32.random(in: 0...0xFF_FFFF), radix: 16)
         return stamp + "-" + String(repeating: "0", count: 6 - suffix.count) + suffix
     }

@@ -18,9 +18,7 @@ public enum PlanRendering {
             lines.append("  \(dotString(stage.id)) [label=\(dotString("\(stage.id)\n(\(stage.typeName))"))];")
         }
         for stage in plan.stages {
-            for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
-                let type = plan.stage(producer)?.outputType.name ?? "?"
-                let label = port == InputPort.defaultName ? type : "\(port): \(type)"
+            for (producer, label) in edgeLabels(plan, stage) {
                 lines.append("  \(dotString(producer)) -> \(dotString(stage.id)) [label=\(dotString(label))];")
             }
             for before in stage.after {
@@ -37,9 +35,7 @@ public enum PlanRendering {
             lines.append("  \(mermaidID(stage.id))[\"\(mermaidText(stage.id))<br/>(\(mermaidText(stage.typeName)))\"]")
         }
         for stage in plan.stages {
-            for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
-                let type = plan.stage(producer)?.outputType.name ?? "?"
-                let label = port == InputPort.defaultName ? type : "\(port): \(type)"
+            for (producer, label) in edgeLabels(plan, stage) {
                 lines.append("  \(mermaidID(producer)) -- \"\(mermaidText(label))\" --> \(mermaidID(stage.id))")
             }
             for before in stage.after {
@@ -47,6 +43,15 @@ public enum PlanRendering {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Each data edge into `stage`: producer and label (the artifact type, with the
+    /// port name for named ports).
+    private static func edgeLabels(_ plan: Plan, _ stage: PlannedStage) -> [(producer: String, label: String)] {
+        stage.inputs.sorted { $0.key < $1.key }.map { port, producer in
+            let type = plan.stage(producer)?.outputType.name ?? "?"
+            return (producer, port == InputPort.defaultName ? type : "\(port): \(type)")
+        }
     }
 
     private static func dotString(_ text: String) -> String {
