@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+@testable import Stages
+
+/// Goodness of fit of the Poisson sampler against the exact pmf.
+///
+/// Every test uses a fixed seed, so it is deterministic; the thresholds are the
+/// 1 - 1e-4 quantiles, which a correct sampler exceeds with probability 1e-4 per
+/// seed, while the biased samplers below exceed them by orders of magnitude.
+@Suite struct PoissonStatisticsTests {
+    static let lambdas: [Double] = [0.001, 0.5, 3, 10, 30, 1000, 1e6]
+    static let sampleCount = 1_000_000
+
+    /// The exact pmf, computed here independently of the sampler's tables.
+    static func pmf(_ k: Int, _ lambda: Double) -> Double {
+        exp(-lambda + Double(k) * log(lambda) - lgamma(Double(k) + 1))
+    }
+
+    /// Pearson's chi-square statistic and its degrees of freedom, over bins of single
+    /// values merged from both tails until each expects at least 20 samples.
+    static func chiSquare(_ samples: [UInt64], lambda: Double) -> (statistic: Double, degreesOfFreedom: Int) {
+        var counts: [Int: Int] = [:]
+        for sample in samples { counts[Int(sample), default: 0] += 1 }
+        let n = Double(samples.count)
+        let spread = Int(12 * lambda.squareRoot() + 30)
+        let low = max(0, Int(lambda) - spread), high = Int(lambda) + spread
+        var bins: [(observed: Double, expected: Double)] = []
+        var observed = 0.0, expected = 0.0
+        // Lower tail: everything below `low` goes into the first bin.
+        let belowLow = (0..<low).reduce(0.0) { $0 + pmf($1, lambda) }
+        observed = Double(counts.filter { $0.key < low }.values.reduce(0, +))
+        expected = belowLow * n
+        for k in low...high {
+            observed += Double(counts[k] ?? 0)
+            expected += pmf(k, lambda) * n
+            if expected >= 20 {
+                bins.append((observed, expected))
+                observed = 0
+                expected = 0
+            }
+        }
+        // Upper tail beyond `high`: its probability is what is left.
+        let covered = bins.reduce(0.0) { $0 + $1.expected } + expected
+        observed += Double(counts.filter { $0.key > high }.values.reduce(0, +))
+        expected += max(0, n - covered)
+        if bins.isEmpty {
+            bins.append((observed, expected))
+        } else {
+            bins[bins.count - 1].observed += observed
+            bins[bins.count - 1].expected += expected
+        }
+        let statistic = bins.reduce(0.0) { $0 + ($1.observed - $1.expected) * ($1.observed - $1.expected) / $1.expected }
+        return (statistic, bins.count - 1)
+    }
+
+    /// The 1 - 1e-4 quantile of chi-square(df), Wilson-Hilferty (z = 3.719).
+    static func criticalValue(_ df: Int) -> Double {
+        let d = Double(df)
+        if df == 1 { return 15.14 }  // exact for one degree of freedom
+        let term = 1 - 2 / (9 * d) + 3.719 * (2 / (9 * d)).squareRoot()
+        return d * term * term * term
+    }
+
+    static func draw(_ lambda: Double, count: Int = sampleCount, seed: UInt64 = 2026) -> [UInt64] {
+        let sampler = PoissonSampler(lambda: lambda)
+        var rng = Xoshiro256StarStar(seed: seed, stream: 0)
+        return (0..<count).map { _ in sampler.sample(&rng) }
+    }
+
+    @Test(arguments: lambdas)
+    func meanAndVariance(lambda: Double) {
+        let samples = Self.draw(lambda)
+        let n = Double(samples.count)
+        let mean = samples.reduce(0.0) { $0 + Double($1) } / n
+        let variance = samples.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / (n - 1)
+        // Standard errors: sqrt(lambda / n) for the mean, sqrt((lambda + 2 lambda^2) / n) for the variance.
+        #expect(abs(mean - lambda) < 4.5 * (lambda / n).squareRoot(), "lambda \(lambda): mean \(mean)")
+        #expect(abs(variance - lambda) < 4.5 * ((lambda + 2 * lambda * lambda) / n).squareRoot(), "lambda \(lambda): variance \(variance)")
+    }
+
+    @Test(arguments: lambdas)
+    func chiSquareGoodnessOfFit(lambda: Double) {
+        let (statistic, df) = Self.chiSquare(Self.draw(lambda), lambda: lambda)
+        #expect(df >= 1)
+        #expect(statistic < Self.criticalValue(df), "lambda \(lambda): chi-square \(statistic) with \(df) degrees of freedom")
+    }
+
+    /// The test has power: samplers that are slightly wrong fail it.
+    @Test func biasedSamplersFail() {
+        // 1. The mean off by 1 %.
+        let (shifted, df1) = Self.chiSquare(Self.draw(30.3), lambda: 30)
+        #expect(shifted > Self.criticalValue(df1), "a 1 % shift passed: \(shifted) with \(df1) df")
+        // 2. A rounded normal approximation, a common shortcut for large lambda.
+        var rng = Xoshiro256StarStar(seed: 5, stream: 0)
+        let lambda = 30.0
+        let normal: [UInt64] = (0..<Self.sampleCount).map { _ in
+            let u1 = max(rng.nextUnit(), 1e-300), u2 = rng.nextUnit()
+            let z = (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
+            return UInt64(max(0, (lambda + lambda.squareRoot() * z).rounded()))
+        }
+        let (approximate, df2) = Self.chiSquare(normal, lambda: lambda)
+        #expect(approximate > Self.criticalValue(df2), "the normal approximation passed: \(approximate) with \(df2) df")
+        // 3. PTRS with its final acceptance test left out (a plausible bug): every
+        //    candidate outside the squeeze is accepted.
+        let big = 1000.0
+        let b = 0.931 + 2.53 * big.squareRoot(), a = -0.059 + 0.02483 * b, vr = 0.9277 - 3.6224 / (b - 2)
+        var rng3 = Xoshiro256StarStar(seed: 9, stream: 0)
+        let truncated: [UInt64] = (0..<Self.sampleCount).map { _ in
+            while true {
+                let u = rng3.nextUnit() - 0.5, v = rng3.nextUnit()
+                let us = 0.5 - abs(u)
+                let k = ((2 * a / us + b) * u + big + 0.43).rounded(.down)
+                if us >= 0.07 && v <= vr { return UInt64(k) }
+                if k < 0 || (us < 0.013 && v > us) { continue }
+                return UInt64(k)
+            }
+        }
+        let (ptrsStatistic, df3) = Self.chiSquare(truncated, lambda: big)
+        #expect(ptrsStatistic > Self.criticalValue(df3), "PTRS without its acceptance test passed: \(ptrsStatistic) with \(df3) df")
+    }
+}
