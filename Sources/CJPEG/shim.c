@@ -34,9 +34,11 @@ static void cjpeg_copy_message(const char *source, char *message, size_t message
   }
 }
 
-static unsigned char cjpeg_unit_to_byte(float v) {
-  if (!(v > 0.0f)) return 0;  // also NaN
-  if (v >= 1.0f) return 255;
+// Branch-free so that the row loop vectorises: NaN fails both comparisons and
+// becomes 0; values outside [0, 1] are clamped.
+static inline unsigned char cjpeg_unit_to_byte(float v) {
+  v = v > 0.0f ? v : 0.0f;
+  v = v < 1.0f ? v : 1.0f;
   return (unsigned char)(v * 255.0f + 0.5f);
 }
 

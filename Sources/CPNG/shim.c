@@ -61,9 +61,9 @@ static void cpng_copy_message(const char *source, char *message, size_t message_
   if (message && message_len > 0) snprintf(message, message_len, "%s", source);
 }
 
-static uint16_t cpng_unit_to_level(float v, float max) {
-  if (!(v > 0.0f)) return 0;
-  if (v >= 1.0f) return (uint16_t)max;
+static inline uint16_t cpng_unit_to_level(float v, float max) {
+  v = v > 0.0f ? v : 0.0f;  // NaN becomes 0
+  v = v < 1.0f ? v : 1.0f;
   return (uint16_t)(v * max + 0.5f);
 }
 

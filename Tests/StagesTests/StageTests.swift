@@ -82,6 +82,18 @@ import Framework
         #expect(try await normalize(Grid<UInt32>(width: 2, height: 1, values: [7, 9])) == [0, 1])
     }
 
+    @Test func parallelChunksMatchTheFormula() async throws {
+        var rng = Xoshiro256StarStar(seed: 3)
+        let values = (0..<(1000 * 700)).map { _ in UInt16(truncatingIfNeeded: rng.next() % 50_000 + 1000) }
+        let grid = try Grid<UInt16>(width: 1000, height: 700, values: values)
+        let stage = try NormalizeStage(parameters: Parameters())
+        let output = try await stage.run(inputs: StageInputs(["input": grid]), context: testContext(concurrency: 3))
+        let floats = try #require(output as? Grid<Float>).elements
+        let low = Double(values.min()!), high = Double(values.max()!)
+        #expect(floats.count == values.count)
+        #expect(zip(values, floats).allSatisfy { Float((Double($0) - low) / (high - low)) == $1 })
+    }
+
     @Test func constantGridMapsToZero() async throws {
         #expect(try await normalize(Grid<UInt8>(width: 3, height: 1, values: [5, 5, 5])) == [0, 0, 0])
         #expect(try await normalize(Grid<Float>(width: 2, height: 1, values: [2, 2])) == [0, 0])

@@ -21,6 +21,12 @@ public protocol BytesArtifact: Artifact {
     var bytes: [UInt8] { get }
     /// The IANA media type, e.g. `image/jpeg`.
     var mediaType: String { get }
+    /// SHA-256 of `bytes`, lower-case hex. Implementations should compute it once.
+    var sha256: String { get }
+}
+
+extension BytesArtifact {
+    public var sha256: String { SHA256Digest.hex(of: bytes) }
 }
 
 /// What the run report says about an artifact.

@@ -9,6 +9,7 @@ public final class EncodedImage: BytesArtifact {
     public let mediaType: String
     public let width: Int
     public let height: Int
+    private let digest = OnceCache<String>()
 
     public init(bytes: [UInt8], format: String, mediaType: String, width: Int, height: Int) {
         self.bytes = bytes
@@ -27,12 +28,17 @@ public final class EncodedImage: BytesArtifact {
         summary.format = format
         summary.mediaType = mediaType
         summary.byteCount = bytes.count
-        summary.sha256 = SHA256Digest.hex(of: bytes)
+        summary.sha256 = sha256
         return summary
     }
 
     public var templateValues: [String: String] {
         ["width": String(width), "height": String(height), "format": format]
+    }
+
+    /// Computed once, on first use.
+    public var sha256: String {
+        digest.value { SHA256Digest.hex(of: bytes) }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The element type of a grid.
 public enum ElementType: String, Sendable, Hashable, CaseIterable, Codable {
     case uint8, uint16, uint32, float32, float64
@@ -72,6 +74,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public let width: Int
     public let height: Int
     @usableFromInline let storage: UnsafeMutableBufferPointer<Element>
+    private let rangeCache = OnceCache<(min: Double, max: Double)?>()
 
     public struct SizeError: Error, CustomStringConvertible {
         public var width: Int
@@ -142,20 +145,25 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public var elements: [Element] { Array(storage) }
 
     /// The smallest and largest element, ignoring NaN; nil for an empty or all-NaN grid.
+    /// One pass, written as selects so that it vectorises once specialised.
     @inlinable
     public func range() -> (min: Element, max: Element)? {
-        var iterator = storage.makeIterator()
-        var first: Element?
-        while let value = iterator.next() {
-            if value == value { first = value; break }  // skips NaN
-        }
-        guard var low = first else { return nil }
-        var high = low
-        while let value = iterator.next() {
-            if value < low { low = value }
-            if value > high { high = value }
+        guard let start = storage.firstIndex(where: { $0 == $0 }) else { return nil }  // skips NaN
+        var low = storage[start], high = low
+        var index = start + 1
+        while index < storage.count {
+            let value = storage[index]
+            // A NaN compares false both ways, so it changes neither.
+            low = value < low ? value : low
+            high = value > high ? value : high
+            index += 1
         }
         return (low, high)
+    }
+
+    /// `range()` as Doubles, computed once per grid and cached (grids are immutable).
+    public func valueRange() -> (min: Double, max: Double)? {
+        rangeCache.value { rangeAsDoubles() }
     }
 
     /// `range()` through a concrete element type, so the scan is specialised even when
@@ -179,7 +187,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         summary.width = width
         summary.height = height
         summary.elementType = Element.elementType.rawValue
-        if let (low, high) = rangeAsDoubles() {
+        if let (low, high) = valueRange() {
             summary.min = low
             summary.max = high
         }
@@ -207,5 +215,22 @@ public struct UnsafeSendableBuffer<Element>: @unchecked Sendable {
     @inlinable
     public func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Element> {
         UnsafeMutableBufferPointer(rebasing: buffer[range])
+    }
+}
+
+/// A value computed at most once, on first use, from any thread.
+final class OnceCache<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value?
+    private var computed = false
+
+    func value(_ compute: () -> Value) -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        if !computed {
+            stored = compute()
+            computed = true
+        }
+        return stored!
     }
 }

@@ -120,10 +120,6 @@ public struct Executor: Sendable {
                 report.durationSeconds = completion.duration.seconds
                 switch completion.result {
                 case .success(let artifact):
-                    let summary = artifact.summary()
-                    report.status = .succeeded
-                    report.output = summary
-                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration, output: summary)
                     if consumers[stage.id, default: 0] > 0 {
                         available[stage.id] = artifact
                     } else {
@@ -132,6 +128,13 @@ public struct Executor: Sendable {
                     for candidate in plan.stages where waitingOn[candidate.id]!.remove(stage.id) != nil {
                         if waitingOn[candidate.id]!.isEmpty { ready.append(candidate.id) }
                     }
+                    // Start what waited for this stage before summarising its output
+                    // (a scan of a grid, a hash of bytes), so the two overlap.
+                    launch()
+                    let summary = artifact.summary()
+                    report.status = .succeeded
+                    report.output = summary
+                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration, output: summary)
                 case .failure(let error):
                     if error is CancellationError {
                         report.status = .cancelled

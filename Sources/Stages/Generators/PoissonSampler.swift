@@ -4,8 +4,9 @@ import Foundation
 ///
 /// - lambda below `tableLimit`: inversion of the cumulative distribution, tabulated
 ///   once (pmf terms in log space, summed with compensation) up to where the
-///   remaining tail is below 2^-60, with a guide table so a draw costs one lookup
-///   and about one comparison.
+///   remaining tail is below 2^-60, as 63-bit integer thresholds compared directly
+///   with 63 random bits, with a guide table so a draw costs one lookup and about
+///   one comparison.
 /// - larger lambda: Hörmann's PTRS ("The transformed rejection method for generating
 ///   Poisson random variables", 1993), exact for lambda >= 10.
 public struct PoissonSampler: Sendable {
@@ -15,7 +16,10 @@ public struct PoissonSampler: Sendable {
     @usableFromInline let method: Method
 
     @usableFromInline enum Method: Sendable {
-        case table(cdf: [Double], guide: [Int32])
+        /// `thresholds[k]` is floor(P(X <= k) * 2^63), the last one 2^63; a draw is the
+        /// smallest k with u < thresholds[k] for a uniform 63-bit u. `guide[j]` is the
+        /// smallest k with thresholds[k] > j << guideShift.
+        case table(thresholds: [UInt64], guide: [UInt32], guideShift: UInt64)
         case ptrs(PTRS)
     }
 
@@ -39,7 +43,7 @@ public struct PoissonSampler: Sendable {
 
     /// The largest value the sampler can return, when it is bounded (table method).
     public var tableMaximum: Int? {
-        if case .table(let cdf, _) = method { return cdf.count - 1 }
+        if case .table(let thresholds, _, _) = method { return thresholds.count - 1 }
         return nil
     }
 
@@ -63,26 +67,29 @@ public struct PoissonSampler: Sendable {
             if sum >= 1 { break }
             k += 1
         }
-        cdf[cdf.count - 1] = 1  // the remaining tail (< 2^-60) goes to the last value
-        let guideSize = max(256, cdf.count * 4)
-        var guide = [Int32](repeating: 0, count: guideSize)
+        // Integer thresholds: 2^-63 resolution, finer than the doubles they come from.
+        var thresholds = cdf.map { UInt64(min($0, 1) * 0x1.0p63) }
+        thresholds[thresholds.count - 1] = 1 << 63  // the remaining tail (< 2^-60) goes to the last value
+        var guideBits: UInt64 = 8
+        while (1 << guideBits) < thresholds.count * 4 { guideBits += 1 }
+        let guideShift = 63 - guideBits
+        var guide = [UInt32](repeating: 0, count: 1 << guideBits)
         var index = 0
-        for j in 0..<guideSize {
-            let threshold = Double(j) / Double(guideSize)
-            while cdf[index] <= threshold { index += 1 }
-            guide[j] = Int32(index)
+        for j in guide.indices {
+            while thresholds[index] <= UInt64(j) << guideShift { index += 1 }
+            guide[j] = UInt32(index)
         }
-        return .table(cdf: cdf, guide: guide)
+        return .table(thresholds: thresholds, guide: guide, guideShift: guideShift)
     }
 
     /// One sample.
     @inlinable
     public func sample(_ rng: inout Xoshiro256StarStar) -> UInt64 {
         switch method {
-        case .table(let cdf, let guide):
-            return cdf.withUnsafeBufferPointer { cdf in
+        case .table(let thresholds, let guide, let shift):
+            return thresholds.withUnsafeBufferPointer { thresholds in
                 guide.withUnsafeBufferPointer { guide in
-                    Self.tableSample(&rng, cdf: cdf, guide: guide)
+                    Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift)
                 }
             }
         case .ptrs(let constants):
@@ -96,11 +103,22 @@ public struct PoissonSampler: Sendable {
     public func fill<T: FixedWidthInteger>(_ output: UnsafeMutableBufferPointer<T>, rng: inout Xoshiro256StarStar) -> UInt64? {
         let maximum = UInt64(T.max)
         switch method {
-        case .table(let cdf, let guide):
-            return cdf.withUnsafeBufferPointer { cdf in
+        case .table(let thresholds, let guide, let shift):
+            if let last = tableMaximum, UInt64(last) <= maximum {
+                // Every value the table can produce fits: no check per sample.
+                return thresholds.withUnsafeBufferPointer { thresholds in
+                    guide.withUnsafeBufferPointer { guide in
+                        for index in output.indices {
+                            output[index] = T(truncatingIfNeeded: Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift))
+                        }
+                        return nil
+                    }
+                }
+            }
+            return thresholds.withUnsafeBufferPointer { thresholds in
                 guide.withUnsafeBufferPointer { guide in
                     for index in output.indices {
-                        let value = Self.tableSample(&rng, cdf: cdf, guide: guide)
+                        let value = Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift)
                         if value > maximum { return value }
                         output[index] = T(truncatingIfNeeded: value)
                     }
@@ -118,10 +136,12 @@ public struct PoissonSampler: Sendable {
     }
 
     @inlinable @inline(__always)
-    static func tableSample(_ rng: inout Xoshiro256StarStar, cdf: UnsafeBufferPointer<Double>, guide: UnsafeBufferPointer<Int32>) -> UInt64 {
-        let u = rng.nextUnit()
-        var k = Int(guide[Int(u * Double(guide.count))])
-        while cdf[k] <= u { k += 1 }
+    static func tableSample(
+        _ rng: inout Xoshiro256StarStar, thresholds: UnsafeBufferPointer<UInt64>, guide: UnsafeBufferPointer<UInt32>, shift: UInt64
+    ) -> UInt64 {
+        let u = rng.next() >> 1
+        var k = Int(guide[Int(truncatingIfNeeded: u >> shift)])
+        while thresholds[k] <= u { k += 1 }
         return UInt64(k)
     }
 

@@ -45,7 +45,7 @@ public struct FilesystemStage: Stage {
         try AtomicFile.write(artifact.bytes, to: url.path, overwrite: overwrite, isCancelled: { Task.isCancelled })
         context.logger.debug("wrote \(artifact.bytes.count) bytes to \(url.path)")
         return StoredObject(uri: url.absoluteString, byteCount: artifact.bytes.count,
-                            sha256: SHA256Digest.hex(of: artifact.bytes), mediaType: artifact.mediaType)
+                            sha256: artifact.sha256, mediaType: artifact.mediaType)
     }
 }
 

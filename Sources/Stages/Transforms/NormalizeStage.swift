@@ -36,16 +36,14 @@ public struct NormalizeStage: Stage {
     }
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
-        guard let grid = inputs.input as? any AnyGrid else {
-            throw StageFailure("input is not a grid", retryable: false)
-        }
-        switch grid {
-        case let g as Grid<UInt8>: return try normalize(g)
-        case let g as Grid<UInt16>: return try normalize(g)
-        case let g as Grid<UInt32>: return try normalize(g)
-        case let g as Grid<Float>: return try normalize(g)
-        case let g as Grid<Double>: return try normalize(g)
-        default: throw StageFailure("unsupported grid type \(grid.artifactType)", retryable: false)
+        let workers = context.concurrency
+        switch inputs.input {
+        case let grid as Grid<UInt8>: return try await normalize(grid, workers: workers)
+        case let grid as Grid<UInt16>: return try await normalize(grid, workers: workers)
+        case let grid as Grid<UInt32>: return try await normalize(grid, workers: workers)
+        case let grid as Grid<Float>: return try await normalize(grid, workers: workers)
+        case let grid as Grid<Double>: return try await normalize(grid, workers: workers)
+        default: throw StageFailure("input is not a grid", retryable: false)
         }
     }
 
@@ -54,36 +52,54 @@ public struct NormalizeStage: Stage {
         if let (low, high) = fixedRange {
             return (1 / (high - low), -low / (high - low), true)
         }
-        guard let (low, high) = grid.range(), high > low else {
+        guard let (low, high) = grid.valueRange(), high > low else {
             return (0, 0, false)  // constant (or empty, or all-NaN) grid: all zeros
         }
-        let l = low.doubleValue, h = high.doubleValue
-        return (1 / (h - l), -l / (h - l), false)
+        return (1 / (high - low), -low / (high - low), false)
     }
 
-    func normalize<T: GridElement>(_ grid: Grid<T>) throws -> Grid<Float> {
+    func normalize<T: GridElement>(_ grid: Grid<T>, workers: Int) async throws -> Grid<Float> {
         let (scale, offset, clamp) = transform(for: grid)
-        return try Grid<Float>(width: grid.width, height: grid.height) { output in
-            grid.withUnsafeBufferPointer { input in
-                if T.self == UInt8.self || T.self == UInt16.self {
-                    // Few distinct values: compute each once.
-                    let levels = T.self == UInt8.self ? 256 : 65536
-                    let table = (0..<levels).map { Self.map(Double($0), scale, offset, clamp) }
-                    table.withUnsafeBufferPointer { table in
-                        if T.self == UInt8.self {
-                            let bytes = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt8.self)
-                            for i in 0..<bytes.count { output[i] = table[Int(bytes[i])] }
-                        } else {
-                            let words = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt16.self)
-                            for i in 0..<words.count { output[i] = table[Int(words[i])] }
+        // 8- and 16-bit grids have few distinct values: map each once.
+        let table: [Float]? = T.self == UInt8.self ? (0..<256).map { Self.map(Double($0), scale, offset, clamp) }
+            : T.self == UInt16.self ? (0..<65536).map { Self.map(Double($0), scale, offset, clamp) } : nil
+        let count = grid.count
+        let chunks = max(1, min(workers, count / 262_144))
+        return try await Grid<Float>(width: grid.width, height: grid.height) { output in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for chunk in 0..<chunks {
+                    let range = (chunk * count / chunks)..<((chunk + 1) * count / chunks)
+                    group.addTask {
+                        try Task.checkCancellation()
+                        grid.withUnsafeBufferPointer { input in
+                            Self.map(UnsafeBufferPointer(rebasing: input[range]), into: output.slice(range),
+                                     table: table, scale: scale, offset: offset, clamp: clamp)
                         }
                     }
-                } else {
-                    for i in 0..<input.count {
-                        let value = input[i].doubleValue
-                        output[i] = value.isNaN ? .nan : Self.map(value, scale, offset, clamp)
-                    }
                 }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    static func map<T: GridElement>(
+        _ input: UnsafeBufferPointer<T>, into output: UnsafeMutableBufferPointer<Float>,
+        table: [Float]?, scale: Double, offset: Double, clamp: Bool
+    ) {
+        if let table {
+            table.withUnsafeBufferPointer { table in
+                if T.self == UInt8.self {
+                    let bytes = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt8.self)
+                    for i in 0..<bytes.count { output[i] = table[Int(bytes[i])] }
+                } else {
+                    let words = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt16.self)
+                    for i in 0..<words.count { output[i] = table[Int(words[i])] }
+                }
+            }
+        } else {
+            for i in 0..<input.count {
+                let value = input[i].doubleValue
+                output[i] = value.isNaN ? .nan : map(value, scale, offset, clamp)
             }
         }
     }
