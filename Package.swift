@@ -47,6 +47,11 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "runner", dependencies: ["RunnerCLI"]),
+        // Per-stage timings for Benchmarks/run; not a product.
+        .executableTarget(
+            name: "stage-bench",
+            dependencies: ["Framework", "Stages", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "FrameworkTests", dependencies: ["Framework"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "Framework"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI"]),

@@ -19,7 +19,7 @@ public struct PoissonSampler: Sendable {
         /// `thresholds[k]` is floor(P(X <= k) * 2^63), the last one 2^63; a draw is the
         /// smallest k with u < thresholds[k] for a uniform 63-bit u. `guide[j]` is the
         /// smallest k with thresholds[k] > j << guideShift.
-        case table(thresholds: [UInt64], guide: [UInt32], guideShift: UInt64)
+        case table(thresholds: [UInt64], guide: [UInt16], guideShift: UInt64)
         case ptrs(PTRS)
     }
 
@@ -70,14 +70,17 @@ public struct PoissonSampler: Sendable {
         // Integer thresholds: 2^-63 resolution, finer than the doubles they come from.
         var thresholds = cdf.map { UInt64(min($0, 1) * 0x1.0p63) }
         thresholds[thresholds.count - 1] = 1 << 63  // the remaining tail (< 2^-60) goes to the last value
+        // About 64 guide cells per value: a cell that straddles two values (where the
+        // search loop runs, and its branch is mispredicted) is then rare. 2-byte cells
+        // keep the guide in L1 for the lambdas this method serves.
         var guideBits: UInt64 = 8
-        while (1 << guideBits) < thresholds.count * 4 { guideBits += 1 }
+        while (1 << guideBits) < thresholds.count * 64 && guideBits < 16 { guideBits += 1 }
         let guideShift = 63 - guideBits
-        var guide = [UInt32](repeating: 0, count: 1 << guideBits)
+        var guide = [UInt16](repeating: 0, count: 1 << guideBits)
         var index = 0
         for j in guide.indices {
             while thresholds[index] <= UInt64(j) << guideShift { index += 1 }
-            guide[j] = UInt32(index)
+            guide[j] = UInt16(index)
         }
         return .table(thresholds: thresholds, guide: guide, guideShift: guideShift)
     }
@@ -105,10 +108,21 @@ public struct PoissonSampler: Sendable {
         switch method {
         case .table(let thresholds, let guide, let shift):
             if let last = tableMaximum, UInt64(last) <= maximum {
-                // Every value the table can produce fits: no check per sample.
+                // Every value the table can produce fits: no check per sample. Even and
+                // odd elements come from two generators (the second seeded from the
+                // first), so the CPU overlaps their dependency chains.
+                var other = Xoshiro256StarStar(seed: rng.next(), stream: 1)
                 return thresholds.withUnsafeBufferPointer { thresholds in
                     guide.withUnsafeBufferPointer { guide in
-                        for index in output.indices {
+                        var index = 0
+                        while index &+ 1 < output.count {
+                            let even = Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift)
+                            let odd = Self.tableSample(&other, thresholds: thresholds, guide: guide, shift: shift)
+                            output[index] = T(truncatingIfNeeded: even)
+                            output[index &+ 1] = T(truncatingIfNeeded: odd)
+                            index &+= 2
+                        }
+                        if index < output.count {
                             output[index] = T(truncatingIfNeeded: Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift))
                         }
                         return nil
@@ -137,11 +151,11 @@ public struct PoissonSampler: Sendable {
 
     @inlinable @inline(__always)
     static func tableSample(
-        _ rng: inout Xoshiro256StarStar, thresholds: UnsafeBufferPointer<UInt64>, guide: UnsafeBufferPointer<UInt32>, shift: UInt64
+        _ rng: inout Xoshiro256StarStar, thresholds: UnsafeBufferPointer<UInt64>, guide: UnsafeBufferPointer<UInt16>, shift: UInt64
     ) -> UInt64 {
-        let u = rng.next() >> 1
-        var k = Int(guide[Int(truncatingIfNeeded: u >> shift)])
-        while thresholds[k] <= u { k += 1 }
+        let u = rng.next() &>> 1
+        var k = Int(guide[Int(truncatingIfNeeded: u &>> shift)])
+        while thresholds[k] <= u { k &+= 1 }
         return UInt64(k)
     }
 

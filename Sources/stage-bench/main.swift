@@ -1,0 +1,108 @@
+// Per-stage figures for Benchmarks/run: each built-in stage's own work, timed in
+// process (median of several runs), printed as one JSON object per line.
+//
+//   stage-bench [--size 2048] [--runs 7]
+import Foundation
+import Framework
+import Logging
+import Stages
+
+struct Settings {
+    var size = 2048
+    var runs = 7
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--size": size = Int(iterator.next() ?? "") ?? size
+            case "--runs": runs = Int(iterator.next() ?? "") ?? runs
+            default:
+                FileHandle.standardError.write(Data("usage: stage-bench [--size N] [--runs N]\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+let settings = Settings(Array(CommandLine.arguments.dropFirst()))
+let size = settings.size
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+/// Median seconds of `runs` calls of `body` (after one warm-up call).
+func time(runs: Int = settings.runs, _ body: () async throws -> Void) async rethrows -> Double {
+    try await body()
+    var samples: [Double] = []
+    for _ in 0..<runs {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try await body()
+        samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return median(samples)
+}
+
+func emit(_ fields: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func context(jobs: Int) -> StageContext {
+    StageContext(stageID: "bench", stageType: "bench", runID: "bench", seed: 1, concurrency: jobs, logger: Logger(label: "bench"))
+}
+
+let count = size * size
+
+// Generator: the sampler alone into a warm buffer, then the whole stage (allocation included).
+for lambda in [3.0, 30.0, 1000.0] {
+    let sampler = PoissonSampler(lambda: lambda)
+    let buffer = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: count)
+    buffer.initialize(repeating: 0)
+    let seconds = await time {
+        var rng = Xoshiro256StarStar(seed: 1)
+        _ = sampler.fill(buffer, rng: &rng)
+    }
+    buffer.deallocate()
+    emit(["stage": "poisson", "what": "sampler", "lambda": lambda, "jobs": 1, "seconds": seconds, "ns_per_sample": seconds * 1e9 / Double(count)])
+}
+let poissonParameters = Parameters(["width": .integer(size), "height": .integer(size), "lambda": .number(3), "dtype": .string("auto")])
+let generator = try PoissonStage(parameters: poissonParameters)
+for jobs in [1, 2] {
+    let seconds = try await time { _ = try await generator.run(inputs: StageInputs([:]), context: context(jobs: jobs)) }
+    emit(["stage": "poisson", "what": "stage", "lambda": 3.0, "jobs": jobs, "seconds": seconds, "ns_per_sample": seconds * 1e9 / Double(count)])
+}
+
+// Normalize: Grid<UInt8> in, Grid<Float32> out.
+let grid = try await generator.run(inputs: StageInputs([:]), context: context(jobs: 2))
+let normalizer = try NormalizeStage(parameters: Parameters())
+for jobs in [1, 2] {
+    let seconds = try await time { _ = try await normalizer.run(inputs: StageInputs(["input": grid]), context: context(jobs: jobs)) }
+    emit(["stage": "normalize", "jobs": jobs, "seconds": seconds, "input_mb_per_s": Double(count) / seconds / 1e6,
+          "output_mb_per_s": Double(count * 4) / seconds / 1e6])
+}
+
+// Encoders, from the normalised grid (the reference job) and from 8-bit samples.
+let unit = try await normalizer.run(inputs: StageInputs(["input": grid]), context: context(jobs: 2)) as! Grid<Float>
+let bytes = grid as! Grid<UInt8>
+for (name, options) in [("jpeg q95", JPEGCodec.Options(quality: 95)), ("jpeg q95 optimize", JPEGCodec.Options(quality: 95, optimize: true)),
+                        ("jpeg q95 progressive", JPEGCodec.Options(quality: 95, progressive: true))] {
+    var size = 0
+    let seconds = try await time { size = try JPEGCodec.encodeGray(unit, options: options).count }
+    let fromBytes = try await time { _ = try JPEGCodec.encodeGray(bytes, options: options) }
+    emit(["stage": "jpeg", "what": name, "seconds": seconds, "seconds_from_uint8": fromBytes,
+          "pixels_mb_per_s": Double(count) / seconds / 1e6, "bytes": size])
+}
+for filter in [PNGCodec.Filter.none, .all] {
+    for strategy in [PNGCodec.Strategy.rle, .huffman, .default] {
+        for level in [1, 6, 9] {
+            let options = PNGCodec.Options(compressionLevel: level, filter: filter, strategy: strategy)
+            var size = 0
+            let seconds = try await time { size = try PNGCodec.encodeGray(unit, options: options).count }
+            emit(["stage": "png", "what": "filter \(filter.rawValue), strategy \(strategy.rawValue), level \(level)",
+                  "seconds": seconds, "pixels_mb_per_s": Double(count) / seconds / 1e6, "bytes": size])
+        }
+    }
+}
