@@ -39,7 +39,14 @@ static void cjpeg_copy_message(const char *source, char *message, size_t message
 static inline unsigned char cjpeg_unit_to_byte(float v) {
   v = v > 0.0f ? v : 0.0f;
   v = v < 1.0f ? v : 1.0f;
-  return (unsigned char)(v * 255.0f + 0.5f);
+  int level = (int)(v * 255.0f + 0.5f);  // via int32, which vectorises
+  return (unsigned char)level;
+}
+
+// A separate function with plain pointers: the caller's row pointer is volatile
+// (it lives across setjmp), which would stop the loop from vectorising.
+static void cjpeg_convert_row(const float *restrict src, unsigned char *restrict dst, int width) {
+  for (int x = 0; x < width; x++) dst[x] = cjpeg_unit_to_byte(src[x]);
 }
 
 int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int height,
@@ -49,6 +56,7 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   struct jpeg_compress_struct cinfo;
   cjpeg_error err;
   unsigned char *volatile row = NULL;
+  unsigned char *volatile initial = NULL;
   memset(&err, 0, sizeof err);
   *out = NULL;
   *out_size = 0;
@@ -58,12 +66,20 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   if (setjmp(err.jump)) {
     jpeg_destroy_compress(&cinfo);
     free(row);
-    if (*out) { free(*out); *out = NULL; }
+    if (*out && *out != initial) free(*out);
+    free(initial);
+    *out = NULL;
     *out_size = 0;
     cjpeg_copy_message(err.message, message, message_len);
     return -1;
   }
   jpeg_create_compress(&cinfo);
+  // Start with room for one byte per pixel: pages never written are never
+  // resident, and most images then need no reallocation and copy. If libjpeg does
+  // outgrow it, it moves to a buffer of its own and this one is freed below.
+  initial = malloc((size_t)width * (size_t)height + 65536);
+  *out = initial;
+  *out_size = initial ? (unsigned long)width * (unsigned long)height + 65536 : 0;
   jpeg_mem_dest(&cinfo, out, out_size);
   cinfo.image_width = (JDIMENSION)width;
   cinfo.image_height = (JDIMENSION)height;
@@ -78,7 +94,9 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
     row = malloc((size_t)width);
     if (!row) {
       jpeg_destroy_compress(&cinfo);
-      if (*out) { free(*out); *out = NULL; }
+      if (*out && *out != initial) free(*out);
+      free(initial);
+      *out = NULL;
       cjpeg_copy_message("out of memory", message, message_len);
       return -1;
     }
@@ -87,7 +105,7 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
     JSAMPROW rows[1];
     if (kind == CJPEG_PIXELS_F32) {
       const float *src = (const float *)pixels + (size_t)cinfo.next_scanline * row_stride;
-      for (int x = 0; x < width; x++) row[x] = cjpeg_unit_to_byte(src[x]);
+      cjpeg_convert_row(src, row, width);
       rows[0] = row;
     } else {
       rows[0] = (JSAMPROW)((const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride);
@@ -97,6 +115,7 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   jpeg_finish_compress(&cinfo);
   jpeg_destroy_compress(&cinfo);
   free(row);
+  if (*out != initial) free(initial);
   return 0;
 }
 

@@ -64,7 +64,37 @@ static void cpng_copy_message(const char *source, char *message, size_t message_
 static inline uint16_t cpng_unit_to_level(float v, float max) {
   v = v > 0.0f ? v : 0.0f;  // NaN becomes 0
   v = v < 1.0f ? v : 1.0f;
-  return (uint16_t)(v * max + 0.5f);
+  return (uint16_t)(int)(v * max + 0.5f);  // via int32, which vectorises
+}
+
+// One row into PNG's sample layout (8-bit, or 16-bit big-endian). A separate
+// function with plain pointers, one loop per kind, so that the loops vectorise (the
+// caller's row pointer is volatile because it lives across setjmp).
+static void cpng_convert_row(const unsigned char *restrict source, CPNG_PixelKind kind, int width, int bit_depth,
+                             unsigned char *restrict dst) {
+  if (kind == CPNG_PIXELS_F32) {
+    const float *src = (const float *)source;
+    if (bit_depth == 16) {
+      for (int x = 0; x < width; x++) {
+        uint16_t v = cpng_unit_to_level(src[x], 65535.0f);
+        dst[2 * x] = (unsigned char)(v >> 8);
+        dst[2 * x + 1] = (unsigned char)(v & 0xff);
+      }
+    } else {
+      for (int x = 0; x < width; x++) dst[x] = (unsigned char)cpng_unit_to_level(src[x], 255.0f);
+    }
+  } else if (kind == CPNG_PIXELS_U16) {
+    const uint16_t *src = (const uint16_t *)source;
+    for (int x = 0; x < width; x++) {
+      dst[2 * x] = (unsigned char)(src[x] >> 8);
+      dst[2 * x + 1] = (unsigned char)(src[x] & 0xff);
+    }
+  } else {  // 8-bit samples written as 16-bit: v * 257, so 255 becomes 65535
+    for (int x = 0; x < width; x++) {
+      dst[2 * x] = source[x];
+      dst[2 * x + 1] = source[x];
+    }
+  }
 }
 
 int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int height,
@@ -93,6 +123,10 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
     cpng_copy_message(err.message, message, message_len);
     return -1;
   }
+  // Room for the raw samples up front; untouched pages are never resident.
+  buffer.capacity = (size_t)width * (size_t)height * (options.bit_depth == 16 ? 2 : 1) + 65536;
+  buffer.data = malloc(buffer.capacity);
+  if (!buffer.data) buffer.capacity = 0;
   png_set_write_fn(png, &buffer, cpng_write_fn, cpng_flush_fn);
   png_set_compression_level(png, options.compression_level);
   png_set_compression_strategy(png, options.strategy);
@@ -113,23 +147,8 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
       target = (png_bytep)((const unsigned char *)pixels + (size_t)y * (size_t)width);
     } else {
       target = row;
-      for (int x = 0; x < width; x++) {
-        size_t i = (size_t)y * (size_t)width + (size_t)x;
-        uint16_t v;
-        if (kind == CPNG_PIXELS_F32) {
-          v = cpng_unit_to_level(((const float *)pixels)[i], options.bit_depth == 16 ? 65535.0f : 255.0f);
-        } else if (kind == CPNG_PIXELS_U16) {
-          v = ((const uint16_t *)pixels)[i];
-        } else {
-          v = ((const uint8_t *)pixels)[i];
-        }
-        if (bytes_per_sample == 2) {  // PNG stores 16-bit samples big-endian
-          row[2 * x] = (unsigned char)(v >> 8);
-          row[2 * x + 1] = (unsigned char)(v & 0xff);
-        } else {
-          row[x] = (unsigned char)v;
-        }
-      }
+      cpng_convert_row((const unsigned char *)pixels + (size_t)y * (size_t)width * (kind == CPNG_PIXELS_U8 ? 1 : kind == CPNG_PIXELS_U16 ? 2 : 4),
+                       kind, width, options.bit_depth, row);
     }
     png_write_row(png, target);
   }

@@ -51,6 +51,21 @@ import Stages
         }
     }
 
+    @Test func pngProfileWritesALosslessPNGOfTheSameGrid() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        let png = try RunnerProcess.run([path, "--profile", "png", "--run-id", "p", "--seed", "3", "--set", "params.size=256"], in: directory)
+        let jpeg = try RunnerProcess.run([path, "--run-id", "p", "--seed", "3", "--set", "params.size=256", "--set", "stages.encode.with.quality=100"], in: directory)
+        #expect(png.status == 0 && jpeg.status == 0, "\(png.stderr)\(jpeg.stderr)")
+        let decodedPNG = try PNGCodec.decode([UInt8](Data(contentsOf: directory.appendingPathComponent("out/poisson-grid-images/p/poisson_grid_256x256.png"))))
+        let decodedJPEG = try JPEGCodec.decode([UInt8](Data(contentsOf: directory.appendingPathComponent("out/poisson-grid-images/p/poisson_grid_256x256.jpg"))))
+        #expect(decodedPNG.width == 256 && decodedPNG.bitDepth == 8 && decodedPNG.channels == 1)
+        // Same seed, same grid: the quality-100 JPEG is within a few levels of the PNG.
+        let error = zip(decodedPNG.samples8, decodedJPEG.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+        #expect(error <= 8, "max difference \(error)")
+    }
+
     @Test func sameSeedSameBytesAcrossJobs() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

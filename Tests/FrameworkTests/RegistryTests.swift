@@ -64,3 +64,15 @@ struct BadlyDescribed: Stage {
         try Grid<UInt8>(width: 1, height: 1, values: [0])
     }
 }
+
+@Suite struct NameTests {
+    @Test func typeNames() {
+        for good in ["jpeg", "s3", "float-sink", "my_stage2", "a-b_c"] { #expect(Names.isTypeName(good), "\(good)") }
+        for bad in ["", "Jpeg", "2d", "a--b", "a_", "-a", "a b", "é"] { #expect(!Names.isTypeName(bad), "\(bad)") }
+    }
+
+    @Test func identifiersAndPipelineIDs() {
+        #expect(Names.isIdentifier("bit_depth") && !Names.isIdentifier("bitDepth") && !Names.isIdentifier("_x"))
+        #expect(Names.isPipelineID("Store_2-b") && Names.isPipelineID("_x") && !Names.isPipelineID("2x") && !Names.isPipelineID("a.b"))
+    }
+}

@@ -82,6 +82,12 @@ import Framework
         #expect(image.samples16 == values)
     }
 
+    @Test func eightBitSamplesScaleToSixteenBits() throws {
+        let grid = try Grid<UInt8>(width: 3, height: 1, values: [0, 1, 255])
+        let image = try PNGCodec.decode(PNGCodec.encodeGray(grid, options: .init(bitDepth: 16)))
+        #expect(image.samples16 == [0, 257, 65535])
+    }
+
     @Test func floatsScaleToTheBitDepth() throws {
         let floats = try Grid<Float>(width: 4, height: 1, values: [0, 0.5, 1, 2])
         let eight = try PNGCodec.decode(PNGCodec.encodeGray(floats, options: .init(bitDepth: 8)))

@@ -18,7 +18,7 @@ extension Artifact {
 
 /// An artifact that is a sequence of bytes a sink can store as is.
 public protocol BytesArtifact: Artifact {
-    var bytes: [UInt8] { get }
+    var bytes: SharedBytes { get }
     /// The IANA media type, e.g. `image/jpeg`.
     var mediaType: String { get }
     /// SHA-256 of `bytes`, lower-case hex. Implementations should compute it once.
@@ -26,7 +26,7 @@ public protocol BytesArtifact: Artifact {
 }
 
 extension BytesArtifact {
-    public var sha256: String { SHA256Digest.hex(of: bytes) }
+    public var sha256: String { bytes.withUnsafeBytes { SHA256Digest.hex(of: $0) } }
 }
 
 /// What the run report says about an artifact.

@@ -3,7 +3,7 @@ internal import Crypto
 
 /// An encoded image file held in memory: the bytes a sink writes as they are.
 public final class EncodedImage: BytesArtifact {
-    public let bytes: [UInt8]
+    public let bytes: SharedBytes
     /// The short format name used in templates (`{format}`) and file extensions: `jpeg`, `png`.
     public let format: String
     public let mediaType: String
@@ -11,12 +11,17 @@ public final class EncodedImage: BytesArtifact {
     public let height: Int
     private let digest = OnceCache<String>()
 
-    public init(bytes: [UInt8], format: String, mediaType: String, width: Int, height: Int) {
+    public init(bytes: SharedBytes, format: String, mediaType: String, width: Int, height: Int) {
         self.bytes = bytes
         self.format = format
         self.mediaType = mediaType
         self.width = width
         self.height = height
+    }
+
+    /// An image holding a copy of `bytes`; for tests and small data.
+    public convenience init(bytes: [UInt8], format: String, mediaType: String, width: Int, height: Int) {
+        self.init(bytes: SharedBytes(bytes), format: format, mediaType: mediaType, width: width, height: height)
     }
 
     public var artifactType: ArtifactType { .encodedImage }
@@ -38,7 +43,7 @@ public final class EncodedImage: BytesArtifact {
 
     /// Computed once, on first use.
     public var sha256: String {
-        digest.value { SHA256Digest.hex(of: bytes) }
+        digest.value { bytes.withUnsafeBytes { SHA256Digest.hex(of: $0) } }
     }
 }
 

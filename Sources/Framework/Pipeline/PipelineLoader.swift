@@ -91,8 +91,7 @@ public struct PipelineLoader: Sendable {
         if let paramsNode = root["params"], !paramsNode.isNull {
             if let pairs = paramsNode.pairs {
                 for pair in pairs {
-                    guard (try? StageRegistry.identifierPattern.wholeMatch(in: pair.name)) != nil
-                            || (try? Self.idPattern.wholeMatch(in: pair.name)) != nil else {
+                    guard Names.isPipelineID(pair.name) else {
                         diagnostics.append(.error("param name '\(pair.name)' must be letters, digits and '_'", at: pair.key.location))
                         continue
                     }
@@ -139,7 +138,6 @@ public struct PipelineLoader: Sendable {
         return Result(document: document, diagnostics: diagnostics, sources: sources)
     }
 
-    static var idPattern: Regex<Substring> { #/[A-Za-z_][A-Za-z0-9_-]*/# }
 
     private func checkProfiles(_ node: YAMLNode?, diagnostics: inout [Diagnostic]) -> [String: YAMLNode] {
         guard let node, !node.isNull else { return [:] }
@@ -178,7 +176,7 @@ public struct PipelineLoader: Sendable {
     }
 
     private func readStage(id: String, key: YAMLNode, node: YAMLNode, diagnostics: inout [Diagnostic]) -> StageDeclaration? {
-        guard (try? Self.idPattern.wholeMatch(in: id)) != nil else {
+        guard Names.isPipelineID(id) else {
             diagnostics.append(.error("stage id '\(id)' must start with a letter or '_' and hold only letters, digits, '_' and '-'",
                                       at: key.location))
             return nil

@@ -46,13 +46,11 @@ public struct StageRegistry: Sendable {
     /// Names in alphabetical order.
     public var names: [String] { byName.keys.sorted() }
 
-    static var typeNamePattern: Regex<Substring> { #/[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*/# }
-    static var identifierPattern: Regex<Substring> { #/[a-z][a-z0-9_]*/# }
 
     static func problems(in spec: StageSpec) -> [String] {
         var problems: [String] = []
         let label = "stage type '\(spec.name)'"
-        if (try? typeNamePattern.wholeMatch(in: spec.name)) == nil {
+        if !Names.isTypeName(spec.name) {
             problems.append("\(label): name must be snake_case or kebab-case (lower-case letters, digits, '_' or '-')")
         }
         if spec.summary.allSatisfy(\.isWhitespace) {
@@ -60,7 +58,7 @@ public struct StageRegistry: Sendable {
         }
         var seenParameters: Set<String> = []
         for parameter in spec.parameters {
-            if (try? identifierPattern.wholeMatch(in: parameter.name)) == nil {
+            if !Names.isIdentifier(parameter.name) {
                 problems.append("\(label): parameter name '\(parameter.name)' must be snake_case")
             }
             if !seenParameters.insert(parameter.name).inserted {
@@ -77,7 +75,7 @@ public struct StageRegistry: Sendable {
         }
         var seenPorts: Set<String> = []
         for port in spec.inputs {
-            if (try? identifierPattern.wholeMatch(in: port.name)) == nil {
+            if !Names.isIdentifier(port.name) {
                 problems.append("\(label): port name '\(port.name)' must be snake_case")
             }
             if !seenPorts.insert(port.name).inserted {

@@ -24,7 +24,7 @@ public enum JPEGCodec {
     }
 
     /// Encodes 8-bit gray samples, read in place.
-    public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> [UInt8] {
+    public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
         try grid.withUnsafeBufferPointer { buffer in
             try encode(UnsafeRawPointer(buffer.baseAddress), kind: CJPEG_PIXELS_U8, width: grid.width, height: grid.height, options: options)
         }
@@ -32,13 +32,13 @@ public enum JPEGCodec {
 
     /// Encodes unit-range floats, converted row by row as round(v * 255), clamped to
     /// 0...255, NaN as 0; no full-size intermediate copy.
-    public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> [UInt8] {
+    public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
         try grid.withUnsafeBufferPointer { buffer in
             try encode(UnsafeRawPointer(buffer.baseAddress), kind: CJPEG_PIXELS_F32, width: grid.width, height: grid.height, options: options)
         }
     }
 
-    private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, width: Int, height: Int, options: Options) throws -> [UInt8] {
+    private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, width: Int, height: Int, options: Options) throws -> SharedBytes {
         guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
         }
@@ -51,8 +51,8 @@ public enum JPEGCodec {
         guard status == 0, let output else {
             throw CodecError(library: "libjpeg", message: String(cString: message))
         }
-        defer { CJPEG_free(output) }
-        return Array(UnsafeBufferPointer(start: output, count: Int(size)))
+        // The encoder's buffer becomes the artifact's bytes: no copy.
+        return SharedBytes(takingOwnershipOf: output, count: Int(size)) { CJPEG_free($0) }
     }
 
     /// A decoded image: 8-bit samples, `components` per pixel, row-major.
@@ -65,12 +65,19 @@ public enum JPEGCodec {
 
     /// Decodes a JPEG. A truncated or corrupt file is an error (libjpeg only warns).
     public static func decode(_ bytes: [UInt8]) throws -> Image {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    public static func decode(_ bytes: SharedBytes) throws -> Image {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    public static func decode(_ buffer: UnsafeRawBufferPointer) throws -> Image {
         var width: Int32 = 0, height: Int32 = 0, components: Int32 = 0
         var pixels: UnsafeMutablePointer<UInt8>?
         var message = [CChar](repeating: 0, count: Int(CJPEG_MESSAGE_MAX))
-        let status = bytes.withUnsafeBufferPointer { buffer in
-            CJPEG_decode(buffer.baseAddress, buffer.count, &width, &height, &components, &pixels, &message, message.count)
-        }
+        let status = CJPEG_decode(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
+                                  &width, &height, &components, &pixels, &message, message.count)
         guard status == 0, let pixels else {
             throw CodecError(library: "libjpeg", message: String(cString: message))
         }

@@ -36,16 +36,16 @@ public enum PNGCodec {
         }
     }
 
-    public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> [UInt8] {
+    public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
         try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U8, grid.width, grid.height, options) }
     }
 
-    public static func encodeGray(_ grid: Grid<UInt16>, options: Options) throws -> [UInt8] {
+    public static func encodeGray(_ grid: Grid<UInt16>, options: Options) throws -> SharedBytes {
         try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U16, grid.width, grid.height, options) }
     }
 
     /// Unit-range floats scaled to the bit depth: round(v * (2^depth - 1)), clamped, NaN as 0.
-    public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> [UInt8] {
+    public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
         try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_F32, grid.width, grid.height, options) }
     }
 
@@ -60,7 +60,7 @@ public enum PNGCodec {
         }
     }
 
-    private static func encode(_ pixels: UnsafeRawPointer?, _ kind: CPNG_PixelKind, _ width: Int, _ height: Int, _ options: Options) throws -> [UInt8] {
+    private static func encode(_ pixels: UnsafeRawPointer?, _ kind: CPNG_PixelKind, _ width: Int, _ height: Int, _ options: Options) throws -> SharedBytes {
         guard width >= 1, height >= 1, width <= Int(Int32.max), height <= Int(Int32.max) else {
             throw CodecError(library: "libpng", message: "cannot encode a \(width)x\(height) image")
         }
@@ -73,8 +73,8 @@ public enum PNGCodec {
         guard status == 0, let output else {
             throw CodecError(library: "libpng", message: String(cString: message))
         }
-        defer { CPNG_free(output) }
-        return Array(UnsafeBufferPointer(start: output, count: size))
+        // The encoder's buffer becomes the artifact's bytes: no copy.
+        return SharedBytes(takingOwnershipOf: output, count: size) { CPNG_free($0) }
     }
 
     /// A decoded image: samples as stored (8-bit, or 16-bit native-endian), `channels` per pixel.
@@ -88,13 +88,20 @@ public enum PNGCodec {
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> Image {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    public static func decode(_ bytes: SharedBytes) throws -> Image {
+        try bytes.withUnsafeBytes { try decode($0) }
+    }
+
+    public static func decode(_ buffer: UnsafeRawBufferPointer) throws -> Image {
         var width: Int32 = 0, height: Int32 = 0, depth: Int32 = 0, channels: Int32 = 0
         var pixels: UnsafeMutablePointer<UInt8>?
         var size = 0
         var message = [CChar](repeating: 0, count: Int(CPNG_MESSAGE_MAX))
-        let status = bytes.withUnsafeBufferPointer { buffer in
-            CPNG_decode(buffer.baseAddress, buffer.count, &width, &height, &depth, &channels, &pixels, &size, &message, message.count)
-        }
+        let status = CPNG_decode(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
+                                 &width, &height, &depth, &channels, &pixels, &size, &message, message.count)
         guard status == 0, let pixels else {
             throw CodecError(library: "libpng", message: String(cString: message))
         }

@@ -27,7 +27,7 @@ public struct JPEGStage: Stage {
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         try context.checkCancellation()
-        let bytes: [UInt8]
+        let bytes: SharedBytes
         let width: Int, height: Int
         switch inputs.input {
         case let grid as Grid<Float>:

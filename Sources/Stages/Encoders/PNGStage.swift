@@ -6,7 +6,8 @@ public struct PNGStage: Stage {
         name: "png",
         summary: "Encode a grid as a grayscale PNG (8 or 16 bit).",
         discussion: """
-            Grid<UInt8> is written as 8-bit, Grid<UInt16> as 16-bit, both without change. \
+            Grid<UInt8> is written as 8-bit, Grid<UInt16> as 16-bit, both without change \
+            (Grid<UInt8> with bit_depth 16 is scaled by 257, so 255 becomes 65535). \
             Grid<Float32> in [0, 1] is scaled to the bit depth: round(v * 255) or round(v * 65535), \
             clamped, NaN as 0. On noise-like data, filter none with the rle strategy is as small \
             as the defaults of other tools and much faster.
@@ -44,7 +45,7 @@ public struct PNGStage: Stage {
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         try context.checkCancellation()
         var options = options
-        let bytes: [UInt8]
+        let bytes: SharedBytes
         let width: Int, height: Int
         switch inputs.input {
         case let grid as Grid<UInt16>:

@@ -42,7 +42,9 @@ public struct FilesystemStage: Stage {
         }
         let path = try context.expand(pathTemplate, with: artifact)
         let url = URL(fileURLWithPath: path).standardizedFileURL
-        try AtomicFile.write(artifact.bytes, to: url.path, overwrite: overwrite, isCancelled: { Task.isCancelled })
+        try artifact.bytes.withUnsafeBytes { bytes in
+            try AtomicFile.write(bytes, to: url.path, overwrite: overwrite, isCancelled: { Task.isCancelled })
+        }
         context.logger.debug("wrote \(artifact.bytes.count) bytes to \(url.path)")
         return StoredObject(uri: url.absoluteString, byteCount: artifact.bytes.count,
                             sha256: artifact.sha256, mediaType: artifact.mediaType)
@@ -52,6 +54,10 @@ public struct FilesystemStage: Stage {
 /// Atomic file writes: temporary file, fsync, move into place, fsync the directory.
 public enum AtomicFile {
     public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, overwrite: overwrite, isCancelled: isCancelled) }
+    }
+
+    public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
         let parent = (path as NSString).deletingLastPathComponent
         let directory = parent.isEmpty ? "." : parent
         let name = (path as NSString).lastPathComponent
@@ -78,14 +84,12 @@ public enum AtomicFile {
         }
         do {
             defer { close(descriptor) }
-            try bytes.withUnsafeBytes { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = try retryingOnInterrupt("write", path: temporary) {
-                        Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30)))
-                    }
-                    offset += Int(written)
+            var offset = 0
+            while offset < buffer.count {
+                let written = try retryingOnInterrupt("write", path: temporary) {
+                    Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30)))
                 }
+                offset += Int(written)
             }
             try retryingOnInterrupt("flush", path: temporary) { fsync(descriptor) }
             try retryingOnInterrupt("set permissions of", path: temporary) { fchmod(descriptor, 0o644) }

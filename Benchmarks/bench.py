@@ -1,0 +1,164 @@
+"""Side-by-side benchmarks: this project's runner against the Python reference job
+(NumPy + Pillow) and against cjpeg, plus per-stage figures. Run through
+Benchmarks/run, which builds the binaries and sets up Python first.
+
+Every comparison alternates the contenders run by run on the same machine and
+reports medians; peak memory is each process's maximum resident set size (from
+wait4). Prints a Markdown report.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, ".build", "release", "runner")
+STAGE_BENCH = os.path.join(ROOT, ".build", "release", "stage-bench")
+PIPELINE = os.path.join(ROOT, "pipelines", "poisson.yaml")
+REFERENCE = os.path.join(ROOT, "Benchmarks", "reference_job.py")
+
+
+def measure(command, cwd):
+    """Wall seconds and peak RSS (MiB) of one process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"benchmark command failed: {' '.join(command)}\n{stderr}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def compare(contenders, runs, cwd):
+    """Runs each contender `runs` times, interleaved; returns {name: (median s, median MiB)}."""
+    samples = {name: [] for name, _ in contenders}
+    for run in range(runs):
+        for name, make_command in contenders:
+            samples[name].append(measure(make_command(run), cwd))
+    return {name: (statistics.median(s for s, _ in values), statistics.median(m for _, m in values))
+            for name, values in samples.items()}
+
+
+def runner_command(size, run, extra=()):
+    return [RUNNER, PIPELINE, "-q", "--run-id", f"bench-{size}-{run}", "--set", f"params.size={size}", *extra]
+
+
+def python_command(size, run, directory, fmt="jpeg"):
+    return [sys.executable, REFERENCE, "--size", str(size), "--format", fmt,
+            "--out", os.path.join(directory, f"ref-{size}-{run}.{'jpg' if fmt == 'jpeg' else 'png'}")]
+
+
+def reference_pgm(size, path):
+    """A PGM of the same kind as the job's image: normalised Poisson(3) noise."""
+    grid = np.random.default_rng(1).poisson(3.0, (size, size))
+    unit = (grid - grid.min()) / (grid.max() - grid.min())
+    Image.fromarray(np.round(unit * 255).astype(np.uint8), mode="L").save(path)
+
+
+def numpy_poisson_ns(lam, size=2048, runs=7):
+    rng = np.random.default_rng(1)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        rng.poisson(lam, (size, size))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e9 / (size * size)
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.platform()}, Python {platform.python_version()}, NumPy {np.__version__}, Pillow {Image.__version__}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="1024,2048,4096,8192")
+    parser.add_argument("--big", type=int, default=16384, help="size of the memory check (0 to skip)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out = []
+    say = out.append
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        say(f"Machine: {machine()}\n")
+        say(f"Runs per figure: {args.runs}, interleaved; medians. Command: `Benchmarks/run --runs {args.runs} --sizes {args.sizes}`\n")
+
+        say("### Whole job: Poisson(3) grid -> normalize -> JPEG q95 -> file, process start to file on disk\n")
+        say("| size | Python (NumPy + Pillow) | runner | speed-up | cjpeg alone | runner / cjpeg | RSS Python | RSS runner | RSS ratio |")
+        say("|---|---|---|---|---|---|---|---|---|")
+        for size in sizes:
+            pgm = os.path.join(work, f"grid-{size}.pgm")
+            reference_pgm(size, pgm)
+            result = compare([
+                ("python", lambda run, s=size: python_command(s, run, work)),
+                ("runner", lambda run, s=size: runner_command(s, run)),
+                ("cjpeg", lambda run, p=pgm: ["cjpeg", "-quality", "95", "-grayscale", "-outfile", os.path.join(work, "c.jpg"), p]),
+            ], args.runs, work)
+            (py, py_rss), (rn, rn_rss), (cj, _) = result["python"], result["runner"], result["cjpeg"]
+            say(f"| {size} | {py * 1000:.0f} ms | {rn * 1000:.0f} ms | {py / rn:.1f}x | {cj * 1000:.0f} ms | {rn / cj:.2f}x "
+                f"| {py_rss:.0f} MiB | {rn_rss:.0f} MiB | {py_rss / rn_rss:.1f}x |")
+
+        say("\n### PNG with default settings, 2048x2048\n")
+        png_path = os.path.join(work, "png-{run}.png")
+        result = compare([
+            ("python", lambda run: python_command(2048, run, work, "png")),
+            ("runner", lambda run: runner_command(2048, run, ["--profile", "png", "--set",
+                                                               f"stages.store.with.path={png_path.format(run=run)}"])),
+        ], args.runs, work)
+        py_size = os.path.getsize(os.path.join(work, "ref-2048-0.png"))
+        rn_size = os.path.getsize(png_path.format(run=0))
+        (py, _), (rn, _) = result["python"], result["runner"]
+        say("| | whole job | file size |")
+        say("|---|---|---|")
+        say(f"| Python, Pillow `save(format='PNG')` | {py * 1000:.0f} ms | {py_size / 1e6:.2f} MB |")
+        say(f"| runner, `png` defaults | {rn * 1000:.0f} ms | {rn_size / 1e6:.2f} MB |")
+        say(f"| ratio | {py / rn:.1f}x faster | {rn_size / py_size:.3f} of the size |")
+
+        if args.big:
+            seconds, rss = measure(runner_command(args.big, 0), work)
+            say(f"\n### Memory: {args.big}x{args.big} JPEG job\n")
+            say(f"runner: {seconds:.1f} s, peak RSS {rss:.0f} MiB ({rss / 1024:.2f} GiB).")
+
+        say("\n### Per stage (in process, median of 7, 2048x2048 unless noted)\n")
+        lines = subprocess.run([STAGE_BENCH, "--runs", "7"], check=True, capture_output=True, text=True).stdout.splitlines()
+        figures = [json.loads(line) for line in lines]
+        say("| stage | what | figure | for comparison |")
+        say("|---|---|---|---|")
+        for figure in figures:
+            if figure["stage"] == "poisson" and figure["what"] == "sampler":
+                numpy_ns = numpy_poisson_ns(figure["lambda"])
+                say(f"| poisson | sampler only, lambda {figure['lambda']:g}, 1 core | {figure['ns_per_sample']:.2f} ns/sample "
+                    f"| NumPy `poisson`: {numpy_ns:.1f} ns/sample ({numpy_ns / figure['ns_per_sample']:.0f}x) |")
+            elif figure["stage"] == "poisson":
+                say(f"| poisson | whole stage (allocation included), lambda 3, --jobs {figure['jobs']} | {figure['ns_per_sample']:.2f} ns/sample | |")
+            elif figure["stage"] == "normalize":
+                say(f"| normalize | Grid<UInt8> -> Grid<Float32>, --jobs {figure['jobs']} | {figure['input_mb_per_s']:.0f} M elements/s "
+                    f"({figure['output_mb_per_s']:.0f} MB/s written) | |")
+            elif figure["stage"] == "jpeg":
+                say(f"| jpeg | {figure['what']}, from Float32 | {figure['pixels_mb_per_s']:.0f} Mpixel/s, {figure['bytes'] / 1e6:.2f} MB "
+                    f"| from UInt8: {figure['seconds_from_uint8'] * 1000:.1f} ms |")
+            elif figure["stage"] == "png":
+                say(f"| png | {figure['what']} | {figure['pixels_mb_per_s']:.0f} Mpixel/s, {figure['bytes'] / 1e6:.3f} MB | |")
+
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
