@@ -3,7 +3,8 @@ import PackageDescription
 
 // Thin C targets wrap only what Swift cannot call directly (setjmp-based error
 // handling, variadic functions). Each links its system library itself, because a
-// system library's link setting is ignored when only a C target uses it.
+// system library's link setting is ignored when only a C target uses it; libcurl
+// is the exception, loaded on first use.
 let package = Package(
     name: "PipelineFramework",
     platforms: [.macOS(.v13)],
@@ -22,7 +23,8 @@ let package = Package(
         .target(name: "CYAML", linkerSettings: [.linkedLibrary("yaml")]),
         .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CPNG", linkerSettings: [.linkedLibrary("png16")]),
-        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        // libcurl is opened with dlopen on first use (see CCurl.h); only libdl is linked.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "Framework",
             dependencies: [

@@ -27,16 +27,20 @@ REFERENCE = os.path.join(ROOT, "Benchmarks", "reference_job.py")
 
 
 def measure(command, cwd):
-    """Wall seconds and peak RSS (MiB) of one process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"benchmark command failed: {' '.join(command)}\n{stderr}")
-    return seconds, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB) of one process.
+
+    The RSS comes from GNU time, not from this process's wait4: a child created
+    from this (large) Python process inherits its high-water mark, while one that
+    `time` forks does not.
+    """
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command], cwd=cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            sys.exit(f"benchmark command failed: {' '.join(command)}\n{result.stderr.decode()}")
+        return seconds, int(rss.read().strip().splitlines()[-1]) / 1024
 
 
 def compare(contenders, runs, cwd):

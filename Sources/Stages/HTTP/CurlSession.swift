@@ -58,20 +58,19 @@ public struct CurlError: Error, Sendable, CustomStringConvertible {
 public final class CurlSession {
     private let handle: UnsafeMutableRawPointer
 
-    private static let globalInit: Void = {
-        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
-    }()
-
     public init() throws {
-        _ = Self.globalInit
-        guard let handle = curl_easy_init() else {
+        var message = [CChar](repeating: 0, count: 256)
+        guard CCurl_load(&message, message.count) == 0 else {
+            throw CurlError(code: -1, message: String(cString: message), url: "")
+        }
+        guard let handle = CCurl_easy_init() else {
             throw CurlError(code: -1, message: "cannot create a curl handle", url: "")
         }
         self.handle = handle
     }
 
     deinit {
-        curl_easy_cleanup(handle)
+        CCurl_easy_cleanup(handle)
     }
 
     /// State the C callbacks read and write, reached through their context pointer.
@@ -87,16 +86,16 @@ public final class CurlSession {
     }
 
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
-        curl_easy_reset(handle)
+        CCurl_easy_reset(handle)
         let transfer = Transfer(body: request.body ?? [])
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headerList) }
+        defer { CCurl_slist_free_all(headerList) }
 
         func check(_ code: CURLcode) throws {
             if code != CURLE_OK {
-                throw CurlError(code: Int(code.rawValue), message: String(cString: curl_easy_strerror(code)), url: request.url)
+                throw CurlError(code: Int(code.rawValue), message: String(cString: CCurl_easy_strerror(code)), url: request.url)
             }
         }
 
@@ -158,18 +157,18 @@ public final class CurlSession {
             }
 
             for (name, value) in request.headers {
-                headerList = curl_slist_append(headerList, "\(name): \(value)")
+                headerList = CCurl_slist_append(headerList, "\(name): \(value)")
             }
             // No "Expect: 100-continue" round trip unless the caller asks for it.
             if !request.headers.contains(where: { $0.name.lowercased() == "expect" }) {
-                headerList = curl_slist_append(headerList, "Expect:")
+                headerList = CCurl_slist_append(headerList, "Expect:")
             }
             try check(CCurl_setopt_headers(handle, headerList))
 
-            let code = curl_easy_perform(handle)
+            let code = CCurl_easy_perform(handle)
             if code != CURLE_OK {
                 let detail = String(cString: errors.baseAddress!)
-                throw CurlError(code: Int(code.rawValue), message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
+                throw CurlError(code: Int(code.rawValue), message: detail.isEmpty ? String(cString: CCurl_easy_strerror(code)) : detail,
                                 url: request.url)
             }
         }
