@@ -88,6 +88,7 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   jpeg_set_defaults(&cinfo);
   jpeg_set_quality(&cinfo, options.quality, TRUE);
   cinfo.optimize_coding = options.optimize ? TRUE : FALSE;
+  if (options.restart_rows > 0) cinfo.restart_in_rows = options.restart_rows;
   if (options.progressive) jpeg_simple_progression(&cinfo);
   jpeg_start_compress(&cinfo, TRUE);
   if (kind == CJPEG_PIXELS_F32) {

@@ -46,6 +46,26 @@ import Framework
         #expect(try JPEGCodec.decode(progressive).pixels == JPEGCodec.decode(plain).pixels)
     }
 
+    /// Strips encoded on several cores and joined at restart markers are byte for
+    /// byte what a single encoder writes with the same restart interval.
+    @Test(arguments: [(2048, 2048, 8), (1000, 333, 2), (17, 1, 1), (640, 480, 3), (300, 1000, 16)])
+    func parallelStripsEqualOneEncoder(width: Int, height: Int, restartRows: Int) async throws {
+        var rng = Xoshiro256StarStar(seed: UInt64(width * height))
+        let grid = try Grid<Float>(width: width, height: height) { buffer in
+            for i in buffer.indices { buffer[i] = Float(rng.next() % 1000) / 999 }
+        }
+        let options = JPEGCodec.Options(quality: 95, restartRows: restartRows)
+        let single = Array(try JPEGCodec.encodeGray(grid, options: options))
+        for workers in [1, 2, 3, 7] {
+            let parallel = Array(try await JPEGCodec.encodeGray(grid, options: options, workers: workers))
+            #expect(parallel == single, "\(width)x\(height), restart rows \(restartRows), \(workers) workers")
+        }
+        let image = try JPEGCodec.decode(single)
+        #expect(image.width == width && image.height == height)
+        let error = zip(image.pixels, grid.elements).map { abs(Double($0) - Double($1) * 255) }.max() ?? 255
+        #expect(error < 40, "max error \(error)")
+    }
+
     @Test func corruptAndTruncatedInputsAreErrorsWithLibjpegsMessage() throws {
         let bytes = try JPEGCodec.encodeGray(try gradient(width: 64, height: 64), options: .init())
         do {

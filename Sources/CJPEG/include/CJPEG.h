@@ -17,6 +17,7 @@ typedef struct {
   int quality;      // 1...100
   int progressive;  // non-zero: progressive scan script
   int optimize;     // non-zero: optimal Huffman tables
+  int restart_rows; // > 0: a restart marker every this many MCU rows (8 pixel rows each)
 } CJPEG_EncodeOptions;
 
 /// Encodes a single-channel image; on success *out is malloc'd (free with CJPEG_free).

@@ -15,11 +15,14 @@ public enum JPEGCodec {
         public var quality: Int
         public var progressive: Bool
         public var optimize: Bool
+        /// A restart marker every this many MCU rows (8 pixel rows); 0 for none.
+        public var restartRows: Int
 
-        public init(quality: Int = 95, progressive: Bool = false, optimize: Bool = false) {
+        public init(quality: Int = 95, progressive: Bool = false, optimize: Bool = false, restartRows: Int = 0) {
             self.quality = quality
             self.progressive = progressive
             self.optimize = optimize
+            self.restartRows = restartRows
         }
     }
 
@@ -38,6 +41,45 @@ public enum JPEGCodec {
         }
     }
 
+    /// Encodes on up to `workers` cores: horizontal strips, each a multiple of
+    /// `options.restartRows` MCU rows, are encoded at once and joined at restart
+    /// markers. The result is byte for byte what one encoder writes with the same
+    /// restart interval, whatever `workers` is. Progressive and optimized encodings,
+    /// whose coding depends on the whole image, and `restartRows == 0` use one core.
+    public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int) async throws -> SharedBytes {
+        let kind: CJPEG_PixelKind
+        switch Element.self {
+        case is UInt8.Type: kind = CJPEG_PIXELS_U8
+        case is Float.Type: kind = CJPEG_PIXELS_F32
+        default: throw CodecError(library: "libjpeg", message: "cannot encode Grid<\(Element.elementType.swiftName)>")
+        }
+        let intervalRows = options.restartRows * 8
+        let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
+        let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))
+        func encodeStrip(_ firstRow: Int, _ rows: Int) throws -> SharedBytes {
+            try grid.withUnsafeBufferPointer { buffer in
+                try encode(UnsafeRawPointer(buffer.baseAddress! + firstRow * grid.width), kind: kind,
+                           width: grid.width, height: rows, options: options)
+            }
+        }
+        guard strips > 1 else { return try encodeStrip(0, grid.height) }
+        let intervalsPerStrip = (intervals + strips - 1) / strips
+        let rowsPerStrip = intervalsPerStrip * intervalRows
+        let parts = try await withThrowingTaskGroup(of: (Int, SharedBytes).self) { group in
+            for strip in 0..<strips where strip * rowsPerStrip < grid.height {
+                let first = strip * rowsPerStrip
+                group.addTask {
+                    try Task.checkCancellation()
+                    return (strip, try encodeStrip(first, min(rowsPerStrip, grid.height - first)))
+                }
+            }
+            var parts: [(Int, SharedBytes)] = []
+            for try await part in group { parts.append(part) }
+            return parts.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        return try RestartJoin.join(parts, height: grid.height, intervalsPerStrip: intervalsPerStrip)
+    }
+
     private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, width: Int, height: Int, options: Options) throws -> SharedBytes {
         guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
@@ -46,7 +88,7 @@ public enum JPEGCodec {
         var size: UInt = 0
         var message = [CChar](repeating: 0, count: Int(CJPEG_MESSAGE_MAX))
         let options = CJPEG_EncodeOptions(quality: Int32(options.quality), progressive: options.progressive ? 1 : 0,
-                                          optimize: options.optimize ? 1 : 0)
+                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows))
         let status = CJPEG_encode_gray(pixels, kind, Int32(width), Int32(height), width, options, &output, &size, &message, message.count)
         guard status == 0, let output else {
             throw CodecError(library: "libjpeg", message: String(cString: message))
@@ -85,5 +127,81 @@ public enum JPEGCodec {
         let count = Int(width) * Int(height) * Int(components)
         return Image(width: Int(width), height: Int(height), components: Int(components),
                      pixels: Array(UnsafeBufferPointer(start: pixels, count: count)))
+    }
+}
+
+/// Joins JPEG strips encoded with the same tables and restart interval into one
+/// image: the first strip's headers with the full height, then each strip's
+/// entropy-coded data, with restart markers renumbered to run on across strips.
+enum RestartJoin {
+    static func join(_ strips: [SharedBytes], height: Int, intervalsPerStrip: Int) throws -> SharedBytes {
+        var output: [UInt8] = []
+        output.reserveCapacity(strips.reduce(0) { $0 + $1.count })
+        for (index, strip) in strips.enumerated() {
+            try strip.withUnsafeBytes { bytes in
+                guard bytes.count > 4, bytes[bytes.count - 2] == 0xFF, bytes[bytes.count - 1] == 0xD9 else {
+                    throw CodecError(library: "libjpeg", message: "strip \(index) does not end with EOI")
+                }
+                let scanStart = try entropyStart(bytes)
+                let firstInterval = index * intervalsPerStrip
+                if index == 0 {
+                    var headers = Array(bytes[0..<scanStart])
+                    try setHeight(&headers, height)
+                    output += headers
+                } else {
+                    output += [0xFF, 0xD0 + UInt8((firstInterval - 1) % 8)]
+                }
+                // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
+                // RSTn marker, which is renumbered from the strip's own count.
+                var position = scanStart
+                let end = bytes.count - 2
+                while position < end {
+                    let byte = bytes[position]
+                    output.append(byte)
+                    if byte == 0xFF, position + 1 < end {
+                        let next = bytes[position + 1]
+                        if next >= 0xD0 && next <= 0xD7 {
+                            output.append(0xD0 + UInt8((firstInterval + Int(next - 0xD0)) % 8))
+                        } else {
+                            output.append(next)
+                        }
+                        position += 2
+                    } else {
+                        position += 1
+                    }
+                }
+            }
+        }
+        output += [0xFF, 0xD9]
+        return SharedBytes(output)
+    }
+
+    /// The offset just past the SOS segment, where entropy-coded data begins.
+    static func entropyStart(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        var position = 2  // after SOI
+        while position + 4 <= bytes.count {
+            guard bytes[position] == 0xFF else { break }
+            let marker = bytes[position + 1]
+            let length = Int(bytes[position + 2]) << 8 | Int(bytes[position + 3])
+            if marker == 0xDA { return position + 2 + length }
+            position += 2 + length
+        }
+        throw CodecError(library: "libjpeg", message: "no start-of-scan segment in strip")
+    }
+
+    /// Writes the image height into the first SOFn segment.
+    static func setHeight(_ headers: inout [UInt8], _ height: Int) throws {
+        var position = 2
+        while position + 9 <= headers.count {
+            let marker = headers[position + 1]
+            let length = Int(headers[position + 2]) << 8 | Int(headers[position + 3])
+            if marker >= 0xC0 && marker <= 0xC2 {
+                headers[position + 5] = UInt8(height >> 8)
+                headers[position + 6] = UInt8(height & 0xFF)
+                return
+            }
+            position += 2 + length
+        }
+        throw CodecError(library: "libjpeg", message: "no frame header in strip")
     }
 }

@@ -8,12 +8,17 @@ public struct JPEGStage: Stage {
         discussion: """
             Grid<UInt8> is encoded as is. Grid<Float32> must be in [0, 1]; each value v becomes \
             round(v * 255), values outside [0, 1] are clamped and NaN becomes 0. Conversion happens \
-            row by row inside the encoder, without a copy of the image.
+            row by row inside the encoder, without a copy of the image. With restart markers (the \
+            default), horizontal strips are encoded on several cores and joined at the markers; the \
+            bytes are the same whatever --jobs is. Grayscale has no chroma, so there is no subsampling \
+            to choose.
             """,
         parameters: [
             ParameterSpec("quality", .integer, default: .integer(95), range: .closed(1, 100), doc: "JPEG quality, 1 (smallest) to 100 (best)"),
             ParameterSpec("progressive", .boolean, default: .boolean(false), doc: "write a progressive JPEG"),
             ParameterSpec("optimize", .boolean, default: .boolean(false), doc: "compute optimal Huffman tables (smaller file, slower)"),
+            ParameterSpec("restart_rows", .integer, default: .integer(8), range: .closed(0, 65535),
+                          doc: "a restart marker every this many rows of 8x8 blocks, so strips encode in parallel; 0 for none (one core)"),
         ],
         inputs: [InputPort(accepts: .oneOf(.grid(.float32), .grid(.uint8)), doc: "the image: unit-range floats or 8-bit samples")],
         output: .fixed(.encodedImage))
@@ -22,7 +27,7 @@ public struct JPEGStage: Stage {
 
     public init(parameters: Parameters) throws {
         options = JPEGCodec.Options(quality: parameters.int("quality"), progressive: parameters.bool("progressive"),
-                                    optimize: parameters.bool("optimize"))
+                                    optimize: parameters.bool("optimize"), restartRows: parameters.int("restart_rows"))
     }
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
@@ -31,10 +36,10 @@ public struct JPEGStage: Stage {
         let width: Int, height: Int
         switch inputs.input {
         case let grid as Grid<Float>:
-            bytes = try JPEGCodec.encodeGray(grid, options: options)
+            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency)
             (width, height) = (grid.width, grid.height)
         case let grid as Grid<UInt8>:
-            bytes = try JPEGCodec.encodeGray(grid, options: options)
+            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency)
             (width, height) = (grid.width, grid.height)
         default:
             throw StageFailure("input is not Grid<Float32> or Grid<UInt8>", retryable: false)
