@@ -1,4 +1,5 @@
 internal import CJPEG
+import Foundation
 import Framework
 
 /// An error reported by an image library, with its own message.
@@ -135,45 +136,64 @@ public enum JPEGCodec {
 /// entropy-coded data, with restart markers renumbered to run on across strips.
 enum RestartJoin {
     static func join(_ strips: [SharedBytes], height: Int, intervalsPerStrip: Int) throws -> SharedBytes {
-        var output: [UInt8] = []
-        output.reserveCapacity(strips.reduce(0) { $0 + $1.count })
-        for (index, strip) in strips.enumerated() {
-            try strip.withUnsafeBytes { bytes in
-                guard bytes.count > 4, bytes[bytes.count - 2] == 0xFF, bytes[bytes.count - 1] == 0xD9 else {
-                    throw CodecError(library: "libjpeg", message: "strip \(index) does not end with EOI")
-                }
-                let scanStart = try entropyStart(bytes)
-                let firstInterval = index * intervalsPerStrip
-                if index == 0 {
-                    var headers = Array(bytes[0..<scanStart])
-                    try setHeight(&headers, height)
-                    output += headers
-                } else {
-                    output += [0xFF, 0xD0 + UInt8((firstInterval - 1) % 8)]
-                }
-                // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
-                // RSTn marker, which is renumbered from the strip's own count.
-                var position = scanStart
-                let end = bytes.count - 2
-                while position < end {
-                    let byte = bytes[position]
-                    output.append(byte)
-                    if byte == 0xFF, position + 1 < end {
-                        let next = bytes[position + 1]
-                        if next >= 0xD0 && next <= 0xD7 {
-                            output.append(0xD0 + UInt8((firstInterval + Int(next - 0xD0)) % 8))
-                        } else {
-                            output.append(next)
-                        }
-                        position += 2
+        let capacity = strips.reduce(2) { $0 + $1.count + 2 }
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
+        var length = 0
+        func append(_ source: UnsafeRawBufferPointer) {
+            UnsafeMutableRawBufferPointer(rebasing: output[length..<(length + source.count)]).copyMemory(from: source)
+            length += source.count
+        }
+        func append(_ a: UInt8, _ b: UInt8) {
+            output[length] = a
+            output[length + 1] = b
+            length += 2
+        }
+        do {
+            for (index, strip) in strips.enumerated() {
+                try strip.withUnsafeBytes { bytes in
+                    guard bytes.count > 4, bytes[bytes.count - 2] == 0xFF, bytes[bytes.count - 1] == 0xD9 else {
+                        throw CodecError(library: "libjpeg", message: "strip \(index) does not end with EOI")
+                    }
+                    let scanStart = try entropyStart(bytes)
+                    let firstInterval = index * intervalsPerStrip
+                    if index == 0 {
+                        let headerStart = length
+                        append(UnsafeRawBufferPointer(rebasing: bytes[0..<scanStart]))
+                        try setHeight(UnsafeMutableRawBufferPointer(rebasing: output[headerStart..<length]), height)
                     } else {
-                        position += 1
+                        append(0xFF, 0xD0 + UInt8((firstInterval - 1) % 8))
+                    }
+                    // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
+                    // RSTn marker, which is renumbered from the strip's own count. Copy the
+                    // runs between 0xFF bytes whole.
+                    let base = bytes.baseAddress!
+                    var position = scanStart
+                    let end = bytes.count - 2
+                    while position < end {
+                        let found = memchr(base + position, 0xFF, end - position)
+                        let next = found.map { base.distance(to: UnsafeRawPointer($0)) } ?? end
+                        append(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
+                        guard next + 1 < end else {
+                            position = next
+                            if next < end { append(UnsafeRawBufferPointer(rebasing: bytes[next..<end])) }
+                            break
+                        }
+                        let marker = bytes[next + 1]
+                        if marker >= 0xD0 && marker <= 0xD7 {
+                            append(0xFF, 0xD0 + UInt8((firstInterval + Int(marker - 0xD0)) % 8))
+                        } else {
+                            append(0xFF, marker)
+                        }
+                        position = next + 2
                     }
                 }
             }
+        } catch {
+            output.deallocate()
+            throw error
         }
-        output += [0xFF, 0xD9]
-        return SharedBytes(output)
+        append(0xFF, 0xD9)
+        return SharedBytes(takingOwnershipOf: output.baseAddress!, count: length) { $0.deallocate() }
     }
 
     /// The offset just past the SOS segment, where entropy-coded data begins.
@@ -190,7 +210,7 @@ enum RestartJoin {
     }
 
     /// Writes the image height into the first SOFn segment.
-    static func setHeight(_ headers: inout [UInt8], _ height: Int) throws {
+    static func setHeight(_ headers: UnsafeMutableRawBufferPointer, _ height: Int) throws {
         var position = 2
         while position + 9 <= headers.count {
             let marker = headers[position + 1]
