@@ -138,6 +138,35 @@ import Framework
     }
 }
 
+@Suite struct BuiltinPipelineChecks {
+    func problems(_ yaml: String) throws -> [Diagnostic] {
+        let loaded = PipelineLoader(environment: [:]).load(bytes: Array(yaml.utf8), file: "t.yaml")
+        switch Planner(registry: try BuiltinStages.registry()).plan(loaded) {
+        case .success: return []
+        case .failure(let error): return error.diagnostics
+        }
+    }
+
+    @Test func jpegRefusesSixteenBitGridsAtCheckTime() throws {
+        let found = try problems("""
+            stages:
+              generate: {type: poisson, with: {width: 8, height: 8, lambda: 3, dtype: uint16}}
+              encode: {type: jpeg, input: generate}
+            """)
+        #expect(found.count == 1)
+        #expect(found.first?.message == "stage 'encode' (jpeg) accepts Grid<Float32> or Grid<UInt8>, but 'generate' (poisson) produces Grid<UInt16>")
+        #expect(found.first?.help == "put a 'normalize' stage between them to get Grid<Float32>")
+        #expect(found.first?.location == SourceLocation(file: "t.yaml", line: 3, column: 31))
+    }
+
+    @Test func lambdaMustBeFiniteAndPositive() throws {
+        for bad in ["0", "-1", ".nan", ".inf", "2e9"] {
+            let found = try problems("stages:\n  g: {type: poisson, with: {width: 8, height: 8, lambda: \(bad)}}\n")
+            #expect(found.first?.message.hasPrefix("parameter 'lambda' of stage 'g' (poisson) must be") == true, "\(bad): \(found)")
+        }
+    }
+}
+
 @Suite struct FilesystemStageTests {
     func store(_ bytes: [UInt8], path: String, overwrite: Bool = false, values: [String: String] = [:]) async throws -> StoredObject {
         let stage = try FilesystemStage(parameters: Parameters(["path": .string(path), "overwrite": .boolean(overwrite)]))

@@ -48,12 +48,14 @@ public struct PoissonSampler: Sendable {
     }
 
     private static func makeTable(_ lambda: Double) -> Method {
-        let logLambda = Foundation.log(lambda)
+        // pmf by the recurrence p(k) = p(k-1) * lambda / k from p(0) = exp(-lambda):
+        // plain IEEE arithmetic apart from one exp, so the table (and the samples) are
+        // the same on every machine whose exp is correctly rounded (glibc >= 2.28).
         var cdf: [Double] = []
+        var pmf = exp(-lambda)
         var sum = 0.0, compensation = 0.0
         var k = 0
         while true {
-            let pmf = exp(-lambda + Double(k) * logLambda - lgamma(Double(k) + 1))
             // Kahan summation keeps the cumulative sums exact to a few ulps.
             let y = pmf - compensation
             let t = sum + y
@@ -66,6 +68,7 @@ public struct PoissonSampler: Sendable {
             if Double(k) > lambda && pmf / (1 - ratio) < 0x1.0p-60 { break }
             if sum >= 1 { break }
             k += 1
+            pmf *= lambda / Double(k)
         }
         // Integer thresholds: 2^-63 resolution, finer than the doubles they come from.
         var thresholds = cdf.map { UInt64(min($0, 1) * 0x1.0p63) }
