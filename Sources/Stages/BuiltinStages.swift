@@ -8,6 +8,7 @@ public enum BuiltinStages {
         StageType(JPEGStage.self),
         StageType(PNGStage.self),
         StageType(FilesystemStage.self),
+        StageType(S3Stage.self),
     ]
 
     /// A registry of the built-in stage types, plus `extra` ones.

@@ -53,14 +53,14 @@ import Framework
         #expect((echoed["headers"] as? [String: String])?["x-custom"] == "v1")
 
         let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        let put = try session.perform(HTTPRequest(method: "PUT", url: server.base + "/upload", headers: [("Content-Type", "application/octet-stream")], body: body))
+        let put = try session.perform(HTTPRequest(method: "PUT", url: server.base + "/upload", headers: [("Content-Type", "application/octet-stream")], body: .bytes(body)))
         let putEcho = try json(put)
         #expect(putEcho["method"] as? String == "PUT")
         #expect(putEcho["length"] as? Int == body.count)
         #expect(putEcho["sha256"] as? String == SHA256Hex.of(body))
         #expect((putEcho["headers"] as? [String: String])?["expect"] == nil)
 
-        let post = try session.perform(HTTPRequest(method: "POST", url: server.base + "/p", body: Array("hello".utf8)))
+        let post = try session.perform(HTTPRequest(method: "POST", url: server.base + "/p", body: .shared(SharedBytes(Array("xhelloy".utf8)), 1..<6)))
         #expect(try json(post)["length"] as? Int == 5)
 
         let missing = try session.perform(HTTPRequest(url: server.base + "/status/404"))

@@ -43,6 +43,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
     public var sha256: String?
     public var uri: String?
     public var etag: String?
+    public var versionID: String?
 
     public init(type: ArtifactType) {
         self.type = type.name
@@ -50,7 +51,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case type, width, height, elementType = "element_type", min, max, format, mediaType = "media_type"
-        case byteCount = "byte_count", sha256, uri, etag
+        case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id"
     }
 
     /// A short human description: `Grid<UInt8> 2048x2048`, `EncodedImage jpeg 3.0 MB`.

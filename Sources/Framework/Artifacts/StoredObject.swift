@@ -8,13 +8,16 @@ public final class StoredObject: Artifact {
     public let mediaType: String?
     /// The ETag the store returned, where it has one.
     public let etag: String?
+    /// The version the store gave the object, where versioning is on.
+    public let versionID: String?
 
-    public init(uri: String, byteCount: Int, sha256: String, mediaType: String? = nil, etag: String? = nil) {
+    public init(uri: String, byteCount: Int, sha256: String, mediaType: String? = nil, etag: String? = nil, versionID: String? = nil) {
         self.uri = uri
         self.byteCount = byteCount
         self.sha256 = sha256
         self.mediaType = mediaType
         self.etag = etag
+        self.versionID = versionID
     }
 
     public var artifactType: ArtifactType { .storedObject }
@@ -26,6 +29,7 @@ public final class StoredObject: Artifact {
         summary.sha256 = sha256
         summary.mediaType = mediaType
         summary.etag = etag
+        summary.versionID = versionID
         return summary
     }
 }

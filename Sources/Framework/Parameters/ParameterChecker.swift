@@ -35,6 +35,19 @@ enum ParameterChecker {
             }
             return .success(.list(values))
         }
+        if case .mapping = type {
+            guard let pairs = node.pairs else {
+                return fail("must be a mapping of names to strings, got \(node.kindName)", help: "write it as {name: value}")
+            }
+            var values: [String: String] = [:]
+            for pair in pairs {
+                guard let text = pair.value.scalar else {
+                    return fail("entry '\(pair.name)' must be a string, got \(pair.value.kindName)", at: pair.value.location)
+                }
+                values[pair.name] = text
+            }
+            return .success(.mapping(values))
+        }
         guard let text = node.scalar else {
             return fail("must be \(article(type)), got \(node.kindName)")
         }
@@ -78,7 +91,7 @@ enum ParameterChecker {
                 return fail("must be one of \(words.quotedList()), got '\(text)'", help: Suggestions.didYouMean(text, in: words))
             }
             value = .string(text)
-        case .list:
+        case .list, .mapping:
             fatalError("handled above")
         }
         if let problem = problem(with: value, for: spec, checkType: false) {
@@ -92,7 +105,7 @@ enum ParameterChecker {
         if checkType {
             switch (spec.type, value) {
             case (.integer, .integer), (.number, .integer), (.number, .number), (.boolean, .boolean),
-                 (.string, .string), (.template, .string), (.list, .list):
+                 (.string, .string), (.template, .string), (.list, .list), (.mapping, .mapping):
                 break
             case (.choice(let words), .string(let word)):
                 if !words.contains(word) { return "must be one of \(words.quotedList()), got '\(word)'" }
@@ -128,6 +141,7 @@ enum ParameterChecker {
         case .string, .template: "a string"
         case .choice(let words): "one of \(words.quotedList())"
         case .list(let element, _): "a list of \(element)s"
+        case .mapping: "a mapping of names to strings"
         }
     }
 

@@ -14,6 +14,8 @@ public indirect enum ParameterType: Sendable, Hashable, CustomStringConvertible 
     case choice([String])
     /// A list of values of one type, optionally of a fixed length.
     case list(ParameterType, count: Int? = nil)
+    /// A mapping of names to text (`{key: value, ...}`).
+    case mapping
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public indirect enum ParameterType: Sendable, Hashable, CustomStringConvertible 
         case .choice(let words): "one of " + words.map { "'\($0)'" }.joined(separator: ", ")
         case .list(let element, let count):
             count.map { "list of \($0) \(element)s" } ?? "list of \(element)s"
+        case .mapping: "mapping of names to strings"
         }
     }
 
@@ -38,6 +41,7 @@ public indirect enum ParameterType: Sendable, Hashable, CustomStringConvertible 
         case .template: "template"
         case .choice: "choice"
         case .list: "list"
+        case .mapping: "mapping"
         }
     }
 }

@@ -5,6 +5,8 @@ public enum ParameterValue: Sendable, Hashable, CustomStringConvertible {
     case boolean(Bool)
     case string(String)
     case list([ParameterValue])
+    /// Names to text, e.g. object metadata.
+    case mapping([String: String])
 
     public var description: String {
         switch self {
@@ -13,6 +15,7 @@ public enum ParameterValue: Sendable, Hashable, CustomStringConvertible {
         case .boolean(let value): String(value)
         case .string(let value): value
         case .list(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .mapping(let values): "{" + values.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -33,6 +36,7 @@ public enum ParameterValue: Sendable, Hashable, CustomStringConvertible {
         case .boolean(let value): .boolean(value)
         case .string(let value): .string(value)
         case .list(let values): .array(values.map(\.jsonValue))
+        case .mapping(let values): .object(values.mapValues { .string($0) })
         }
     }
 }

@@ -45,6 +45,11 @@ public struct Parameters: Sendable, Hashable {
         return nil
     }
 
+    public func mapping(_ name: String) -> [String: String]? {
+        if case .mapping(let values)? = values[name] { return values }
+        return nil
+    }
+
     public func doubles(_ name: String) -> [Double]? {
         guard case .list(let items)? = values[name] else { return nil }
         return items.compactMap(\.numericValue)

@@ -1,5 +1,28 @@
 internal import CCurl
 import Foundation
+import Framework
+
+/// A request body: bytes of its own, or a range of shared bytes (a part of an
+/// artifact), sent without a copy.
+public enum HTTPBody: Sendable {
+    case bytes([UInt8])
+    case shared(SharedBytes, Range<Int>)
+
+    public var count: Int {
+        switch self {
+        case .bytes(let bytes): bytes.count
+        case .shared(_, let range): range.count
+        }
+    }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch self {
+        case .bytes(let bytes): return try bytes.withUnsafeBytes(body)
+        case .shared(let shared, let range):
+            return try shared.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        }
+    }
+}
 
 /// An HTTP request for `CurlSession`.
 public struct HTTPRequest: Sendable {
@@ -7,12 +30,12 @@ public struct HTTPRequest: Sendable {
     public var url: String
     /// Header fields in the order they are sent.
     public var headers: [(name: String, value: String)]
-    public var body: [UInt8]?
+    public var body: HTTPBody?
     /// Limit for the whole transfer.
     public var timeout: Duration
     public var connectTimeout: Duration
 
-    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8]? = nil,
+    public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: HTTPBody? = nil,
                 timeout: Duration = .seconds(300), connectTimeout: Duration = .seconds(10)) {
         self.method = method
         self.url = url
@@ -75,19 +98,19 @@ public final class CurlSession {
 
     /// State the C callbacks read and write, reached through their context pointer.
     private final class Transfer {
-        let body: [UInt8]
+        let body: HTTPBody?
         var offset = 0
         var received: [UInt8] = []
         var headers: [(name: String, value: String)] = []
 
-        init(body: [UInt8]) {
+        init(body: HTTPBody?) {
             self.body = body
         }
     }
 
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
         CCurl_easy_reset(handle)
-        let transfer = Transfer(body: request.body ?? [])
+        let transfer = Transfer(body: request.body)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
@@ -132,8 +155,9 @@ public final class CurlSession {
             if request.body != nil {
                 try check(CCurl_setopt_callback(handle, CURLOPT_READFUNCTION, { buffer, size, count, context in
                     let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
-                    let length = min(size * count, transfer.body.count - transfer.offset)
-                    transfer.body.withUnsafeBytes { source in
+                    guard let body = transfer.body else { return 0 }
+                    let length = min(size * count, body.count - transfer.offset)
+                    body.withUnsafeBytes { source in
                         if length > 0, let buffer {
                             UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + transfer.offset, byteCount: length)
                         }
@@ -144,10 +168,10 @@ public final class CurlSession {
                 try check(CCurl_setopt_pointer(handle, CURLOPT_READDATA, context))
                 if method == "POST" {
                     try check(CCurl_setopt_long(handle, CURLOPT_POST, 1))
-                    try check(CCurl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.body.count)))
+                    try check(CCurl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body?.count ?? 0)))
                 } else {
                     try check(CCurl_setopt_long(handle, CURLOPT_UPLOAD, 1))
-                    try check(CCurl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(transfer.body.count)))
+                    try check(CCurl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(request.body?.count ?? 0)))
                     if method != "PUT" { try check(CCurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)) }
                 }
             } else if method == "HEAD" {

@@ -1,0 +1,235 @@
+import Foundation
+import Framework
+
+/// Where AWS settings come from: environment variables and the home directory.
+/// A value, so tests can give their own.
+public struct AWSEnvironment: Sendable {
+    public var variables: [String: String]
+
+    public init(variables: [String: String] = ProcessInfo.processInfo.environment) {
+        self.variables = variables
+    }
+
+    public subscript(name: String) -> String? {
+        variables[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public var profile: String { self["AWS_PROFILE"] ?? "default" }
+
+    var home: String { self["HOME"] ?? NSHomeDirectory() }
+
+    public var credentialsFile: String { self["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials" }
+    public var configFile: String { self["AWS_CONFIG_FILE"] ?? home + "/.aws/config" }
+
+    /// The region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region` in the
+    /// config file, else nil.
+    public var region: String? {
+        if let region = self["AWS_REGION"] ?? self["AWS_DEFAULT_REGION"] { return region }
+        return (try? INIFile(path: configFile))?.section(configSection)?["region"]
+    }
+
+    var configSection: String { profile == "default" ? "default" : "profile \(profile)" }
+}
+
+/// A problem finding credentials, with where the chain looked.
+public struct AWSCredentialError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The credential chain in the order AWS SDKs use: environment variables, the shared
+/// credentials and config files (`AWS_PROFILE`), the container credentials endpoint,
+/// EC2 instance metadata (IMDSv2). Temporary credentials are cached and fetched again
+/// five minutes before they expire.
+public final class AWSCredentialChain: @unchecked Sendable {
+    public let environment: AWSEnvironment
+    private let lock = NSLock()
+    private var cached: AWSCredentials?
+
+    /// Refresh temporary credentials this long before they expire.
+    public static let refreshMargin: TimeInterval = 300
+
+    public init(environment: AWSEnvironment = AWSEnvironment()) {
+        self.environment = environment
+    }
+
+    /// Current credentials, from the cache while they are fresh.
+    public func credentials(now: Date = Date()) throws -> AWSCredentials {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached, cached.expiration.map({ $0.timeIntervalSince(now) > Self.refreshMargin }) ?? true {
+            return cached
+        }
+        let fresh = try resolve()
+        cached = fresh
+        return fresh
+    }
+
+    /// Walks the chain once, without the cache.
+    public func resolve() throws -> AWSCredentials {
+        var looked: [String] = []
+        if let found = try fromEnvironment(&looked) { return found }
+        if let found = try fromSharedFiles(&looked) { return found }
+        if let found = try fromContainer(&looked) { return found }
+        if let found = try fromInstanceMetadata(&looked) { return found }
+        throw AWSCredentialError(message: "no AWS credentials found; looked in:\n" + looked.map { "  - \($0)" }.joined(separator: "\n")
+            + "\nset AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure a profile in \(environment.credentialsFile)")
+    }
+
+    func fromEnvironment(_ looked: inout [String]) throws -> AWSCredentials? {
+        let id = environment["AWS_ACCESS_KEY_ID"], secret = environment["AWS_SECRET_ACCESS_KEY"]
+        switch (id, secret) {
+        case let (id?, secret?):
+            return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
+        case (.some, nil):
+            throw AWSCredentialError(message: "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not")
+        case (nil, .some):
+            throw AWSCredentialError(message: "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not")
+        case (nil, nil):
+            looked.append("environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: not set")
+            return nil
+        }
+    }
+
+    func fromSharedFiles(_ looked: inout [String]) throws -> AWSCredentials? {
+        let profile = environment.profile
+        for (path, section) in [(environment.credentialsFile, profile), (environment.configFile, environment.configSection)] {
+            guard FileManager.default.fileExists(atPath: path) else {
+                looked.append("\(path): no such file")
+                continue
+            }
+            let file = try INIFile(path: path)
+            guard let values = file.section(section) else {
+                looked.append("\(path): no [\(section)] section")
+                continue
+            }
+            guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
+                looked.append("\(path) [\(section)]: no aws_access_key_id / aws_secret_access_key")
+                continue
+            }
+            return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: values["aws_session_token"])
+        }
+        return nil
+    }
+
+    func fromContainer(_ looked: inout [String]) throws -> AWSCredentials? {
+        let url: String
+        if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {
+            url = "http://169.254.170.2" + relative
+        } else if let full = environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] {
+            url = full
+        } else {
+            looked.append("container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI not set")
+            return nil
+        }
+        var headers: [(name: String, value: String)] = []
+        if let token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
+            headers.append(("Authorization", token))
+        } else if let file = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] {
+            guard let token = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw AWSCredentialError(message: "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE '\(file)'")
+            }
+            headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let response = try fetch(HTTPRequest(url: url, headers: headers, timeout: .seconds(5), connectTimeout: .seconds(2)),
+                                 what: "container credentials endpoint \(url)")
+        return try Self.parseCredentialsJSON(response, source: "container credentials endpoint \(url)")
+    }
+
+    func fromInstanceMetadata(_ looked: inout [String]) throws -> AWSCredentials? {
+        if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" {
+            looked.append("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED")
+            return nil
+        }
+        let base = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+            ?? "http://169.254.169.254"
+        let session = try CurlSession()
+        // IMDSv2: a session token first, then the role, then its credentials.
+        let tokenResponse: HTTPResponse
+        do {
+            tokenResponse = try session.perform(HTTPRequest(
+                method: "PUT", url: base + "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
+                body: .bytes([]), timeout: .seconds(2), connectTimeout: .seconds(1)))
+        } catch {
+            looked.append("EC2 instance metadata at \(base): unreachable (\(error))")
+            return nil
+        }
+        guard tokenResponse.status == 200 else {
+            looked.append("EC2 instance metadata at \(base): token request answered \(tokenResponse.status)")
+            return nil
+        }
+        let token = String(decoding: tokenResponse.body, as: UTF8.self)
+        let roles = try session.perform(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/",
+                                                    headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)))
+        guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first else {
+            looked.append("EC2 instance metadata at \(base): no instance role (status \(roles.status))")
+            return nil
+        }
+        let response = try session.perform(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/" + role,
+                                                       headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)))
+        guard response.status == 200 else {
+            throw AWSCredentialError(message: "EC2 instance metadata: credentials for role '\(role)' answered \(response.status)")
+        }
+        return try Self.parseCredentialsJSON(response.body, source: "EC2 instance metadata role '\(role)'")
+    }
+
+    private func fetch(_ request: HTTPRequest, what: String) throws -> [UInt8] {
+        let response: HTTPResponse
+        do {
+            response = try CurlSession().perform(request)
+        } catch {
+            throw AWSCredentialError(message: "cannot reach the \(what): \(error)")
+        }
+        guard response.status == 200 else {
+            throw AWSCredentialError(message: "the \(what) answered HTTP \(response.status)")
+        }
+        return response.body
+    }
+
+    /// The JSON the container endpoint and IMDS return.
+    static func parseCredentialsJSON(_ body: [UInt8], source: String) throws -> AWSCredentials {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let id = object["AccessKeyId"] as? String, let secret = object["SecretAccessKey"] as? String else {
+            throw AWSCredentialError(message: "the \(source) returned no AccessKeyId / SecretAccessKey")
+        }
+        var expiration: Date?
+        if let text = object["Expiration"] as? String {
+            expiration = ISO8601DateFormatter().date(from: text)
+        }
+        return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: object["Token"] as? String, expiration: expiration)
+    }
+}
+
+/// The INI dialect of `~/.aws/credentials` and `~/.aws/config`: `[section]` headers,
+/// `key = value` lines, `#` and `;` comments.
+struct INIFile {
+    var sections: [String: [String: String]] = [:]
+
+    init(path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw AWSCredentialError(message: "cannot read '\(path)'")
+        }
+        self.init(text: text)
+    }
+
+    init(text: String) {
+        var current: String?
+        for rawLine in text.split(whereSeparator: \.isNewline) {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") && line.hasSuffix("]") {
+                let name = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                    .split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+                current = name
+                sections[name, default: [:]] = sections[name] ?? [:]
+                continue
+            }
+            guard let section = current, let equals = line.firstIndex(of: "=") else { continue }
+            let key = line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            sections[section]?[key] = value
+        }
+    }
+
+    func section(_ name: String) -> [String: String]? { sections[name] }
+}

@@ -1,0 +1,207 @@
+import Crypto
+import Foundation
+import Framework
+
+/// An S3 error a user can act on: the operation, S3's code and message, and a hint.
+public struct S3Error: Error, Sendable, CustomStringConvertible {
+    public var operation: String
+    /// S3's error code (`NoSuchBucket`), or nil for transport errors.
+    public var code: String?
+    public var status: Int?
+    public var message: String
+    public var hint: String?
+    /// Whether retrying could help.
+    public var isTransient: Bool
+
+    public var description: String {
+        var text = "\(operation) failed: \(message)"
+        if let code { text += " (\(code)\(status.map { ", HTTP \($0)" } ?? ""))" }
+        if let hint { text += "; \(hint)" }
+        return text
+    }
+}
+
+/// Where and how to reach S3, and how hard to try.
+public struct S3Configuration: Sendable {
+    /// `http(s)://host[:port]`, or nil for AWS (`https://s3.REGION.amazonaws.com`).
+    public var endpoint: String?
+    public var region: String
+    /// Path-style (`endpoint/bucket/key`) rather than virtual-hosted (`bucket.endpoint/key`).
+    public var pathStyle: Bool
+    /// Attempts per request (1 = no retries).
+    public var maxAttempts: Int = 5
+    /// Backoff: full jitter over min(cap, base * 2^attempt).
+    public var backoffBase: Duration = .milliseconds(100)
+    public var backoffCap: Duration = .seconds(5)
+    /// No retry starts after this much time spent on one request.
+    public var retryBudget: Duration = .seconds(60)
+    public var connectTimeout: Duration = .seconds(10)
+    public var requestTimeout: Duration = .seconds(600)
+
+    public init(endpoint: String?, region: String, pathStyle: Bool) {
+        self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.region = region
+        self.pathStyle = pathStyle
+    }
+}
+
+/// The S3 requests the sink needs, signed with SigV4 and retried with backoff and full
+/// jitter on throttling, 5xx and connection errors; never on errors a retry cannot fix.
+/// One `CurlSession` per task: pass the session of the calling task.
+public struct S3Client: Sendable {
+    public let configuration: S3Configuration
+    public let credentials: AWSCredentialChain
+
+    public init(configuration: S3Configuration, credentials: AWSCredentialChain) {
+        self.configuration = configuration
+        self.credentials = credentials
+    }
+
+    /// Scheme, host (with port) and path prefix for a bucket.
+    func target(bucket: String, key: String) -> (url: String, host: String, path: String) {
+        let base = configuration.endpoint ?? "https://s3.\(configuration.region).amazonaws.com"
+        let schemeEnd = base.range(of: "://")?.upperBound ?? base.startIndex
+        let scheme = String(base[..<schemeEnd])
+        let authority = String(base[schemeEnd...])
+        let objectPath = key.isEmpty ? "" : "/" + key
+        if configuration.pathStyle {
+            return (scheme + authority, authority, "/" + bucket + objectPath)
+        }
+        return (scheme + bucket + "." + authority, bucket + "." + authority, objectPath.isEmpty ? "/" : objectPath)
+    }
+
+    /// Sends one signed request with retries; returns a 2xx response or throws S3Error.
+    public func send(
+        _ operation: String, method: String, bucket: String, key: String, query: [(name: String, value: String)] = [],
+        headers: [(name: String, value: String)] = [], body: HTTPBody? = nil, payloadHash: String? = nil,
+        session: CurlSession, isCancelled: () -> Bool = { Task.isCancelled }
+    ) throws -> HTTPResponse {
+        let (base, host, path) = target(bucket: bucket, key: key)
+        let hash = payloadHash ?? body.map { $0.withUnsafeBytes(SigV4.payloadHash) } ?? SigV4.emptyPayloadHash
+        let clock = ContinuousClock()
+        let start = clock.now
+        var attempt = 0
+        while true {
+            attempt += 1
+            let failure: S3Error
+            do {
+                let creds = try credentials.credentials()
+                let request = SigV4.Request(method: method, host: host, path: path, query: query, headers: headers, payloadHash: hash)
+                let signed = SigV4.sign(request, credentials: creds, region: configuration.region)
+                let response = try session.perform(HTTPRequest(
+                    method: method, url: base + request.encodedTarget, headers: signed, body: body ?? (method == "PUT" || method == "POST" ? .bytes([]) : nil),
+                    timeout: configuration.requestTimeout, connectTimeout: configuration.connectTimeout))
+                if (200..<300).contains(response.status), !Self.isErrorDocument(response) {
+                    return response
+                }
+                failure = Self.error(operation, response: response, bucket: bucket, key: key, region: configuration.region, credentials: creds)
+            } catch let error as CurlError {
+                failure = S3Error(operation: operation, code: nil, status: nil, message: "cannot reach \(base): \(error.message)",
+                                  hint: error.isTransient ? "check the endpoint and the network" : nil, isTransient: error.isTransient)
+            } catch let error as AWSCredentialError {
+                throw S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil, isTransient: false)
+            }
+            let spent = clock.now - start
+            guard failure.isTransient, attempt < configuration.maxAttempts, spent < configuration.retryBudget, !isCancelled() else {
+                var final = failure
+                if failure.isTransient && attempt > 1 { final.message += " (after \(attempt) attempts)" }
+                throw final
+            }
+            // Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)].
+            let ceiling = min(configuration.backoffCap.seconds, configuration.backoffBase.seconds * Double(1 << min(attempt, 20)))
+            Thread.sleep(forTimeInterval: Double.random(in: 0...ceiling))
+        }
+    }
+
+    /// S3 can answer 200 to CompleteMultipartUpload with an error document.
+    static func isErrorDocument(_ response: HTTPResponse) -> Bool {
+        response.body.count < 4096 && XMLText.value(of: "Code", in: response.body) != nil
+            && String(decoding: response.body.prefix(200), as: UTF8.self).contains("<Error>")
+    }
+
+    static let transientCodes: Set<String> = ["SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "RequestLimitExceeded"]
+
+    static func error(_ operation: String, response: HTTPResponse, bucket: String, key: String, region: String,
+                      credentials: AWSCredentials) -> S3Error {
+        let code = XMLText.value(of: "Code", in: response.body)
+        let serverMessage = XMLText.value(of: "Message", in: response.body)
+        let transient = response.status >= 500 || response.status == 429 || code.map(transientCodes.contains) ?? false
+        var message = serverMessage ?? "HTTP \(response.status)"
+        var hint: String?
+        switch code {
+        case "NoSuchBucket":
+            message = "bucket '\(bucket)' does not exist"
+            hint = "create it, or check the stage's 'bucket' (and 'endpoint')"
+        case "AccessDenied":
+            message = "access denied to s3://\(bucket)/\(key)"
+            hint = "the credentials of access key \(credentials.accessKeyID) need s3:PutObject (and the multipart actions) on it"
+        case "InvalidAccessKeyId":
+            message = "the server does not know access key \(credentials.accessKeyID)"
+            hint = "check AWS_ACCESS_KEY_ID or the profile, and that 'endpoint' is the right server"
+        case "SignatureDoesNotMatch":
+            message = "the server computed a different request signature"
+            hint = "the secret key may be wrong, or the region ('\(region)') may not be the bucket's, or the clock may be off"
+        case "RequestTimeTooSkewed":
+            message = "this machine's clock differs from the server's by more than 15 minutes"
+            hint = "set the clock right (NTP)"
+        case "PreconditionFailed":
+            message = "s3://\(bucket)/\(key) already exists"
+            hint = "set 'overwrite: true' to replace it"
+        case "EntityTooSmall":
+            hint = "parts but the last must be at least 5 MiB; raise 'part_size'"
+        default:
+            if code == nil && response.status == 412 {
+                message = "s3://\(bucket)/\(key) already exists"
+                hint = "set 'overwrite: true' to replace it"
+            } else if code == nil && response.status == 404 {
+                message = "not found (HTTP 404)"
+                hint = "check 'bucket' and 'endpoint'"
+            }
+        }
+        return S3Error(operation: operation, code: code, status: response.status, message: message, hint: hint, isTransient: transient)
+    }
+}
+
+/// The few XML values S3 responses carry (`<UploadId>`, `<ETag>`, `<Code>`): S3's XML
+/// is flat enough that the first element of a name is the one wanted.
+enum XMLText {
+    static func value(of element: String, in body: [UInt8]) -> String? {
+        let text = String(decoding: body, as: UTF8.self)
+        guard let open = text.range(of: "<\(element)>"), let close = text.range(of: "</\(element)>", range: open.upperBound..<text.endIndex) else {
+            return nil
+        }
+        return unescape(String(text[open.upperBound..<close.lowerBound]))
+    }
+
+    static func unescape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
+            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&amp;", with: "&")
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+
+/// Digests S3 uses for integrity.
+enum S3Digests {
+    static func md5Hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        SigV4.hex(Insecure.MD5.hash(data: bytes))
+    }
+
+    static func md5(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        Array(Insecure.MD5.hash(data: bytes))
+    }
+
+    static func sha256Base64(_ bytes: UnsafeRawBufferPointer) -> String {
+        Data(SHA256.hash(data: bytes)).base64EncodedString()
+    }
+
+    /// The ETag S3 gives a multipart object: MD5 of the parts' MD5s, "-", part count.
+    static func multipartETag(partMD5s: [[UInt8]]) -> String {
+        let joined = partMD5s.flatMap { $0 }
+        return joined.withUnsafeBytes { md5Hex($0) } + "-\(partMD5s.count)"
+    }
+}

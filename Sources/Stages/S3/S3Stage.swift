@@ -1,0 +1,120 @@
+import Foundation
+import Framework
+
+/// `s3`: uploads a bytes artifact to S3 or an S3-compatible server.
+public struct S3Stage: Stage {
+    public static let spec = StageSpec(
+        name: "s3",
+        summary: "Upload a bytes artifact (an encoded image) to S3.",
+        discussion: """
+            Signs requests with AWS Signature Version 4. Credentials come from the standard chain: \
+            AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared credentials and \
+            config files (AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), the container \
+            credentials endpoint, EC2 instance metadata (IMDSv2). The region comes from 'region', \
+            AWS_REGION, AWS_DEFAULT_REGION or the profile; the endpoint from 'endpoint', \
+            AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL. Objects above multipart_threshold are uploaded in \
+            parts, concurrently; a failed or cancelled multipart upload is aborted. Throttling, 5xx \
+            and connection errors are retried with exponential backoff and full jitter. The ETag S3 \
+            returns is checked against the bytes sent. With overwrite false the upload is conditional \
+            (If-None-Match: *). checksum sha256 sends x-amz-checksum-sha256 so S3 verifies the bytes; \
+            crc32c is not offered.
+            """,
+        parameters: [
+            ParameterSpec("bucket", .string, doc: "bucket name"),
+            ParameterSpec("key", .template, doc: "object key template, e.g. images/{run_id}/grid.{format}"),
+            ParameterSpec("region", .string, optional: true, doc: "AWS region; default from AWS_REGION, AWS_DEFAULT_REGION, the profile, else us-east-1"),
+            ParameterSpec("endpoint", .string, optional: true, doc: "http(s)://host[:port] of an S3-compatible server; default from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL"),
+            ParameterSpec("addressing", .choice(["auto", "virtual", "path"]), default: .string("auto"),
+                          doc: "virtual-hosted (bucket.host) or path (host/bucket) URLs; auto is path when an endpoint is set"),
+            ParameterSpec("content_type", .string, optional: true, doc: "Content-Type; default the artifact's media type"),
+            ParameterSpec("metadata", .mapping, optional: true, doc: "user metadata, sent as x-amz-meta-NAME headers"),
+            ParameterSpec("storage_class", .string, optional: true, doc: "x-amz-storage-class, e.g. STANDARD_IA"),
+            ParameterSpec("multipart_threshold", .integer, default: .integer(64 << 20), range: .atLeast(Double(5 << 20)),
+                          doc: "bytes above which the upload is multipart"),
+            ParameterSpec("part_size", .integer, default: .integer(16 << 20), range: .closed(Double(5 << 20), Double(5 << 30)),
+                          doc: "bytes per part (S3 needs at least 5 MiB)"),
+            ParameterSpec("concurrency", .integer, default: .integer(4), range: .closed(1, 64), doc: "parts uploaded at once"),
+            ParameterSpec("checksum", .choice(["sha256", "none"]), default: .string("sha256"), doc: "integrity checksum S3 verifies"),
+            ParameterSpec("overwrite", .boolean, default: .boolean(false), doc: "replace an existing object"),
+        ],
+        inputs: [InputPort(accepts: .having(.bytes), doc: "bytes to upload, e.g. an EncodedImage")],
+        output: .fixed(.storedObject))
+
+    let bucket: String
+    let keyTemplate: String
+    let region: String?
+    let endpoint: String?
+    let addressing: String
+    let contentType: String?
+    let metadata: [String: String]
+    let storageClass: String?
+    let multipartThreshold: Int
+    let partSize: Int
+    let concurrency: Int
+    let checksum: Bool
+    let overwrite: Bool
+
+    public init(parameters: Parameters) throws {
+        bucket = parameters.string("bucket")
+        keyTemplate = parameters.string("key")
+        region = parameters.optionalString("region")
+        endpoint = parameters.optionalString("endpoint")
+        addressing = parameters.string("addressing")
+        contentType = parameters.optionalString("content_type")
+        metadata = parameters.mapping("metadata") ?? [:]
+        storageClass = parameters.optionalString("storage_class")
+        multipartThreshold = parameters.int("multipart_threshold")
+        partSize = parameters.int("part_size")
+        concurrency = parameters.int("concurrency")
+        checksum = parameters.string("checksum") == "sha256"
+        overwrite = parameters.bool("overwrite")
+        if let problem = Self.bucketNameProblem(bucket) {
+            throw ParameterError("bucket", "'\(bucket)' \(problem)", help: "bucket names are 3-63 characters: a-z, 0-9, '.' and '-'")
+        }
+        if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+            throw ParameterError("endpoint", "must start with http:// or https://, got '\(endpoint)'")
+        }
+        for name in metadata.keys where !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            throw ParameterError("metadata", "name '\(name)' must be ASCII letters, digits, '-' or '_'")
+        }
+    }
+
+    static func bucketNameProblem(_ name: String) -> String? {
+        if name.count < 3 || name.count > 63 { return "must be 3 to 63 characters long" }
+        if !name.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" }) {
+            return "may hold only lower-case letters, digits, '.' and '-'"
+        }
+        if let first = name.first, let last = name.last, !(first.isLetter || first.isNumber) || !(last.isLetter || last.isNumber) {
+            return "must start and end with a letter or digit"
+        }
+        return nil
+    }
+
+    public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        guard let artifact = inputs.input as? any BytesArtifact else {
+            throw StageFailure("input is not a bytes artifact", retryable: false)
+        }
+        let key = try context.expand(keyTemplate, with: artifact)
+        guard !key.isEmpty, key.utf8.count <= 1024 else {
+            throw StageFailure("object key must be 1 to 1024 bytes long, got \(key.utf8.count)", retryable: false)
+        }
+        let environment = AWSEnvironment()
+        let endpoint = self.endpoint ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
+        let region = self.region ?? environment.region ?? "us-east-1"
+        let pathStyle = addressing == "path" || (addressing == "auto" && endpoint != nil)
+        let client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: region, pathStyle: pathStyle),
+                              credentials: AWSCredentialChain(environment: environment))
+        let bytes = artifact.bytes
+        var headers: [(name: String, value: String)] = [("Content-Type", contentType ?? artifact.mediaType)]
+        for (name, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            headers.append(("x-amz-meta-\(name.lowercased())", value))
+        }
+        if let storageClass { headers.append(("x-amz-storage-class", storageClass)) }
+        let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: headers, checksum: checksum,
+                              overwrite: overwrite, partSize: partSize, concurrency: concurrency, context: context)
+        let result = try await upload.run(multipart: bytes.count > multipartThreshold)
+        context.logger.debug("uploaded \(bytes.count) bytes to s3://\(bucket)/\(key) (ETag \(result.etag))")
+        return StoredObject(uri: "s3://\(bucket)/\(key)", byteCount: bytes.count, sha256: artifact.sha256,
+                            mediaType: contentType ?? artifact.mediaType, etag: result.etag, versionID: result.versionID)
+    }
+}

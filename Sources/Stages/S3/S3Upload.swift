@@ -1,0 +1,221 @@
+import Foundation
+import Framework
+
+/// One upload: a single PUT, or a multipart upload whose parts go out concurrently
+/// on threads of their own (transfers block), each with its own connection. A
+/// multipart upload that fails or is cancelled is aborted, so no parts are left.
+struct S3Upload: Sendable {
+    let client: S3Client
+    let bucket: String
+    let key: String
+    let bytes: SharedBytes
+    let headers: [(name: String, value: String)]
+    let checksum: Bool
+    let overwrite: Bool
+    let partSize: Int
+    let concurrency: Int
+    let context: StageContext
+
+    struct Result: Sendable {
+        var etag: String
+        var versionID: String?
+    }
+
+    func run(multipart: Bool) async throws -> Result {
+        let cancel = CancelFlag()
+        return try await withTaskCancellationHandler {
+            try await Blocking.run {
+                multipart ? try multipartUpload(cancel) : try singlePut(cancel)
+            }
+        } onCancel: {
+            cancel.set()
+        }
+    }
+
+    private func conditional() -> [(name: String, value: String)] {
+        overwrite ? [] : [("If-None-Match", "*")]
+    }
+
+    private func singlePut(_ cancel: CancelFlag) throws -> Result {
+        let session = try CurlSession()
+        var headers = self.headers + conditional()
+        let (md5, checksumValue) = bytes.withUnsafeBytes { (S3Digests.md5Hex($0), checksum ? S3Digests.sha256Base64($0) : nil) }
+        if let checksumValue { headers.append(("x-amz-checksum-sha256", checksumValue)) }
+        let response = try client.send("PutObject s3://\(bucket)/\(key)", method: "PUT", bucket: bucket, key: key, headers: headers,
+                                       body: .shared(bytes, 0..<bytes.count), session: session, isCancelled: cancel.isSet)
+        let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+        try verify(etag: etag, expected: md5)
+        context.reportProgress(1)
+        return Result(etag: etag, versionID: response.header("x-amz-version-id"))
+    }
+
+    /// ETags of plain uploads are the MD5 of the bytes (multipart: of the parts' MD5s);
+    /// with SSE-KMS they are not, so only an MD5-shaped ETag is compared.
+    private func verify(etag: String, expected: String) throws {
+        let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
+        if md5Shaped && etag.lowercased() != expected {
+            throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
+                          message: "the server's ETag \(etag) does not match the bytes sent (\(expected))",
+                          hint: "the object may be corrupt; upload again", isTransient: false)
+        }
+    }
+
+    private func multipartUpload(_ cancel: CancelFlag) throws -> Result {
+        let session = try CurlSession()
+        var createHeaders = headers
+        if checksum { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
+        let created = try client.send("CreateMultipartUpload s3://\(bucket)/\(key)", method: "POST", bucket: bucket, key: key,
+                                      query: [("uploads", "")], headers: createHeaders, session: session, isCancelled: cancel.isSet)
+        guard let uploadID = XMLText.value(of: "UploadId", in: created.body) else {
+            throw S3Error(operation: "CreateMultipartUpload", code: nil, status: created.status, message: "no UploadId in the response",
+                          hint: nil, isTransient: false)
+        }
+        do {
+            let parts = try uploadParts(uploadID: uploadID, cancel: cancel)
+            if cancel.isSet() { throw CancellationError() }
+            var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+            for part in parts {
+                xml += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\"\(XMLText.escape(part.etag))\"</ETag>"
+                if let sum = part.checksum { xml += "<ChecksumSHA256>\(sum)</ChecksumSHA256>" }
+                xml += "</Part>"
+            }
+            xml += "</CompleteMultipartUpload>"
+            let completed = try client.send("CompleteMultipartUpload s3://\(bucket)/\(key)", method: "POST", bucket: bucket, key: key,
+                                            query: [("uploadId", uploadID)], headers: [("Content-Type", "application/xml")] + conditional(),
+                                            body: .bytes(Array(xml.utf8)), session: session, isCancelled: cancel.isSet)
+            let etag = (XMLText.value(of: "ETag", in: completed.body) ?? completed.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+            try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.map(\.md5)))
+            return Result(etag: etag, versionID: completed.header("x-amz-version-id"))
+        } catch {
+            abort(uploadID: uploadID, session: session)
+            throw error
+        }
+    }
+
+    /// Best effort, with the client's retries: a failed abort is logged, the
+    /// original error is what the user sees.
+    private func abort(uploadID: String, session: CurlSession) {
+        do {
+            _ = try client.send("AbortMultipartUpload s3://\(bucket)/\(key)", method: "DELETE", bucket: bucket, key: key,
+                                query: [("uploadId", uploadID)], session: session, isCancelled: { false })
+            context.logger.info("aborted multipart upload \(uploadID) of s3://\(bucket)/\(key)")
+        } catch {
+            context.logger.error("could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key): \(error); parts may remain")
+        }
+    }
+
+    struct Part: Sendable {
+        var number: Int
+        var etag: String
+        var md5: [UInt8]
+        var checksum: String?
+    }
+
+    private func uploadParts(uploadID: String, cancel: CancelFlag) throws -> [Part] {
+        let count = (bytes.count + partSize - 1) / partSize
+        let state = PartState(count: count)
+        let workers = min(concurrency, count)
+        Blocking.parallel(workers) { _ in
+            do {
+                let session = try CurlSession()
+                while let index = state.next(), !cancel.isSet() {
+                    let range = (index * partSize)..<min(bytes.count, (index + 1) * partSize)
+                    var headers: [(name: String, value: String)] = []
+                    let (md5, sum) = bytes.withUnsafeBytes { buffer -> ([UInt8], String?) in
+                        let slice = UnsafeRawBufferPointer(rebasing: buffer[range])
+                        return (S3Digests.md5(slice), checksum ? S3Digests.sha256Base64(slice) : nil)
+                    }
+                    if let sum { headers.append(("x-amz-checksum-sha256", sum)) }
+                    let response = try client.send("UploadPart \(index + 1)/\(count) of s3://\(bucket)/\(key)", method: "PUT", bucket: bucket,
+                                                   key: key, query: [("partNumber", String(index + 1)), ("uploadId", uploadID)],
+                                                   headers: headers, body: .shared(bytes, range), session: session, isCancelled: cancel.isSet)
+                    let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+                    let done = state.finish(Part(number: index + 1, etag: etag, md5: md5, checksum: sum))
+                    context.reportProgress(Double(done) / Double(count))
+                }
+            } catch {
+                state.fail(error)
+                cancel.set()
+            }
+        }
+        if let error = state.error { throw error }
+        if cancel.isSet() { throw CancellationError() }
+        return state.parts.sorted { $0.number < $1.number }
+    }
+}
+
+/// Shared bookkeeping of the part workers.
+final class PartState: @unchecked Sendable {
+    private let lock = NSLock()
+    private let count: Int
+    private var nextIndex = 0
+    private(set) var parts: [S3Upload.Part] = []
+    private(set) var error: (any Error)?
+
+    init(count: Int) {
+        self.count = count
+    }
+
+    func next() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard error == nil, nextIndex < count else { return nil }
+        nextIndex += 1
+        return nextIndex - 1
+    }
+
+    func finish(_ part: S3Upload.Part) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        parts.append(part)
+        return parts.count
+    }
+
+    func fail(_ error: any Error) {
+        lock.lock()
+        if self.error == nil { self.error = error }
+        lock.unlock()
+    }
+}
+
+/// A flag set on cancellation (or failure), read by blocking workers.
+final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    func set() {
+        lock.lock(); value = true; lock.unlock()
+    }
+
+    func isSet() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return value
+    }
+}
+
+/// Blocking work (libcurl transfers) on threads of its own, off Swift's cooperative
+/// pool, which has one thread per core.
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Runs `body(0..<count)` on `count` threads and waits for all.
+    static func parallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            let thread = Thread {
+                body(index)
+                group.leave()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        group.wait()
+    }
+}
