@@ -55,7 +55,9 @@ let package = Package(
             dependencies: ["Framework", "Stages", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "FrameworkTests", dependencies: ["Framework"]),
-        .testTarget(name: "StagesTests", dependencies: ["Stages", "Framework"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI"]),
+        // Helpers that start the Python fixtures in Tests/Fixtures (local S3, proxies).
+        .target(name: "TestFixtures", path: "Tests/TestFixtures"),
+        .testTarget(name: "StagesTests", dependencies: ["Stages", "Framework", "TestFixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI", "TestFixtures"]),
     ]
 )

@@ -1,28 +1,27 @@
 import Foundation
-import Testing
 
 /// A Python helper process from Tests/Fixtures: started, its first line of output
 /// read, and stopped (stdin closed, then killed) when the value goes away or the
 /// test process ends.
-final class PythonFixture: @unchecked Sendable {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+public final class PythonFixture: @unchecked Sendable {
+    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The virtual environment scripts/test creates with Tests/Fixtures/requirements.txt.
-    static var python: String {
+    public static var python: String {
         ProcessInfo.processInfo.environment["PIPELINE_TEST_PYTHON"]
             ?? packageRoot.appendingPathComponent(".build/test-venv/bin/python").path
     }
 
-    struct StartError: Error, CustomStringConvertible {
-        var description: String
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    let process = Process()
+    public let process = Process()
     private let input = Pipe()
-    let firstLine: String
+    public let firstLine: String
 
-    init(script: String, arguments: [String], python: String = PythonFixture.python) throws {
+    public init(script: String, arguments: [String], python: String = PythonFixture.python) throws {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw StartError(description: "\(python) not found: run scripts/test, which creates it with Tests/Fixtures/requirements.txt")
         }
@@ -52,19 +51,19 @@ final class PythonFixture: @unchecked Sendable {
 }
 
 /// The local S3 server, started once for the whole test run.
-struct LocalS3: Sendable {
-    let endpoint: String
-    let accessKey: String
-    let secretKey: String
-    let port: Int
+public struct LocalS3: Sendable {
+    public let endpoint: String
+    public let accessKey: String
+    public let secretKey: String
+    public let port: Int
 
-    static let buckets = ["pipeline-tests", "pipeline-e2e"]
+    public static let buckets = ["pipeline-tests", "pipeline-e2e"]
 
     nonisolated(unsafe) private static var fixture: PythonFixture?
     private static let lock = NSLock()
     nonisolated(unsafe) private static var started: Result<LocalS3, any Error>?
 
-    static func shared() throws -> LocalS3 {
+    public static func shared() throws -> LocalS3 {
         lock.lock()
         defer { lock.unlock() }
         if let started { return try started.get() }

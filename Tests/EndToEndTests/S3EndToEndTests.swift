@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import Framework
+import Stages
+import TestFixtures
+
+/// `runner pipelines/poisson.yaml --profile s3` against the local S3 server, as a
+/// user runs it, and the same job through the filesystem profile.
+@Suite(.serialized) struct S3EndToEndTests {
+    let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+
+    func environment(_ s3: LocalS3, secret: String? = nil, home: String) -> [String: String] {
+        [
+            "AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": secret ?? s3.secretKey, "AWS_SESSION_TOKEN": "",
+            "AWS_ENDPOINT_URL_S3": s3.endpoint, "AWS_REGION": "us-east-1", "OUTPUT_S3_BUCKET": "pipeline-e2e",
+            "AWS_EC2_METADATA_DISABLED": "true", "HOME": home, "AWS_PROFILE": "",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+        ]
+    }
+
+    @Test func s3ProfileUploadsTheSameBytesTheFilesystemProfileWrites() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let upload = try RunnerProcess.run([pipeline, "--profile", "s3", "--seed", "11", "--run-id", "e2e-s3", "--report", "report.json"],
+                                           in: directory, environment: environment(s3, home: directory.path))
+        #expect(upload.status == 0, "\(upload.stderr)")
+        let key = "poisson-grid-images/e2e-s3/poisson_grid_2048x2048.jpg"
+        #expect(upload.stdout == "s3://pipeline-e2e/\(key)\n")
+        let local = try RunnerProcess.run([pipeline, "--seed", "11", "--run-id", "e2e-s3"], in: directory)
+        #expect(local.status == 0, "\(local.stderr)")
+        let file = try Data(contentsOf: directory.appendingPathComponent("out/\(key)"))
+
+        let client = S3Client(
+            configuration: S3Configuration(endpoint: s3.endpoint, region: "us-east-1", pathStyle: true),
+            credentials: AWSCredentialChain(environment: AWSEnvironment(variables: ["AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": s3.secretKey])))
+        let object = try client.send("GetObject", method: "GET", bucket: "pipeline-e2e", key: key, session: CurlSession())
+        #expect(Data(object.body) == file)
+        #expect(object.header("Content-Type") == "image/jpeg")
+
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("report.json"))) as? [String: Any]
+        let store = (report?["stages"] as? [[String: Any]])?.first { $0["id"] as? String == "store" }
+        let output = store?["output"] as? [String: Any]
+        #expect(store?["type"] as? String == "s3")
+        #expect(output?["uri"] as? String == "s3://pipeline-e2e/\(key)")
+        #expect(output?["byte_count"] as? Int == file.count)
+        #expect((output?["etag"] as? String)?.count == 32)
+        #expect((output?["sha256"] as? String)?.count == 64)
+    }
+
+    @Test func missingCredentialsSayWhereTheRunnerLooked() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var variables = environment(s3, home: directory.path)
+        variables["AWS_ACCESS_KEY_ID"] = ""
+        variables["AWS_SECRET_ACCESS_KEY"] = ""
+        let result = try RunnerProcess.run([pipeline, "--profile", "s3", "--set", "params.size=64", "--run-id", "nocreds"], in: directory,
+                                           environment: variables)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("stage 'store' (s3) failed"))
+        #expect(result.stderr.contains("no AWS credentials found; looked in:"))
+        #expect(result.stderr.contains("\(directory.path)/.aws/credentials: no such file"))
+    }
+
+    @Test func wrongSecretFailsWithAHintAndNoSecretInTheOutput() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try RunnerProcess.run([pipeline, "--profile", "s3", "--set", "params.size=64", "--run-id", "badsecret", "-v"], in: directory,
+                                           environment: environment(s3, secret: "wrong-secret-value", home: directory.path))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("SignatureDoesNotMatch"))
+        #expect(result.stderr.contains("the secret key may be wrong"))
+        #expect(!result.stderr.contains("wrong-secret-value") && !result.stdout.contains("wrong-secret-value"))
+    }
+
+    @Test func missingBucketVariableIsCaughtBeforeAnythingRuns() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try RunnerProcess.run(["validate", pipeline, "--profile", "s3"], in: directory, environment: ["OUTPUT_S3_BUCKET": ""])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("environment variable 'OUTPUT_S3_BUCKET' is not set"))
+    }
+}
