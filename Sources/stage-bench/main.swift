@@ -12,6 +12,9 @@ struct Settings {
     var runs = 7
     /// Only the sampler figures (for interleaving with NumPy's).
     var samplerOnly = false
+    /// Upload this file with the s3 stage's code (endpoint, bucket, key, credentials
+    /// from AWS_ENDPOINT_URL_S3, S3_BENCH_BUCKET, S3_BENCH_KEY and the usual chain).
+    var uploadFile: String?
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -20,6 +23,7 @@ struct Settings {
             case "--size": size = Int(iterator.next() ?? "") ?? size
             case "--runs": runs = Int(iterator.next() ?? "") ?? runs
             case "--sampler-only": samplerOnly = true
+            case "--s3-upload": uploadFile = iterator.next()
             default:
                 FileHandle.standardError.write(Data("usage: stage-bench [--size N] [--runs N] [--sampler-only]\n".utf8))
                 exit(2)
@@ -59,6 +63,33 @@ func context(jobs: Int) -> StageContext {
 
 let count = size * size
 
+if let path = settings.uploadFile {
+    // The whole upload as a user would run it: read the file, upload, exit.
+    // Read the file straight into the buffer the upload sends from.
+    let descriptor = open(path, O_RDONLY)
+    var status = stat()
+    guard descriptor >= 0, fstat(descriptor, &status) == 0 else { fatalError("cannot read \(path)") }
+    let size = Int(status.st_size)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, size), alignment: 16)
+    var offset = 0
+    while offset < size {
+        let count = read(descriptor, buffer + offset, size - offset)
+        guard count > 0 else { fatalError("cannot read \(path)") }
+        offset += count
+    }
+    close(descriptor)
+    let environment = AWSEnvironment()
+    let client = S3Client(
+        configuration: S3Configuration(endpoint: environment["AWS_ENDPOINT_URL_S3"], region: "us-east-1", pathStyle: true),
+        credentials: AWSCredentialChain(environment: environment))
+    let bytes = SharedBytes(takingOwnershipOf: buffer, count: size) { $0.deallocate() }
+    let upload = S3Upload(client: client, bucket: environment["S3_BENCH_BUCKET"] ?? "bench", key: environment["S3_BENCH_KEY"] ?? "object",
+                          bytes: bytes, headers: [("Content-Type", "application/octet-stream")], checksum: true, overwrite: true,
+                          partSize: 8 << 20, concurrency: 4, context: context(jobs: 2))
+    _ = try await upload.run(multipart: bytes.count > 16 << 20)  // the s3 stage's defaults
+    exit(0)
+}
+
 // Generator: the sampler alone into a warm buffer, then the whole stage (allocation included).
 // Warm up for a quarter second first: the first measurements of a process run slow
 // here (clock ramp-up on a shared machine) and would be charged to whichever comes first.
@@ -82,6 +113,7 @@ for lambda in [3.0, 30.0, 1000.0] {
     emit(["stage": "poisson", "what": "sampler", "lambda": lambda, "jobs": 1, "seconds": seconds, "ns_per_sample": seconds * 1e9 / Double(count)])
 }
 if settings.samplerOnly { exit(0) }
+
 let poissonParameters = Parameters(["width": .integer(size), "height": .integer(size), "lambda": .number(3), "dtype": .string("auto")])
 let generator = try PoissonStage(parameters: poissonParameters)
 for jobs in [1, 2] {

@@ -199,6 +199,20 @@ enum S3Digests {
         Data(SHA256.hash(data: bytes)).base64EncodedString()
     }
 
+    /// The digests one upload request needs, each byte read once per digest: the
+    /// payload hash that is signed (SHA-256, hex), the checksum S3 verifies (the same
+    /// SHA-256, base64) and the MD5 the ETag is checked against.
+    struct Request {
+        var payloadHash: String
+        var checksum: String?
+        var md5: [UInt8]
+    }
+
+    static func forRequest(_ bytes: UnsafeRawBufferPointer, checksum: Bool) -> Request {
+        let sha = Array(SHA256.hash(data: bytes))
+        return Request(payloadHash: SigV4.hex(sha), checksum: checksum ? Data(sha).base64EncodedString() : nil, md5: md5(bytes))
+    }
+
     /// The ETag S3 gives a multipart object: MD5 of the parts' MD5s, "-", part count.
     static func multipartETag(partMD5s: [[UInt8]]) -> String {
         let joined = partMD5s.flatMap { $0 }

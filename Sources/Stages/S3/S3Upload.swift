@@ -4,7 +4,7 @@ import Framework
 /// One upload: a single PUT, or a multipart upload whose parts go out concurrently
 /// on threads of their own (transfers block), each with its own connection. A
 /// multipart upload that fails or is cancelled is aborted, so no parts are left.
-struct S3Upload: Sendable {
+public struct S3Upload: Sendable {
     let client: S3Client
     let bucket: String
     let key: String
@@ -16,12 +16,26 @@ struct S3Upload: Sendable {
     let concurrency: Int
     let context: StageContext
 
-    struct Result: Sendable {
-        var etag: String
-        var versionID: String?
+    public init(client: S3Client, bucket: String, key: String, bytes: SharedBytes, headers: [(name: String, value: String)],
+                checksum: Bool, overwrite: Bool, partSize: Int, concurrency: Int, context: StageContext) {
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.bytes = bytes
+        self.headers = headers
+        self.checksum = checksum
+        self.overwrite = overwrite
+        self.partSize = partSize
+        self.concurrency = concurrency
+        self.context = context
     }
 
-    func run(multipart: Bool) async throws -> Result {
+    public struct Result: Sendable {
+        public var etag: String
+        public var versionID: String?
+    }
+
+    public func run(multipart: Bool) async throws -> Result {
         let cancel = CancelFlag()
         return try await withTaskCancellationHandler {
             try await Blocking.run {
@@ -39,12 +53,14 @@ struct S3Upload: Sendable {
     private func singlePut(_ cancel: CancelFlag) throws -> Result {
         let session = try CurlSession()
         var headers = self.headers + conditional()
-        let (md5, checksumValue) = bytes.withUnsafeBytes { (S3Digests.md5Hex($0), checksum ? S3Digests.sha256Base64($0) : nil) }
-        if let checksumValue { headers.append(("x-amz-checksum-sha256", checksumValue)) }
+        let digests = bytes.withUnsafeBytes { S3Digests.forRequest($0, checksum: checksum) }
+        if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
         let response = try client.send("PutObject s3://\(bucket)/\(key)", method: "PUT", bucket: bucket, key: key, headers: headers,
-                                       body: .shared(bytes, 0..<bytes.count), session: session, isCancelled: cancel.isSet)
+                                       body: .shared(bytes, 0..<bytes.count), payloadHash: digests.payloadHash, session: session,
+                                       isCancelled: cancel.isSet)
         let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-        try verify(etag: etag, expected: md5)
+        try verify(etag: etag, expected: SigV4.hex(digests.md5))
+        try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
         context.reportProgress(1)
         return Result(etag: etag, versionID: response.header("x-amz-version-id"))
     }
@@ -56,6 +72,15 @@ struct S3Upload: Sendable {
         if md5Shaped && etag.lowercased() != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) does not match the bytes sent (\(expected))",
+                          hint: "the object may be corrupt; upload again", isTransient: false)
+        }
+    }
+
+    /// S3 echoes the checksum it verified; one that differs means corrupt bytes.
+    private func verify(checksum: String?, expected: String?) throws {
+        if let checksum, let expected, checksum != expected {
+            throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
+                          message: "the server's SHA-256 checksum \(checksum) does not match the bytes sent (\(expected))",
                           hint: "the object may be corrupt; upload again", isTransient: false)
         }
     }
@@ -121,16 +146,14 @@ struct S3Upload: Sendable {
                 while let index = state.next(), !cancel.isSet() {
                     let range = (index * partSize)..<min(bytes.count, (index + 1) * partSize)
                     var headers: [(name: String, value: String)] = []
-                    let (md5, sum) = bytes.withUnsafeBytes { buffer -> ([UInt8], String?) in
-                        let slice = UnsafeRawBufferPointer(rebasing: buffer[range])
-                        return (S3Digests.md5(slice), checksum ? S3Digests.sha256Base64(slice) : nil)
-                    }
-                    if let sum { headers.append(("x-amz-checksum-sha256", sum)) }
+                    let digests = bytes.withUnsafeBytes { S3Digests.forRequest(UnsafeRawBufferPointer(rebasing: $0[range]), checksum: checksum) }
+                    if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
                     let response = try client.send("UploadPart \(index + 1)/\(count) of s3://\(bucket)/\(key)", method: "PUT", bucket: bucket,
                                                    key: key, query: [("partNumber", String(index + 1)), ("uploadId", uploadID)],
-                                                   headers: headers, body: .shared(bytes, range), session: session, isCancelled: cancel.isSet)
+                                                   headers: headers, body: .shared(bytes, range), payloadHash: digests.payloadHash,
+                                                   session: session, isCancelled: cancel.isSet)
                     let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-                    let done = state.finish(Part(number: index + 1, etag: etag, md5: md5, checksum: sum))
+                    let done = state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
                     context.reportProgress(Double(done) / Double(count))
                 }
             } catch {
