@@ -84,8 +84,9 @@ if let path = settings.uploadFile {
         credentials: AWSCredentialChain(environment: environment))
     let bytes = SharedBytes(takingOwnershipOf: buffer, count: size) { $0.deallocate() }
     let upload = S3Upload(client: client, bucket: environment["S3_BENCH_BUCKET"] ?? "bench", key: environment["S3_BENCH_KEY"] ?? "object",
-                          bytes: bytes, headers: [("Content-Type", "application/octet-stream")], checksum: true, overwrite: true,
-                          partSize: 8 << 20, concurrency: 4, context: context(jobs: 2))
+                          bytes: bytes, headers: [("Content-Type", "application/octet-stream")],
+                          checksum: environment["S3_BENCH_CHECKSUM"] != "none", overwrite: true,
+                          partSize: 8 << 20, concurrency: Int(environment["S3_BENCH_CONCURRENCY"] ?? "") ?? 8, context: context(jobs: 2))
     _ = try await upload.run(multipart: bytes.count > 16 << 20)  // the s3 stage's defaults
     exit(0)
 }

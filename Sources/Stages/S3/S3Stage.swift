@@ -33,7 +33,7 @@ public struct S3Stage: Stage {
                           doc: "bytes above which the upload is multipart"),
             ParameterSpec("part_size", .integer, default: .integer(8 << 20), range: .closed(Double(5 << 20), Double(5 << 30)),
                           doc: "bytes per part (S3 needs at least 5 MiB)"),
-            ParameterSpec("concurrency", .integer, default: .integer(4), range: .closed(1, 64), doc: "parts uploaded at once"),
+            ParameterSpec("concurrency", .integer, default: .integer(8), range: .closed(1, 64), doc: "parts uploaded at once"),
             ParameterSpec("checksum", .choice(["sha256", "none"]), default: .string("sha256"), doc: "integrity checksum S3 verifies"),
             ParameterSpec("overwrite", .boolean, default: .boolean(false), doc: "replace an existing object"),
         ],
