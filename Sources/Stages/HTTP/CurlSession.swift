@@ -34,6 +34,9 @@ public struct HTTPRequest: Sendable {
     /// Limit for the whole transfer.
     public var timeout: Duration
     public var connectTimeout: Duration
+    /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` is abandoned.
+    public var lowSpeedLimit: Int = 1024
+    public var lowSpeedTime: Duration = .seconds(30)
 
     public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: HTTPBody? = nil,
                 timeout: Duration = .seconds(300), connectTimeout: Duration = .seconds(10)) {
@@ -128,6 +131,8 @@ public final class CurlSession {
             try check(CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
             try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
+            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
+            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.lowSpeedTime.milliseconds / 1000))))
             try check(CCurl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
                 let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                 let bytes = size * count

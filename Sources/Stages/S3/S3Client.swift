@@ -213,6 +213,13 @@ enum S3Digests {
         return Request(payloadHash: SigV4.hex(sha), checksum: checksum ? Data(sha).base64EncodedString() : nil, md5: md5(bytes))
     }
 
+    /// The checksum S3 gives a multipart object: base64 SHA-256 of the parts' binary
+    /// SHA-256s, "-", part count.
+    static func compositeChecksum(partChecksums: [String]) -> String {
+        let joined = partChecksums.flatMap { Data(base64Encoded: $0).map(Array.init) ?? [] }
+        return Data(SHA256.hash(data: joined)).base64EncodedString() + "-\(partChecksums.count)"
+    }
+
     /// The ETag S3 gives a multipart object: MD5 of the parts' MD5s, "-", part count.
     static func multipartETag(partMD5s: [[UInt8]]) -> String {
         let joined = partMD5s.flatMap { $0 }

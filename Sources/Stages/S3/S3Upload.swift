@@ -67,7 +67,7 @@ public struct S3Upload: Sendable {
 
     /// ETags of plain uploads are the MD5 of the bytes (multipart: of the parts' MD5s);
     /// with SSE-KMS they are not, so only an MD5-shaped ETag is compared.
-    private func verify(etag: String, expected: String) throws {
+    func verify(etag: String, expected: String) throws {
         let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
         if md5Shaped && etag.lowercased() != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
@@ -77,7 +77,7 @@ public struct S3Upload: Sendable {
     }
 
     /// S3 echoes the checksum it verified; one that differs means corrupt bytes.
-    private func verify(checksum: String?, expected: String?) throws {
+    func verify(checksum: String?, expected: String?) throws {
         if let checksum, let expected, checksum != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's SHA-256 checksum \(checksum) does not match the bytes sent (\(expected))",
@@ -110,6 +110,11 @@ public struct S3Upload: Sendable {
                                             body: .bytes(Array(xml.utf8)), session: session, isCancelled: cancel.isSet)
             let etag = (XMLText.value(of: "ETag", in: completed.body) ?? completed.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
             try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.map(\.md5)))
+            if checksum {
+                // S3's checksum of a multipart object: SHA-256 of the parts' SHA-256s, "-", part count.
+                let composite = S3Digests.compositeChecksum(partChecksums: parts.compactMap(\.checksum))
+                try verify(checksum: XMLText.value(of: "ChecksumSHA256", in: completed.body), expected: composite)
+            }
             return Result(etag: etag, versionID: completed.header("x-amz-version-id"))
         } catch {
             abort(uploadID: uploadID, session: session)
