@@ -9,6 +9,7 @@ public enum BuiltinStages {
         StageType(PNGStage.self),
         StageType(FilesystemStage.self),
         StageType(S3Stage.self),
+        StageType(ExecStage.self),
     ]
 
     /// A registry of the built-in stage types, plus `extra` ones.

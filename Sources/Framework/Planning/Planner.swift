@@ -98,20 +98,20 @@ public struct Planner: Sendable {
             guard var partial = partials[id], let type = partial.type, let parameters = partial.parameters else { continue }
             let label = "stage '\(id)' (\(type.name))"
             var inputTypes: [String: ArtifactType] = [:]
-            var complete = true
-            for port in type.spec.inputs {
-                guard let producer = partial.inputs[port.name] else { complete = false; continue }
+            var complete = type.spec.inputs.allSatisfy { partial.inputs[$0.name] != nil }
+            for (port, producer) in partial.inputs.sorted(by: { $0.key < $1.key }) {
+                guard let accepts = type.spec.requirement(forPort: port) else { complete = false; continue }
                 guard let produced = partials[producer]?.outputType else { complete = false; continue }
-                if port.accepts.accepts(produced) {
-                    inputTypes[port.name] = produced
+                if accepts.accepts(produced) {
+                    inputTypes[port] = produced
                 } else {
                     complete = false
                     let producerType = partials[producer]?.type?.name ?? "?"
-                    let portText = type.spec.inputs.count == 1 ? "" : " on port '\(port.name)'"
+                    let portText = partial.inputs.count == 1 ? "" : " on port '\(port)'"
                     diagnostics.append(.error(
-                        "\(label) accepts \(port.accepts)\(portText), but '\(producer)' (\(producerType)) produces \(produced)",
-                        at: partial.inputLocations[port.name] ?? partial.declaration.location,
-                        help: conversionHint(from: produced, to: port.accepts)))
+                        "\(label) accepts \(accepts)\(portText), but '\(producer)' (\(producerType)) produces \(produced)",
+                        at: partial.inputLocations[port] ?? partial.declaration.location,
+                        help: conversionHint(from: produced, to: accepts)))
                 }
             }
             guard complete else { continue }
@@ -226,7 +226,7 @@ public struct Planner: Sendable {
         for reference in declaration.inputs {
             let port: String
             if let named = reference.port {
-                guard portNames.contains(named) else {
+                guard portNames.contains(named) || (spec.additionalInputs != nil && Names.isIdentifier(named)) else {
                     diagnostics.append(.error(
                         spec.inputs.isEmpty ? "\(label) takes no input" : "\(label) has no input port '\(named)'",
                         at: reference.portLocation ?? reference.location,
@@ -234,6 +234,8 @@ public struct Planner: Sendable {
                     continue
                 }
                 port = named
+            } else if spec.inputs.isEmpty && spec.additionalInputs != nil {
+                port = InputPort.defaultName
             } else {
                 guard let only = spec.inputs.first else {
                     diagnostics.append(.error("\(label) takes no input", at: reference.location,

@@ -56,18 +56,27 @@ public struct StageSpec: Sendable {
     public var discussion: String
     public var parameters: [ParameterSpec]
     public var inputs: [InputPort]
+    /// For stages whose ports a pipeline names (`exec`): what any port not in
+    /// `inputs` accepts; nil when the ports are only those in `inputs`.
+    public var additionalInputs: TypeRequirement?
     public var output: OutputSpec
 
     public init(
         name: String, summary: String, discussion: String = "", parameters: [ParameterSpec] = [],
-        inputs: [InputPort] = [], output: OutputSpec
+        inputs: [InputPort] = [], additionalInputs: TypeRequirement? = nil, output: OutputSpec
     ) {
         self.name = name
         self.summary = summary
         self.discussion = discussion
         self.parameters = parameters
         self.inputs = inputs
+        self.additionalInputs = additionalInputs
         self.output = output
+    }
+
+    /// What the port `name` accepts, declared or additional.
+    public func requirement(forPort name: String) -> TypeRequirement? {
+        inputs.first { $0.name == name }?.accepts ?? additionalInputs
     }
 
     public func parameter(_ name: String) -> ParameterSpec? {

@@ -27,8 +27,9 @@ public enum Template {
         return result
     }
 
-    /// Fills a template. Unknown names and unsafe values are errors.
-    public static func expand(_ template: String, values: [String: String]) throws -> String {
+    /// Fills a template. Unknown names are errors, and so are values that could leave
+    /// a directory, unless `pathSafe` is false (for command arguments, say).
+    public static func expand(_ template: String, values: [String: String], pathSafe: Bool = true) throws -> String {
         var output = ""
         var failure: (any Error)?
         try scan(template) { placeholder in
@@ -38,7 +39,7 @@ public enum Template {
                     + values.keys.sorted().joined(separator: ", "), retryable: false)
                 return
             }
-            if let problem = pathSafetyProblem(value) {
+            if pathSafe, let problem = pathSafetyProblem(value) {
                 failure = StageFailure("value '\(escaped(value))' for '{\(placeholder.name)}' in '\(template)' \(problem)", retryable: false)
                 return
             }

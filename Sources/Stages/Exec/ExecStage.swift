@@ -1,0 +1,188 @@
+import Foundation
+import Framework
+
+/// `exec`: runs an external program on files, for stages written in Python, shell,
+/// C or anything else.
+public struct ExecStage: Stage {
+    static let outputTypes: [ArtifactType] = ArtifactType.allGrids + [.encodedImage]
+
+    public static let spec = StageSpec(
+        name: "exec",
+        summary: "Run an external program on the stage's inputs, as files.",
+        discussion: """
+            File contract. Each input artifact is written to a private temporary directory: a grid as \
+            inputs/NAME.npy (NumPy .npy version 1.0, little-endian, C order, shape (height, width), dtype \
+            uint8, uint16, uint32, float32 or float64), an encoded image as inputs/NAME.jpeg (or .png, ...) \
+            with its bytes as they are. NAME is the input port: 'input' for 'input: stage', the keys of \
+            'inputs: {NAME: stage}' otherwise. The program writes its result to the output path: output.npy \
+            for a grid, output.jpeg or output.png for an encoded image. Paths reach the program in its \
+            arguments, as {inputs.NAME} and {output} (also {run_id}, {stage}, {date} and pipeline params), and \
+            in the environment: PIPELINE_INPUT_NAME (upper case), PIPELINE_OUTPUT, PIPELINE_RUN_ID, \
+            PIPELINE_STAGE. The command is run directly, without a shell, unless shell is true (then it is one \
+            string for /bin/sh -c). Its stderr (and stdout) go to the stage's log lines. Exit status 0 means \
+            success; then the output file must exist and match 'output': a .npy whose dtype is the declared \
+            element type, or an image that decodes in the declared format. A non-zero exit fails the stage \
+            with the last lines of stderr. On timeout or cancellation the whole process group is killed \
+            (SIGTERM, then SIGKILL after 2 s). The temporary directory is removed in every case.
+            """,
+        parameters: [
+            ParameterSpec("command", .list(.string), doc: "program and arguments, e.g. [python3, stage.py, '{inputs.input}', '{output}']"),
+            ParameterSpec("output", .choice(outputTypes.map(\.name)), doc: "the artifact type the program writes"),
+            ParameterSpec("output_format", .choice(["jpeg", "png"]), optional: true, doc: "for output EncodedImage: the image format"),
+            ParameterSpec("shell", .boolean, default: .boolean(false), doc: "run command (one string) with /bin/sh -c"),
+            ParameterSpec("env", .mapping, optional: true, doc: "extra environment variables"),
+            ParameterSpec("workdir", .string, optional: true, doc: "working directory; default the private temporary directory"),
+            ParameterSpec("timeout", .number, range: .greaterThan(0), optional: true, doc: "seconds before the process group is killed"),
+        ],
+        additionalInputs: TypeRequirement(types: ArtifactType.allGrids, traits: [.bytes]),
+        output: .computed(outputTypes, description: "the type given in 'output'") { context in
+            ExecStage.outputTypes.first { $0.name == context.parameters.string("output") }!
+        })
+
+    let command: [String]
+    let outputType: ArtifactType
+    let outputFormat: String?
+    let shell: Bool
+    let environment: [String: String]
+    let workdir: String?
+    let timeout: Double?
+
+    public init(parameters: Parameters) throws {
+        guard case .list(let items)? = parameters["command"] else { throw ParameterError("command", "must be a list of strings") }
+        command = items.map(\.description)
+        outputType = Self.outputTypes.first { $0.name == parameters.string("output") }!
+        outputFormat = parameters.optionalString("output_format")
+        shell = parameters.bool("shell")
+        environment = parameters.mapping("env") ?? [:]
+        workdir = parameters.optionalString("workdir")
+        timeout = parameters["timeout"]?.numericValue
+        if command.isEmpty { throw ParameterError("command", "must name a program") }
+        if shell && command.count != 1 { throw ParameterError("command", "with shell: true must be one string for /bin/sh -c") }
+        if outputType == .encodedImage && outputFormat == nil {
+            throw ParameterError("output_format", "is needed when output is EncodedImage", help: "add 'output_format: jpeg' or 'png'")
+        }
+        for argument in command {
+            do {
+                _ = try Template.placeholders(in: argument)
+            } catch {
+                throw ParameterError("command", "argument '\(argument)' is not a valid template: \(error.message)")
+            }
+        }
+    }
+
+    public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        let directory = try Self.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var values = context.templateValues
+        var variables = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        try FileManager.default.createDirectory(atPath: directory + "/inputs", withIntermediateDirectories: true)
+        for (port, artifact) in inputs.artifacts.sorted(by: { $0.key < $1.key }) {
+            let path: String
+            switch artifact {
+            case let grid as any AnyGrid:
+                path = "\(directory)/inputs/\(port).npy"
+                try NPY.write(grid, to: path)
+            case let bytes as any BytesArtifact:
+                let suffix = (bytes as? EncodedImage)?.format ?? "bin"
+                path = "\(directory)/inputs/\(port).\(suffix)"
+                try bytes.bytes.withUnsafeBytes { try AtomicFile.write($0, to: path, overwrite: true) }
+            default:
+                throw StageFailure("input '\(port)' is \(artifact.artifactType), which has no file form", retryable: false)
+            }
+            values["inputs.\(port)"] = path
+            variables["PIPELINE_INPUT_\(port.uppercased())"] = path
+        }
+        let outputPath = "\(directory)/output." + (outputType == .encodedImage ? outputFormat! : "npy")
+        values["output"] = outputPath
+        variables["PIPELINE_OUTPUT"] = outputPath
+        variables["PIPELINE_RUN_ID"] = context.runID
+        variables["PIPELINE_STAGE"] = context.stageID
+        let arguments = try command.map { try Template.expand($0, values: values, pathSafe: false) }
+        let argv = shell ? ["/bin/sh", "-c", arguments[0]] : arguments
+
+        try context.checkCancellation()
+        let logger = context.logger
+        let child = try ChildProcess(arguments: argv, environment: variables, directory: workdir ?? directory) { line, fromStderr in
+            if fromStderr { logger.info("\(line)") } else { logger.debug("\(line)") }
+        }
+        let timedOut = CancelFlag()
+        if let timeout {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
+                timedOut.set()
+                child.terminateGroup()
+            }
+        }
+        let outcome = await withTaskCancellationHandler {
+            await Self.waitBlocking(child)
+        } onCancel: {
+            child.terminateGroup()
+        }
+        if Task.isCancelled { throw CancellationError() }
+        let name = argv == arguments ? arguments[0] : "sh -c"
+        let tail = outcome.lastErrorLines.suffix(10).joined(separator: "\n")
+        let stderrPart = tail.isEmpty ? "" : "; last lines of its stderr:\n" + tail
+        if timedOut.isSet() {
+            throw StageFailure("'\(name)' timed out after \(timeout ?? 0) s; its process group was killed\(stderrPart)")
+        }
+        if let signal = outcome.signal {
+            throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)")
+        }
+        if outcome.status == 127 && outcome.lastErrorLines.contains(where: { $0.contains("not found") }) {
+            throw StageFailure("command '\(arguments[0])' not found (check 'command' and PATH)", retryable: false)
+        }
+        guard outcome.status == 0 else {
+            throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)")
+        }
+        return try readOutput(outputPath, name: name)
+    }
+
+    private static func waitBlocking(_ child: ChildProcess) async -> ChildProcess.Outcome {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: child.wait()) }.start()
+        }
+    }
+
+    /// Reads and checks the program's output against the declared type.
+    func readOutput(_ path: String, name: String) throws -> any Artifact {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StageFailure("'\(name)' exited with status 0 but did not write its output \(URL(fileURLWithPath: path).lastPathComponent) "
+                + "(the path is in {output} and $PIPELINE_OUTPUT)", retryable: false)
+        }
+        if outputType == .encodedImage {
+            let bytes = SharedBytes(data)
+            do {
+                let (width, height): (Int, Int)
+                if outputFormat == "png" {
+                    let image = try PNGCodec.decode(bytes)
+                    (width, height) = (image.width, image.height)
+                } else {
+                    let image = try JPEGCodec.decode(bytes)
+                    (width, height) = (image.width, image.height)
+                }
+                return EncodedImage(bytes: bytes, format: outputFormat!, mediaType: "image/\(outputFormat!)", width: width, height: height)
+            } catch {
+                throw StageFailure("output is not a valid \(outputFormat!) image: \(error)", retryable: false)
+            }
+        }
+        let grid: any AnyGrid
+        do {
+            grid = try data.withUnsafeBytes { try NPY.read($0, name: "output.npy") }
+        } catch {
+            throw StageFailure("\(error)", retryable: false)
+        }
+        guard grid.artifactType == outputType else {
+            throw StageFailure("output.npy holds \(grid.elementType.rawValue) (\(grid.artifactType)), but the stage declares \(outputType)",
+                               retryable: false)
+        }
+        return grid
+    }
+
+    static func makeTemporaryDirectory() throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/pipeline-exec-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw SystemError("create a temporary directory in", path: base)
+        }
+        return String(cString: made)
+    }
+}
