@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "Framework", targets: ["Framework"]),
         .library(name: "Stages", targets: ["Stages"]),
         .library(name: "RunnerCLI", targets: ["RunnerCLI"]),
+        // For extension authors' tests: a memory sink, a pipeline harness, expectations.
+        .library(name: "PipelineTesting", targets: ["PipelineTesting"]),
         .executable(name: "runner", targets: ["runner"]),
     ],
     dependencies: [
@@ -49,15 +51,16 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "runner", dependencies: ["RunnerCLI"]),
+        .target(name: "PipelineTesting", dependencies: ["Framework"]),
         // Per-stage timings for Benchmarks/run; not a product.
         .executableTarget(
             name: "stage-bench",
             dependencies: ["Framework", "Stages", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "FrameworkTests", dependencies: ["Framework"]),
+        .testTarget(name: "FrameworkTests", dependencies: ["Framework", "PipelineTesting"]),
         // Helpers that start the Python fixtures in Tests/Fixtures (local S3, proxies).
         .target(name: "TestFixtures", path: "Tests/TestFixtures"),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "Framework", "TestFixtures"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI", "TestFixtures"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Stages", "Framework", "RunnerCLI", "TestFixtures", "PipelineTesting"]),
     ]
 )

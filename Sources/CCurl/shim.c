@@ -76,5 +76,6 @@ CURLcode CCurl_setopt_string(CURL *handle, CURLoption option, const char *value)
 CURLcode CCurl_setopt_pointer(CURL *handle, CURLoption option, void *value) { return api.easy_setopt(handle, option, value); }
 CURLcode CCurl_setopt_headers(CURL *handle, struct curl_slist *headers) { return api.easy_setopt(handle, CURLOPT_HTTPHEADER, headers); }
 CURLcode CCurl_setopt_callback(CURL *handle, CURLoption option, CCurl_data_callback callback) { return api.easy_setopt(handle, option, callback); }
+CURLcode CCurl_setopt_progress(CURL *handle, CCurl_progress_callback callback) { return api.easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback); }
 CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value) { return api.easy_getinfo(handle, info, value); }
 CURLcode CCurl_getinfo_double(CURL *handle, CURLINFO info, double *value) { return api.easy_getinfo(handle, info, value); }

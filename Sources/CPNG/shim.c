@@ -134,11 +134,13 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
   png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, options.bit_depth,
                PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE,
                PNG_FILTER_TYPE_BASE);
+  if (kind == CPNG_PIXELS_U16 && options.bit_depth != 16) png_error(png, "16-bit samples need bit depth 16");
   png_write_info(png, info);
   int bytes_per_sample = options.bit_depth == 16 ? 2 : 1;
   int need_row = !(kind == CPNG_PIXELS_U8 && options.bit_depth == 8);
   if (need_row) {
-    row = malloc((size_t)width * (size_t)bytes_per_sample);
+    (void)bytes_per_sample;
+    row = malloc((size_t)width * 2);  // room for 16-bit samples whatever the input kind
     if (!row) png_error(png, "out of memory");
   }
   for (int y = 0; y < height; y++) {

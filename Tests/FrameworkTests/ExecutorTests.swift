@@ -117,6 +117,15 @@ import Testing
         #expect(outcome.report.stages.first { $0.id == "bad" }?.attempts == 1)
     }
 
+    @Test func durations() {
+        #expect(Duration.parse("1m30s") == .seconds(90))
+        #expect(Duration.parse("500ms") == .milliseconds(500))
+        #expect(Duration.parse("2.5") == .milliseconds(2500))
+        for bad in ["1e16", "99999999999999999s", "5x", "", "-1", "1m30"] {
+            #expect(Duration.parse(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func retryBackoffGrowsAndIsCapped() {
         let policy = RetryPolicy(count: 5, delay: .milliseconds(100), factor: 2, maxDelay: .milliseconds(350))
         #expect((1...4).map { policy.delay(beforeRetry: $0) } == [.milliseconds(100), .milliseconds(200), .milliseconds(350), .milliseconds(350)])

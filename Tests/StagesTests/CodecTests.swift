@@ -66,6 +66,26 @@ import Framework
         #expect(error < 40, "max error \(error)")
     }
 
+    @Test func tooTallImagesAreRefusedNotCrashedOn() async throws {
+        let grid = try Grid<UInt8>(width: 2, height: 70_000, values: Array(repeating: 1, count: 140_000))
+        await #expect(throws: CodecError.self) { _ = try await JPEGCodec.encodeGray(grid, options: .init(restartRows: 8), workers: 2) }
+    }
+
+    /// libjpeg caps restart intervals at 65535 blocks: wide images get a shorter
+    /// interval, so the strips still join at markers.
+    @Test func wideImagesKeepTheirRestartMarkersOnStripBoundaries() async throws {
+        var rng = Xoshiro256StarStar(seed: 7)
+        let grid = try Grid<UInt8>(width: 16_384, height: 600) { buffer in
+            for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        }
+        let options = JPEGCodec.Options(quality: 50, restartRows: 32)
+        let two = Array(try await JPEGCodec.encodeGray(grid, options: options, workers: 2))
+        let one = Array(try await JPEGCodec.encodeGray(grid, options: options, workers: 1))
+        #expect(two == one)
+        let image = try JPEGCodec.decode(two)
+        #expect(image.width == 16_384 && image.height == 600)
+    }
+
     @Test func corruptAndTruncatedInputsAreErrorsWithLibjpegsMessage() throws {
         let bytes = try JPEGCodec.encodeGray(try gradient(width: 64, height: 64), options: .init())
         do {
@@ -100,6 +120,11 @@ import Framework
         let image = try PNGCodec.decode(bytes)
         #expect(image.bitDepth == 16)
         #expect(image.samples16 == values)
+    }
+
+    @Test func sixteenBitSamplesNeedSixteenBits() throws {
+        let grid = try Grid<UInt16>(width: 100, height: 2, values: Array(repeating: 7, count: 200))
+        #expect(throws: CodecError.self) { try PNGCodec.encodeGray(grid, options: .init(bitDepth: 8)) }
     }
 
     @Test func eightBitSamplesScaleToSixteenBits() throws {

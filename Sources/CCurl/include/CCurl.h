@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 typedef size_t (*CCurl_data_callback)(char *buffer, size_t size, size_t count, void *context);
+typedef int (*CCurl_progress_callback)(void *context, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
 
 /// Loads libcurl (once, thread-safe) and initialises it. Returns 0, or -1 with a
 /// message (libcurl missing or too old).
@@ -30,6 +31,7 @@ CURLcode CCurl_setopt_string(CURL *handle, CURLoption option, const char *value)
 CURLcode CCurl_setopt_pointer(CURL *handle, CURLoption option, void *value);
 CURLcode CCurl_setopt_headers(CURL *handle, struct curl_slist *headers);
 CURLcode CCurl_setopt_callback(CURL *handle, CURLoption option, CCurl_data_callback callback);
+CURLcode CCurl_setopt_progress(CURL *handle, CCurl_progress_callback callback);
 CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode CCurl_getinfo_double(CURL *handle, CURLINFO info, double *value);
 #endif

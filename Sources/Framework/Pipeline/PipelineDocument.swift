@@ -89,7 +89,7 @@ extension Duration {
     /// Parses `30s`, `1.5s`, `500ms`, `5m`, `1h`, `1m30s`, or a plain number of seconds.
     public static func parse(_ text: String) -> Duration? {
         if let seconds = Double(text), seconds.isFinite, seconds >= 0 {
-            return .milliseconds(Int64((seconds * 1000).rounded()))
+            return seconds * 1000 < 9.0e18 ? .milliseconds(Int64((seconds * 1000).rounded())) : nil
         }
         var total = 0.0
         var number = ""
@@ -120,7 +120,7 @@ extension Duration {
             number = ""
             sawUnit = true
         }
-        guard sawUnit, number.isEmpty else { return nil }
+        guard sawUnit, number.isEmpty, total.isFinite, total * 1000 < 9.0e18 else { return nil }
         return .milliseconds(Int64((total * 1000).rounded()))
     }
 

@@ -235,7 +235,11 @@ private struct TreeBuilder {
             return true
         }
         parent.weight += weight
-        switch parent.kind {
+        // Move the arrays out of the frame, leaving no second reference, so the
+        // appends below do not copy them (which would make long lists quadratic).
+        var kind = FrameKind.sequence(items: [])
+        swap(&kind, &parent.kind)
+        switch consume kind {
         case .sequence(var items):
             items.append(node)
             parent.kind = .sequence(items: items)

@@ -54,6 +54,15 @@ public enum JPEGCodec {
         case is Float.Type: kind = CJPEG_PIXELS_F32
         default: throw CodecError(library: "libjpeg", message: "cannot encode Grid<\(Element.elementType.swiftName)>")
         }
+        guard grid.width >= 1, grid.height >= 1, grid.width <= 65_500, grid.height <= 65_500 else {
+            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(grid.width)x\(grid.height)")
+        }
+        // libjpeg caps a restart interval at 65535 MCUs (8x8 blocks here): keep the
+        // interval below that, so that markers fall where the strips join. Depends on
+        // the width only, so the bytes still do not depend on `workers`.
+        var capped = options
+        capped.restartRows = min(options.restartRows, 65_535 / ((grid.width + 7) / 8))
+        let options = capped
         let intervalRows = options.restartRows * 8
         let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
         let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))

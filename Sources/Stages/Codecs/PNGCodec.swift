@@ -41,7 +41,10 @@ public enum PNGCodec {
     }
 
     public static func encodeGray(_ grid: Grid<UInt16>, options: Options) throws -> SharedBytes {
-        try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U16, grid.width, grid.height, options) }
+        guard options.bitDepth == 16 else {
+            throw CodecError(library: "libpng", message: "16-bit samples need bit depth 16, not \(options.bitDepth)")
+        }
+        return try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U16, grid.width, grid.height, options) }
     }
 
     /// Unit-range floats scaled to the bit depth: round(v * (2^depth - 1)), clamped, NaN as 0.

@@ -37,6 +37,8 @@ public struct HTTPRequest: Sendable {
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` is abandoned.
     public var lowSpeedLimit: Int = 1024
     public var lowSpeedTime: Duration = .seconds(30)
+    /// Polled during the transfer; returning true aborts it (cancellation, timeouts).
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: HTTPBody? = nil,
                 timeout: Duration = .seconds(300), connectTimeout: Duration = .seconds(10)) {
@@ -105,6 +107,7 @@ public final class CurlSession {
         var offset = 0
         var received: [UInt8] = []
         var headers: [(name: String, value: String)] = []
+        var isCancelled: (@Sendable () -> Bool)?
 
         init(body: HTTPBody?) {
             self.body = body
@@ -114,6 +117,7 @@ public final class CurlSession {
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
         CCurl_easy_reset(handle)
         let transfer = Transfer(body: request.body)
+        transfer.isCancelled = request.isCancelled
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
@@ -155,6 +159,14 @@ public final class CurlSession {
                 return bytes
             }))
             try check(CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
+            if request.isCancelled != nil {
+                try check(CCurl_setopt_progress(handle, { context, _, _, _, _ in
+                    let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+                    return transfer.isCancelled?() == true ? 1 : 0
+                }))
+                try check(CCurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context))
+                try check(CCurl_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
+            }
 
             let method = request.method.uppercased()
             if request.body != nil {

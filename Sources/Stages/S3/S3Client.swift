@@ -64,7 +64,7 @@ public struct S3Client: Sendable {
         let scheme = String(base[..<schemeEnd])
         let authority = String(base[schemeEnd...])
         let objectPath = key.isEmpty ? "" : "/" + key
-        if configuration.pathStyle {
+        if configuration.pathStyle || bucket.contains(".") {  // dotted names break the TLS wildcard of virtual hosts
             return (scheme + authority, authority, "/" + bucket + objectPath)
         }
         return (scheme + bucket + "." + authority, bucket + "." + authority, objectPath.isEmpty ? "/" : objectPath)
@@ -74,7 +74,7 @@ public struct S3Client: Sendable {
     public func send(
         _ operation: String, method: String, bucket: String, key: String, query: [(name: String, value: String)] = [],
         headers: [(name: String, value: String)] = [], body: HTTPBody? = nil, payloadHash: String? = nil,
-        session: CurlSession, isCancelled: () -> Bool = { Task.isCancelled }
+        session: CurlSession, isCancelled: @escaping @Sendable () -> Bool = { Task.isCancelled }
     ) throws -> HTTPResponse {
         let (base, host, path) = target(bucket: bucket, key: key)
         let hash = payloadHash ?? body.map { $0.withUnsafeBytes(SigV4.payloadHash) } ?? SigV4.emptyPayloadHash
@@ -88,13 +88,18 @@ public struct S3Client: Sendable {
                 let creds = try credentials.credentials()
                 let request = SigV4.Request(method: method, host: host, path: path, query: query, headers: headers, payloadHash: hash)
                 let signed = SigV4.sign(request, credentials: creds, region: configuration.region)
-                let response = try session.perform(HTTPRequest(
+                var http = HTTPRequest(
                     method: method, url: base + request.encodedTarget, headers: signed, body: body ?? (method == "PUT" || method == "POST" ? .bytes([]) : nil),
-                    timeout: configuration.requestTimeout, connectTimeout: configuration.connectTimeout))
+                    timeout: configuration.requestTimeout, connectTimeout: configuration.connectTimeout)
+                http.isCancelled = isCancelled
+                let response = try session.perform(http)
                 if (200..<300).contains(response.status), !Self.isErrorDocument(response) {
                     return response
                 }
                 failure = Self.error(operation, response: response, bucket: bucket, key: key, region: configuration.region, credentials: creds)
+            } catch let error as CurlError where isCancelled() {
+                _ = error
+                throw CancellationError()
             } catch let error as CurlError {
                 failure = S3Error(operation: operation, code: nil, status: nil, message: "cannot reach \(base): \(error.message)",
                                   hint: error.isTransient ? "check the endpoint and the network" : nil, isTransient: error.isTransient)

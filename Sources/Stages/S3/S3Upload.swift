@@ -59,14 +59,20 @@ public struct S3Upload: Sendable {
                                        body: .shared(bytes, 0..<bytes.count), payloadHash: digests.payloadHash, session: session,
                                        isCancelled: cancel.isSet)
         let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-        try verify(etag: etag, expected: SigV4.hex(digests.md5))
+        if Self.etagIsMD5(response) { try verify(etag: etag, expected: SigV4.hex(digests.md5)) }
         try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
         context.reportProgress(1)
         return Result(etag: etag, versionID: response.header("x-amz-version-id"))
     }
 
-    /// ETags of plain uploads are the MD5 of the bytes (multipart: of the parts' MD5s);
-    /// with SSE-KMS they are not, so only an MD5-shaped ETag is compared.
+    /// ETags are MD5s of the bytes (multipart: of the parts' MD5s) unless the object is
+    /// encrypted with SSE-KMS or SSE-C, where S3 returns something else of the same shape.
+    static func etagIsMD5(_ response: HTTPResponse) -> Bool {
+        let encryption = response.header("x-amz-server-side-encryption") ?? ""
+        return !encryption.hasPrefix("aws:kms") && response.header("x-amz-server-side-encryption-customer-algorithm") == nil
+    }
+
+    /// Compares an MD5-shaped ETag with the MD5 of what was sent.
     func verify(etag: String, expected: String) throws {
         let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
         if md5Shaped && etag.lowercased() != expected {
@@ -109,7 +115,7 @@ public struct S3Upload: Sendable {
                                             query: [("uploadId", uploadID)], headers: [("Content-Type", "application/xml")] + conditional(),
                                             body: .bytes(Array(xml.utf8)), session: session, isCancelled: cancel.isSet)
             let etag = (XMLText.value(of: "ETag", in: completed.body) ?? completed.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-            try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.map(\.md5)))
+            if Self.etagIsMD5(completed) { try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.map(\.md5))) }
             if checksum {
                 // S3's checksum of a multipart object: SHA-256 of the parts' SHA-256s, "-", part count.
                 let composite = S3Digests.compositeChecksum(partChecksums: parts.compactMap(\.checksum))
@@ -127,7 +133,7 @@ public struct S3Upload: Sendable {
     private func abort(uploadID: String, session: CurlSession) {
         do {
             _ = try client.send("AbortMultipartUpload s3://\(bucket)/\(key)", method: "DELETE", bucket: bucket, key: key,
-                                query: [("uploadId", uploadID)], session: session, isCancelled: { false })
+                                query: [("uploadId", uploadID)], session: session)
             context.logger.info("aborted multipart upload \(uploadID) of s3://\(bucket)/\(key)")
         } catch {
             context.logger.error("could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key): \(error); parts may remain")
