@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import Framework
+import PipelineTesting
 import RunnerCLI
 import Stages
 
@@ -85,6 +86,24 @@ struct InvertStage: Stage {
         #expect(await RunnerMain.run(registry: registry, arguments: ["validate", file.path]) == 0)
         // Without the registration the same file is invalid, with a position.
         #expect(await RunnerMain.run(registry: try BuiltinStages.registry(), arguments: ["validate", file.path]) == 2)
+    }
+
+    // 5. Test it with PipelineTesting, as the README shows.
+    @Test func invertChecksItsRange() async throws {
+        let harness = PipelineHarness(registry: try BuiltinStages.registry(adding: [StageType(InvertStage.self)]))
+        harness.expectProblem("""
+            stages:
+              g: {type: poisson, with: {width: 8, height: 8, lambda: 3}}
+              n: {type: normalize, input: g}
+              i: {type: invert, input: n, with: {strength: ‸2}}
+            """, "parameter 'strength' of stage 'i' (invert) must be 0...1, got 2.0")
+        let outcome = try await harness.run("""
+            stages:
+              g: {type: poisson, with: {width: 8, height: 8, lambda: 3, seed: 1}}
+              n: {type: normalize, input: g}
+              i: {type: invert, input: n}
+            """)
+        #expect(outcome.outputs["i"] is Grid<Float>)
     }
 
     @Test func invertIsCorrect() async throws {

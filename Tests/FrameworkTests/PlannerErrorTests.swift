@@ -1,3 +1,4 @@
+import PipelineTesting
 import Testing
 @testable import Framework
 
@@ -5,17 +6,11 @@ import Testing
 /// and the exact line and column (marked with ‸ in the source).
 @Suite struct PlannerErrorTests {
     func expectProblem(
-        _ marked: String, _ fragment: String, help: String? = nil, environment: [String: String] = [:],
-        profiles: [String] = [], overrides: [String] = [], sourceLocation: Testing.SourceLocation = #_sourceLocation
+        _ marked: String, _ fragment: String, help: String? = nil, profiles: [String] = [], overrides: [String] = [],
+        sourceLocation: Testing.SourceLocation = #_sourceLocation
     ) {
-        let source = Marked(marked)
-        let found = diagnostics(source.text, environment: environment, profiles: profiles, overrides: overrides)
-        let match = found.first { $0.message.contains(fragment) }
-        #expect(match != nil, "no diagnostic containing \"\(fragment)\"; got \(found.map(\.description))", sourceLocation: sourceLocation)
-        #expect(match?.location == source.locations.first, "wrong position for \"\(fragment)\"", sourceLocation: sourceLocation)
-        if let help {
-            #expect(match?.help?.contains(help) == true, "help was \(String(describing: match?.help))", sourceLocation: sourceLocation)
-        }
+        PipelineHarness(registry: testRegistry).expectProblem(marked, fragment, help: help, profiles: profiles, overrides: overrides,
+                                                             sourceLocation: sourceLocation)
     }
 
     @Test func malformedYAML() {

@@ -1,6 +1,7 @@
 import Foundation
 @testable import Framework
 import Logging
+import PipelineTesting
 
 /// A source of a small Grid<UInt8> whose values are `value` everywhere.
 struct ConstantSource: Stage {
@@ -210,27 +211,8 @@ func diagnostics(_ text: String, environment: [String: String] = [:], profiles: 
     }
 }
 
-/// Source text with `‸` markers, and the 1-based positions the markers stand at.
-struct Marked {
-    let text: String
-    let locations: [SourceLocation]
-
-    init(_ marked: String, file: String = "test.yaml") {
-        var text = String.UnicodeScalarView()
-        var locations: [SourceLocation] = []
-        var line = 1, column = 1
-        for scalar in marked.unicodeScalars {
-            if scalar == "‸" {
-                locations.append(SourceLocation(file: file, line: line, column: column))
-                continue
-            }
-            text.append(scalar)
-            if scalar == "\n" { line += 1; column = 1 } else { column += 1 }
-        }
-        self.text = String(text)
-        self.locations = locations
-    }
-}
+/// Source text with `‸` markers: the test-support library's.
+typealias Marked = MarkedSource
 
 /// Runs a plan and returns the outcome.
 func run(_ plan: Plan, jobs: Int = 4, seed: UInt64 = 1) async -> RunOutcome {

@@ -1,0 +1,84 @@
+import Foundation
+import Framework
+import PipelineTesting
+import Stages
+import Testing
+@testable import CustomStages
+
+/// The extension package's own tests, written with the framework's test support.
+@Suite struct CustomStagesTests {
+    let harness = PipelineHarness(registry: try! CustomStages.registry())
+
+    @Test func thresholdOnARamp() async throws {
+        let outcome = try await harness.run("""
+            stages:
+              ramp: {type: ramp, with: {width: 256, height: 2}}
+              half: {type: threshold, input: ramp, with: {level: 128}}
+            """)
+        let grid = try #require(outcome.outputs["half"] as? Grid<UInt8>)
+        // ramp(x) = x for width 256, so the right half (x >= 128) is white.
+        #expect(grid.elements == Array(repeating: Array(repeating: UInt8(0), count: 128) + Array(repeating: 255, count: 128), count: 2).flatMap { $0 })
+    }
+
+    @Test func histogramReportCountsEveryValue() async throws {
+        let outcome = try await harness.run("""
+            stages:
+              ramp: {type: ramp, with: {width: 256, height: 3}}
+              counts: {type: histogram, input: ramp}
+              keep: {type: memory, input: counts, with: {name: "counts.json"}}
+            """)
+        let stored = try #require(outcome.outputs["keep"] as? StoredObject)
+        #expect(stored.uri == "memory://counts.json")
+        let json = try #require(MemoryStore.shared["counts.json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any])
+        #expect(report["total"] as? Int == 768)
+        #expect(report["min"] as? Int == 0 && report["max"] as? Int == 255)
+        #expect((report["counts"] as? [String: Int])?.count == 256)
+        #expect((report["counts"] as? [String: Int])?.values.allSatisfy { $0 == 3 } == true)
+    }
+
+    @Test func reportsAreCheckedLikeAnyOtherType() {
+        harness.expectProblem("""
+            stages:
+              ramp: {type: ramp, with: {width: 8, height: 8}}
+              counts: {type: histogram, input: ramp}
+              encode: {type: png, input: ‸counts}
+            """, "stage 'encode' (png) accepts Grid<Float32>, Grid<UInt8> or Grid<UInt16>, but 'counts' (histogram) produces Report")
+        harness.expectProblem("""
+            stages:
+              ramp: {type: ramp, with: {width: 8, height: 8}}
+              mask: {type: threshold, input: ramp, with: {level: ‸300}}
+            """, "parameter 'level' of stage 'mask' (threshold) must be 0...255, got 300")
+    }
+
+    /// The shipped pipeline, through this package's own runner executable.
+    @Test func customRunnerRunsTheExamplePipeline() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("custom-runner")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("custom-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = Process()
+        process.executableURL = runner
+        process.arguments = [root.appendingPathComponent("pipelines/threshold.yaml").path, "--run-id", "demo", "--seed", "3", "-q"]
+        process.currentDirectoryURL = directory
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        for file in ["histogram.json", "mask.png", "ramp.png"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/demo/\(file)").path), "\(file)")
+        }
+        let mask = try PNGCodec.decode([UInt8](Data(contentsOf: directory.appendingPathComponent("out/demo/mask.png"))))
+        #expect(Set(mask.samples8).isSubset(of: [0, 255]) && mask.width == 256)
+
+        let listing = Process()
+        listing.executableURL = runner
+        listing.arguments = ["stages"]
+        let output = Pipe()
+        listing.standardOutput = output
+        try listing.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        listing.waitUntilExit()
+        for name in ["ramp:", "threshold:", "histogram:", "poisson:", "exec:"] { #expect(text.contains(name), "\(name)") }
+    }
+}
