@@ -53,6 +53,35 @@ import TestFixtures
         #expect(png.samples16 == source.elements.map { UInt16($0) * 2 + 1 })
     }
 
+    /// A NumPy stage between the generator and the JPEG encoder, doing what
+    /// `normalize` does (for a grid whose minimum is 0): the two JPEGs are the same bytes.
+    @Test func numpyStageBetweenGeneratorAndJPEG() throws {
+        let yaml = """
+            stages:
+              generate: {type: poisson, with: {width: 64, height: 48, lambda: 3, seed: 4}}
+              scale:
+                type: exec
+                input: generate
+                with: {command: ['\(PythonFixture.python)', '\(script)', '{inputs.input}', '{output}', unit], output: Grid<Float32>}
+              encode: {type: jpeg, input: scale}
+              store: {type: filesystem, input: encode, with: {path: "out/{run_id}/numpy.jpg"}}
+              native: {type: normalize, input: generate}
+              encode_native: {type: jpeg, input: native}
+              store_native: {type: filesystem, input: encode_native, with: {path: "out/{run_id}/native.jpg"}}
+            """
+        let (result, directory, leftovers) = try run(yaml, arguments: ["--report", "report.json"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(leftovers.isEmpty)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("report.json"))) as? [String: Any]
+        let generated = (report?["stages"] as? [[String: Any]])?.first { $0["id"] as? String == "generate" }?["output"] as? [String: Any]
+        try #require(generated?["min"] as? Double == 0, "the comparison needs a grid whose minimum is 0")
+        let numpy = try Data(contentsOf: directory.appendingPathComponent("out/x/numpy.jpg"))
+        let native = try Data(contentsOf: directory.appendingPathComponent("out/x/native.jpg"))
+        #expect(numpy == native)
+        #expect(try JPEGCodec.decode([UInt8](numpy)).width == 64)
+    }
+
     @Test func shellStagePassesAnEncodedImageThrough() throws {
         let yaml = """
             stages:

@@ -1,5 +1,6 @@
 """An exec stage written with NumPy, for the tests: reads the input grid, writes
-2 * x + 1 as uint16 (or, with a second argument, a deliberately wrong output)."""
+2 * x + 1 as uint16; with mode "unit", x / max(x) as float32 (the min-max
+normalisation when the minimum is 0); other modes write deliberately wrong output."""
 import sys
 
 import numpy as np
@@ -9,6 +10,8 @@ print(f"read {grid.shape} {grid.dtype}", file=sys.stderr)
 mode = sys.argv[3] if len(sys.argv) > 3 else "ok"
 if mode == "ok":
     np.save(sys.argv[2], (grid.astype(np.uint16) * 2 + 1))
+elif mode == "unit":
+    np.save(sys.argv[2], (grid / grid.max()).astype(np.float32))
 elif mode == "dtype":
     np.save(sys.argv[2], grid.astype(np.uint8))
 elif mode == "shape":
