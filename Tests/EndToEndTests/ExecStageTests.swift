@@ -154,7 +154,8 @@ import TestFixtures
         #expect(leftovers.isEmpty)
         // Nothing tagged with the marker survives (SIGKILL follows SIGTERM within 2 s).
         Thread.sleep(forTimeInterval: 2.5)
-        let survivors = try RunnerProcess.shell("pgrep -f '\(marker)' || true")
+        // "[e]xec-..." matches the marker but not this pgrep's own command line.
+        let survivors = try RunnerProcess.shell("pgrep -f '[e]\(marker.dropFirst())' || true")
         #expect(survivors.isEmpty, "left running: \(survivors)")
     }
 
