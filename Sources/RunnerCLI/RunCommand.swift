@@ -23,6 +23,15 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
     var report: String?
 
+    @Option(help: ArgumentHelp("Persist every stage's output in this directory, under RUN_ID/STAGE/.", valueName: "dir"))
+    var artifactStore: String?
+
+    @Option(help: ArgumentHelp("Resume run RUN_ID: reuse stored outputs whose stage, parameters and inputs are unchanged.", valueName: "run-id"))
+    var resume: String?
+
+    @Option(help: ArgumentHelp("Run only this stage, reading its inputs from the artifact store (needs --run-id).", valueName: "stage"))
+    var only: String?
+
     @Option(help: "text or json.")
     var logFormat: LogFormat = .text
 
@@ -42,6 +51,21 @@ struct RunCommand: AsyncParsableCommand {
         if quiet && verbose {
             throw ValidationError("--quiet and --verbose cannot be used together")
         }
+        if let resume, let problem = RunID.problem(with: resume) {
+            throw ValidationError("--resume '\(resume)' \(problem)")
+        }
+        if resume != nil && runID != nil && resume != runID {
+            throw ValidationError("--resume names the run; leave out --run-id or give the same id")
+        }
+        if (resume != nil || only != nil) && artifactStore == nil {
+            throw ValidationError("--resume and --only need --artifact-store DIR")
+        }
+        if only != nil && runID == nil && resume == nil {
+            throw ValidationError("--only needs --run-id: the run whose stored artifacts it reads")
+        }
+        if let artifactStore, artifactStore.hasPrefix("s3://") {
+            throw ValidationError("--artifact-store takes a directory; s3:// stores are not supported yet")
+        }
     }
 
     func run() async throws {
@@ -50,12 +74,33 @@ struct RunCommand: AsyncParsableCommand {
         let console = Console(format: logFormat, level: level)
         let logger = Logger(label: "runner") { _ in console.handler() }
         var options = RunOptions(logger: logger, observer: ConsoleObserver(console: console))
-        if let runID { options.runID = runID }
+        if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
+        if let artifactStore {
+            let store = FileArtifactStore(root: artifactStore)
+            options.store = store
+            options.reuse = resume != nil
+            if seed == nil {
+                // Resumed and single-stage runs use the seed the run started with; a run
+                // started by --only alone derives it from the run id.
+                options.seed = store.recordedSeed(runID: options.runID)
+                    ?? (only != nil ? SeedDerivation.seed(runSeed: 0, stageID: options.runID) : options.seed)
+            }
+            do {
+                try store.recordSeed(options.seed, runID: options.runID)
+            } catch {
+                console.log(.error, "cannot write to the artifact store \(store): \(error)")
+                throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+            }
+        }
         let executor = Executor(plan: plan, options: options)
 
-        let runTask = Task { await executor.run() }
+        let only = self.only
+        let runTask = Task {
+            if let only { return await executor.runOnly(only) }
+            return await executor.run()
+        }
         let interruption = SignalWatcher { runTask.cancel() }
         let outcome = await runTask.value
         interruption.stop()

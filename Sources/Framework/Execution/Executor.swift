@@ -12,6 +12,11 @@ public struct RunOptions: Sendable {
     public var observer: any RunObserver
     /// The run's start, used for `{date}`.
     public var startDate: Date
+    /// Where every stage's output is persisted, if anywhere.
+    public var store: (any ArtifactStore)?
+    /// Reuse stored outputs whose fingerprint (stage type, parameters, seed, inputs)
+    /// is unchanged instead of running their stages again.
+    public var reuse: Bool = false
 
     public init(
         runID: String = RunID.generate(), seed: UInt64 = RunID.randomSeed(),
@@ -74,6 +79,35 @@ public struct Executor: Sendable {
         var attempts: Int
         var startedAt: Date
         var duration: Duration
+        var reused = false
+    }
+
+    /// Each stage's fingerprint: a hash of its type, parameters, seed (for seeded
+    /// stages) and its inputs' fingerprints. Equal fingerprints, equal outputs.
+    public var fingerprints: [String: String] {
+        var result: [String: String] = [:]
+        for stage in plan.stages {  // dependency order: producers first
+            let inputs = stage.inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\(result[$0.value] ?? "")" }.joined(separator: ",")
+            let seed = stage.type.spec.seedParameter != nil ? String(self.seed(for: stage)) : ""
+            let text = [stage.typeName, Self.canonicalParameters(stage), "seed=" + seed, "inputs=" + inputs].joined(separator: "\n")
+            result[stage.id] = SHA256Digest.hex(of: Array(text.utf8))
+        }
+        return result
+    }
+
+    static func canonicalParameters(_ stage: PlannedStage) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(stage.parameters.values.mapValues(\.jsonValue))) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func manifest(for stage: PlannedStage, _ artifact: any Artifact, fingerprints: [String: String]) -> ArtifactManifest {
+        let parameters = Self.canonicalParameters(stage)
+        return ArtifactManifest(
+            artifactType: artifact.artifactType.name, file: "", byteCount: 0, sha256: "", stageType: stage.typeName,
+            parameters: stage.parameters.values.mapValues(\.jsonValue), parametersHash: SHA256Digest.hex(of: Array(parameters.utf8)),
+            inputFingerprints: stage.inputs.mapValues { fingerprints[$0] ?? "" }, fingerprint: fingerprints[stage.id] ?? "")
     }
 
     public func run() async -> RunOutcome {
@@ -97,6 +131,7 @@ public struct Executor: Sendable {
         var outputs: [String: any Artifact] = [:]
         var failure: StageExecutionError?
         var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
+        let fingerprints = self.fingerprints
 
         await withTaskGroup(of: Completion.self) { group in
             var running = 0
@@ -107,7 +142,7 @@ public struct Executor: Sendable {
                     for (port, producer) in stage.inputs { inputs[port] = available[producer] }
                     let stageInputs = StageInputs(inputs)
                     running += 1
-                    group.addTask { await self.execute(stage, inputs: stageInputs) }
+                    group.addTask { await self.execute(stage, inputs: stageInputs, fingerprints: fingerprints) }
                 }
             }
             launch()
@@ -118,6 +153,7 @@ public struct Executor: Sendable {
                 report.attempts = completion.attempts
                 report.startedAt = completion.startedAt
                 report.durationSeconds = completion.duration.seconds
+                report.reused = completion.reused ? true : nil
                 switch completion.result {
                 case .success(let artifact):
                     if consumers[stage.id, default: 0] > 0 {
@@ -168,6 +204,69 @@ public struct Executor: Sendable {
         return RunOutcome(report: report, outputs: status == .succeeded ? outputs : [:], failure: failure)
     }
 
+    /// Runs one stage alone (`--only`): its inputs are read from the store, where the
+    /// same plan must have put them (their fingerprints must match), and its output
+    /// goes to the store.
+    public func runOnly(_ id: String) async -> RunOutcome {
+        let started = Date()
+        func failed(_ message: String) -> RunOutcome {
+            let report = RunReport(runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: .failed,
+                                   startedAt: started, durationSeconds: 0, error: message, stages: [])
+            options.observer.stageFailed(id: id, type: plan.stage(id)?.typeName ?? "?", attempt: 0,
+                                         error: StageFailure(message, retryable: false), retryIn: nil)
+            options.observer.runFinished(report: report)
+            return RunOutcome(report: report, outputs: [:], failure: StageExecutionError(stageID: id, stageType: plan.stage(id)?.typeName ?? "?",
+                                                                                          underlying: StageFailure(message, retryable: false)))
+        }
+        guard let stage = plan.stage(id) else { return failed("no stage '\(id)' in \(plan.file)") }
+        guard let store = options.store else { return failed("--only needs an artifact store for its inputs and output") }
+        let fingerprints = self.fingerprints
+        var inputs: [String: any Artifact] = [:]
+        for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
+            do {
+                guard let stored = try store.manifest(runID: options.runID, stage: producer) else {
+                    return failed("input '\(port)' of stage '\(id)' comes from stage '\(producer)', whose output is not in \(store) "
+                        + "for run \(options.runID); run stage '\(producer)' first")
+                }
+                guard stored.fingerprint == fingerprints[producer] else {
+                    return failed("the stored output of stage '\(producer)' was made with other parameters, inputs or seed; "
+                        + "run stage '\(producer)' again first")
+                }
+                guard let (artifact, _) = try store.load(runID: options.runID, stage: producer) else {
+                    return failed("the output of stage '\(producer)' vanished from \(store)")
+                }
+                inputs[port] = artifact
+            } catch {
+                return failed("cannot read the output of stage '\(producer)': \(error)")
+            }
+        }
+        options.observer.runStarted(plan: plan, runID: options.runID, seed: options.seed)
+        let completion = await execute(stage, inputs: StageInputs(inputs), fingerprints: fingerprints)
+        var report = StageReport(id: stage.id, type: stage.typeName, status: .succeeded, attempts: completion.attempts,
+                                 startedAt: completion.startedAt, durationSeconds: completion.duration.seconds,
+                                 seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
+                                 parameters: stage.parameters.values.mapValues(\.jsonValue), reused: completion.reused ? true : nil)
+        var failure: StageExecutionError?
+        var outputs: [String: any Artifact] = [:]
+        switch completion.result {
+        case .success(let artifact):
+            let summary = artifact.summary()
+            report.output = summary
+            outputs[id] = artifact
+            options.observer.stageSucceeded(id: id, type: stage.typeName, duration: completion.duration, output: summary)
+        case .failure(let error):
+            report.status = error is CancellationError ? .cancelled : .failed
+            report.error = String(describing: error)
+            if !(error is CancellationError) { failure = StageExecutionError(stageID: id, stageType: stage.typeName, underlying: error) }
+        }
+        let status: RunReport.Status = failure != nil ? .failed : (report.status == .succeeded ? .succeeded : .cancelled)
+        let runReport = RunReport(runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: status,
+                                  startedAt: started, durationSeconds: Date().timeIntervalSince(started),
+                                  error: failure.map(\.description), stages: [report])
+        options.observer.runFinished(report: runReport)
+        return RunOutcome(report: runReport, outputs: status == .succeeded ? outputs : [:], failure: failure)
+    }
+
     /// The seed a stage runs with: its own `seed` parameter, or one derived from the run seed.
     public func seed(for stage: PlannedStage) -> UInt64 {
         if let name = stage.type.spec.seedParameter?.name, let explicit = stage.parameters.optionalInt(name) {
@@ -183,11 +282,37 @@ public struct Executor: Sendable {
         return values
     }
 
-    /// Runs one stage with its retries; never throws.
-    private func execute(_ stage: PlannedStage, inputs: StageInputs) async -> Completion {
+    /// Runs one stage with its retries, or reuses its stored output; persists what it
+    /// computes when there is a store. Never throws.
+    private func execute(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String]) async -> Completion {
         let clock = ContinuousClock()
         let startedAt = Date()
         let start = clock.now
+        if options.reuse, let store = options.store,
+           let stored = try? store.manifest(runID: options.runID, stage: stage.id), stored.fingerprint == fingerprints[stage.id] {
+            do {
+                if let (artifact, _) = try store.load(runID: options.runID, stage: stage.id) {
+                    options.logger.info("\(stage.id): reusing its stored output (unchanged stage, parameters and inputs)")
+                    return Completion(id: stage.id, result: .success(artifact), attempts: 0, startedAt: startedAt,
+                                      duration: clock.now - start, reused: true)
+                }
+            } catch {
+                options.logger.warning("\(stage.id): stored output cannot be reused (\(error)); running the stage again")
+            }
+        }
+        var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start)
+        if case .success(let artifact) = completion.result, let store = options.store {
+            do {
+                try store.save(artifact, manifest: manifest(for: stage, artifact, fingerprints: fingerprints), runID: options.runID, stage: stage.id)
+            } catch {
+                completion.result = .failure(StageFailure("cannot store the output in \(store): \(error)"))
+            }
+        }
+        return completion
+    }
+
+    private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant) async -> Completion {
+        let clock = ContinuousClock()
         var values = templateValues
         values["stage"] = stage.id
         var logger = options.logger

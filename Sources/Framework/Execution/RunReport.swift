@@ -50,9 +50,11 @@ public struct StageReport: Sendable, Codable {
     public var parameters: [String: JSONValue]
     public var output: ArtifactSummary?
     public var error: String?
+    /// True when the output came from the artifact store instead of a run.
+    public var reused: Bool?
 
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
-        case seed, parameters, output, error
+        case seed, parameters, output, error, reused
     }
 }

@@ -1,0 +1,179 @@
+import Foundation
+
+/// Where a run's artifacts are persisted, under `{run_id}/{stage}/`, for resuming a
+/// run or running one stage at a time (`--artifact-store`, `--resume`, `--only`).
+public protocol ArtifactStore: Sendable, CustomStringConvertible {
+    /// Persists a stage's output with its manifest; atomically: a reader sees the
+    /// whole artifact and manifest, or nothing.
+    func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws
+    /// The manifest of a stored output, or nil when there is none.
+    func manifest(runID: String, stage: String) throws -> ArtifactManifest?
+    /// Reads a stored output back, checking its size and SHA-256 against the manifest.
+    func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)?
+}
+
+/// What is known about a stored artifact: enough to check it and to decide whether
+/// it can be reused.
+public struct ArtifactManifest: Codable, Sendable, Hashable {
+    public var artifactType: String
+    public var file: String
+    public var byteCount: Int
+    public var sha256: String
+    public var width: Int?
+    public var height: Int?
+    public var elementType: String?
+    public var format: String?
+    public var mediaType: String?
+    public var stageType: String
+    public var parameters: [String: JSONValue]
+    public var parametersHash: String
+    /// Fingerprints of the stage's inputs, by port.
+    public var inputFingerprints: [String: String]
+    /// Hash of the stage type, parameters, seed and input fingerprints: equal
+    /// fingerprints mean the stage would compute the same output.
+    public var fingerprint: String
+
+    enum CodingKeys: String, CodingKey {
+        case artifactType = "artifact_type", file, byteCount = "byte_count", sha256, width, height, elementType = "element_type"
+        case format, mediaType = "media_type", stageType = "stage_type", parameters, parametersHash = "parameters_hash"
+        case inputFingerprints = "input_fingerprints", fingerprint
+    }
+}
+
+/// A problem reading from or writing to an artifact store.
+public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// An artifact store in a directory. Grids are NumPy `.npy` files (numpy.load opens
+/// them), encoded images their own bytes, stored-object references JSON.
+public struct FileArtifactStore: ArtifactStore {
+    public let root: String
+
+    public init(root: String) {
+        self.root = URL(fileURLWithPath: root).standardizedFileURL.path
+    }
+
+    public var description: String { root }
+
+    func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
+
+    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        let directory = directory(runID, stage)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var manifest = manifest
+        let data: Data
+        switch artifact {
+        case let grid as any AnyGrid:
+            manifest.file = "artifact.npy"
+            let temporary = directory + "/.artifact.npy.tmp"
+            try NPY.write(grid, to: temporary)
+            data = try Data(contentsOf: URL(fileURLWithPath: temporary))
+            try FileManager.default.removeItem(atPath: temporary)
+            manifest.width = grid.width
+            manifest.height = grid.height
+            manifest.elementType = grid.elementType.rawValue
+        case let image as EncodedImage:
+            manifest.file = "artifact.\(image.format)"
+            data = image.bytes.withUnsafeBytes { Data($0) }
+            manifest.width = image.width
+            manifest.height = image.height
+            manifest.format = image.format
+            manifest.mediaType = image.mediaType
+        case let object as StoredObject:
+            manifest.file = "artifact.json"
+            var fields: [String: JSONValue] = ["uri": .string(object.uri), "byte_count": .integer(object.byteCount), "sha256": .string(object.sha256)]
+            if let etag = object.etag { fields["etag"] = .string(etag) }
+            if let mediaType = object.mediaType { fields["media_type"] = .string(mediaType) }
+            if let version = object.versionID { fields["version_id"] = .string(version) }
+            data = try Self.encoder.encode(JSONValue.object(fields))
+        default:
+            throw ArtifactStoreError(message: "artifact type \(artifact.artifactType) has no stored form")
+        }
+        manifest.byteCount = data.count
+        manifest.sha256 = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        try Self.atomicWrite(data, to: directory + "/" + manifest.file)
+        // The manifest goes last: its presence says the artifact is complete.
+        try Self.atomicWrite(try Self.encoder.encode(manifest), to: directory + "/manifest.json")
+    }
+
+    public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
+        let path = directory(runID, stage) + "/manifest.json"
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do {
+            return try JSONDecoder().decode(ArtifactManifest.self, from: data)
+        } catch {
+            throw ArtifactStoreError(message: "\(path): not a valid manifest (\(error))")
+        }
+    }
+
+    public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
+        guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
+        let path = directory(runID, stage) + "/" + manifest.file
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
+        }
+        guard data.count == manifest.byteCount else {
+            throw ArtifactStoreError(message: "\(path) is \(data.count) bytes, its manifest says \(manifest.byteCount): truncated or replaced")
+        }
+        let digest = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        guard digest == manifest.sha256 else {
+            throw ArtifactStoreError(message: "\(path) does not match the SHA-256 in its manifest: the file is corrupt")
+        }
+        let artifact: any Artifact
+        switch manifest.artifactType {
+        case let name where name.hasPrefix("Grid<"):
+            artifact = try data.withUnsafeBytes { try NPY.read($0, name: path) }
+        case ArtifactType.encodedImage.name:
+            artifact = EncodedImage(bytes: SharedBytes(data), format: manifest.format ?? "bin", mediaType: manifest.mediaType ?? "application/octet-stream",
+                                    width: manifest.width ?? 0, height: manifest.height ?? 0)
+        case ArtifactType.storedObject.name:
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let uri = object["uri"] as? String,
+                  let count = object["byte_count"] as? Int, let sha = object["sha256"] as? String else {
+                throw ArtifactStoreError(message: "\(path): not a stored-object reference")
+            }
+            artifact = StoredObject(uri: uri, byteCount: count, sha256: sha, mediaType: object["media_type"] as? String,
+                                    etag: object["etag"] as? String, versionID: object["version_id"] as? String)
+        default:
+            throw ArtifactStoreError(message: "\(path): artifact type \(manifest.artifactType) cannot be read back from a store")
+        }
+        guard artifact.artifactType.name == manifest.artifactType else {
+            throw ArtifactStoreError(message: "\(path) holds \(artifact.artifactType), its manifest says \(manifest.artifactType)")
+        }
+        return (artifact, manifest)
+    }
+
+    /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
+    public func recordedSeed(runID: String) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "\(root)/\(runID)/run.json"),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return (object["seed"] as? NSNumber)?.uint64Value
+    }
+
+    public func recordSeed(_ seed: UInt64, runID: String) throws {
+        try FileManager.default.createDirectory(atPath: "\(root)/\(runID)", withIntermediateDirectories: true)
+        try Self.atomicWrite(Data("{\"seed\": \(seed)}\n".utf8), to: "\(root)/\(runID)/run.json")
+    }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func atomicWrite(_ data: Data, to path: String) throws {
+        let temporary = path + ".tmp-\(UUID().uuidString.prefix(8))"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw ArtifactStoreError(message: "cannot write \(temporary)")
+        }
+        if let handle = FileHandle(forUpdatingAtPath: temporary) {
+            try? handle.synchronize()
+            try? handle.close()
+        }
+        if rename(temporary, path) != 0 {
+            unlink(temporary)
+            throw ArtifactStoreError(message: "cannot move \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
