@@ -74,7 +74,7 @@ struct RunnerCommand: AsyncParsableCommand {
             `runner PIPELINE.yaml` checks the whole pipeline, then runs it. Exit codes: 0 success, \
             1 a stage failed, 2 invalid pipeline or usage, 130/143 interrupted (SIGINT/SIGTERM).
             """,
-        subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self, ExportCommand.self],
         defaultSubcommand: RunCommand.self)
 }
 

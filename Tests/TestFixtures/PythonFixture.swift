@@ -15,6 +15,10 @@ public final class PythonFixture: @unchecked Sendable {
 
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
     public let process = Process()
