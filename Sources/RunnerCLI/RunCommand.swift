@@ -23,7 +23,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
     var report: String?
 
-    @Option(help: ArgumentHelp("Persist every stage's output in this directory, under RUN_ID/STAGE/.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Persist every stage's output in this directory or s3://bucket/prefix, under RUN_ID/STAGE/.", valueName: "dir"))
     var artifactStore: String?
 
     @Option(help: ArgumentHelp("Resume run RUN_ID: reuse stored outputs whose stage, parameters and inputs are unchanged.", valueName: "run-id"))
@@ -63,9 +63,7 @@ struct RunCommand: AsyncParsableCommand {
         if only != nil && runID == nil && resume == nil {
             throw ValidationError("--only needs --run-id: the run whose stored artifacts it reads")
         }
-        if let artifactStore, artifactStore.hasPrefix("s3://") {
-            throw ValidationError("--artifact-store takes a directory; s3:// stores are not supported yet")
-        }
+
     }
 
     func run() async throws {
@@ -78,19 +76,20 @@ struct RunCommand: AsyncParsableCommand {
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
         if let artifactStore {
-            let store = FileArtifactStore(root: artifactStore)
-            options.store = store
-            options.reuse = resume != nil
-            if seed == nil {
-                // Resumed and single-stage runs use the seed the run started with; a run
-                // started by --only alone derives it from the run id.
-                options.seed = store.recordedSeed(runID: options.runID)
-                    ?? (only != nil ? SeedDerivation.seed(runSeed: 0, stageID: options.runID) : options.seed)
-            }
             do {
+                let store: any ArtifactStore = artifactStore.hasPrefix("s3://")
+                    ? try S3ArtifactStore(uri: artifactStore) : FileArtifactStore(root: artifactStore)
+                options.store = store
+                options.reuse = resume != nil
+                if seed == nil {
+                    // Resumed and single-stage runs use the seed the run started with; a run
+                    // started by --only alone derives it from the run id.
+                    options.seed = try store.recordedSeed(runID: options.runID)
+                        ?? (only != nil ? SeedDerivation.seed(runSeed: 0, stageID: options.runID) : options.seed)
+                }
                 try store.recordSeed(options.seed, runID: options.runID)
             } catch {
-                console.log(.error, "cannot write to the artifact store \(store): \(error)")
+                console.log(.error, "cannot use the artifact store \(artifactStore): \(error)")
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
         }

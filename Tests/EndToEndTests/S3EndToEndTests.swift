@@ -83,3 +83,34 @@ import TestFixtures
         #expect(result.stderr.contains("environment variable 'OUTPUT_S3_BUCKET' is not set"))
     }
 }
+
+/// `--artifact-store s3://bucket/prefix` against the local S3 server.
+@Suite(.serialized) struct S3ArtifactStoreTests {
+    let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+
+    @Test func runAndResumeWithAnS3Store() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let environment = ["AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": s3.secretKey, "AWS_SESSION_TOKEN": "",
+                           "AWS_ENDPOINT_URL_S3": s3.endpoint, "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                           "HOME": directory.path, "AWS_PROFILE": ""]
+        let store = "s3://pipeline-e2e/stores/team one"
+        let arguments = [pipeline, "--artifact-store", store, "--set", "params.size=64"]
+        let first = try RunnerProcess.run(arguments + ["--run-id", "s3store", "--seed", "4"], in: directory, environment: environment)
+        #expect(first.status == 0, "\(first.stderr)")
+        let again = try RunnerProcess.run(arguments + ["--resume", "s3store", "--report", "r.json"], in: directory, environment: environment)
+        #expect(again.status == 0, "\(again.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
+        let stages = report?["stages"] as? [[String: Any]] ?? []
+        #expect(stages.count == 4 && stages.allSatisfy { $0["reused"] as? Bool == true })
+        #expect(report?["seed"] as? UInt64 == 4)
+        // The stored grid is a real .npy object in the bucket.
+        let client = S3Client(configuration: S3Configuration(endpoint: s3.endpoint, region: "us-east-1", pathStyle: true),
+                              credentials: AWSCredentialChain(environment: AWSEnvironment(variables: environment)))
+        let npy = try client.send("GetObject", method: "GET", bucket: "pipeline-e2e", key: "stores/team one/s3store/generate/artifact.npy",
+                                  session: CurlSession()).body
+        let grid = try npy.withUnsafeBytes { try NPY.read($0, name: "artifact.npy") }
+        #expect(grid.width == 64 && grid.height == 64 && grid.elementType == .uint8)
+    }
+}

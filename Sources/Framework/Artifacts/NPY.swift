@@ -43,6 +43,13 @@ public enum NPY {
         return magic + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)] + Array(dictionary.utf8)
     }
 
+    /// A grid as `.npy` bytes.
+    public static func data(_ grid: any AnyGrid) throws -> Data {
+        var data = Data(header(elementType: grid.elementType, width: grid.width, height: grid.height))
+        try withRawBytes(of: grid) { data.append(contentsOf: $0) }
+        return data
+    }
+
     /// Writes any grid to `path`.
     public static func write(_ grid: any AnyGrid, to path: String) throws {
         let header = header(elementType: grid.elementType, width: grid.width, height: grid.height)

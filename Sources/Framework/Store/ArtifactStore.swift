@@ -10,6 +10,9 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     func manifest(runID: String, stage: String) throws -> ArtifactManifest?
     /// Reads a stored output back, checking its size and SHA-256 against the manifest.
     func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)?
+    /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
+    func recordedSeed(runID: String) throws -> UInt64?
+    func recordSeed(_ seed: UInt64, runID: String) throws
 }
 
 /// What is known about a stored artifact: enough to check it and to decide whether
@@ -44,33 +47,24 @@ public struct ArtifactManifest: Codable, Sendable, Hashable {
 public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }
 
-/// An artifact store in a directory. Grids are NumPy `.npy` files (numpy.load opens
-/// them), encoded images their own bytes, stored-object references JSON.
-public struct FileArtifactStore: ArtifactStore {
-    public let root: String
-
-    public init(root: String) {
-        self.root = URL(fileURLWithPath: root).standardizedFileURL.path
-    }
-
-    public var description: String { root }
-
-    func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
-
-    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
-        let directory = directory(runID, stage)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+/// How artifacts become stored bytes and back, for every store: grids as NumPy
+/// `.npy`, encoded images as their bytes, stored-object references as JSON; the
+/// manifest records the file name, size and SHA-256 that reading checks.
+public enum ArtifactCodec {
+    /// The bytes to store and the manifest completed with what they are.
+    public static func encode(_ artifact: any Artifact, manifest: ArtifactManifest) throws -> (data: Data, manifest: ArtifactManifest) {
         var manifest = manifest
         let data: Data
         switch artifact {
         case let grid as any AnyGrid:
             manifest.file = "artifact.npy"
-            let temporary = directory + "/.artifact.npy.tmp"
-            try NPY.write(grid, to: temporary)
-            data = try Data(contentsOf: URL(fileURLWithPath: temporary))
-            try FileManager.default.removeItem(atPath: temporary)
+            data = try NPY.data(grid)
             manifest.width = grid.width
             manifest.height = grid.height
             manifest.elementType = grid.elementType.rawValue
@@ -87,25 +81,88 @@ public struct FileArtifactStore: ArtifactStore {
             if let etag = object.etag { fields["etag"] = .string(etag) }
             if let mediaType = object.mediaType { fields["media_type"] = .string(mediaType) }
             if let version = object.versionID { fields["version_id"] = .string(version) }
-            data = try Self.encoder.encode(JSONValue.object(fields))
+            data = try encoder.encode(JSONValue.object(fields))
         default:
             throw ArtifactStoreError(message: "artifact type \(artifact.artifactType) has no stored form")
         }
         manifest.byteCount = data.count
         manifest.sha256 = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        return (data, manifest)
+    }
+
+    /// The artifact in `data`, after checking its size and SHA-256 against `manifest`;
+    /// `name` says where it came from in messages.
+    public static func decode(_ data: Data, manifest: ArtifactManifest, name: String) throws -> any Artifact {
+        guard data.count == manifest.byteCount else {
+            throw ArtifactStoreError(message: "\(name) is \(data.count) bytes, its manifest says \(manifest.byteCount): truncated or replaced")
+        }
+        let digest = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        guard digest == manifest.sha256 else {
+            throw ArtifactStoreError(message: "\(name) does not match the SHA-256 in its manifest: the file is corrupt")
+        }
+        let artifact: any Artifact
+        switch manifest.artifactType {
+        case let type where type.hasPrefix("Grid<"):
+            artifact = try data.withUnsafeBytes { try NPY.read($0, name: name) }
+        case ArtifactType.encodedImage.name:
+            artifact = EncodedImage(bytes: SharedBytes(data), format: manifest.format ?? "bin", mediaType: manifest.mediaType ?? "application/octet-stream",
+                                    width: manifest.width ?? 0, height: manifest.height ?? 0)
+        case ArtifactType.storedObject.name:
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let uri = object["uri"] as? String,
+                  let count = object["byte_count"] as? Int, let sha = object["sha256"] as? String else {
+                throw ArtifactStoreError(message: "\(name): not a stored-object reference")
+            }
+            artifact = StoredObject(uri: uri, byteCount: count, sha256: sha, mediaType: object["media_type"] as? String,
+                                    etag: object["etag"] as? String, versionID: object["version_id"] as? String)
+        default:
+            throw ArtifactStoreError(message: "\(name): artifact type \(manifest.artifactType) cannot be read back from a store")
+        }
+        guard artifact.artifactType.name == manifest.artifactType else {
+            throw ArtifactStoreError(message: "\(name) holds \(artifact.artifactType), its manifest says \(manifest.artifactType)")
+        }
+        return artifact
+    }
+
+    public static func decodeManifest(_ data: Data, name: String) throws -> ArtifactManifest {
+        do {
+            return try JSONDecoder().decode(ArtifactManifest.self, from: data)
+        } catch {
+            throw ArtifactStoreError(message: "\(name): not a valid manifest (\(error))")
+        }
+    }
+
+    public static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+}
+
+/// An artifact store in a directory.
+public struct FileArtifactStore: ArtifactStore {
+    public let root: String
+
+    public init(root: String) {
+        self.root = URL(fileURLWithPath: root).standardizedFileURL.path
+    }
+
+    public var description: String { root }
+
+    func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
+
+    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        let directory = directory(runID, stage)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
         try Self.atomicWrite(data, to: directory + "/" + manifest.file)
         // The manifest goes last: its presence says the artifact is complete.
-        try Self.atomicWrite(try Self.encoder.encode(manifest), to: directory + "/manifest.json")
+        try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
     }
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
         let path = directory(runID, stage) + "/manifest.json"
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        do {
-            return try JSONDecoder().decode(ArtifactManifest.self, from: data)
-        } catch {
-            throw ArtifactStoreError(message: "\(path): not a valid manifest (\(error))")
-        }
+        return try ArtifactCodec.decodeManifest(data, name: path)
     }
 
     public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
@@ -114,53 +171,19 @@ public struct FileArtifactStore: ArtifactStore {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
         }
-        guard data.count == manifest.byteCount else {
-            throw ArtifactStoreError(message: "\(path) is \(data.count) bytes, its manifest says \(manifest.byteCount): truncated or replaced")
-        }
-        let digest = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
-        guard digest == manifest.sha256 else {
-            throw ArtifactStoreError(message: "\(path) does not match the SHA-256 in its manifest: the file is corrupt")
-        }
-        let artifact: any Artifact
-        switch manifest.artifactType {
-        case let name where name.hasPrefix("Grid<"):
-            artifact = try data.withUnsafeBytes { try NPY.read($0, name: path) }
-        case ArtifactType.encodedImage.name:
-            artifact = EncodedImage(bytes: SharedBytes(data), format: manifest.format ?? "bin", mediaType: manifest.mediaType ?? "application/octet-stream",
-                                    width: manifest.width ?? 0, height: manifest.height ?? 0)
-        case ArtifactType.storedObject.name:
-            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let uri = object["uri"] as? String,
-                  let count = object["byte_count"] as? Int, let sha = object["sha256"] as? String else {
-                throw ArtifactStoreError(message: "\(path): not a stored-object reference")
-            }
-            artifact = StoredObject(uri: uri, byteCount: count, sha256: sha, mediaType: object["media_type"] as? String,
-                                    etag: object["etag"] as? String, versionID: object["version_id"] as? String)
-        default:
-            throw ArtifactStoreError(message: "\(path): artifact type \(manifest.artifactType) cannot be read back from a store")
-        }
-        guard artifact.artifactType.name == manifest.artifactType else {
-            throw ArtifactStoreError(message: "\(path) holds \(artifact.artifactType), its manifest says \(manifest.artifactType)")
-        }
-        return (artifact, manifest)
+        return (try ArtifactCodec.decode(data, manifest: manifest, name: path), manifest)
     }
 
     /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
     public func recordedSeed(runID: String) -> UInt64? {
-        guard let data = FileManager.default.contents(atPath: "\(root)/\(runID)/run.json"),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return (object["seed"] as? NSNumber)?.uint64Value
+        guard let data = FileManager.default.contents(atPath: "\(root)/\(runID)/run.json") else { return nil }
+        return RunRecord.seed(in: data)
     }
 
     public func recordSeed(_ seed: UInt64, runID: String) throws {
         try FileManager.default.createDirectory(atPath: "\(root)/\(runID)", withIntermediateDirectories: true)
-        try Self.atomicWrite(Data("{\"seed\": \(seed)}\n".utf8), to: "\(root)/\(runID)/run.json")
+        try Self.atomicWrite(RunRecord.data(seed: seed), to: "\(root)/\(runID)/run.json")
     }
-
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
 
     static func atomicWrite(_ data: Data, to path: String) throws {
         let temporary = path + ".tmp-\(UUID().uuidString.prefix(8))"
@@ -175,5 +198,15 @@ public struct FileArtifactStore: ArtifactStore {
             unlink(temporary)
             throw ArtifactStoreError(message: "cannot move \(temporary) to \(path): \(String(cString: strerror(errno)))")
         }
+    }
+}
+
+/// `run.json`: what a store records about a run (its seed).
+public enum RunRecord {
+    public static func data(seed: UInt64) -> Data { Data("{\"seed\": \(seed)}\n".utf8) }
+
+    public static func seed(in data: Data) -> UInt64? {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return (object["seed"] as? NSNumber)?.uint64Value
     }
 }
