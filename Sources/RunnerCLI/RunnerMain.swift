@@ -116,7 +116,7 @@ struct ValidateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try pipeline.plan()
-        print("\(pipeline.file): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s") (\(plan.stages.map(\.id).joined(separator: " -> ")))")
+        print("\(pipeline.file): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): \(plan.stages.map(\.id).joined(separator: ", "))")
     }
 }
 

@@ -48,7 +48,13 @@ enum StageDocumentation {
             lines += wrap(spec.discussion, width: 78, indent: "  ")
             lines.append("")
         }
-        if spec.inputs.isEmpty {
+        if let additional = spec.additionalInputs {
+            lines.append("  inputs:")
+            for port in spec.inputs {
+                lines.append("    \(port.name): \(port.accepts)" + (full ? "  (\(port.doc))" : ""))
+            }
+            lines.append("    any port the pipeline names: \(additional)")
+        } else if spec.inputs.isEmpty {
             lines.append("  inputs:  none (a source)")
         } else {
             lines.append("  inputs:")
@@ -94,6 +100,10 @@ enum StageDocumentation {
                     "doc": .string(port.doc),
                 ])
             }),
+            "additional_inputs": spec.additionalInputs.map { requirement in
+                JSONValue.object(["accepts": .array(requirement.types.map { .string($0.name) }),
+                                  "accepts_traits": .array(requirement.traits.map { .string($0.name) })])
+            } ?? .null,
             "output": .object([
                 "description": .string(spec.output.description),
                 "types": .array(spec.output.possibleTypes.map { .string($0.name) }),

@@ -143,20 +143,33 @@ import TestFixtures
               slow:
                 type: exec
                 input: generate
-                with: {command: [sh, -c, 'sh -c "sleep 30; : \(marker)" & sh -c "sleep 31; : \(marker)"'], output: Grid<UInt8>, timeout: 0.5}
+                with: {command: [sh, -c, 'sh -c "sleep 30; : \(marker)" & sh -c "sleep 31; : \(marker)"'], output: Grid<UInt8>, timeout: 500ms}
             """
         let start = ContinuousClock.now
         let (result, directory, leftovers) = try run(yaml)
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(ContinuousClock.now - start < .seconds(10))
         #expect(result.status == 1)
-        #expect(result.stderr.contains("timed out after 0.5 s; its process group was killed"))
+        #expect(result.stderr.contains("timed out after 500ms; its process group was killed"))
         #expect(leftovers.isEmpty)
         // Nothing tagged with the marker survives (SIGKILL follows SIGTERM within 2 s).
         Thread.sleep(forTimeInterval: 2.5)
         // "[e]xec-..." matches the marker but not this pgrep's own command line.
         let survivors = try RunnerProcess.shell("pgrep -f '[e]\(marker.dropFirst())' || true")
         #expect(survivors.isEmpty, "left running: \(survivors)")
+    }
+
+    @Test func unknownPlaceholdersAreCaughtAtCheckTime() throws {
+        let yaml = """
+            stages:
+              generate: {type: poisson, with: {width: 4, height: 4, lambda: 3}}
+              run: {type: exec, input: generate, with: {command: [cat, '{inputs.imput}', '{output}'], output: Grid<UInt8>}}
+            """
+        let (result, directory, _) = try run(yaml)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("parameter 'command' of stage 'run' (exec) uses unknown placeholder '{inputs.imput}'"))
+        #expect(result.stderr.contains("did you mean 'inputs.input'?"))
     }
 
     @Test func missingProgramIsNamed() throws {

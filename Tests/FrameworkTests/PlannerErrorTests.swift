@@ -30,6 +30,19 @@ import Testing
             """, "duplicate key 'type' (first defined at line 3, column 5)")
     }
 
+    @Test func repeatedStageIDIsAnErrorNotACrash() {
+        expectProblem("""
+            stages:
+              g: {type: constant}
+              ‸g: {type: constant, with: {value: 2}}
+              p: {type: pass, input: g}
+            """, "duplicate key 'g' (first defined at line 2, column 3)")
+    }
+
+    @Test func tabsGetAHint() {
+        expectProblem("stages:\n‸\ta: {type: constant}\n", "invalid YAML", help: "YAML does not allow tab characters for indentation")
+    }
+
     @Test func unknownTopLevelKey() {
         expectProblem("""
             stages:

@@ -6,14 +6,18 @@
 public protocol Artifact: AnyObject, Sendable {
     /// The artifact's type, which must equal the type its stage declared.
     var artifactType: ArtifactType { get }
-    /// A summary for the run report and the progress line.
+    /// A summary for the run report.
     func summary() -> ArtifactSummary
+    /// The part of the summary that costs nothing to compute (no scan, no hash), for
+    /// the progress line.
+    func briefSummary() -> ArtifactSummary
     /// Values this artifact offers to path and key templates: `width`, `height`, `format`.
     var templateValues: [String: String] { get }
 }
 
 extension Artifact {
     public var templateValues: [String: String] { [:] }
+    public func briefSummary() -> ArtifactSummary { summary() }
 }
 
 /// An artifact that is a sequence of bytes a sink can store as is.

@@ -26,13 +26,18 @@ public final class EncodedImage: BytesArtifact {
 
     public var artifactType: ArtifactType { .encodedImage }
 
-    public func summary() -> ArtifactSummary {
+    public func briefSummary() -> ArtifactSummary {
         var summary = ArtifactSummary(type: artifactType)
         summary.width = width
         summary.height = height
         summary.format = format
         summary.mediaType = mediaType
         summary.byteCount = bytes.count
+        return summary
+    }
+
+    public func summary() -> ArtifactSummary {
+        var summary = briefSummary()
         summary.sha256 = sha256
         return summary
     }

@@ -182,6 +182,15 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         }
     }
 
+    public func briefSummary() -> ArtifactSummary {
+        var summary = ArtifactSummary(type: artifactType)
+        summary.width = width
+        summary.height = height
+        summary.elementType = Element.elementType.rawValue
+        summary.byteCount = count * MemoryLayout<Element>.stride
+        return summary
+    }
+
     public func summary() -> ArtifactSummary {
         var summary = ArtifactSummary(type: artifactType)
         summary.width = width

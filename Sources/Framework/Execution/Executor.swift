@@ -164,13 +164,13 @@ public struct Executor: Sendable {
                     for candidate in plan.stages where waitingOn[candidate.id]!.remove(stage.id) != nil {
                         if waitingOn[candidate.id]!.isEmpty { ready.append(candidate.id) }
                     }
-                    // Start what waited for this stage before summarising its output
-                    // (a scan of a grid, a hash of bytes), so the two overlap.
+                    // Say it finished, start what waited for it, and only then compute
+                    // the full summary (a scan of a grid, a hash of bytes), so the two overlap.
+                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration,
+                                                    output: artifact.briefSummary())
                     launch()
-                    let summary = artifact.summary()
                     report.status = .succeeded
-                    report.output = summary
-                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration, output: summary)
+                    report.output = artifact.summary()
                 case .failure(let error):
                     if error is CancellationError {
                         report.status = .cancelled

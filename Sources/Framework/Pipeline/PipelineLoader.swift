@@ -119,7 +119,8 @@ public struct PipelineLoader: Sendable {
 
         var stages: [StageDeclaration] = []
         if let stagesNode = root["stages"], let pairs = stagesNode.pairs, !pairs.isEmpty {
-            for pair in pairs {
+            var seenStages: Set<String> = []
+            for pair in pairs where seenStages.insert(pair.name).inserted {  // a repeated id is reported by the parser
                 let node = interpolator.interpolate(pair.value, diagnostics: &diagnostics)
                 if let stage = readStage(id: pair.name, key: pair.key, node: node, diagnostics: &diagnostics) {
                     stages.append(stage)

@@ -30,7 +30,9 @@ public struct Planner: Sendable {
 
     /// Diagnostics in file order; those without a location first.
     static func sorted(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
-        diagnostics.enumerated().sorted { a, b in
+        var seen: Set<Diagnostic> = []
+        let unique = diagnostics.filter { seen.insert($0).inserted }  // one problem found twice is shown once
+        return unique.enumerated().sorted { a, b in
             switch (a.element.location, b.element.location) {
             case (nil, nil): return a.offset < b.offset
             case (nil, _): return true
@@ -75,7 +77,8 @@ public struct Planner: Sendable {
             partial.type = type
             let label = "stage '\(declaration.id)' (\(typeName))"
             partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames,
-                                                 unresolved: document.unresolvedValues, diagnostics: &diagnostics)
+                                                 unresolved: document.unresolvedValues, substitutions: document.substitutions,
+                                                 diagnostics: &diagnostics)
             checkPathValues(declaration, spec: type.spec, label: label, substitutions: document.substitutions, diagnostics: &diagnostics)
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
@@ -116,7 +119,9 @@ public struct Planner: Sendable {
             }
             guard complete else { continue }
             do {
-                partial.outputType = try type.spec.output.resolve(OutputContext(parameters: parameters, inputTypes: inputTypes))
+                var context = OutputContext(parameters: parameters, inputTypes: inputTypes)
+                context.templateNames = templateNames
+                partial.outputType = try type.spec.output.resolve(context)
             } catch {
                 diagnostics.append(parameterDiagnostic(error, declaration: partial.declaration, label: label))
             }
@@ -138,6 +143,9 @@ public struct Planner: Sendable {
         if produced.traits.contains(.grid), accepts.types.contains(.grid(.float32)) {
             return "put a 'normalize' stage between them to get Grid<Float32>"
         }
+        if produced.traits.contains(.grid), accepts.traits.contains(.bytes) {
+            return "encode the grid first: put a 'jpeg' or 'png' stage between them"
+        }
         return nil
     }
 
@@ -153,7 +161,7 @@ public struct Planner: Sendable {
 
     private func checkParameters(
         _ declaration: StageDeclaration, spec: StageSpec, label: String, templateNames: Set<String>,
-        unresolved: Set<SourceLocation>, diagnostics: inout [Diagnostic]
+        unresolved: Set<SourceLocation>, substitutions: [SourceLocation: [ParamSubstitution]], diagnostics: inout [Diagnostic]
     ) -> Parameters? {
         var values: [String: ParameterValue] = [:]
         var ok = true
@@ -183,7 +191,11 @@ public struct Planner: Sendable {
                 values[pair.name] = value
             case .failure(let problem):
                 ok = false
-                diagnostics.append(.error("parameter '\(pair.name)' of \(label) \(problem.message)", at: problem.location, help: problem.help))
+                let origin = substitutions[pair.value.location].map { used in
+                    used.map { "'\($0.value)' comes from ${\($0.name)}" }.joined(separator: ", ")
+                }
+                diagnostics.append(.error("parameter '\(pair.name)' of \(label) \(problem.message)", at: problem.location,
+                                          help: problem.help ?? origin))
             }
         }
         for parameter in spec.parameters where values[parameter.name] == nil {

@@ -136,6 +136,8 @@ public struct OutputContext: Sendable {
     public var parameters: Parameters
     /// The type arriving at each connected port.
     public var inputTypes: [String: ArtifactType]
+    /// The run-time placeholders the pipeline defines: the built-in ones and its params.
+    public var templateNames: Set<String> = Template.builtinNames
 
     public init(parameters: Parameters, inputTypes: [String: ArtifactType]) {
         self.parameters = parameters

@@ -148,6 +148,13 @@ private struct TreeBuilder {
         if let context = Self.cString(parser.context) {
             help = "\(context) at line \(Int(parser.context_mark.line) + 1), column \(Int(parser.context_mark.column) + 1)"
         }
+        if problem.contains("cannot start any token") || problem.contains("found a tab character") {
+            help = "YAML does not allow tab characters for indentation; indent with spaces"
+        } else if problem == "mapping values are not allowed in this context" {
+            help = "check this line's indentation against the lines above; a value containing ': ' needs quotes"
+        } else if problem.contains("did not find expected key") {
+            help = (help.map { $0 + "; " } ?? "") + "check the indentation: keys of one mapping line up"
+        }
         diagnostics.append(.error("invalid YAML: \(problem)", at: location(parser.problem_mark), help: help))
     }
 

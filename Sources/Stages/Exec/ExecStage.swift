@@ -28,15 +28,26 @@ public struct ExecStage: Stage {
         parameters: [
             ParameterSpec("command", .list(.string), doc: "program and arguments, e.g. [python3, stage.py, '{inputs.input}', '{output}']"),
             ParameterSpec("output", .choice(outputTypes.map(\.name)), doc: "the artifact type the program writes"),
-            ParameterSpec("output_format", .choice(["jpeg", "png"]), optional: true, doc: "for output EncodedImage: the image format"),
+            ParameterSpec("output_format", .choice(["jpeg", "png"]), optional: true, doc: "the image format; required when output is EncodedImage"),
             ParameterSpec("shell", .boolean, default: .boolean(false), doc: "run command (one string) with /bin/sh -c"),
             ParameterSpec("env", .mapping, optional: true, doc: "extra environment variables"),
             ParameterSpec("workdir", .string, optional: true, doc: "working directory; default the private temporary directory"),
-            ParameterSpec("timeout", .number, range: .greaterThan(0), optional: true, doc: "seconds before the process group is killed"),
+            ParameterSpec("timeout", .string, optional: true, doc: "how long before the process group is killed: 30s, 500ms, 5m, or seconds"),
         ],
         additionalInputs: TypeRequirement(types: ArtifactType.allGrids, traits: [.bytes]),
         output: .computed(outputTypes, description: "the type given in 'output'") { context in
-            ExecStage.outputTypes.first { $0.name == context.parameters.string("output") }!
+            // The command's placeholders are known once the ports are: check them here.
+            let known = context.templateNames.union(["output"]).union(context.inputTypes.keys.map { "inputs.\($0)" })
+            if case .list(let items)? = context.parameters["command"] {
+                for argument in items.map(\.description) {
+                    for placeholder in (try? Template.placeholders(in: argument)) ?? [] where !known.contains(placeholder.name) {
+                        throw ParameterError("command", "uses unknown placeholder '{\(placeholder.name)}'",
+                                             help: Suggestions.didYouMean(placeholder.name, in: known)
+                                                ?? "known: " + known.sorted().map { "{\($0)}" }.joined(separator: ", "))
+                    }
+                }
+            }
+            return ExecStage.outputTypes.first { $0.name == context.parameters.string("output") }!
         })
 
     let command: [String]
@@ -55,7 +66,14 @@ public struct ExecStage: Stage {
         shell = parameters.bool("shell")
         environment = parameters.mapping("env") ?? [:]
         workdir = parameters.optionalString("workdir")
-        timeout = parameters["timeout"]?.numericValue
+        if let text = parameters.optionalString("timeout") {
+            guard let duration = Duration.parse(text), duration > .zero else {
+                throw ParameterError("timeout", "must be a positive duration like 30s, 500ms or 5m, got '\(text)'")
+            }
+            timeout = duration.seconds
+        } else {
+            timeout = nil
+        }
         if command.isEmpty { throw ParameterError("command", "must name a program") }
         if shell && command.count != 1 { throw ParameterError("command", "with shell: true must be one string for /bin/sh -c") }
         if outputType == .encodedImage && outputFormat == nil {
@@ -122,7 +140,7 @@ public struct ExecStage: Stage {
         let tail = outcome.lastErrorLines.suffix(10).joined(separator: "\n")
         let stderrPart = tail.isEmpty ? "" : "; last lines of its stderr:\n" + tail
         if timedOut.isSet() {
-            throw StageFailure("'\(name)' timed out after \(timeout ?? 0) s; its process group was killed\(stderrPart)")
+            throw StageFailure("'\(name)' timed out after \(Duration.milliseconds(Int64((timeout ?? 0) * 1000)).humanDescription); its process group was killed\(stderrPart)")
         }
         if let signal = outcome.signal {
             throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)")

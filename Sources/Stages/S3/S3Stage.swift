@@ -69,7 +69,7 @@ public struct S3Stage: Stage {
         checksum = parameters.string("checksum") == "sha256"
         overwrite = parameters.bool("overwrite")
         if let problem = Self.bucketNameProblem(bucket) {
-            throw ParameterError("bucket", "'\(bucket)' \(problem)", help: "bucket names are 3-63 characters: a-z, 0-9, '.' and '-'")
+            throw ParameterError("bucket", "is '\(bucket)', which \(problem)", help: "bucket names are 3-63 characters: a-z, 0-9, '.' and '-'")
         }
         if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
             throw ParameterError("endpoint", "must start with http:// or https://, got '\(endpoint)'")
