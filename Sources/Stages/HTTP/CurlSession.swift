@@ -183,6 +183,8 @@ public final class CurlSession {
                     return length
                 }))
                 try check(CCurl_setopt_pointer(handle, CURLOPT_READDATA, context))
+                // Large reads from the body: fewer, bigger writes to the socket.
+                try check(CCurl_setopt_long(handle, CURLOPT_UPLOAD_BUFFERSIZE, 2 << 20))
                 if method == "POST" {
                     try check(CCurl_setopt_long(handle, CURLOPT_POST, 1))
                     try check(CCurl_setopt_offset(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body?.count ?? 0)))
