@@ -131,7 +131,8 @@ public struct Executor: Sendable {
         var outputs: [String: any Artifact] = [:]
         var failure: StageExecutionError?
         var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
-        let fingerprints = self.fingerprints
+        // Fingerprints only matter to a store; a run without one skips hashing parameters.
+        let fingerprints = options.store == nil ? [:] : self.fingerprints
 
         await withTaskGroup(of: Completion.self) { group in
             var running = 0
