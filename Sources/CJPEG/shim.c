@@ -49,6 +49,11 @@ static void cjpeg_convert_row(const float *restrict src, unsigned char *restrict
   for (int x = 0; x < width; x++) dst[x] = cjpeg_unit_to_byte(src[x]);
 }
 
+static void cjpeg_lookup_row(const unsigned char *restrict src, unsigned char *restrict dst,
+                             const unsigned char *restrict table, int width) {
+  for (int x = 0; x < width; x++) dst[x] = table[src[x]];
+}
+
 int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int height,
                       size_t row_stride, CJPEG_EncodeOptions options,
                       unsigned char **out, unsigned long *out_size,
@@ -57,6 +62,7 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   cjpeg_error err;
   unsigned char *volatile row = NULL;
   unsigned char *volatile initial = NULL;
+  unsigned char table[256];
   memset(&err, 0, sizeof err);
   *out = NULL;
   *out_size = 0;
@@ -91,7 +97,11 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   if (options.restart_rows > 0) cinfo.restart_in_rows = options.restart_rows;
   if (options.progressive) jpeg_simple_progression(&cinfo);
   jpeg_start_compress(&cinfo, TRUE);
-  if (kind == CJPEG_PIXELS_F32) {
+  if (kind == CJPEG_PIXELS_U8_TABLE) {
+    // The same conversion as CJPEG_PIXELS_F32 applies to each sample, done once per value.
+    for (int i = 0; i < 256; i++) table[i] = cjpeg_unit_to_byte(options.table[i]);
+  }
+  if (kind != CJPEG_PIXELS_U8) {
     row = malloc((size_t)width);
     if (!row) {
       jpeg_destroy_compress(&cinfo);
@@ -107,6 +117,10 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
     if (kind == CJPEG_PIXELS_F32) {
       const float *src = (const float *)pixels + (size_t)cinfo.next_scanline * row_stride;
       cjpeg_convert_row(src, row, width);
+      rows[0] = row;
+    } else if (kind == CJPEG_PIXELS_U8_TABLE) {
+      const unsigned char *src = (const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride;
+      cjpeg_lookup_row(src, row, table, width);
       rows[0] = row;
     } else {
       rows[0] = (JSAMPROW)((const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride);

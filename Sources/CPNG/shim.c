@@ -71,8 +71,18 @@ static inline uint16_t cpng_unit_to_level(float v, float max) {
 // function with plain pointers, one loop per kind, so that the loops vectorise (the
 // caller's row pointer is volatile because it lives across setjmp).
 static void cpng_convert_row(const unsigned char *restrict source, CPNG_PixelKind kind, int width, int bit_depth,
-                             unsigned char *restrict dst) {
-  if (kind == CPNG_PIXELS_F32) {
+                             const uint16_t *restrict levels, unsigned char *restrict dst) {
+  if (kind == CPNG_PIXELS_U8_TABLE) {
+    if (bit_depth == 16) {
+      for (int x = 0; x < width; x++) {
+        uint16_t v = levels[source[x]];
+        dst[2 * x] = (unsigned char)(v >> 8);
+        dst[2 * x + 1] = (unsigned char)(v & 0xff);
+      }
+    } else {
+      for (int x = 0; x < width; x++) dst[x] = (unsigned char)levels[source[x]];
+    }
+  } else if (kind == CPNG_PIXELS_F32) {
     const float *src = (const float *)source;
     if (bit_depth == 16) {
       for (int x = 0; x < width; x++) {
@@ -105,6 +115,7 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
   png_structp png = NULL;
   png_infop info = NULL;
   unsigned char *volatile row = NULL;
+  uint16_t levels[256];
   memset(&err, 0, sizeof err);
   *out = NULL;
   *out_size = 0;
@@ -138,6 +149,10 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
   png_write_info(png, info);
   int bytes_per_sample = options.bit_depth == 16 ? 2 : 1;
   int need_row = !(kind == CPNG_PIXELS_U8 && options.bit_depth == 8);
+  if (kind == CPNG_PIXELS_U8_TABLE) {
+    // The same conversion as CPNG_PIXELS_F32 applies to each sample, done once per value.
+    for (int i = 0; i < 256; i++) levels[i] = cpng_unit_to_level(options.table[i], options.bit_depth == 16 ? 65535.0f : 255.0f);
+  }
   if (need_row) {
     (void)bytes_per_sample;
     row = malloc((size_t)width * 2);  // room for 16-bit samples whatever the input kind
@@ -149,8 +164,9 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
       target = (png_bytep)((const unsigned char *)pixels + (size_t)y * (size_t)width);
     } else {
       target = row;
-      cpng_convert_row((const unsigned char *)pixels + (size_t)y * (size_t)width * (kind == CPNG_PIXELS_U8 ? 1 : kind == CPNG_PIXELS_U16 ? 2 : 4),
-                       kind, width, options.bit_depth, row);
+      size_t sample_bytes = kind == CPNG_PIXELS_U16 ? 2 : kind == CPNG_PIXELS_F32 ? 4 : 1;
+      cpng_convert_row((const unsigned char *)pixels + (size_t)y * (size_t)width * sample_bytes,
+                       kind, width, options.bit_depth, levels, row);
     }
     png_write_row(png, target);
   }

@@ -2,6 +2,19 @@ import Testing
 import Framework
 @testable import Stages
 
+/// Unit-range values that round both ways, values outside [0, 1] and a NaN.
+func awkwardTable() -> [Float] {
+    var table = (0..<256).map { (index: Int) -> Float in
+        let base = Float(index) / 255
+        let nudge = Float(index % 3) * 0.001
+        return base + nudge
+    }
+    table[7] = .nan
+    table[9] = -0.5
+    table[11] = 3
+    return table
+}
+
 @Suite struct JPEGTests {
     /// A smooth gradient with a little texture: what JPEG is for.
     func gradient(width: Int, height: Int) throws -> Grid<UInt8> {
@@ -64,6 +77,23 @@ import Framework
         #expect(image.width == width && image.height == height)
         let error = zip(image.pixels, grid.elements).map { abs(Double($0) - Double($1) * 255) }.max() ?? 255
         #expect(error < 40, "max error \(error)")
+    }
+
+    /// A dictionary-encoded float grid (what `normalize` makes of bytes) is read
+    /// through its table and gives the same bytes as the same floats held densely.
+    @Test(arguments: [0, 8])
+    func dictionaryEncodedGridsEncodeLikeDenseOnes(restartRows: Int) async throws {
+        var rng = Xoshiro256StarStar(seed: 5)
+        let indices = try Grid<UInt8>(width: 640, height: 480) { buffer in
+            for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: rng.next() % 256) }
+        }
+        let table = awkwardTable()
+        let encoded = Grid<Float>(indices: indices, table: table)
+        let dense = try Grid<Float>(width: 640, height: 480, values: indices.elements.map { table[Int($0)] })
+        let options = JPEGCodec.Options(quality: 95, restartRows: restartRows)
+        let expected = Array(try JPEGCodec.encodeGray(dense, options: options))
+        #expect(Array(try JPEGCodec.encodeGray(encoded, options: options)) == expected)
+        #expect(Array(try await JPEGCodec.encodeGray(encoded, options: options, workers: 2)) == expected)
     }
 
     @Test func tooTallImagesAreRefusedNotCrashedOn() async throws {
@@ -139,6 +169,16 @@ import Framework
         #expect(eight.samples8 == [0, 128, 255, 255])
         let sixteen = try PNGCodec.decode(PNGCodec.encodeGray(floats, options: .init(bitDepth: 16)))
         #expect(sixteen.samples16 == [0, 32768, 65535, 65535])
+    }
+
+    @Test(arguments: [8, 16])
+    func dictionaryEncodedGridsEncodeLikeDenseOnes(bitDepth: Int) throws {
+        let indices = try Grid<UInt8>(width: 256, height: 3, values: (0..<768).map { UInt8($0 % 256) })
+        let table = awkwardTable()
+        let encoded = Grid<Float>(indices: indices, table: table)
+        let dense = try Grid<Float>(width: 256, height: 3, values: indices.elements.map { table[Int($0)] })
+        let options = PNGCodec.Options(bitDepth: bitDepth)
+        #expect(Array(try PNGCodec.encodeGray(encoded, options: options)) == Array(try PNGCodec.encodeGray(dense, options: options)))
     }
 
     @Test func corruptInputIsAnErrorWithLibpngsMessage() throws {

@@ -106,6 +106,31 @@ import Framework
         }
     }
 
+    /// A byte grid is normalised by table: the output shares the input's bytes and
+    /// holds the 256 mapped values, and reads exactly like the dense mapping.
+    @Test func byteGridsComeOutDictionaryEncoded() async throws {
+        var rng = Xoshiro256StarStar(seed: 11)
+        let values = (0..<(300 * 200)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 19 + 3) }
+        let grid = try Grid<UInt8>(width: 300, height: 200, values: values)
+        for range in [nil, [5.0, 12.0]] as [[Double]?] {
+            var parameters: [String: ParameterValue] = [:]
+            if let range { parameters["range"] = .list(range.map { .number($0) }) }
+            let stage = try NormalizeStage(parameters: Parameters(parameters))
+            let output = try #require(try await stage.run(inputs: StageInputs(["input": grid]), context: testContext()) as? Grid<Float>)
+            let encoding = try #require(output.dictionaryEncoding)
+            #expect(encoding.indices === grid)
+            let (low, high, clamp) = range.map { ($0[0], $0[1], true) } ?? (3.0, 21.0, false)
+            let expected = values.map { value -> Float in
+                let mapped = (Double(value) - low) / (high - low)
+                return Float(clamp ? min(max(mapped, 0), 1) : mapped)
+            }
+            #expect(output.elements == expected)
+            #expect(output[299, 199] == expected.last)
+            let range = try #require(output.valueRange())
+            #expect(range.min == Double(expected.min()!) && range.max == Double(expected.max()!))
+        }
+    }
+
     @Test func nanIsIgnoredForTheRangeAndKept() async throws {
         let output = try await normalize(Grid<Float>(width: 3, height: 1, values: [0, .nan, 4]))
         #expect(output[0] == 0 && output[2] == 1 && output[1].isNaN)

@@ -11,6 +11,8 @@
 typedef enum {
   CJPEG_PIXELS_U8 = 0,   // one byte per sample
   CJPEG_PIXELS_F32 = 1,  // float in [0, 1], converted per row: round(v * 255), clamped, NaN -> 0
+  CJPEG_PIXELS_U8_TABLE = 2,  // one byte per sample, an index into `table` (256 floats),
+                              // whose entries are converted as CJPEG_PIXELS_F32 samples are
 } CJPEG_PixelKind;
 
 typedef struct {
@@ -18,6 +20,7 @@ typedef struct {
   int progressive;  // non-zero: progressive scan script
   int optimize;     // non-zero: optimal Huffman tables
   int restart_rows; // > 0: a restart marker every this many MCU rows (8 pixel rows each)
+  const float *table; // CJPEG_PIXELS_U8_TABLE only: 256 entries
 } CJPEG_EncodeOptions;
 
 /// Encodes a single-channel image; on success *out is malloc'd (free with CJPEG_free).

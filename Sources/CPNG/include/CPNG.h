@@ -11,6 +11,8 @@ typedef enum {
   CPNG_PIXELS_U8 = 0,
   CPNG_PIXELS_U16 = 1,   // native-endian 16-bit samples
   CPNG_PIXELS_F32 = 2,   // float in [0, 1], scaled to the bit depth with rounding, clamped, NaN -> 0
+  CPNG_PIXELS_U8_TABLE = 3,  // one byte per sample, an index into `table` (256 floats),
+                             // whose entries are converted as CPNG_PIXELS_F32 samples are
 } CPNG_PixelKind;
 
 typedef struct {
@@ -18,6 +20,7 @@ typedef struct {
   int compression_level;  // zlib level 0...9
   int filters;            // PNG_FILTER_* mask (PNG_NO_FILTERS = 0 means "None" only)
   int strategy;           // zlib strategy (Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE, Z_FIXED)
+  const float *table;     // CPNG_PIXELS_U8_TABLE only: 256 entries
 } CPNG_EncodeOptions;
 
 /// Encodes a grayscale image. On success *out is malloc'd (free with CPNG_free).

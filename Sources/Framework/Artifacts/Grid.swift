@@ -65,16 +65,35 @@ public protocol AnyGrid: Artifact {
     var elementType: ElementType { get }
 }
 
-/// A width x height grid of numbers in one contiguous, row-major allocation.
+/// A width x height grid of numbers, row-major, immutable once made.
 ///
-/// The storage is allocated once and filled by the closure given to `init`; after
-/// that the grid is immutable, which is what makes sharing it between concurrent
-/// consumers safe.
+/// A grid holds its elements in one contiguous allocation, or, *dictionary-encoded*,
+/// as a `Grid<UInt8>` of indices into a table of at most 256 values, the way columnar
+/// formats store columns with few distinct values. A stage that maps a byte grid
+/// element by element (`normalize` on the generator's output) returns such a grid
+/// in O(256) instead of writing a full-size copy; consumers that understand the
+/// encoding (the JPEG and PNG encoders, the range scan) read the indices directly,
+/// and any other access materialises the elements once, on first use.
+///
+/// The storage is filled by the closure given to `init`; after that the grid is
+/// immutable, which is what makes sharing it between concurrent consumers safe.
 public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public let width: Int
     public let height: Int
-    @usableFromInline let storage: UnsafeMutableBufferPointer<Element>
+    /// The elements, when the grid was made from them.
+    private let dense: UnsafeMutableBufferPointer<Element>?
+    /// The indices and table, when the grid is dictionary-encoded.
+    public let dictionaryEncoding: DictionaryEncoding?
+    /// A dictionary-encoded grid's elements, once something asked for them.
+    private let materialized = OnceCache<UnsafeMutableBufferPointer<Element>>()
     private let rangeCache = OnceCache<(min: Double, max: Double)?>()
+
+    /// A grid stored as byte indices into a table: element i is `table[indices[i]]`.
+    public struct DictionaryEncoding: Sendable {
+        public let indices: Grid<UInt8>
+        /// 256 entries, one for every byte value.
+        public let table: [Element]
+    }
 
     public struct SizeError: Error, CustomStringConvertible {
         public var width: Int
@@ -89,7 +108,9 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public init(width: Int, height: Int, fill: (UnsafeMutableBufferPointer<Element>) throws -> Void) throws {
         self.width = width
         self.height = height
-        self.storage = .allocate(capacity: try Self.elementCount(width: width, height: height))
+        let storage = UnsafeMutableBufferPointer<Element>.allocate(capacity: try Self.elementCount(width: width, height: height))
+        self.dense = storage
+        self.dictionaryEncoding = nil
         // If `fill` throws, the object is fully initialised, so deinit frees the storage.
         try fill(storage)
     }
@@ -99,9 +120,21 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public init(width: Int, height: Int, fillConcurrently fill: (UnsafeSendableBuffer<Element>) async throws -> Void) async throws {
         self.width = width
         self.height = height
-        self.storage = .allocate(capacity: try Self.elementCount(width: width, height: height))
+        let storage = UnsafeMutableBufferPointer<Element>.allocate(capacity: try Self.elementCount(width: width, height: height))
+        self.dense = storage
+        self.dictionaryEncoding = nil
         // If `fill` throws, the object is fully initialised, so deinit frees the storage.
         try await fill(UnsafeSendableBuffer(storage))
+    }
+
+    /// A dictionary-encoded grid of `indices`' shape whose element i is
+    /// `table[indices[i]]`. `table` must have 256 entries. Nothing is copied.
+    public init(indices: Grid<UInt8>, table: [Element]) {
+        precondition(table.count == 256, "a dictionary table has one entry for each of the 256 byte values")
+        self.width = indices.width
+        self.height = indices.height
+        self.dense = nil
+        self.dictionaryEncoding = DictionaryEncoding(indices: indices, table: table)
     }
 
     /// width * height, refusing negative sizes and sizes whose bytes overflow.
@@ -123,13 +156,34 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     }
 
     deinit {
-        storage.deallocate()
+        dense?.deallocate()
+        materialized.ifComputed?.deallocate()
     }
 
-    public var count: Int { storage.count }
+    /// The elements in memory: the grid's own, or a dictionary-encoded grid's decoded
+    /// once (the first caller pays; later and concurrent callers share the result).
+    @usableFromInline
+    var storage: UnsafeMutableBufferPointer<Element> {
+        if let dense { return dense }
+        return materialized.value {
+            let encoding = dictionaryEncoding!
+            let output = UnsafeMutableBufferPointer<Element>.allocate(capacity: width * height)
+            encoding.table.withUnsafeBufferPointer { table in
+                encoding.indices.withUnsafeBufferPointer { indices in
+                    for i in 0..<indices.count { (output.baseAddress! + i).initialize(to: table[Int(indices[i])]) }
+                }
+            }
+            return output
+        }
+    }
+
+    public var count: Int { width * height }
     public var elementType: ElementType { Element.elementType }
     public var artifactType: ArtifactType { .grid(Element.elementType) }
 
+    /// The elements in memory. A dictionary-encoded grid is decoded on the first call
+    /// (once, into memory of its own); consumers that can read `dictionaryEncoding`
+    /// directly should.
     @inlinable
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
         try body(UnsafeBufferPointer(storage))
@@ -138,6 +192,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     @inlinable
     public subscript(x: Int, y: Int) -> Element {
         precondition(x >= 0 && x < width && y >= 0 && y < height, "grid index out of range")
+        if let dictionaryEncoding { return dictionaryEncoding.table[Int(dictionaryEncoding.indices[x, y])] }
         return storage[y * width + x]
     }
 
@@ -148,6 +203,8 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     /// One pass, written as selects so that it vectorises once specialised.
     @inlinable
     public func range() -> (min: Element, max: Element)? {
+        if let dictionaryEncoding { return Self.range(of: dictionaryEncoding) }
+        let storage = self.storage
         guard let start = storage.firstIndex(where: { $0 == $0 }) else { return nil }  // skips NaN
         var low = storage[start], high = low
         var index = start + 1
@@ -162,8 +219,35 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     }
 
     /// `range()` as Doubles, computed once per grid and cached (grids are immutable).
+    /// For a dictionary-encoded grid, from the indices without decoding them.
     public func valueRange() -> (min: Double, max: Double)? {
-        rangeCache.value { rangeAsDoubles() }
+        rangeCache.value {
+            guard let encoding = dictionaryEncoding else { return rangeAsDoubles() }
+            return Self.range(of: encoding).map { ($0.min.doubleValue, $0.max.doubleValue) }
+        }
+    }
+
+    /// The smallest and largest table entry that some index selects, ignoring NaN.
+    /// When the table is monotonic between the smallest and largest index (an affine
+    /// map such as normalisation), these are the entries at those two indices, which
+    /// occur; otherwise one pass over the indices finds which entries occur.
+    @usableFromInline
+    static func range(of encoding: DictionaryEncoding) -> (min: Element, max: Element)? {
+        guard let (low, high) = encoding.indices.range().map({ (Int($0.min), Int($0.max)) }) else { return nil }
+        let used = encoding.table[low...high]
+        // Comparisons with NaN are false, so a monotonic run holds no NaN beyond its ends.
+        let (first, last) = (used.first!, used.last!)
+        if first == first, last == last {
+            if zip(used, used.dropFirst()).allSatisfy({ $0 <= $1 }) { return (first, last) }
+            if zip(used, used.dropFirst()).allSatisfy({ $0 >= $1 }) { return (last, first) }
+        }
+        var occurs = [Bool](repeating: false, count: 256)
+        encoding.indices.withUnsafeBufferPointer { indices in
+            for index in indices { occurs[Int(index)] = true }
+        }
+        let values = (0..<256).filter { occurs[$0] && encoding.table[$0] == encoding.table[$0] }.map { encoding.table[$0] }
+        guard let first = values.first else { return nil }
+        return (values.min() ?? first, values.max() ?? first)
     }
 
     /// `range()` through a concrete element type, so the scan is specialised even when
@@ -232,6 +316,13 @@ final class OnceCache<Value>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: Value?
     private var computed = false
+
+    /// The value if it has been computed, without computing it.
+    var ifComputed: Value? {
+        lock.lock()
+        defer { lock.unlock() }
+        return computed ? stored : nil
+    }
 
     func value(_ compute: () -> Value) -> Value {
         lock.lock()

@@ -29,17 +29,14 @@ public enum JPEGCodec {
 
     /// Encodes 8-bit gray samples, read in place.
     public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
-        try grid.withUnsafeBufferPointer { buffer in
-            try encode(UnsafeRawPointer(buffer.baseAddress), kind: CJPEG_PIXELS_U8, width: grid.width, height: grid.height, options: options)
-        }
+        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }
     }
 
     /// Encodes unit-range floats, converted row by row as round(v * 255), clamped to
-    /// 0...255, NaN as 0; no full-size intermediate copy.
+    /// 0...255, NaN as 0; no full-size intermediate copy. A dictionary-encoded grid is
+    /// read through its table, each of whose 256 entries is converted the same way.
     public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
-        try grid.withUnsafeBufferPointer { buffer in
-            try encode(UnsafeRawPointer(buffer.baseAddress), kind: CJPEG_PIXELS_F32, width: grid.width, height: grid.height, options: options)
-        }
+        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }
     }
 
     /// Encodes on up to `workers` cores: horizontal strips, each a multiple of
@@ -48,12 +45,6 @@ public enum JPEGCodec {
     /// restart interval, whatever `workers` is. Progressive and optimized encodings,
     /// whose coding depends on the whole image, and `restartRows == 0` use one core.
     public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int) async throws -> SharedBytes {
-        let kind: CJPEG_PixelKind
-        switch Element.self {
-        case is UInt8.Type: kind = CJPEG_PIXELS_U8
-        case is Float.Type: kind = CJPEG_PIXELS_F32
-        default: throw CodecError(library: "libjpeg", message: "cannot encode Grid<\(Element.elementType.swiftName)>")
-        }
         guard grid.width >= 1, grid.height >= 1, grid.width <= 65_500, grid.height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(grid.width)x\(grid.height)")
         }
@@ -67,10 +58,7 @@ public enum JPEGCodec {
         let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
         let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))
         func encodeStrip(_ firstRow: Int, _ rows: Int) throws -> SharedBytes {
-            try grid.withUnsafeBufferPointer { buffer in
-                try encode(UnsafeRawPointer(buffer.baseAddress! + firstRow * grid.width), kind: kind,
-                           width: grid.width, height: rows, options: options)
-            }
+            try withSamples(of: grid) { try encode($0, firstRow: firstRow, rows: rows, options: options) }
         }
         guard strips > 1 else { return try encodeStrip(0, grid.height) }
         let intervalsPerStrip = (intervals + strips - 1) / strips
@@ -90,7 +78,47 @@ public enum JPEGCodec {
         return try RestartJoin.join(parts, height: grid.height, intervalsPerStrip: intervalsPerStrip)
     }
 
-    private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, width: Int, height: Int, options: Options) throws -> SharedBytes {
+    /// Where libjpeg reads a grid's samples.
+    private struct Samples {
+        var base: UnsafeRawPointer
+        var kind: CJPEG_PixelKind
+        var table: UnsafePointer<Float>?
+        var width: Int
+        var bytesPerSample: Int
+    }
+
+    /// The grid's elements, or the indices and table of a dictionary-encoded
+    /// `Grid<Float>` (which is then not decoded).
+    private static func withSamples<Element: GridElement>(of grid: Grid<Element>, _ body: (Samples) throws -> SharedBytes) throws -> SharedBytes {
+        switch grid {
+        case let grid as Grid<UInt8>:
+            return try grid.withUnsafeBufferPointer {
+                try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_U8, width: grid.width, bytesPerSample: 1))
+            }
+        case let grid as Grid<Float>:
+            if let encoding = grid.dictionaryEncoding {
+                return try encoding.table.withUnsafeBufferPointer { table in
+                    try encoding.indices.withUnsafeBufferPointer {
+                        try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_U8_TABLE, table: table.baseAddress,
+                                         width: grid.width, bytesPerSample: 1))
+                    }
+                }
+            }
+            return try grid.withUnsafeBufferPointer {
+                try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_F32, width: grid.width, bytesPerSample: 4))
+            }
+        default:
+            throw CodecError(library: "libjpeg", message: "cannot encode Grid<\(Element.elementType.swiftName)>")
+        }
+    }
+
+    private static func encode(_ samples: Samples, firstRow: Int, rows: Int, options: Options) throws -> SharedBytes {
+        try encode(samples.base + firstRow * samples.width * samples.bytesPerSample, kind: samples.kind, table: samples.table,
+                   width: samples.width, height: rows, options: options)
+    }
+
+    private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, table: UnsafePointer<Float>?,
+                               width: Int, height: Int, options: Options) throws -> SharedBytes {
         guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
         }
@@ -98,7 +126,7 @@ public enum JPEGCodec {
         var size: UInt = 0
         var message = [CChar](repeating: 0, count: Int(CJPEG_MESSAGE_MAX))
         let options = CJPEG_EncodeOptions(quality: Int32(options.quality), progressive: options.progressive ? 1 : 0,
-                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows))
+                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows), table: table)
         let status = CJPEG_encode_gray(pixels, kind, Int32(width), Int32(height), width, options, &output, &size, &message, message.count)
         guard status == 0, let output else {
             throw CodecError(library: "libjpeg", message: String(cString: message))

@@ -48,8 +48,17 @@ public enum PNGCodec {
     }
 
     /// Unit-range floats scaled to the bit depth: round(v * (2^depth - 1)), clamped, NaN as 0.
+    /// A dictionary-encoded grid is read through its table, whose 256 entries are
+    /// converted the same way, and is not decoded.
     public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
-        try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_F32, grid.width, grid.height, options) }
+        if let encoding = grid.dictionaryEncoding {
+            return try encoding.table.withUnsafeBufferPointer { table in
+                try encoding.indices.withUnsafeBufferPointer {
+                    try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U8_TABLE, grid.width, grid.height, options, table: table.baseAddress)
+                }
+            }
+        }
+        return try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_F32, grid.width, grid.height, options) }
     }
 
     private static func filterMask(_ filter: Filter) -> Int32 {
@@ -63,7 +72,8 @@ public enum PNGCodec {
         }
     }
 
-    private static func encode(_ pixels: UnsafeRawPointer?, _ kind: CPNG_PixelKind, _ width: Int, _ height: Int, _ options: Options) throws -> SharedBytes {
+    private static func encode(_ pixels: UnsafeRawPointer?, _ kind: CPNG_PixelKind, _ width: Int, _ height: Int, _ options: Options,
+                               table: UnsafePointer<Float>? = nil) throws -> SharedBytes {
         guard width >= 1, height >= 1, width <= Int(Int32.max), height <= Int(Int32.max) else {
             throw CodecError(library: "libpng", message: "cannot encode a \(width)x\(height) image")
         }
@@ -71,7 +81,7 @@ public enum PNGCodec {
         var size = 0
         var message = [CChar](repeating: 0, count: Int(CPNG_MESSAGE_MAX))
         let cOptions = CPNG_EncodeOptions(bit_depth: Int32(options.bitDepth), compression_level: Int32(options.compressionLevel),
-                                          filters: filterMask(options.filter), strategy: options.strategy.zlibValue)
+                                          filters: filterMask(options.filter), strategy: options.strategy.zlibValue, table: table)
         let status = CPNG_encode_gray(pixels, kind, Int32(width), Int32(height), cOptions, &output, &size, &message, message.count)
         guard status == 0, let output else {
             throw CodecError(library: "libpng", message: String(cString: message))

@@ -7,6 +7,9 @@ import Framework
 ///   finding the range and stay NaN.
 /// - fixed range (`range: [lo, hi]`): (x - lo) / (hi - lo), clamped to [0, 1], so
 ///   images of different runs are comparable.
+///
+/// A `Grid<UInt8>` input gives a dictionary-encoded output (see `Grid`): the input's
+/// bytes with a table of the 256 mapped values, so nothing full-size is written.
 public struct NormalizeStage: Stage {
     public static let spec = StageSpec(
         name: "normalize",
@@ -60,9 +63,13 @@ public struct NormalizeStage: Stage {
 
     func normalize<T: GridElement>(_ grid: Grid<T>, workers: Int) async throws -> Grid<Float> {
         let (scale, offset, clamp) = transform(for: grid)
-        // 8- and 16-bit grids have few distinct values: map each once.
-        let table: [Float]? = T.self == UInt8.self ? (0..<256).map { Self.map(Double($0), scale, offset, clamp) }
-            : T.self == UInt16.self ? (0..<65536).map { Self.map(Double($0), scale, offset, clamp) } : nil
+        if let bytes = grid as? Grid<UInt8> {
+            // 256 possible inputs: the output is the input with a table of their images,
+            // made in O(256); it is decoded only if a consumer needs the floats in memory.
+            return Grid(indices: bytes, table: (0..<256).map { Self.map(Double($0), scale, offset, clamp) })
+        }
+        // 16-bit grids have few distinct values: map each once.
+        let table: [Float]? = T.self == UInt16.self ? (0..<65536).map { Self.map(Double($0), scale, offset, clamp) } : nil
         let count = grid.count
         let chunks = max(1, min(workers, count / 262_144))
         return try await Grid<Float>(width: grid.width, height: grid.height) { output in
@@ -88,13 +95,8 @@ public struct NormalizeStage: Stage {
     ) {
         if let table {
             table.withUnsafeBufferPointer { table in
-                if T.self == UInt8.self {
-                    let bytes = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt8.self)
-                    for i in 0..<bytes.count { output[i] = table[Int(bytes[i])] }
-                } else {
-                    let words = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt16.self)
-                    for i in 0..<words.count { output[i] = table[Int(words[i])] }
-                }
+                let words = UnsafeRawBufferPointer(input).assumingMemoryBound(to: UInt16.self)
+                for i in 0..<words.count { output[i] = table[Int(words[i])] }
             }
         } else {
             for i in 0..<input.count {
