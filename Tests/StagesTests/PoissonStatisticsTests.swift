@@ -61,15 +61,28 @@ import Testing
         return d * term * term * term
     }
 
-    static func draw(_ lambda: Double, count: Int = sampleCount, seed: UInt64 = 2026) -> [UInt64] {
+    /// How samples are drawn: one at a time, or in bulk as the `poisson` stage does
+    /// (for small lambda a different code path, which decides most draws from the
+    /// top 16 bits of u).
+    enum Path: CaseIterable { case single, bulk }
+
+    static func draw(_ lambda: Double, count: Int = sampleCount, seed: UInt64 = 2026, path: Path = .bulk) -> [UInt64] {
         let sampler = PoissonSampler(lambda: lambda)
         var rng = Xoshiro256StarStar(seed: seed, stream: 0)
-        return (0..<count).map { _ in sampler.sample(&rng) }
+        switch path {
+        case .single:
+            return (0..<count).map { _ in sampler.sample(&rng) }
+        case .bulk:
+            var samples = [UInt64](repeating: 0, count: count)
+            let overflow = samples.withUnsafeMutableBufferPointer { sampler.fill($0, rng: &rng) }
+            precondition(overflow == nil)
+            return samples
+        }
     }
 
-    @Test(arguments: lambdas)
-    func meanAndVariance(lambda: Double) {
-        let samples = Self.draw(lambda)
+    @Test(arguments: lambdas, Path.allCases)
+    func meanAndVariance(lambda: Double, path: Path) {
+        let samples = Self.draw(lambda, path: path)
         let n = Double(samples.count)
         let mean = samples.reduce(0.0) { $0 + Double($1) } / n
         let variance = samples.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / (n - 1)
@@ -78,11 +91,40 @@ import Testing
         #expect(abs(variance - lambda) < 4.5 * ((lambda + 2 * lambda * lambda) / n).squareRoot(), "lambda \(lambda): variance \(variance)")
     }
 
-    @Test(arguments: lambdas)
-    func chiSquareGoodnessOfFit(lambda: Double) {
-        let (statistic, df) = Self.chiSquare(Self.draw(lambda), lambda: lambda)
+    @Test(arguments: lambdas, Path.allCases)
+    func chiSquareGoodnessOfFit(lambda: Double, path: Path) {
+        let (statistic, df) = Self.chiSquare(Self.draw(lambda, path: path), lambda: lambda)
         #expect(df >= 1)
         #expect(statistic < Self.criticalValue(df), "lambda \(lambda): chi-square \(statistic) with \(df) degrees of freedom")
+    }
+
+    /// Every 16-bit prefix the bulk path decides alone gives the draw that inversion
+    /// with all 63 bits gives, at both ends of its cell and inside it.
+    @Test(arguments: [0.001, 0.5, 3, 10, 30, 63.9])
+    func decidedPrefixesAgreeWithFullInversion(lambda: Double) throws {
+        guard case .table(let thresholds, let guide, let shift, let prefixes?) = PoissonSampler(lambda: lambda).method else {
+            Issue.record("lambda \(lambda) should use the table with prefixes")
+            return
+        }
+        var rng = Xoshiro256StarStar(seed: 77)
+        var decided = 0
+        thresholds.withUnsafeBufferPointer { thresholds in
+            guide.withUnsafeBufferPointer { guide in
+                for prefix in 0..<prefixes.count where prefixes[prefix] != PoissonSampler.undecided {
+                    decided += 1
+                    let first = UInt64(prefix) << 47
+                    for u in [first, first | (1 << 47 - 1), first | rng.next() >> 17] {
+                        let exact = PoissonSampler.tableSample(u, thresholds: thresholds, guide: guide, shift: shift)
+                        if exact != UInt64(prefixes[prefix]) {
+                            Issue.record("lambda \(lambda), u \(u): prefix says \(prefixes[prefix]), inversion \(exact)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+        // Nearly every prefix decides its draw: that is what makes the path fast.
+        #expect(decided > prefixes.count * 99 / 100, "\(decided) of \(prefixes.count) prefixes decided")
     }
 
     /// The test has power: samplers that are slightly wrong fail it.

@@ -29,14 +29,14 @@ public enum JPEGCodec {
 
     /// Encodes 8-bit gray samples, read in place.
     public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
-        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }
+        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }.shared()
     }
 
     /// Encodes unit-range floats, converted row by row as round(v * 255), clamped to
     /// 0...255, NaN as 0; no full-size intermediate copy. A dictionary-encoded grid is
     /// read through its table, each of whose 256 entries is converted the same way.
     public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
-        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }
+        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }.shared()
     }
 
     /// Encodes on up to `workers` cores: horizontal strips, each a multiple of
@@ -57,13 +57,13 @@ public enum JPEGCodec {
         let intervalRows = options.restartRows * 8
         let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
         let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))
-        func encodeStrip(_ firstRow: Int, _ rows: Int) throws -> SharedBytes {
+        func encodeStrip(_ firstRow: Int, _ rows: Int) throws -> EncoderOutput {
             try withSamples(of: grid) { try encode($0, firstRow: firstRow, rows: rows, options: options) }
         }
-        guard strips > 1 else { return try encodeStrip(0, grid.height) }
+        guard strips > 1 else { return try encodeStrip(0, grid.height).shared() }
         let intervalsPerStrip = (intervals + strips - 1) / strips
         let rowsPerStrip = intervalsPerStrip * intervalRows
-        let parts = try await withThrowingTaskGroup(of: (Int, SharedBytes).self) { group in
+        let parts = try await withThrowingTaskGroup(of: (Int, EncoderOutput).self) { group in
             for strip in 0..<strips where strip * rowsPerStrip < grid.height {
                 let first = strip * rowsPerStrip
                 group.addTask {
@@ -71,7 +71,7 @@ public enum JPEGCodec {
                     return (strip, try encodeStrip(first, min(rowsPerStrip, grid.height - first)))
                 }
             }
-            var parts: [(Int, SharedBytes)] = []
+            var parts: [(Int, EncoderOutput)] = []
             for try await part in group { parts.append(part) }
             return parts.sorted { $0.0 < $1.0 }.map(\.1)
         }
@@ -89,7 +89,7 @@ public enum JPEGCodec {
 
     /// The grid's elements, or the indices and table of a dictionary-encoded
     /// `Grid<Float>` (which is then not decoded).
-    private static func withSamples<Element: GridElement>(of grid: Grid<Element>, _ body: (Samples) throws -> SharedBytes) throws -> SharedBytes {
+    private static func withSamples<Element: GridElement>(of grid: Grid<Element>, _ body: (Samples) throws -> EncoderOutput) throws -> EncoderOutput {
         switch grid {
         case let grid as Grid<UInt8>:
             return try grid.withUnsafeBufferPointer {
@@ -112,13 +112,13 @@ public enum JPEGCodec {
         }
     }
 
-    private static func encode(_ samples: Samples, firstRow: Int, rows: Int, options: Options) throws -> SharedBytes {
+    private static func encode(_ samples: Samples, firstRow: Int, rows: Int, options: Options) throws -> EncoderOutput {
         try encode(samples.base + firstRow * samples.width * samples.bytesPerSample, kind: samples.kind, table: samples.table,
                    width: samples.width, height: rows, options: options)
     }
 
     private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, table: UnsafePointer<Float>?,
-                               width: Int, height: Int, options: Options) throws -> SharedBytes {
+                               width: Int, height: Int, options: Options) throws -> EncoderOutput {
         guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
         }
@@ -131,8 +131,7 @@ public enum JPEGCodec {
         guard status == 0, let output else {
             throw CodecError(library: "libjpeg", message: String(cString: message))
         }
-        // The encoder's buffer becomes the artifact's bytes: no copy.
-        return SharedBytes(takingOwnershipOf: output, count: Int(size)) { CJPEG_free($0) }
+        return EncoderOutput(output, count: Int(size))
     }
 
     /// A decoded image: 8-bit samples, `components` per pixel, row-major.
@@ -168,14 +167,72 @@ public enum JPEGCodec {
     }
 }
 
+/// libjpeg's output buffer (malloc'd), owned until it becomes an artifact's bytes
+/// (without a copy) or is freed.
+final class EncoderOutput: @unchecked Sendable {
+    private var pointer: UnsafeMutablePointer<UInt8>?
+    let count: Int
+
+    init(_ pointer: UnsafeMutablePointer<UInt8>, count: Int) {
+        self.pointer = pointer
+        self.count = count
+    }
+
+    deinit {
+        if let pointer { CJPEG_free(pointer) }
+    }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: pointer!, count: count))
+    }
+
+    func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeMutableRawBufferPointer(start: pointer!, count: count))
+    }
+
+    /// The buffer, which the caller now owns (to free with `free`).
+    func take() -> UnsafeMutablePointer<UInt8> {
+        defer { pointer = nil }
+        return pointer!
+    }
+
+    /// The bytes as an artifact's, without a copy.
+    func shared() -> SharedBytes {
+        SharedBytes(takingOwnershipOf: take(), count: count) { CJPEG_free($0) }
+    }
+}
+
 /// Joins JPEG strips encoded with the same tables and restart interval into one
 /// image: the first strip's headers with the full height, then each strip's
 /// entropy-coded data, with restart markers renumbered to run on across strips.
 enum RestartJoin {
-    static func join(_ strips: [SharedBytes], height: Int, intervalsPerStrip: Int) throws -> SharedBytes {
+    /// Takes the strips' buffers: the first one grows into the result (for a large
+    /// buffer `realloc` remaps its pages instead of copying them), the others are
+    /// copied after it and freed with their `EncoderOutput`.
+    static func join(_ strips: [EncoderOutput], height: Int, intervalsPerStrip: Int) throws -> SharedBytes {
+        // Check every strip before taking any buffer, so that nothing below throws.
+        var scanStarts: [Int] = []
+        for (index, strip) in strips.enumerated() {
+            try strip.withUnsafeBytes { bytes in
+                guard bytes.count > 4, bytes[bytes.count - 2] == 0xFF, bytes[bytes.count - 1] == 0xD9 else {
+                    throw CodecError(library: "libjpeg", message: "strip \(index) does not end with EOI")
+                }
+                scanStarts.append(try entropyStart(bytes))
+            }
+        }
+        try strips[0].withUnsafeMutableBytes { bytes in
+            try setHeight(UnsafeMutableRawBufferPointer(rebasing: bytes[0..<scanStarts[0]]), height)
+        }
         let capacity = strips.reduce(2) { $0 + $1.count + 2 }
-        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
-        var length = 0
+        // The first strip's headers and data stay where they are: its restart markers
+        // are already numbered from 0. Only its EOI goes.
+        let first = strips[0].take()
+        guard let grown = realloc(first, capacity) else {
+            free(first)
+            throw CodecError(library: "libjpeg", message: "out of memory joining \(strips.count) strips of \(capacity) bytes")
+        }
+        let output = UnsafeMutableRawBufferPointer(start: grown, count: capacity)
+        var length = strips[0].count - 2
         func append(_ source: UnsafeRawBufferPointer) {
             UnsafeMutableRawBufferPointer(rebasing: output[length..<(length + source.count)]).copyMemory(from: source)
             length += source.count
@@ -185,52 +242,36 @@ enum RestartJoin {
             output[length + 1] = b
             length += 2
         }
-        do {
-            for (index, strip) in strips.enumerated() {
-                try strip.withUnsafeBytes { bytes in
-                    guard bytes.count > 4, bytes[bytes.count - 2] == 0xFF, bytes[bytes.count - 1] == 0xD9 else {
-                        throw CodecError(library: "libjpeg", message: "strip \(index) does not end with EOI")
+        for (index, strip) in strips.enumerated().dropFirst() {
+            strip.withUnsafeBytes { bytes in
+                let firstInterval = index * intervalsPerStrip
+                append(0xFF, 0xD0 + UInt8((firstInterval - 1) % 8))
+                // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
+                // RSTn marker, which is renumbered from the strip's own count. Copy the
+                // runs between 0xFF bytes whole.
+                let base = bytes.baseAddress!
+                var position = scanStarts[index]
+                let end = bytes.count - 2
+                while position < end {
+                    let found = memchr(base + position, 0xFF, end - position)
+                    let next = found.map { base.distance(to: UnsafeRawPointer($0)) } ?? end
+                    append(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
+                    guard next + 1 < end else {
+                        if next < end { append(UnsafeRawBufferPointer(rebasing: bytes[next..<end])) }
+                        break
                     }
-                    let scanStart = try entropyStart(bytes)
-                    let firstInterval = index * intervalsPerStrip
-                    if index == 0 {
-                        let headerStart = length
-                        append(UnsafeRawBufferPointer(rebasing: bytes[0..<scanStart]))
-                        try setHeight(UnsafeMutableRawBufferPointer(rebasing: output[headerStart..<length]), height)
+                    let marker = bytes[next + 1]
+                    if marker >= 0xD0 && marker <= 0xD7 {
+                        append(0xFF, 0xD0 + UInt8((firstInterval + Int(marker - 0xD0)) % 8))
                     } else {
-                        append(0xFF, 0xD0 + UInt8((firstInterval - 1) % 8))
+                        append(0xFF, marker)
                     }
-                    // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
-                    // RSTn marker, which is renumbered from the strip's own count. Copy the
-                    // runs between 0xFF bytes whole.
-                    let base = bytes.baseAddress!
-                    var position = scanStart
-                    let end = bytes.count - 2
-                    while position < end {
-                        let found = memchr(base + position, 0xFF, end - position)
-                        let next = found.map { base.distance(to: UnsafeRawPointer($0)) } ?? end
-                        append(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
-                        guard next + 1 < end else {
-                            position = next
-                            if next < end { append(UnsafeRawBufferPointer(rebasing: bytes[next..<end])) }
-                            break
-                        }
-                        let marker = bytes[next + 1]
-                        if marker >= 0xD0 && marker <= 0xD7 {
-                            append(0xFF, 0xD0 + UInt8((firstInterval + Int(marker - 0xD0)) % 8))
-                        } else {
-                            append(0xFF, marker)
-                        }
-                        position = next + 2
-                    }
+                    position = next + 2
                 }
             }
-        } catch {
-            output.deallocate()
-            throw error
         }
         append(0xFF, 0xD9)
-        return SharedBytes(takingOwnershipOf: output.baseAddress!, count: length) { $0.deallocate() }
+        return SharedBytes(takingOwnershipOf: grown, count: length) { free($0) }
     }
 
     /// The offset just past the SOS segment, where entropy-coded data begins.

@@ -18,8 +18,10 @@ public struct PoissonSampler: Sendable {
     @usableFromInline enum Method: Sendable {
         /// `thresholds[k]` is floor(P(X <= k) * 2^63), the last one 2^63; a draw is the
         /// smallest k with u < thresholds[k] for a uniform 63-bit u. `guide[j]` is the
-        /// smallest k with thresholds[k] > j << guideShift.
-        case table(thresholds: [UInt64], guide: [UInt16], guideShift: UInt64)
+        /// smallest k with thresholds[k] > j << guideShift. `prefixes`, when there are
+        /// fewer than 255 values, maps the top 16 bits of u to the draw wherever they
+        /// decide it (see `fill`), and to `PoissonSampler.undecided` where they do not.
+        case table(thresholds: [UInt64], guide: [UInt16], guideShift: UInt64, prefixes: [UInt8]?)
         case ptrs(PTRS)
     }
 
@@ -43,7 +45,7 @@ public struct PoissonSampler: Sendable {
 
     /// The largest value the sampler can return, when it is bounded (table method).
     public var tableMaximum: Int? {
-        if case .table(let thresholds, _, _) = method { return thresholds.count - 1 }
+        if case .table(let thresholds, _, _, _) = method { return thresholds.count - 1 }
         return nil
     }
 
@@ -85,14 +87,36 @@ public struct PoissonSampler: Sendable {
             while thresholds[index] <= UInt64(j) << guideShift { index += 1 }
             guide[j] = UInt16(index)
         }
-        return .table(thresholds: thresholds, guide: guide, guideShift: guideShift)
+        return .table(thresholds: thresholds, guide: guide, guideShift: guideShift, prefixes: prefixTable(thresholds))
+    }
+
+    /// Bits of a uniform 63-bit u that `prefixes` is indexed by.
+    @usableFromInline static let prefixBits: UInt64 = 16
+    /// A `prefixes` entry whose prefix does not decide the draw.
+    @usableFromInline static let undecided: UInt8 = 255
+
+    /// For each 16-bit prefix h, the draw for every u in [h << 47, (h + 1) << 47) when
+    /// that is one value (no threshold falls inside the cell), else `undecided`.
+    private static func prefixTable(_ thresholds: [UInt64]) -> [UInt8]? {
+        guard thresholds.count < Int(undecided) else { return nil }
+        let cellBits = 63 - prefixBits
+        var table = [UInt8](repeating: undecided, count: 1 << prefixBits)
+        var low = 0, high = 0  // the draws for the cell's first and last u
+        for h in table.indices {
+            let first = UInt64(h) << cellBits, last = first | ((1 << cellBits) - 1)
+            while thresholds[low] <= first { low += 1 }
+            if high < low { high = low }
+            while thresholds[high] <= last { high += 1 }
+            if low == high { table[h] = UInt8(low) }
+        }
+        return table
     }
 
     /// One sample.
     @inlinable
     public func sample(_ rng: inout Xoshiro256StarStar) -> UInt64 {
         switch method {
-        case .table(let thresholds, let guide, let shift):
+        case .table(let thresholds, let guide, let shift, _):
             return thresholds.withUnsafeBufferPointer { thresholds in
                 guide.withUnsafeBufferPointer { guide in
                     Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift)
@@ -109,26 +133,42 @@ public struct PoissonSampler: Sendable {
     public func fill<T: FixedWidthInteger>(_ output: UnsafeMutableBufferPointer<T>, rng: inout Xoshiro256StarStar) -> UInt64? {
         let maximum = UInt64(T.max)
         switch method {
-        case .table(let thresholds, let guide, let shift):
-            if let last = tableMaximum, UInt64(last) <= maximum {
-                // Every value the table can produce fits: no check per sample. Even and
-                // odd elements come from two generators (the second seeded from the
-                // first), so the CPU overlaps their dependency chains.
-                var other = Xoshiro256StarStar(seed: rng.next(), stream: 1)
+        case .table(let thresholds, let guide, let shift, let prefixes):
+            if let prefixes, let last = tableMaximum, UInt64(last) <= maximum {
+                // Every value the table can produce fits, so there is no check per
+                // sample. A draw needs only as many bits of u as it takes to decide it:
+                // the top 16 nearly always do (when no threshold falls inside their
+                // cell), so one 64-bit word gives four draws. The rare undecided prefix
+                // takes its remaining 47 bits from a fresh word, so every draw is still
+                // exactly the 63-bit inversion.
                 return thresholds.withUnsafeBufferPointer { thresholds in
                     guide.withUnsafeBufferPointer { guide in
-                        var index = 0
-                        while index &+ 1 < output.count {
-                            let even = Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift)
-                            let odd = Self.tableSample(&other, thresholds: thresholds, guide: guide, shift: shift)
-                            output[index] = T(truncatingIfNeeded: even)
-                            output[index &+ 1] = T(truncatingIfNeeded: odd)
-                            index &+= 2
+                        prefixes.withUnsafeBufferPointer { prefixes in
+                            @inline(__always) func draw(_ prefix: UInt64) -> T {
+                                let value = prefixes[Int(truncatingIfNeeded: prefix)]
+                                if _fastPath(value != Self.undecided) { return T(truncatingIfNeeded: value) }
+                                let u = prefix << (63 - Self.prefixBits) | rng.next() >> (Self.prefixBits + 1)
+                                return T(truncatingIfNeeded: Self.tableSample(u, thresholds: thresholds, guide: guide, shift: shift))
+                            }
+                            var index = 0
+                            while index &+ 4 <= output.count {
+                                let word = rng.next()
+                                output[index] = draw(word >> 48)
+                                output[index &+ 1] = draw(word >> 32 & 0xFFFF)
+                                output[index &+ 2] = draw(word >> 16 & 0xFFFF)
+                                output[index &+ 3] = draw(word & 0xFFFF)
+                                index &+= 4
+                            }
+                            if index < output.count {
+                                var word = rng.next()
+                                while index < output.count {
+                                    output[index] = draw(word >> 48)
+                                    word <<= 16
+                                    index &+= 1
+                                }
+                            }
+                            return nil
                         }
-                        if index < output.count {
-                            output[index] = T(truncatingIfNeeded: Self.tableSample(&rng, thresholds: thresholds, guide: guide, shift: shift))
-                        }
-                        return nil
                     }
                 }
             }
@@ -156,7 +196,14 @@ public struct PoissonSampler: Sendable {
     static func tableSample(
         _ rng: inout Xoshiro256StarStar, thresholds: UnsafeBufferPointer<UInt64>, guide: UnsafeBufferPointer<UInt16>, shift: UInt64
     ) -> UInt64 {
-        let u = rng.next() &>> 1
+        tableSample(rng.next() &>> 1, thresholds: thresholds, guide: guide, shift: shift)
+    }
+
+    /// The draw for a uniform 63-bit `u`: the smallest k with u < thresholds[k].
+    @inlinable @inline(__always)
+    static func tableSample(
+        _ u: UInt64, thresholds: UnsafeBufferPointer<UInt64>, guide: UnsafeBufferPointer<UInt16>, shift: UInt64
+    ) -> UInt64 {
         var k = Int(guide[Int(truncatingIfNeeded: u &>> shift)])
         while thresholds[k] <= u { k &+= 1 }
         return UInt64(k)
