@@ -165,12 +165,21 @@ def main():
             elif figure["stage"] == "poisson":
                 say(f"| poisson | whole stage (allocation included), lambda 3, --jobs {figure['jobs']} | {figure['ns_per_sample']:.2f} ns/sample | |")
             elif figure["stage"] == "normalize":
-                say(f"| normalize | Grid<UInt8> -> Grid<Float32>, --jobs {figure['jobs']} | {figure['input_mb_per_s']:.0f} M elements/s "
-                    f"({figure['output_mb_per_s']:.0f} MB/s written) | |")
+                rates = []
+                if "input_mb_per_s" in figure:
+                    rates.append(f"{figure['input_mb_per_s']:.0f} M elements/s")
+                if "output_mb_per_s" in figure:
+                    rates.append(f"{figure['output_mb_per_s']:.0f} MB/s written")
+                say(f"| normalize | {figure['what']}, --jobs {figure['jobs']} | {figure['seconds'] * 1000:.3f} ms"
+                    f"{', ' if rates else ''}{', '.join(rates)} | |")
             elif figure["stage"] == "jpeg":
-                extra = f"from UInt8 (raw counts, far less entropy): {figure['seconds_from_uint8'] * 1000:.1f} ms" if "seconds_from_uint8" in figure else ""
-                say(f"| jpeg | {figure['what']}, from Float32 | {figure['seconds'] * 1000:.1f} ms, {figure['pixels_mb_per_s']:.0f} Mpixel/s, "
-                    f"{figure['bytes'] / 1e6:.2f} MB | {extra} |")
+                extra = []
+                if "seconds_from_dense" in figure:
+                    extra.append(f"from dense Float32: {figure['seconds_from_dense'] * 1000:.1f} ms")
+                if "seconds_from_uint8" in figure:
+                    extra.append(f"from UInt8 (raw counts, far less entropy): {figure['seconds_from_uint8'] * 1000:.1f} ms")
+                say(f"| jpeg | {figure['what']}, from the normalised grid | {figure['seconds'] * 1000:.1f} ms, {figure['pixels_mb_per_s']:.0f} Mpixel/s, "
+                    f"{figure['bytes'] / 1e6:.2f} MB | {'; '.join(extra)} |")
             elif figure["stage"] == "png":
                 say(f"| png | {figure['what']} | {figure['pixels_mb_per_s']:.0f} Mpixel/s, {figure['bytes'] / 1e6:.3f} MB | |")
 

@@ -170,11 +170,17 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
             let output = UnsafeMutableBufferPointer<Element>.allocate(capacity: width * height)
             encoding.table.withUnsafeBufferPointer { table in
                 encoding.indices.withUnsafeBufferPointer { indices in
-                    for i in 0..<indices.count { (output.baseAddress! + i).initialize(to: table[Int(indices[i])]) }
+                    Self.decode(indices, table: table, into: output.baseAddress!)
                 }
             }
             return output
         }
+    }
+
+    @_specialize(where Element == Float)
+    @_specialize(where Element == Double)
+    private static func decode(_ indices: UnsafeBufferPointer<UInt8>, table: UnsafeBufferPointer<Element>, into output: UnsafeMutablePointer<Element>) {
+        for i in 0..<indices.count { (output + i).initialize(to: table[Int(indices[i])]) }
     }
 
     public var count: Int { width * height }
