@@ -101,6 +101,11 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.platform()}, Python {platform.python_version()}, NumPy {np.__version__}, Pillow {Image.__version__}"
 
 
+def present(figure, fields):
+    """The fields a figure has, each formatted after scaling: [(key, format, scale)]."""
+    return [form.format(figure[key] * scale) for key, form, scale in fields if key in figure]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -165,19 +170,12 @@ def main():
             elif figure["stage"] == "poisson":
                 say(f"| poisson | whole stage (allocation included), lambda 3, --jobs {figure['jobs']} | {figure['ns_per_sample']:.2f} ns/sample | |")
             elif figure["stage"] == "normalize":
-                rates = []
-                if "input_mb_per_s" in figure:
-                    rates.append(f"{figure['input_mb_per_s']:.0f} M elements/s")
-                if "output_mb_per_s" in figure:
-                    rates.append(f"{figure['output_mb_per_s']:.0f} MB/s written")
+                rates = present(figure, [("input_mb_per_s", "{:.0f} M elements/s", 1), ("output_mb_per_s", "{:.0f} MB/s written", 1)])
                 say(f"| normalize | {figure['what']}, --jobs {figure['jobs']} | {figure['seconds'] * 1000:.3f} ms"
                     f"{', ' if rates else ''}{', '.join(rates)} | |")
             elif figure["stage"] == "jpeg":
-                extra = []
-                if "seconds_from_dense" in figure:
-                    extra.append(f"from dense Float32: {figure['seconds_from_dense'] * 1000:.1f} ms")
-                if "seconds_from_uint8" in figure:
-                    extra.append(f"from UInt8 (raw counts, far less entropy): {figure['seconds_from_uint8'] * 1000:.1f} ms")
+                extra = present(figure, [("seconds_from_dense", "from dense Float32: {:.1f} ms", 1000),
+                                         ("seconds_from_uint8", "from UInt8 (raw counts, far less entropy): {:.1f} ms", 1000)])
                 say(f"| jpeg | {figure['what']}, from the normalised grid | {figure['seconds'] * 1000:.1f} ms, {figure['pixels_mb_per_s']:.0f} Mpixel/s, "
                     f"{figure['bytes'] / 1e6:.2f} MB | {'; '.join(extra)} |")
             elif figure["stage"] == "png":
