@@ -204,18 +204,21 @@ enum S3Digests {
         Data(SHA256.hash(data: bytes)).base64EncodedString()
     }
 
-    /// The digests one upload request needs, each byte read once per digest: the
-    /// payload hash that is signed (SHA-256, hex), the checksum S3 verifies (the same
-    /// SHA-256, base64) and the MD5 the ETag is checked against.
+    /// The digests one upload request needs: the payload hash that is signed
+    /// (SHA-256, hex) and, from the same hash, the checksum S3 verifies (base64); or,
+    /// without a checksum, the MD5 the returned ETag is checked against instead. The
+    /// MD5 is a second full pass over the bytes, slower than the SHA-256 itself, and
+    /// adds nothing when S3 already verifies a SHA-256 of them.
     struct Request {
         var payloadHash: String
         var checksum: String?
-        var md5: [UInt8]
+        var md5: [UInt8]?
     }
 
     static func forRequest(_ bytes: UnsafeRawBufferPointer, checksum: Bool) -> Request {
         let sha = Array(SHA256.hash(data: bytes))
-        return Request(payloadHash: SigV4.hex(sha), checksum: checksum ? Data(sha).base64EncodedString() : nil, md5: md5(bytes))
+        return Request(payloadHash: SigV4.hex(sha), checksum: checksum ? Data(sha).base64EncodedString() : nil,
+                       md5: checksum ? nil : md5(bytes))
     }
 
     /// The checksum S3 gives a multipart object: base64 SHA-256 of the parts' binary

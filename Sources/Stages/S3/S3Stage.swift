@@ -14,10 +14,11 @@ public struct S3Stage: Stage {
             AWS_REGION, AWS_DEFAULT_REGION or the profile; the endpoint from 'endpoint', \
             AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL. Objects above multipart_threshold are uploaded in \
             parts, concurrently; a failed or cancelled multipart upload is aborted. Throttling, 5xx \
-            and connection errors are retried with exponential backoff and full jitter. The ETag S3 \
-            returns is checked against the bytes sent. With overwrite false the upload is conditional \
-            (If-None-Match: *). checksum sha256 sends x-amz-checksum-sha256 so S3 verifies the bytes; \
-            crc32c is not offered.
+            and connection errors are retried with exponential backoff and full jitter. With overwrite \
+            false the upload is conditional (If-None-Match: *). checksum sha256 sends \
+            x-amz-checksum-sha256 so S3 verifies the bytes, and the checksums S3 echoes are compared; \
+            with checksum none the ETag S3 returns is checked against the MD5 of the bytes sent \
+            instead. crc32c is not offered.
             """,
         parameters: [
             ParameterSpec("bucket", .string, doc: "bucket name"),

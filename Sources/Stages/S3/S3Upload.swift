@@ -59,7 +59,7 @@ public struct S3Upload: Sendable {
                                        body: .shared(bytes, 0..<bytes.count), payloadHash: digests.payloadHash, session: session,
                                        isCancelled: cancel.isSet)
         let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-        if Self.etagIsMD5(response) { try verify(etag: etag, expected: SigV4.hex(digests.md5)) }
+        if let md5 = digests.md5, Self.etagIsMD5(response) { try verify(etag: etag, expected: SigV4.hex(md5)) }
         try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
         context.reportProgress(1)
         return Result(etag: etag, versionID: response.header("x-amz-version-id"))
@@ -79,6 +79,17 @@ public struct S3Upload: Sendable {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) does not match the bytes sent (\(expected))",
                           hint: "the object may be corrupt; upload again", isTransient: false)
+        }
+    }
+
+    /// A multipart object's MD5-shaped ETag ends in "-" and its part count: one that
+    /// does not belongs to some other object or upload.
+    func verify(multipartETag etag: String, parts: Int) throws {
+        let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
+        if md5Shaped && etag.dropFirst(32) != "-\(parts)" {
+            throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
+                          message: "the server's ETag \(etag) is not that of an object of \(parts) parts",
+                          hint: "the object may not be the one uploaded; upload again", isTransient: false)
         }
     }
 
@@ -115,7 +126,10 @@ public struct S3Upload: Sendable {
                                             query: [("uploadId", uploadID)], headers: [("Content-Type", "application/xml")] + conditional(),
                                             body: .bytes(Array(xml.utf8)), session: session, isCancelled: cancel.isSet)
             let etag = (XMLText.value(of: "ETag", in: completed.body) ?? completed.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-            if Self.etagIsMD5(completed) { try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.map(\.md5))) }
+            if Self.etagIsMD5(completed) {
+                try verify(multipartETag: etag, parts: parts.count)
+                if !checksum { try verify(etag: etag, expected: S3Digests.multipartETag(partMD5s: parts.compactMap(\.md5))) }
+            }
             if checksum {
                 // S3's checksum of a multipart object: SHA-256 of the parts' SHA-256s, "-", part count.
                 let composite = S3Digests.compositeChecksum(partChecksums: parts.compactMap(\.checksum))
@@ -143,7 +157,7 @@ public struct S3Upload: Sendable {
     struct Part: Sendable {
         var number: Int
         var etag: String
-        var md5: [UInt8]
+        var md5: [UInt8]?
         var checksum: String?
     }
 
@@ -164,6 +178,7 @@ public struct S3Upload: Sendable {
                                                    headers: headers, body: .shared(bytes, range), payloadHash: digests.payloadHash,
                                                    session: session, isCancelled: cancel.isSet)
                     let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+                    try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
                     let done = state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
                     context.reportProgress(Double(done) / Double(count))
                 }
