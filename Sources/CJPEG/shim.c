@@ -66,6 +66,10 @@ int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int h
   memset(&err, 0, sizeof err);
   *out = NULL;
   *out_size = 0;
+  if (kind == CJPEG_PIXELS_U8_TABLE && !options.table) {
+    cjpeg_copy_message("indexed samples need a table", message, message_len);
+    return -1;
+  }
   cinfo.err = jpeg_std_error(&err.base);
   err.base.error_exit = cjpeg_error_exit;
   err.base.emit_message = cjpeg_emit_message;

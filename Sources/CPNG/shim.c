@@ -119,6 +119,10 @@ int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int hei
   memset(&err, 0, sizeof err);
   *out = NULL;
   *out_size = 0;
+  if (kind == CPNG_PIXELS_U8_TABLE && !options.table) {
+    cpng_copy_message("indexed samples need a table", message, message_len);
+    return -1;
+  }
   png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, cpng_error_fn, cpng_warning_fn);
   if (!png) { cpng_copy_message("cannot create PNG writer", message, message_len); return -1; }
   info = png_create_info_struct(png);

@@ -127,6 +127,49 @@ import Testing
         #expect(decided > prefixes.count * 99 / 100, "\(decided) of \(prefixes.count) prefixes decided")
     }
 
+    /// The bulk path draw by draw: replaying its random words through the prefix table
+    /// and, for undecided prefixes, full inversion gives the same values; for lengths
+    /// that end 1 to 3 draws into a word, and often enough that undecided prefixes occur.
+    @Test(arguments: [3.0, 63.9])
+    func bulkDrawsReplayThroughFullInversion(lambda: Double) throws {
+        let sampler = PoissonSampler(lambda: lambda)
+        guard case .table(let thresholds, let guide, let shift, let prefixes?) = sampler.method else {
+            Issue.record("lambda \(lambda) should use the table with prefixes")
+            return
+        }
+        for count in [1, 2, 3, 4, 5, 6, 7, 400_003] {
+            var rng = Xoshiro256StarStar(seed: UInt64(count))
+            var replay = rng
+            var output = [UInt64](repeating: 0, count: count)
+            let overflow = output.withUnsafeMutableBufferPointer { sampler.fill($0, rng: &rng) }
+            #expect(overflow == nil)
+            var expected: [UInt64] = []
+            var undecided = 0
+            thresholds.withUnsafeBufferPointer { thresholds in
+                guide.withUnsafeBufferPointer { guide in
+                    while expected.count < count {
+                        let word = replay.next()
+                        for chunk in 0..<4 where expected.count < count {
+                            let prefix = word >> (48 - 16 * UInt64(chunk)) & 0xFFFF
+                            let value = prefixes[Int(prefix)]
+                            if value != PoissonSampler.undecided {
+                                expected.append(UInt64(value))
+                            } else {
+                                undecided += 1
+                                let u = prefix << 47 | replay.next() >> 17
+                                expected.append(PoissonSampler.tableSample(u, thresholds: thresholds, guide: guide, shift: shift))
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(output == expected, "lambda \(lambda), \(count) draws")
+            // Both consumed the same words.
+            #expect(rng.next() == replay.next())
+            if count > 1000 { #expect(undecided > 0, "no undecided prefix in \(count) draws") }
+        }
+    }
+
     /// The test has power: samplers that are slightly wrong fail it.
     @Test func biasedSamplersFail() {
         // 1. The mean off by 1 %.

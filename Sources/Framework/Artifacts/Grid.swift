@@ -239,7 +239,8 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     /// occur; otherwise one pass over the indices finds which entries occur.
     @usableFromInline
     static func range(of encoding: DictionaryEncoding) -> (min: Element, max: Element)? {
-        guard let (low, high) = encoding.indices.range().map({ (Int($0.min), Int($0.max)) }) else { return nil }
+        // The indices' range is usually cached already (normalize needed it).
+        guard let (low, high) = encoding.indices.valueRange().map({ (Int($0.min), Int($0.max)) }) else { return nil }
         let used = encoding.table[low...high]
         // Comparisons with NaN are false, so a monotonic run holds no NaN beyond its ends.
         let (first, last) = (used.first!, used.last!)

@@ -17,8 +17,8 @@ public struct S3Stage: Stage {
             and connection errors are retried with exponential backoff and full jitter. With overwrite \
             false the upload is conditional (If-None-Match: *). checksum sha256 sends \
             x-amz-checksum-sha256 so S3 verifies the bytes, and the checksums S3 echoes are compared; \
-            with checksum none the ETag S3 returns is checked against the MD5 of the bytes sent \
-            instead. crc32c is not offered.
+            with checksum none (or, for a single PUT, when the server echoes no checksum) the ETag \
+            S3 returns is checked against the MD5 of the bytes sent instead. crc32c is not offered.
             """,
         parameters: [
             ParameterSpec("bucket", .string, doc: "bucket name"),

@@ -59,8 +59,17 @@ public struct S3Upload: Sendable {
                                        body: .shared(bytes, 0..<bytes.count), payloadHash: digests.payloadHash, session: session,
                                        isCancelled: cancel.isSet)
         let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-        if let md5 = digests.md5, Self.etagIsMD5(response) { try verify(etag: etag, expected: SigV4.hex(md5)) }
-        try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
+        let echoed = response.header("x-amz-checksum-sha256")
+        if Self.etagIsMD5(response) {
+            if let md5 = digests.md5 {
+                try verify(etag: etag, expected: SigV4.hex(md5))
+            } else if echoed == nil {
+                // The server did not confirm the checksum: check the ETag instead, one
+                // MD5 pass over an object below the multipart threshold.
+                try verify(etag: etag, expected: bytes.withUnsafeBytes { S3Digests.md5Hex($0) })
+            }
+        }
+        try verify(checksum: echoed, expected: digests.checksum)
         context.reportProgress(1)
         return Result(etag: etag, versionID: response.header("x-amz-version-id"))
     }
