@@ -67,20 +67,33 @@ if let path = settings.uploadFile {
     // The whole upload as a user would run it: map the file, upload, exit. In a
     // pipeline the bytes are an artifact already in memory; mapping the file (which
     // the other contenders read from the page cache too) gives the sink the same
-    // start without charging it for copying 1 GiB into fresh memory first.
+    // start without charging it for copying the file into fresh memory first.
+    // S3_BENCH_LOAD=read reads it into memory instead, to show what that costs.
     let descriptor = open(path, O_RDONLY)
     var status = stat()
     guard descriptor >= 0, fstat(descriptor, &status) == 0 else { fatalError("cannot read \(path)") }
     let size = Int(status.st_size)
-    guard let mapped = mmap(nil, max(1, size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, descriptor, 0), mapped != MAP_FAILED else {
-        fatalError("cannot map \(path)")
+    let bytes: SharedBytes
+    if ProcessInfo.processInfo.environment["S3_BENCH_LOAD"] == "read" {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, size), alignment: 16)
+        var offset = 0
+        while offset < size {
+            let count = read(descriptor, buffer + offset, size - offset)
+            guard count > 0 else { fatalError("cannot read \(path)") }
+            offset += count
+        }
+        bytes = SharedBytes(takingOwnershipOf: buffer, count: size) { $0.deallocate() }
+    } else {
+        guard let mapped = mmap(nil, max(1, size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, descriptor, 0), mapped != MAP_FAILED else {
+            fatalError("cannot map \(path)")
+        }
+        bytes = SharedBytes(takingOwnershipOf: mapped, count: size) { munmap($0, max(1, size)) }
     }
     close(descriptor)
     let environment = AWSEnvironment()
     let client = S3Client(
         configuration: S3Configuration(endpoint: environment["AWS_ENDPOINT_URL_S3"], region: "us-east-1", pathStyle: true),
         credentials: AWSCredentialChain(environment: environment))
-    let bytes = SharedBytes(takingOwnershipOf: mapped, count: size) { munmap($0, max(1, size)) }
     let upload = S3Upload(client: client, bucket: environment["S3_BENCH_BUCKET"] ?? "bench", key: environment["S3_BENCH_KEY"] ?? "object",
                           bytes: bytes, headers: [("Content-Type", "application/octet-stream")],
                           checksum: environment["S3_BENCH_CHECKSUM"] != "none", overwrite: true,
