@@ -56,5 +56,8 @@ import Framework
         let summary = grid.summary()
         #expect(summary.type == "Grid<Float32>" && summary.width == 1 && summary.height == 2)
         #expect(summary.byteCount == 8 && summary.min == 0 && summary.max == 1)
+        #expect(summary.encoding == "dictionary")
+        #expect(summary.shortDescription == "Grid<Float32> 1x2 8 B (dictionary-encoded)")
+        #expect(try Grid<Float>(width: 1, height: 1, values: [0]).summary().encoding == nil)
     }
 }

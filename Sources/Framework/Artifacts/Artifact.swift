@@ -39,6 +39,9 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
     public var width: Int?
     public var height: Int?
     public var elementType: String?
+    /// How a grid is held when not as plain elements: "dictionary" (byte indices into
+    /// a table; `byteCount` is still the decoded size).
+    public var encoding: String?
     public var min: Double?
     public var max: Double?
     public var format: String?
@@ -54,7 +57,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case type, width, height, elementType = "element_type", min, max, format, mediaType = "media_type"
+        case type, width, height, elementType = "element_type", encoding, min, max, format, mediaType = "media_type"
         case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id"
     }
 
@@ -64,6 +67,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
         if let format { parts.append(format) }
         if let width, let height { parts.append("\(width)x\(height)") }
         if let byteCount { parts.append(ByteCountFormatting.string(byteCount)) }
+        if let encoding { parts.append("(\(encoding)-encoded)") }
         if let uri { parts.append(uri) }
         return parts.joined(separator: " ")
     }

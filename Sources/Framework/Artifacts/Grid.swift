@@ -279,19 +279,16 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         summary.height = height
         summary.elementType = Element.elementType.rawValue
         summary.byteCount = count * MemoryLayout<Element>.stride
+        if dictionaryEncoding != nil { summary.encoding = "dictionary" }
         return summary
     }
 
     public func summary() -> ArtifactSummary {
-        var summary = ArtifactSummary(type: artifactType)
-        summary.width = width
-        summary.height = height
-        summary.elementType = Element.elementType.rawValue
+        var summary = briefSummary()
         if let (low, high) = valueRange() {
             summary.min = low
             summary.max = high
         }
-        summary.byteCount = count * MemoryLayout<Element>.stride
         return summary
     }
 

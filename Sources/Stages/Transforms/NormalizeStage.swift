@@ -16,7 +16,9 @@ public struct NormalizeStage: Stage {
         summary: "Scale a numeric grid to Float32 values in [0, 1].",
         discussion: """
             min-max by default: (x - min) / (max - min); a constant grid becomes all 0. \
-            With range: [lo, hi], (x - lo) / (hi - lo) clamped to [0, 1].
+            With range: [lo, hi], (x - lo) / (hi - lo) clamped to [0, 1]. A Grid<UInt8> comes out \
+            dictionary-encoded: its bytes and a table of the 256 mapped values, made without a pass \
+            over the data; jpeg and png read it through the table, other consumers get it decoded.
             """,
         parameters: [
             ParameterSpec("range", .list(.number, count: 2), optional: true,
