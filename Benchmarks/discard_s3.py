@@ -7,8 +7,10 @@ stdin closes.
 import http.server
 import os
 import sys
-import threading
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "Fixtures"))
+from loopback import serve_until_stdin_closes  # noqa: E402
 
 
 class Discard(http.server.BaseHTTPRequestHandler):
@@ -46,9 +48,4 @@ class Discard(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
-server.daemon_threads = True
-print(server.server_address[1], flush=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-sys.stdin.read()
-os._exit(0)
+serve_until_stdin_closes(Discard)

@@ -27,6 +27,15 @@ class Helper:
         self.process.kill()
 
 
+def client_env(settings):
+    """The environment every client runs in: the test server's key, bucket "bench",
+    no session token or instance metadata from the machine."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=settings["access_key"], AWS_SECRET_ACCESS_KEY=settings["secret_key"],
+               AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", S3_BENCH_BUCKET="bench")
+    env.pop("AWS_SESSION_TOKEN", None)
+    return env
+
+
 def timed(command, env):
     start = time.perf_counter()
     result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -43,9 +52,7 @@ def main():
     moto = Helper([sys.executable, os.path.join(ROOT, "Tests", "Fixtures", "s3_server.py"), "bench"])
     settings = json.loads(moto.line)
     discard = Helper([sys.executable, os.path.join(ROOT, "Benchmarks", "discard_s3.py")])
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=settings["access_key"], AWS_SECRET_ACCESS_KEY=settings["secret_key"],
-               AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", S3_BENCH_BUCKET="bench")
-    env.pop("AWS_SESSION_TOKEN", None)
+    env = client_env(settings)
     boto = ("import boto3, sys; boto3.client('s3', endpoint_url=sys.argv[1]).upload_file(sys.argv[2], 'bench', sys.argv[3])")
     rows = []
     try:

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from s3_bench import client_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.dirname(sys.executable)
 
@@ -43,9 +45,7 @@ def upload(who, path, log_path):
     server = subprocess.Popen([sys.executable, __file__, "--serve", log_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     settings = json.loads(server.stdout.readline())
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=settings["access_key"], AWS_SECRET_ACCESS_KEY=settings["secret_key"],
-               AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
-               S3_BENCH_BUCKET="bench", S3_BENCH_KEY="object", AWS_ENDPOINT_URL_S3=settings["endpoint"])
+    env = dict(client_env(settings), S3_BENCH_KEY="object", AWS_ENDPOINT_URL_S3=settings["endpoint"])
     command = ([os.path.join(ROOT, ".build", "release", "stage-bench"), "--s3-upload", path] if who == "sink" else
                [os.path.join(VENV, "aws"), "s3", "cp", path, "s3://bench/object", "--endpoint-url", settings["endpoint"], "--only-show-errors"])
     subprocess.run(["sync"], check=True)

@@ -12,9 +12,10 @@ refreshing can be observed. Prints the port; stops when stdin closes.
 import datetime
 import http.server
 import json
-import os
 import sys
 import threading
+
+from loopback import serve_until_stdin_closes
 
 EXPIRY = int(sys.argv[1])
 lock = threading.Lock()
@@ -70,9 +71,4 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_address[1], flush=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-sys.stdin.read()
-os._exit(0)
+serve_until_stdin_closes(Handler)

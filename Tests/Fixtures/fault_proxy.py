@@ -16,12 +16,13 @@ GET /__faults answers how many faults were injected. Stops when stdin closes.
 """
 import http.client
 import http.server
-import os
 import socket
 import struct
 import sys
 import threading
 import time
+
+from loopback import serve_until_stdin_closes
 
 UPSTREAM = int(sys.argv[1])
 MODE = sys.argv[2]
@@ -103,9 +104,4 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-server.daemon_threads = True
-print(server.server_address[1], flush=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-sys.stdin.read()
-os._exit(0)
+serve_until_stdin_closes(Proxy)

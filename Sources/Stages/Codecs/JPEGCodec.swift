@@ -112,22 +112,19 @@ public enum JPEGCodec {
         }
     }
 
+    /// Encodes `rows` rows from `firstRow` on with one libjpeg encoder.
     private static func encode(_ samples: Samples, firstRow: Int, rows: Int, options: Options) throws -> EncoderOutput {
-        try encode(samples.base + firstRow * samples.width * samples.bytesPerSample, kind: samples.kind, table: samples.table,
-                   width: samples.width, height: rows, options: options)
-    }
-
-    private static func encode(_ pixels: UnsafeRawPointer?, kind: CJPEG_PixelKind, table: UnsafePointer<Float>?,
-                               width: Int, height: Int, options: Options) throws -> EncoderOutput {
-        guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
-            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
+        guard samples.width >= 1, rows >= 1, samples.width <= 65_500, rows <= 65_500 else {
+            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(samples.width)x\(rows)")
         }
+        let pixels = samples.base + firstRow * samples.width * samples.bytesPerSample
         var output: UnsafeMutablePointer<UInt8>?
         var size: UInt = 0
         var message = [CChar](repeating: 0, count: Int(CJPEG_MESSAGE_MAX))
         let options = CJPEG_EncodeOptions(quality: Int32(options.quality), progressive: options.progressive ? 1 : 0,
-                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows), table: table)
-        let status = CJPEG_encode_gray(pixels, kind, Int32(width), Int32(height), width, options, &output, &size, &message, message.count)
+                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows), table: samples.table)
+        let status = CJPEG_encode_gray(pixels, samples.kind, Int32(samples.width), Int32(rows), samples.width, options,
+                                       &output, &size, &message, message.count)
         guard status == 0, let output else {
             throw CodecError(library: "libjpeg", message: String(cString: message))
         }

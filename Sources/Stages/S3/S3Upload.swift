@@ -83,19 +83,22 @@ public struct S3Upload: Sendable {
 
     /// Compares an MD5-shaped ETag with the MD5 of what was sent.
     func verify(etag: String, expected: String) throws {
-        let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
-        if md5Shaped && etag.lowercased() != expected {
+        if Self.isMD5Shaped(etag) && etag.lowercased() != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) does not match the bytes sent (\(expected))",
                           hint: "the object may be corrupt; upload again", isTransient: false)
         }
     }
 
+    /// Whether an ETag starts with 32 hex digits, as MD5-based ones (plain or multipart) do.
+    static func isMD5Shaped(_ etag: String) -> Bool {
+        etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
+    }
+
     /// A multipart object's MD5-shaped ETag ends in "-" and its part count: one that
     /// does not belongs to some other object or upload.
     func verify(multipartETag etag: String, parts: Int) throws {
-        let md5Shaped = etag.count >= 32 && etag.prefix(32).allSatisfy(\.isHexDigit)
-        if md5Shaped && etag.dropFirst(32) != "-\(parts)" {
+        if Self.isMD5Shaped(etag) && etag.dropFirst(32) != "-\(parts)" {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) is not that of an object of \(parts) parts",
                           hint: "the object may not be the one uploaded; upload again", isTransient: false)
