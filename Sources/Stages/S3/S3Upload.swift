@@ -36,13 +36,8 @@ public struct S3Upload: Sendable {
     }
 
     public func run(multipart: Bool) async throws -> Result {
-        let cancel = CancelFlag()
-        return try await withTaskCancellationHandler {
-            try await Blocking.run {
-                multipart ? try multipartUpload(cancel) : try singlePut(cancel)
-            }
-        } onCancel: {
-            cancel.set()
+        try await Blocking.run { cancel in
+            multipart ? try multipartUpload(cancel) : try singlePut(cancel)
         }
     }
 
@@ -236,47 +231,5 @@ final class PartState: @unchecked Sendable {
         lock.lock()
         if self.error == nil { self.error = error }
         lock.unlock()
-    }
-}
-
-/// A flag set on cancellation (or failure), read by blocking workers.
-final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    func set() {
-        lock.lock(); value = true; lock.unlock()
-    }
-
-    func isSet() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return value
-    }
-}
-
-/// Blocking work (libcurl transfers) on threads of its own, off Swift's cooperative
-/// pool, which has one thread per core.
-enum Blocking {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread { continuation.resume(with: Result { try body() }) }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-    }
-
-    /// Runs `body(0..<count)` on `count` threads and waits for all.
-    static func parallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-        let group = DispatchGroup()
-        for index in 0..<count {
-            group.enter()
-            let thread = Thread {
-                body(index)
-                group.leave()
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-        group.wait()
     }
 }

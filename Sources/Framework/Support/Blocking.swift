@@ -1,0 +1,60 @@
+import Foundation
+
+/// A flag that is set once, from any thread, and polled by blocking work (a libcurl
+/// progress callback, an encoder between bands, a read loop).
+public final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    public init() {}
+
+    public func set() {
+        lock.lock(); value = true; lock.unlock()
+    }
+
+    public func isSet() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return value
+    }
+}
+
+/// Blocking work (system calls that may wait, libcurl transfers, long C calls) on
+/// threads of its own, off Swift's cooperative pool, which has one thread per core
+/// and must never wait on I/O or a child process.
+public enum Blocking {
+    /// Runs `body` on a new thread and returns its result. When the calling task is
+    /// cancelled, the flag passed to `body` is set; `body` should poll it and stop
+    /// (throwing `CancellationError`) within about 100 ms.
+    public static func run<T: Sendable>(_ body: @escaping @Sendable (CancelFlag) throws -> T) async throws -> T {
+        let flag = CancelFlag()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread { continuation.resume(with: Result { try body(flag) }) }
+                thread.stackSize = 1 << 20
+                thread.start()
+            }
+        } onCancel: {
+            flag.set()
+        }
+    }
+
+    /// Runs `body` on a new thread, without a cancellation flag.
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await run { (_: CancelFlag) in try body() }
+    }
+
+    /// Runs `body(0..<count)` on `count` threads of their own and waits for all.
+    public static func parallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for index in 0..<count {
+            group.enter()
+            let thread = Thread {
+                body(index)
+                group.leave()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        group.wait()
+    }
+}
