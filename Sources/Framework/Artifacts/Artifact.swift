@@ -76,14 +76,22 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
 /// Byte counts for people: `812 B`, `3.0 MB`.
 public enum ByteCountFormatting {
     public static func string(_ count: Int) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB"]
-        var value = Double(count)
+        string(Double(count))
+    }
+
+    /// A size given as a Double, so that sizes computed from outside data (which may
+    /// exceed Int) are shown as what they are, never wrapped.
+    public static func string(_ count: Double) -> String {
+        guard count.isFinite, count >= 0 else { return "an invalid size" }
+        let units = ["B", "KB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+        var value = count
         var unit = 0
         while value >= 1000 && unit < units.count - 1 {
             value /= 1000
             unit += 1
         }
-        return unit == 0 ? "\(count) B" : String(format1: value) + " " + units[unit]
+        if value >= 1000 { return "more than 1000 YB" }
+        return unit == 0 ? "\(Int(count)) B" : String(format1: value) + " " + units[unit]
     }
 }
 

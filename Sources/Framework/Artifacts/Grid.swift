@@ -108,7 +108,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public init(width: Int, height: Int, fill: (UnsafeMutableBufferPointer<Element>) throws -> Void) throws {
         self.width = width
         self.height = height
-        let storage = UnsafeMutableBufferPointer<Element>.allocate(capacity: try Self.elementCount(width: width, height: height))
+        let storage = try Self.allocate(width: width, height: height)
         self.dense = storage
         self.dictionaryEncoding = nil
         // If `fill` throws, the object is fully initialised, so deinit frees the storage.
@@ -120,7 +120,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public init(width: Int, height: Int, fillConcurrently fill: (UnsafeSendableBuffer<Element>) async throws -> Void) async throws {
         self.width = width
         self.height = height
-        let storage = UnsafeMutableBufferPointer<Element>.allocate(capacity: try Self.elementCount(width: width, height: height))
+        let storage = try Self.allocate(width: width, height: height)
         self.dense = storage
         self.dictionaryEncoding = nil
         // If `fill` throws, the object is fully initialised, so deinit frees the storage.
@@ -147,6 +147,36 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         return count
     }
 
+    /// Memory for a width x height grid, from `malloc`: a size that cannot be had is
+    /// an `AllocationError` naming it, never a crash.
+    private static func allocate(width: Int, height: Int) throws -> UnsafeMutableBufferPointer<Element> {
+        let count = try elementCount(width: width, height: height)
+        guard let raw = malloc(Swift.max(1, count * MemoryLayout<Element>.stride)) else {
+            throw AllocationError(byteCount: Double(count) * Double(MemoryLayout<Element>.stride),
+                                  purpose: "a \(width)x\(height) grid of \(Element.elementType.swiftName)")
+        }
+        return UnsafeMutableBufferPointer(start: raw.bindMemory(to: Element.self, capacity: count), count: count)
+    }
+
+    /// Decodes a dictionary-encoded grid's elements into memory now, so that a
+    /// failing allocation is an error here rather than a crash in a later access.
+    /// Does nothing for a grid that holds its elements.
+    public func materialize() throws {
+        guard dense == nil, materialized.ifComputed == nil else { return }
+        let output = try Self.allocate(width: width, height: height)
+        _ = materialized.value { decodeDictionary(into: output); return output }
+        if materialized.ifComputed?.baseAddress != output.baseAddress { free(output.baseAddress) }
+    }
+
+    private func decodeDictionary(into output: UnsafeMutableBufferPointer<Element>) {
+        let encoding = dictionaryEncoding!
+        encoding.table.withUnsafeBufferPointer { table in
+            encoding.indices.withUnsafeBufferPointer { indices in
+                Self.decode(indices, table: table, into: output.baseAddress!)
+            }
+        }
+    }
+
     /// A grid holding a copy of `values` (row-major); for tests and small data.
     public convenience init(width: Int, height: Int, values: [Element]) throws {
         precondition(values.count == width * height, "values.count must be width * height")
@@ -156,8 +186,8 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     }
 
     deinit {
-        dense?.deallocate()
-        materialized.ifComputed?.deallocate()
+        free(dense?.baseAddress)
+        free(materialized.ifComputed?.baseAddress)
     }
 
     /// The elements in memory: the grid's own, or a dictionary-encoded grid's decoded
@@ -166,13 +196,11 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     var storage: UnsafeMutableBufferPointer<Element> {
         if let dense { return dense }
         return materialized.value {
-            let encoding = dictionaryEncoding!
-            let output = UnsafeMutableBufferPointer<Element>.allocate(capacity: width * height)
-            encoding.table.withUnsafeBufferPointer { table in
-                encoding.indices.withUnsafeBufferPointer { indices in
-                    Self.decode(indices, table: table, into: output.baseAddress!)
-                }
+            // Callers that can fail cleanly call materialize() first; here there is no way back.
+            guard let output = try? Self.allocate(width: width, height: height) else {
+                fatalError("cannot allocate \(width)x\(height) \(Element.elementType.swiftName) elements to decode a dictionary-encoded grid")
             }
+            decodeDictionary(into: output)
             return output
         }
     }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// NumPy's `.npy` format for grids: the one place the project reads and writes it.
 ///
@@ -53,15 +56,19 @@ public enum NPY {
     /// Writes any grid to `path`.
     public static func write(_ grid: any AnyGrid, to path: String) throws {
         let header = header(elementType: grid.elementType, width: grid.width, height: grid.height)
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: path) else {
-            throw FormatError(message: "cannot create '\(path)'")
+        try AtomicFile.write(to: path, overwrite: true) { descriptor, temporary in
+            try header.withUnsafeBytes { try writeAll(descriptor, $0, path: temporary) }
+            try withRawBytes(of: grid) { try writeAll(descriptor, $0, path: temporary) }
         }
-        defer { try? handle.close() }
-        try handle.write(contentsOf: header)
-        try withRawBytes(of: grid) { bytes in
-            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-            try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: bytes.count, deallocator: .none))
+    }
+
+    private static func writeAll(_ descriptor: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let written = Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30))
+            if written < 0 && errno == EINTR { continue }
+            if written < 0 { throw SystemError("write", path: path) }
+            offset += written
         }
     }
 
@@ -75,6 +82,13 @@ public enum NPY {
 
     /// Parses and checks the header of `.npy` bytes.
     public static func layout(of bytes: UnsafeRawBufferPointer, name: String) throws -> Layout {
+        try layout(ofPrefix: bytes, totalSize: bytes.count, name: name)
+    }
+
+    /// Parses the header at the start of a `.npy` file of `totalSize` bytes, given
+    /// its first bytes (at least the header), and checks the data size it claims
+    /// against the file's, with overflow checks: a shape from outside is never trusted.
+    public static func layout(ofPrefix bytes: UnsafeRawBufferPointer, totalSize: Int, name: String) throws -> Layout {
         func fail(_ message: String) -> FormatError { FormatError(message: "\(name): \(message)") }
         guard bytes.count >= 10, Array(bytes.prefix(6)) == magic else { throw fail("not a .npy file (no \\x93NUMPY magic)") }
         let major = bytes[6]
@@ -90,7 +104,11 @@ public enum NPY {
         default:
             throw fail("unsupported .npy version \(major).\(bytes[7])")
         }
-        guard bytes.count >= headerStart + headerLength else { throw fail("truncated header") }
+        guard bytes.count >= headerStart + headerLength else {
+            guard totalSize >= headerStart + headerLength else { throw fail("truncated header") }
+            // The caller gave a prefix shorter than the header: it reads more and asks again.
+            return Layout(elementType: .uint8, width: 0, height: 0, dataOffset: headerStart + headerLength)
+        }
         let header = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[headerStart..<(headerStart + headerLength)]), as: UTF8.self)
         guard let descr = field("descr", in: header).map({ $0.trimmingCharacters(in: CharacterSet(charactersIn: "'\"")) }) else {
             throw fail("header has no 'descr'")
@@ -108,8 +126,14 @@ public enum NPY {
             throw fail("shape \(shapeText) is not a 2-D (height, width) shape")
         }
         let layout = Layout(elementType: type, width: width, height: height, dataOffset: headerStart + headerLength)
-        let expected = width * height * type.byteWidth
-        let found = bytes.count - layout.dataOffset
+        let found = totalSize - layout.dataOffset
+        let (count, overflow1) = width.multipliedReportingOverflow(by: height)
+        let (expected, overflow2) = count.multipliedReportingOverflow(by: type.byteWidth)
+        guard !overflow1, !overflow2 else {
+            let claimed = Double(width) * Double(height) * Double(type.byteWidth)
+            throw fail("shape (\(height), \(width)) of \(type.rawValue) claims \(ByteCountFormatting.string(claimed)) of data, "
+                + "but the file has \(ByteCountFormatting.string(found))")
+        }
         guard found == expected else {
             throw fail(found < expected ? "truncated: \(height)x\(width) \(type.rawValue) needs \(expected) bytes of data, found \(found)"
                                         : "\(found - expected) bytes of extra data after the \(height)x\(width) \(type.rawValue) array")
@@ -135,11 +159,33 @@ public enum NPY {
         }
     }
 
-    public static func read(contentsOf path: String) throws -> any AnyGrid {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FormatError(message: "\(path): cannot be read (missing?)")
+    /// Reads a `.npy` file: the header first, then the data straight into the
+    /// grid's memory (no copy of the file, and an allocation that fails is an error).
+    public static func read(contentsOf path: String, name: String? = nil) throws -> any AnyGrid {
+        let name = name ?? path
+        let descriptor = try FileContents.open(path)
+        defer { close(descriptor) }
+        let size = try FileContents.size(of: descriptor, path: path)
+        var prefix = [UInt8](repeating: 0, count: min(size, 1 << 16))
+        try prefix.withUnsafeMutableBytes { try FileContents.readFully(descriptor, into: $0, at: 0, path: path) }
+        var layout = try prefix.withUnsafeBytes { try self.layout(ofPrefix: $0, totalSize: size, name: name) }
+        if layout.dataOffset > prefix.count {  // a header longer than 64 KiB: read it whole
+            prefix = [UInt8](repeating: 0, count: layout.dataOffset)
+            try prefix.withUnsafeMutableBytes { try FileContents.readFully(descriptor, into: $0, at: 0, path: path) }
+            layout = try prefix.withUnsafeBytes { try self.layout(ofPrefix: $0, totalSize: size, name: name) }
         }
-        return try data.withUnsafeBytes { try read($0, name: path) }
+        func make<T: GridElement>(_: T.Type) throws -> Grid<T> {
+            try Grid<T>(width: layout.width, height: layout.height) { buffer in
+                try FileContents.readFully(descriptor, into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset, path: path)
+            }
+        }
+        switch layout.elementType {
+        case .uint8: return try make(UInt8.self)
+        case .uint16: return try make(UInt16.self)
+        case .uint32: return try make(UInt32.self)
+        case .float32: return try make(Float.self)
+        case .float64: return try make(Double.self)
+        }
     }
 
     /// The value of `'key': value` in a header dictionary (to the next `,` outside
@@ -159,11 +205,11 @@ public enum NPY {
 
     private static func withRawBytes<R>(of grid: any AnyGrid, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         switch grid {
-        case let g as Grid<UInt8>: return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
-        case let g as Grid<UInt16>: return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
-        case let g as Grid<UInt32>: return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
-        case let g as Grid<Float>: return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
-        case let g as Grid<Double>: return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        case let g as Grid<UInt8>: try g.materialize(); return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        case let g as Grid<UInt16>: try g.materialize(); return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        case let g as Grid<UInt32>: try g.materialize(); return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        case let g as Grid<Float>: try g.materialize(); return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
+        case let g as Grid<Double>: try g.materialize(); return try g.withUnsafeBufferPointer { try body(UnsafeRawBufferPointer($0)) }
         default: throw FormatError(message: "unsupported grid type \(grid.artifactType)")
         }
     }

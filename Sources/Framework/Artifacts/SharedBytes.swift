@@ -21,6 +21,21 @@ public final class SharedBytes: RandomAccessCollection, @unchecked Sendable {
         self.init(takingOwnershipOf: pointer, count: bytes.count) { $0.deallocate() }
     }
 
+    /// `count` uninitialised bytes from `malloc`, to be filled once through
+    /// `withUnsafeMutableBytes` before the value is shared. Throws an
+    /// `AllocationError` naming `purpose` when the memory cannot be had.
+    public static func allocate(count: Int, purpose: @autoclosure () -> String) throws(AllocationError) -> SharedBytes {
+        guard count >= 0, let pointer = malloc(Swift.max(1, count)) else {
+            throw AllocationError(byteCount: Double(count), purpose: purpose())
+        }
+        return SharedBytes(takingOwnershipOf: pointer, count: count) { free($0) }
+    }
+
+    /// The bytes, writable: only while the value is being made, before it is shared.
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeMutableRawBufferPointer(mutating: base))
+    }
+
     deinit {
         if let pointer = base.baseAddress { deallocate(UnsafeMutableRawPointer(mutating: pointer)) }
     }

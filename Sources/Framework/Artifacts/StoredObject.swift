@@ -22,6 +22,21 @@ public final class StoredObject: Artifact {
 
     public var artifactType: ArtifactType { .storedObject }
 
+    /// `file://` + an absolute path, percent-encoded where a URI path needs it.
+    public static func fileURI(_ absolutePath: String) -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/!$&'()*+,;=:@".utf8)
+        var uri = "file://"
+        for byte in absolutePath.utf8 {
+            if allowed.contains(byte) {
+                uri.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                uri += "%" + (hex.count == 1 ? "0" : "") + hex
+            }
+        }
+        return uri
+    }
+
     public func summary() -> ArtifactSummary {
         var summary = ArtifactSummary(type: artifactType)
         summary.uri = uri

@@ -123,12 +123,23 @@ public enum ArtifactCodec {
         return artifact
     }
 
+    /// Parses a manifest and checks the fields that name things: `file` must be one
+    /// bare file name (no `/`, `..`, control characters), so that reading a stored
+    /// artifact never leaves its stage's directory or prefix.
     public static func decodeManifest(_ data: Data, name: String) throws -> ArtifactManifest {
+        let manifest: ArtifactManifest
         do {
-            return try JSONDecoder().decode(ArtifactManifest.self, from: data)
+            manifest = try JSONDecoder().decode(ArtifactManifest.self, from: data)
         } catch {
             throw ArtifactStoreError(message: "\(name): not a valid manifest (\(error))")
         }
+        guard FilePaths.isBareName(manifest.file) else {
+            throw ArtifactStoreError(message: "\(name) is damaged: its 'file' field '\(FilePaths.printable(manifest.file))' is not a bare file name")
+        }
+        guard manifest.byteCount >= 0 else {
+            throw ArtifactStoreError(message: "\(name) is damaged: its 'byte_count' is negative")
+        }
+        return manifest
     }
 
     public static let encoder: JSONEncoder = {
@@ -143,7 +154,8 @@ public struct FileArtifactStore: ArtifactStore {
     public let root: String
 
     public init(root: String) {
-        self.root = URL(fileURLWithPath: root).standardizedFileURL.path
+        // Taken literally: '~' is a directory name here, never the home directory.
+        self.root = FilePaths.absolute(root)
     }
 
     public var description: String { root }
@@ -152,7 +164,7 @@ public struct FileArtifactStore: ArtifactStore {
 
     public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
         let directory = directory(runID, stage)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FilePaths.createDirectories(directory)
         let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
         try Self.atomicWrite(data, to: directory + "/" + manifest.file)
         // The manifest goes last: its presence says the artifact is complete.
@@ -161,14 +173,14 @@ public struct FileArtifactStore: ArtifactStore {
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
         let path = directory(runID, stage) + "/manifest.json"
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let data = try Self.contents(path) else { return nil }
         return try ArtifactCodec.decodeManifest(data, name: path)
     }
 
     public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
         guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
         let path = directory(runID, stage) + "/" + manifest.file
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = try Self.contents(path) else {
             throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
         }
         return (try ArtifactCodec.decode(data, manifest: manifest, name: path), manifest)
@@ -176,27 +188,31 @@ public struct FileArtifactStore: ArtifactStore {
 
     /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
     public func recordedSeed(runID: String) -> UInt64? {
-        guard let data = FileManager.default.contents(atPath: "\(root)/\(runID)/run.json") else { return nil }
+        guard let data = try? Self.contents("\(root)/\(runID)/run.json") else { return nil }
         return RunRecord.seed(in: data)
     }
 
     public func recordSeed(_ seed: UInt64, runID: String) throws {
-        try FileManager.default.createDirectory(atPath: "\(root)/\(runID)", withIntermediateDirectories: true)
+        try FilePaths.createDirectories("\(root)/\(runID)")
         try Self.atomicWrite(RunRecord.data(seed: seed), to: "\(root)/\(runID)/run.json")
     }
 
     static func atomicWrite(_ data: Data, to path: String) throws {
-        let temporary = path + ".tmp-\(UUID().uuidString.prefix(8))"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw ArtifactStoreError(message: "cannot write \(temporary)")
+        try AtomicFile.write(data, to: path, overwrite: true)
+    }
+
+    /// A stored file's bytes, or nil when it does not exist.
+    static func contents(_ path: String) throws -> Data? {
+        let bytes: SharedBytes
+        do {
+            bytes = try FileContents.read(path)
+        } catch let error as SystemError where error.code == ENOENT {
+            return nil
         }
-        if let handle = FileHandle(forUpdatingAtPath: temporary) {
-            try? handle.synchronize()
-            try? handle.close()
-        }
-        if rename(temporary, path) != 0 {
-            unlink(temporary)
-            throw ArtifactStoreError(message: "cannot move \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        // No copy: the Data keeps the malloc'd bytes alive.
+        return bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return Data() }
+            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .custom { _, _ in _ = bytes })
         }
     }
 }

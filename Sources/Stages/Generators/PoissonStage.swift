@@ -40,12 +40,12 @@ public struct PoissonStage: Stage {
         height = parameters.int("height")
         lambda = parameters.double("lambda")
         elementType = try Self.elementType(lambda: lambda, dtype: parameters.string("dtype"))
-        let (count, overflow) = width.multipliedReportingOverflow(by: height)
-        let bytes = Double(count) * Double(elementType.byteWidth)
-        let memory = Double(ProcessInfo.processInfo.physicalMemory)
-        if overflow || bytes > memory {
+        // In Double: a product of two sizes from the pipeline file must not wrap.
+        let bytes = Double(width) * Double(height) * Double(elementType.byteWidth)
+        let limit = MemoryLimit.current
+        if bytes > Double(limit.bytes) {
             throw ParameterError("width", "makes a \(width)x\(height) grid of \(elementType.swiftName), "
-                + "\(ByteCountFormatting.string(Int(min(bytes, 9e18)))), more than this machine's memory (\(ByteCountFormatting.string(Int(memory))))",
+                + "\(ByteCountFormatting.string(bytes)), more than the memory this process may use (\(limit))",
                 help: "use a smaller width or height")
         }
     }

@@ -41,92 +41,19 @@ public struct FilesystemStage: Stage {
             throw StageFailure("input is not a bytes artifact", retryable: false)
         }
         let path = try context.expand(pathTemplate, with: artifact)
-        let url = URL(fileURLWithPath: path).standardizedFileURL
-        try artifact.bytes.withUnsafeBytes { bytes in
-            try AtomicFile.write(bytes, to: url.path, overwrite: overwrite, isCancelled: { Task.isCancelled })
+        if let offset = FilePaths.controlCharacterOffset(in: path) {
+            throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false)
         }
-        context.logger.debug("wrote \(artifact.bytes.count) bytes to \(url.path)")
-        return StoredObject(uri: url.absoluteString, byteCount: artifact.bytes.count,
+        // Taken literally: '~' is a directory name here, never the home directory.
+        let absolute = FilePaths.absolute(path)
+        let bytes = artifact.bytes
+        try await Blocking.run { cancel in
+            try bytes.withUnsafeBytes { buffer in
+                try AtomicFile.write(buffer, to: absolute, overwrite: overwrite, isCancelled: { cancel.isSet() })
+            }
+        }
+        context.logger.debug("wrote \(artifact.bytes.count) bytes to \(absolute)")
+        return StoredObject(uri: StoredObject.fileURI(absolute), byteCount: artifact.bytes.count,
                             sha256: artifact.sha256, mediaType: artifact.mediaType)
-    }
-}
-
-/// Atomic file writes: temporary file, fsync, move into place, fsync the directory.
-public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
-        try bytes.withUnsafeBytes { try write($0, to: path, overwrite: overwrite, isCancelled: isCancelled) }
-    }
-
-    public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
-        let parent = (path as NSString).deletingLastPathComponent
-        let directory = parent.isEmpty ? "." : parent
-        let name = (path as NSString).lastPathComponent
-        guard !name.isEmpty, name != ".", name != ".." else {
-            throw StageFailure("'\(path)' does not name a file", retryable: false)
-        }
-        if !overwrite, FileManager.default.fileExists(atPath: path) {
-            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
-        }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StageFailure("cannot create directory '\(directory)': \(reason(error))", retryable: false)
-        }
-        var template = Array("\(directory)/.\(name).tmp-XXXXXX".utf8CString)
-        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard descriptor >= 0 else {
-            throw StageFailure(SystemError("create a temporary file in", path: directory).description, retryable: false)
-        }
-        let temporary = String(cString: template)
-        var linked = false
-        defer {
-            if !linked { unlink(temporary) }
-        }
-        do {
-            defer { close(descriptor) }
-            var offset = 0
-            while offset < buffer.count {
-                let written = try retryingOnInterrupt("write", path: temporary) {
-                    Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30)))
-                }
-                offset += Int(written)
-            }
-            try retryingOnInterrupt("flush", path: temporary) { fsync(descriptor) }
-            try retryingOnInterrupt("set permissions of", path: temporary) { fchmod(descriptor, 0o644) }
-        }
-        if isCancelled() { throw CancellationError() }
-        if overwrite {
-            try retryingOnInterrupt("move into place", path: path) { rename(temporary, path) }
-            linked = true
-        } else {
-            // link() fails with EEXIST if the target appeared meanwhile: no overwrite race.
-            if link(temporary, path) != 0 {
-                if errno == EEXIST {
-                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
-                }
-                throw SystemError("move into place", path: path)
-            }
-            unlink(temporary)
-            linked = true
-        }
-        let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
-        if directoryDescriptor >= 0 {
-            fsync(directoryDescriptor)
-            close(directoryDescriptor)
-        }
-    }
-
-    private static func reason(_ error: any Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileWriteNoPermissionError {
-            return "permission denied"
-        }
-        if nsError.domain == NSCocoaErrorDomain, nsError.code == NSFileWriteFileExistsError {
-            return "a file is in the way"
-        }
-        return nsError.localizedDescription
     }
 }

@@ -20,14 +20,14 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
     public var reason: String { String(cString: strerror(code)) }
 
     public var description: String {
-        if let path { return "cannot \(operation) '\(path)': \(reason)" }
+        if let path { return "cannot \(operation) '\(FilePaths.printable(path))': \(reason)" }
         return "cannot \(operation): \(reason)"
     }
 }
 
 /// Calls `body` until it does not fail with EINTR; throws a `SystemError` on -1.
 @discardableResult
-func retryingOnInterrupt(_ operation: String, path: String? = nil, _ body: () -> Int32) throws -> Int32 {
+public func retryingOnInterrupt(_ operation: String, path: String? = nil, _ body: () -> Int32) throws(SystemError) -> Int32 {
     while true {
         let result = body()
         if result != -1 { return result }

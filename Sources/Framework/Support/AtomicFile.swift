@@ -1,0 +1,144 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Atomic file writes, the one writer for the filesystem sink, the artifact store,
+/// reports and exports: a temporary file next to the target, fsync, move into place,
+/// fsync the directory. Readers see the old state or the whole new file. The
+/// temporary file is close-on-exec, registered for removal on a forced exit, and
+/// removed whatever happens, cancellation included.
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, overwrite: overwrite, isCancelled: isCancelled) }
+    }
+
+    public static func write(_ data: Data, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
+        try data.withUnsafeBytes { try write($0, to: path, overwrite: overwrite, isCancelled: isCancelled) }
+    }
+
+    /// Writes `buffer` to `path`. Without `overwrite` an existing file is never
+    /// replaced (the move is a hard link, which fails if the target exists).
+    public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
+        try write(to: path, overwrite: overwrite, isCancelled: isCancelled) { descriptor, temporary in
+            var offset = 0
+            while offset < buffer.count {
+                let written = try retryingOnInterrupt("write", path: temporary) {
+                    Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30)))
+                }
+                offset += Int(written)
+            }
+        }
+    }
+
+    /// Writes what `fill` writes to the descriptor it is given (the temporary file's,
+    /// whose path is the second argument) to `path`, atomically.
+    public static func write(to path: String, overwrite: Bool, isCancelled: () -> Bool = { false },
+                             fill: (_ descriptor: Int32, _ temporaryPath: String) throws -> Void) throws {
+        let (directory, name) = FilePaths.split(path)
+        guard FilePaths.isBareName(name) else {
+            throw StageFailure("'\(FilePaths.printable(path))' does not name a file", retryable: false)
+        }
+        if !overwrite, access(path, F_OK) == 0 {
+            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
+        }
+        do {
+            try FilePaths.createDirectories(directory)
+        } catch {
+            throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false)
+        }
+        let (descriptor, temporary) = try createTemporary(in: directory, for: name)
+        let registration = Cleanup.registerTemporary(temporary)
+        var linked = false
+        defer {
+            if !linked { unlink(temporary) }
+            Cleanup.unregister(registration)
+        }
+        do {
+            defer { close(descriptor) }
+            try fill(descriptor, temporary)
+            try retryingOnInterrupt("flush", path: temporary) { fsync(descriptor) }
+            try retryingOnInterrupt("set permissions of", path: temporary) { fchmod(descriptor, 0o644) }
+        }
+        if isCancelled() { throw CancellationError() }
+        if overwrite {
+            try retryingOnInterrupt("move into place", path: path) { rename(temporary, path) }
+            linked = true
+        } else {
+            // link() fails with EEXIST if the target appeared meanwhile: no overwrite race.
+            if link(temporary, path) != 0 {
+                if errno == EEXIST {
+                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
+                }
+                throw SystemError("move into place", path: path)
+            }
+            unlink(temporary)
+            linked = true
+        }
+        try FilePaths.syncDirectory(directory)
+    }
+
+    /// Creates `.NAME.tmp-XXXXXX` in `directory`, exclusively and close-on-exec. NAME
+    /// is shortened (at a character boundary) so the whole name stays within NAME_MAX
+    /// (255 bytes) for any legal target name.
+    static func createTemporary(in directory: String, for name: String) throws -> (descriptor: Int32, path: String) {
+        var prefix = ""
+        var bytes = 0
+        for character in name {
+            bytes += character.utf8.count
+            if bytes > 200 { break }
+            prefix.append(character)
+        }
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        for _ in 0..<100 {
+            let suffix = String((0..<6).map { _ in alphabet.randomElement()! })
+            let temporary = "\(directory)/.\(prefix).tmp-\(suffix)"
+            let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if descriptor >= 0 { return (descriptor, temporary) }
+            if errno == EEXIST || errno == EINTR { continue }
+            throw StageFailure(SystemError("create a temporary file in", path: directory).description, retryable: false)
+        }
+        throw StageFailure("cannot create a temporary file in '\(directory)': every name tried exists", retryable: false)
+    }
+}
+
+/// Reading whole files without Foundation's `Data`, whose allocation failure is a
+/// crash: the memory comes from `malloc`, and a failure is an error naming the size.
+public enum FileContents {
+    /// The bytes of the regular file at `path`.
+    public static func read(_ path: String) throws -> SharedBytes {
+        let descriptor = try open(path)
+        defer { close(descriptor) }
+        let size = try size(of: descriptor, path: path)
+        let bytes = try SharedBytes.allocate(count: size, purpose: "the contents of '\(FilePaths.printable(path))'")
+        try bytes.withUnsafeMutableBytes { try readFully(descriptor, into: $0, at: 0, path: path) }
+        return bytes
+    }
+
+    /// Opens a file for reading, close-on-exec.
+    public static func open(_ path: String) throws(SystemError) -> Int32 {
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SystemError("open", path: path) }
+        return descriptor
+    }
+
+    /// The size of an open regular file.
+    public static func size(of descriptor: Int32, path: String) throws(SystemError) -> Int {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw SystemError("read the size of", path: path) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SystemError("read", path: path, code: EINVAL) }
+        return Int(info.st_size)
+    }
+
+    /// Fills `buffer` from `offset` of the file; a file that ends early is an error.
+    public static func readFully(_ descriptor: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let count = pread(descriptor, buffer.baseAddress! + done, min(buffer.count - done, 1 << 30), off_t(offset + done))
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 { throw SystemError("read", path: path) }
+            if count == 0 { throw SystemError("read all of", path: path, code: ENODATA) }
+            done += count
+        }
+    }
+}

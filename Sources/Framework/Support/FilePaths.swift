@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Path rules, in one place. Paths are taken literally: `~` is a name like any
+/// other, never a home directory (Foundation's `URL(fileURLWithPath:)` expands it,
+/// so it is not used for paths); control characters are refused where paths are
+/// checked; `..` is resolved lexically, as a user reading the path would.
+public enum FilePaths {
+    /// `path` made absolute against the working directory and normalised lexically
+    /// (`.` dropped, `a/..` removed, repeated `/` joined). Never expands `~`.
+    public static func absolute(_ path: String, relativeTo base: String? = nil) -> String {
+        let full = path.hasPrefix("/") ? path : (base ?? currentDirectory()) + "/" + path
+        var components: [Substring] = []
+        for component in full.split(separator: "/", omittingEmptySubsequences: true) {
+            switch component {
+            case ".": continue
+            case "..": if !components.isEmpty { components.removeLast() }
+            default: components.append(component)
+            }
+        }
+        return "/" + components.joined(separator: "/")
+    }
+
+    /// The working directory (`/` if it cannot be read).
+    public static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+        return String(cString: buffer)
+    }
+
+    /// The offset, in Unicode scalars, of the first control character (U+0000-U+001F,
+    /// U+007F-U+009F), or nil.
+    public static func controlCharacterOffset(in text: String) -> Int? {
+        for (offset, scalar) in text.unicodeScalars.enumerated() where scalar.properties.generalCategory == .control {
+            return offset
+        }
+        return nil
+    }
+
+    /// `text` with control characters written as `\u{0}` escapes, for messages.
+    public static func printable(_ text: String) -> String {
+        guard controlCharacterOffset(in: text) != nil else { return text }
+        return text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
+    }
+
+    /// The directory part and the last component of a path (`a/b/c` -> `a/b`, `c`).
+    public static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let directory = String(path[..<slash])
+        return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+    }
+
+    /// Whether `name` is one bare file name: not empty, not `.` or `..`, no `/`, no
+    /// control character.
+    public static func isBareName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && controlCharacterOffset(in: name) == nil
+    }
+
+    /// Creates `path` and its missing parents (mode 0755), like `mkdir -p`.
+    public static func createDirectories(_ path: String) throws(SystemError) {
+        var isDirectory = stat()
+        if stat(path, &isDirectory) == 0 {
+            guard (isDirectory.st_mode & S_IFMT) == S_IFDIR else { throw SystemError("create directory", path: path, code: ENOTDIR) }
+            return
+        }
+        let (parent, _) = split(path)
+        if parent != path && parent != "." && parent != "/" { try createDirectories(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw SystemError("create directory", path: path)
+        }
+    }
+
+    /// fsyncs a directory, so that a rename in it survives a crash.
+    public static func syncDirectory(_ path: String) throws(SystemError) {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw SystemError("open directory", path: path) }
+        defer { close(descriptor) }
+        // Some file systems cannot sync a directory (EINVAL): nothing more can be done there.
+        if fsync(descriptor) != 0 && errno != EINVAL && errno != EROFS {
+            throw SystemError("flush directory", path: path)
+        }
+    }
+}
