@@ -67,6 +67,10 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Installed by RunnerMain.main before anything else; a program that embeds
+        // RunnerMain.run handles its own signals.
+        let interruption = SignalWatcher.shared
+        interruption.deferSignals()
         let plan = try pipeline.plan()
         let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
         let console = Console(format: logFormat, level: level)
@@ -100,9 +104,8 @@ struct RunCommand: AsyncParsableCommand {
             if let only { return await executor.runOnly(only) }
             return await executor.run()
         }
-        let interruption = SignalWatcher { runTask.cancel() }
+        interruption.onFirstSignal { runTask.cancel() }
         let outcome = await runTask.value
-        interruption.stop()
 
         if let report {
             do {
@@ -123,45 +126,5 @@ struct RunCommand: AsyncParsableCommand {
                 print(stored.uri)
             }
         }
-    }
-}
-
-/// Turns SIGINT and SIGTERM into a cancellation, once; a second signal exits at once.
-final class SignalWatcher: @unchecked Sendable {
-    private let lock = NSLock()
-    private var sources: [any DispatchSourceSignal] = []
-    private var signal: Int32?
-
-    init(onSignal: @escaping @Sendable () -> Void) {
-        for number in [SIGINT, SIGTERM] {
-            Foundation.signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.lock.lock()
-                let first = self.signal == nil
-                if first { self.signal = number }
-                self.lock.unlock()
-                if first {
-                    onSignal()
-                } else {
-                    _exit(128 + number)
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    var received: Int32? {
-        lock.lock()
-        defer { lock.unlock() }
-        return signal
-    }
-
-    func stop() {
-        for source in sources { source.cancel() }
-        Foundation.signal(SIGINT, SIG_DFL)
-        Foundation.signal(SIGTERM, SIG_DFL)
     }
 }

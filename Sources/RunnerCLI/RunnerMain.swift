@@ -17,7 +17,12 @@ public enum RunnerMain {
 
     /// Parses `arguments` (default: the process's), runs the command with `registry`
     /// (default: the built-in stages) and exits.
+    ///
+    /// As a process's entry point it owns the process's signals: SIGINT and SIGTERM
+    /// are handled from the first instruction (see `SignalWatcher`), and no child
+    /// process outlives it.
     public static func main(registry custom: StageRegistry? = nil, arguments: [String]? = nil) async -> Never {
+        SignalWatcher.shared.install()
         let registry: StageRegistry
         do {
             registry = try custom ?? BuiltinStages.registry()
@@ -26,6 +31,7 @@ public enum RunnerMain {
             exit(ExitStatus.invalid)
         }
         let code = await run(registry: registry, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))
+        Cleanup.killOrphans()
         exit(code)
     }
 

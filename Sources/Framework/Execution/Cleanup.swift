@@ -76,6 +76,24 @@ public enum Cleanup {
     }
 }
 
+extension Cleanup {
+    /// Kills and reaps every child process left (with this process as their
+    /// subreaper, descendants that escaped their stage end up here). For the end of
+    /// a run, when no stage is running.
+    public static func killOrphans() {
+        let me = getpid()
+        for _ in 0..<20 {
+            let children = ProcessTable.children(of: me)
+            if children.isEmpty { return }
+            for pid in children {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+            }
+        }
+    }
+}
+
 /// Looks at other processes through /proc.
 public enum ProcessTable {
     /// The environment variable that marks a supervised program's processes.
@@ -98,6 +116,19 @@ public enum ProcessTable {
                 result.append(pid)
                 break
             }
+        }
+        return result
+    }
+
+    /// The processes whose parent is `parent`.
+    public static func children(of parent: pid_t) -> [pid_t] {
+        var result: [pid_t] = []
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = pid_t(name), self.parent(of: pid) == parent else { continue }
+            result.append(pid)
         }
         return result
     }

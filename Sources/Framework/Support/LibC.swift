@@ -24,6 +24,10 @@ public enum LibC {
         "posix_spawn_file_actions_addchdir_np",
         as: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
 
+    /// `pidfd_open(pid, flags)` (glibc 2.36): a descriptor that polls readable when
+    /// the process exits.
+    public static let pidfdOpen = symbol("pidfd_open", as: (@convention(c) (pid_t, UInt32) -> Int32).self)
+
     /// `prctl(option, arg2, arg3, arg4, arg5)`; variadic in C, called with five longs,
     /// which the x86-64 and AArch64 calling conventions pass alike.
     private static let prctlFunction = symbol("prctl", as: (@convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32).self)

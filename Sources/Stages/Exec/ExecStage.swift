@@ -19,11 +19,17 @@ public struct ExecStage: Stage {
             arguments, as {inputs.NAME} and {output} (also {run_id}, {stage}, {date} and pipeline params), and \
             in the environment: PIPELINE_INPUT_NAME (upper case), PIPELINE_OUTPUT, PIPELINE_RUN_ID, \
             PIPELINE_STAGE. The command is run directly, without a shell, unless shell is true (then it is one \
-            string for /bin/sh -c). Its stderr (and stdout) go to the stage's log lines. Exit status 0 means \
+            string for /bin/sh -c, and every value filled into it, paths and params alike, is single-quoted \
+            for the shell: only the pipeline's own text is shell syntax). Environment: the runner's, without \
+            credentials (AWS_* keys and tokens, and variables whose names contain TOKEN, SECRET, PASSWORD, \
+            CREDENTIAL, API_KEY, ACCESS_KEY or PRIVATE_KEY) unless pass_env names them, plus env. Its stderr \
+            (and stdout) go to the stage's log lines, each cut at 4 KiB. Exit status 0 means \
             success; then the output file must exist and match 'output': a .npy whose dtype is the declared \
             element type, or an image that decodes in the declared format. A non-zero exit fails the stage \
-            with the last lines of stderr. On timeout or cancellation the whole process group is killed \
-            (SIGTERM, then SIGKILL after 2 s). The temporary directory is removed in every case.
+            with the last lines of stderr (at most 20 lines, 4 KiB). The stage ends when the program exits: \
+            what is left of its process group, and its descendants that left the group, are killed then. On \
+            timeout or cancellation they get SIGTERM, then SIGKILL after 2 s. The temporary directory is \
+            removed in every case.
             """,
         parameters: [
             ParameterSpec("command", .list(.string), doc: "program and arguments, e.g. [python3, stage.py, '{inputs.input}', '{output}']"),
@@ -31,6 +37,8 @@ public struct ExecStage: Stage {
             ParameterSpec("output_format", .choice(["jpeg", "png"]), optional: true, doc: "the image format; required when output is EncodedImage"),
             ParameterSpec("shell", .boolean, default: .boolean(false), doc: "run command (one string) with /bin/sh -c"),
             ParameterSpec("env", .mapping, optional: true, doc: "extra environment variables"),
+            ParameterSpec("pass_env", .list(.string), optional: true,
+                          doc: "names of the runner's credential variables to pass on (AWS keys, tokens, secrets are withheld otherwise)"),
             ParameterSpec("workdir", .string, optional: true, doc: "working directory; default the private temporary directory"),
             ParameterSpec("timeout", .string, optional: true, doc: "how long before the process group is killed: 30s, 500ms, 5m, or seconds"),
         ],
@@ -55,6 +63,7 @@ public struct ExecStage: Stage {
     let outputFormat: String?
     let shell: Bool
     let environment: [String: String]
+    let passEnvironment: Set<String>
     let workdir: String?
     let timeout: Double?
 
@@ -65,6 +74,11 @@ public struct ExecStage: Stage {
         outputFormat = parameters.optionalString("output_format")
         shell = parameters.bool("shell")
         environment = parameters.mapping("env") ?? [:]
+        if case .list(let names)? = parameters["pass_env"] {
+            passEnvironment = Set(names.map(\.description))
+        } else {
+            passEnvironment = []
+        }
         workdir = parameters.optionalString("workdir")
         if let text = parameters.optionalString("timeout") {
             guard let duration = Duration.parse(text), duration > .zero else {
@@ -90,20 +104,26 @@ public struct ExecStage: Stage {
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         let directory = try Self.makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let registration = Cleanup.registerTemporary(directory)
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            Cleanup.unregister(registration)
+        }
         var values = context.templateValues
-        var variables = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        try FileManager.default.createDirectory(atPath: directory + "/inputs", withIntermediateDirectories: true)
+        var variables = Self.programEnvironment(ProcessInfo.processInfo.environment, passing: passEnvironment)
+            .merging(environment) { _, new in new }
+        try FilePaths.createDirectories(directory + "/inputs")
         for (port, artifact) in inputs.artifacts.sorted(by: { $0.key < $1.key }) {
             let path: String
             switch artifact {
             case let grid as any AnyGrid:
                 path = "\(directory)/inputs/\(port).npy"
-                try NPY.write(grid, to: path)
+                try await Blocking.run { try NPY.write(grid, to: path) }
             case let bytes as any BytesArtifact:
                 let suffix = (bytes as? EncodedImage)?.format ?? "bin"
                 path = "\(directory)/inputs/\(port).\(suffix)"
-                try bytes.bytes.withUnsafeBytes { try AtomicFile.write($0, to: path, overwrite: true) }
+                let shared = bytes.bytes
+                try await Blocking.run { try shared.withUnsafeBytes { try AtomicFile.write($0, to: path, overwrite: true) } }
             default:
                 throw StageFailure("input '\(port)' is \(artifact.artifactType), which has no file form", retryable: false)
             }
@@ -115,38 +135,33 @@ public struct ExecStage: Stage {
         variables["PIPELINE_OUTPUT"] = outputPath
         variables["PIPELINE_RUN_ID"] = context.runID
         variables["PIPELINE_STAGE"] = context.stageID
-        let arguments = try command.map { try Template.expand($0, values: values, pathSafe: false) }
+        // With a shell, only the pipeline's own text is shell syntax: every value put
+        // into it (paths, run id, params) is quoted, so it stays one word.
+        let arguments = try command.map {
+            try Template.expand($0, values: shell ? values.mapValues(Self.shellQuoted) : values, pathSafe: false)
+        }
         let argv = shell ? ["/bin/sh", "-c", arguments[0]] : arguments
 
         try context.checkCancellation()
         let logger = context.logger
-        let child = try ChildProcess(arguments: argv, environment: variables, directory: workdir ?? directory) { line, fromStderr in
-            if fromStderr { logger.info("\(line)") } else { logger.debug("\(line)") }
-        }
-        let timedOut = CancelFlag()
-        if let timeout {
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) {
-                timedOut.set()
-                child.terminateGroup()
+        let child = ChildProcess(arguments: argv, environment: variables, directory: workdir ?? directory, timeout: timeout)
+        let outcome = try await Blocking.run { cancel in
+            try child.run(cancel: cancel) { line, fromStderr in
+                if fromStderr { logger.info("\(line)") } else { logger.debug("\(line)") }
             }
         }
-        let outcome = await withTaskCancellationHandler {
-            await Self.waitBlocking(child)
-        } onCancel: {
-            child.terminateGroup()
-        }
-        if Task.isCancelled { throw CancellationError() }
-        let name = argv == arguments ? arguments[0] : "sh -c"
-        let tail = outcome.lastErrorLines.suffix(10).joined(separator: "\n")
+        if outcome.cancelled || Task.isCancelled { throw CancellationError() }
+        let name = shell ? "sh -c" : arguments[0]
+        let tail = RecentLines.quote(outcome.lastErrorLines.suffix(RecentLines.maxLines))
         let stderrPart = tail.isEmpty ? "" : "; last lines of its stderr:\n" + tail
-        if timedOut.isSet() {
+        if outcome.timedOut {
             throw StageFailure("'\(name)' timed out after \(Duration.milliseconds(Int64((timeout ?? 0) * 1000)).humanDescription); its process group was killed\(stderrPart)")
         }
         if let signal = outcome.signal {
             throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)")
         }
-        if outcome.status == 127 && outcome.lastErrorLines.contains(where: { $0.contains("not found") }) {
-            throw StageFailure("command '\(arguments[0])' not found (check 'command' and PATH)", retryable: false)
+        if shell && outcome.status == 127 && outcome.lastErrorLines.contains(where: { $0.contains("not found") }) {
+            throw StageFailure("a command in '\(arguments[0])' was not found (check 'command' and PATH)\(stderrPart)", retryable: false)
         }
         guard outcome.status == 0 else {
             throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)")
@@ -154,20 +169,38 @@ public struct ExecStage: Stage {
         return try readOutput(outputPath, name: name)
     }
 
-    private static func waitBlocking(_ child: ChildProcess) async -> ChildProcess.Outcome {
-        await withCheckedContinuation { continuation in
-            Thread { continuation.resume(returning: child.wait()) }.start()
-        }
+    /// `value` as one word for /bin/sh: in single quotes, each `'` written as `'\''`.
+    static func shellQuoted(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// The environment a program gets: the runner's, less credentials (AWS keys and
+    /// session tokens, and any variable whose name says token, secret or password),
+    /// except those named in `passing`.
+    static func programEnvironment(_ environment: [String: String], passing: Set<String>) -> [String: String] {
+        environment.filter { name, _ in passing.contains(name) || !isCredential(name) }
+    }
+
+    static func isCredential(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        if upper == ProcessTable.markerVariable { return true }
+        if upper.hasPrefix("AWS_") && ["KEY", "SECRET", "TOKEN", "CREDENTIAL", "PASSWORD"].contains(where: upper.contains) { return true }
+        return ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"].contains(where: upper.contains)
     }
 
     /// Reads and checks the program's output against the declared type.
     func readOutput(_ path: String, name: String) throws -> any Artifact {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw StageFailure("'\(name)' exited with status 0 but did not write its output \(URL(fileURLWithPath: path).lastPathComponent) "
+        guard access(path, F_OK) == 0 else {
+            throw StageFailure("'\(name)' exited with status 0 but did not write its output \(FilePaths.split(path).name) "
                 + "(the path is in {output} and $PIPELINE_OUTPUT)", retryable: false)
         }
         if outputType == .encodedImage {
-            let bytes = SharedBytes(data)
+            let bytes: SharedBytes
+            do {
+                bytes = try FileContents.read(path)
+            } catch {
+                throw StageFailure("cannot read its output: \(error)", retryable: false)
+            }
             do {
                 let (width, height): (Int, Int)
                 if outputFormat == "png" {
@@ -184,7 +217,7 @@ public struct ExecStage: Stage {
         }
         let grid: any AnyGrid
         do {
-            grid = try data.withUnsafeBytes { try NPY.read($0, name: "output.npy") }
+            grid = try NPY.read(contentsOf: path, name: "output.npy")
         } catch {
             throw StageFailure("\(error)", retryable: false)
         }
