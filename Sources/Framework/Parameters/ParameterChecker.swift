@@ -75,6 +75,13 @@ enum ParameterChecker {
         case .string:
             value = .string(text)
         case .template:
+            // Paths and keys: a NUL or other control character is never meant.
+            if let offset = FilePaths.controlCharacterOffset(in: text) {
+                let scalar = Array(text.unicodeScalars)[offset]
+                return fail("has a control character (\(scalar.escaped(asASCII: true))) at offset \(offset)",
+                            help: "paths and keys cannot hold control characters; remove it",
+                            at: scalarLocation(node, offset: offset))
+            }
             do {
                 for placeholder in try Template.placeholders(in: text) where !templateNames.contains(placeholder.name) {
                     let help = Suggestions.didYouMean(placeholder.name, in: templateNames)

@@ -79,7 +79,8 @@ public struct Planner: Sendable {
             partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames,
                                                  unresolved: document.unresolvedValues, substitutions: document.substitutions,
                                                  diagnostics: &diagnostics)
-            checkPathValues(declaration, spec: type.spec, label: label, substitutions: document.substitutions, diagnostics: &diagnostics)
+            checkPathValues(declaration, spec: type.spec, label: label, substitutions: document.substitutions,
+                            params: document.params, diagnostics: &diagnostics)
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
                 diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
@@ -216,9 +217,20 @@ public struct Planner: Sendable {
     /// name a directory: the environment is the operator's.)
     private func checkPathValues(
         _ declaration: StageDeclaration, spec: StageSpec, label: String,
-        substitutions: [SourceLocation: [ParamSubstitution]], diagnostics: inout [Diagnostic]
+        substitutions: [SourceLocation: [ParamSubstitution]], params: [String: String], diagnostics: inout [Diagnostic]
     ) {
         for pair in declaration.parameters where spec.parameter(pair.name)?.type == .template {
+            // `{name}` placeholders are filled at run time, but a pipeline param's value
+            // is known now: check it now rather than fail midway through a run.
+            if case .scalar(let text, _) = pair.value.content, let placeholders = try? Template.placeholders(in: text) {
+                for placeholder in placeholders {
+                    guard let value = params[placeholder.name], let problem = Template.pathSafetyProblem(value) else { continue }
+                    diagnostics.append(.error(
+                        "parameter '\(pair.name)' of \(label) puts param '\(placeholder.name)' = '\(Template.escaped(value))' into a path, which \(problem)",
+                        at: ParameterChecker.scalarLocation(pair.value, offset: placeholder.offset),
+                        help: "a param put into a path must be a single path component without control characters"))
+                }
+            }
             for substitution in substitutions[pair.value.location] ?? [] {
                 if let problem = Template.pathSafetyProblem(substitution.value) {
                     diagnostics.append(.error(

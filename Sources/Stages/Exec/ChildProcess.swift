@@ -235,8 +235,8 @@ struct LineSplitter {
     mutating func feed(_ bytes: UnsafeRawBufferPointer, emit: (String) -> Void) {
         var start = 0
         while start < bytes.count {
-            let rest = UnsafeRawBufferPointer(rebasing: bytes[start...])
-            let newline = rest.firstIndex(of: 10).map { start + ($0 - rest.startIndex) }
+            let found = memchr(bytes.baseAddress! + start, 10, bytes.count - start)
+            let newline = found.map { bytes.baseAddress!.distance(to: UnsafeRawPointer($0)) }
             let end = newline ?? bytes.count
             let room = Self.limit - pending.count
             let taken = min(room, end - start)
