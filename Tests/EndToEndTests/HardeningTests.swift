@@ -279,6 +279,41 @@ import TestFixtures
 
     // MARK: 4. Signals at any moment
 
+    /// A SIGTERM sent the moment the first stage says it started (the moment the old
+    /// runner was still installing its handler): every try exits 143, cleanly.
+    @Test func aSignalRightAfterTheFirstStageStartsEndsTheRunCleanly() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        var statuses: [Int32] = []
+        for attempt in 0..<10 {
+            let process = Process()
+            process.executableURL = RunnerProcess.executable
+            process.arguments = [path, "--set", "params.size=3000", "--jobs", "1", "--run-id", "r\(attempt)"]
+            process.currentDirectoryURL = box.root
+            process.environment = ProcessInfo.processInfo.environment.merging(box.environment) { _, new in new }
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            var seen = Data()
+            while true {
+                let chunk = err.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                seen.append(chunk)
+                if String(decoding: seen, as: UTF8.self).contains("started") {
+                    kill(process.processIdentifier, SIGTERM)
+                    break
+                }
+            }
+            _ = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            statuses.append(process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus)
+        }
+        #expect(statuses.allSatisfy { $0 == 143 }, "exit statuses (negative: killed by that signal): \(statuses)")
+        #expect(files(below: box.root).isEmpty, "left behind: \(files(below: box.root))")
+    }
+
     /// From the moment the runner can catch a signal (its handler is the first thing
     /// main installs), a SIGTERM at any moment ends the run with 143 and leaves nothing.
     @Test(arguments: [0, 1, 2, 4, 8, 15, 30, 60, 120, 250])
