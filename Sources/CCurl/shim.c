@@ -1,6 +1,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include "CCurl.h"
 
 static struct {
@@ -79,3 +80,15 @@ CURLcode CCurl_setopt_callback(CURL *handle, CURLoption option, CCurl_data_callb
 CURLcode CCurl_setopt_progress(CURL *handle, CCurl_progress_callback callback) { return api.easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback); }
 CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value) { return api.easy_getinfo(handle, info, value); }
 CURLcode CCurl_getinfo_double(CURL *handle, CURLINFO info, double *value) { return api.easy_getinfo(handle, info, value); }
+
+// Sockets libcurl opens for transfers are close-on-exec from the start, so that a
+// program the runner starts at the same moment never inherits one.
+static curl_socket_t ccurl_open_cloexec(void *context, curlsocktype purpose, struct curl_sockaddr *address) {
+  (void)context;
+  (void)purpose;
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
+CURLcode CCurl_setopt_cloexec_sockets(CURL *handle) {
+  return api.easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, ccurl_open_cloexec);
+}

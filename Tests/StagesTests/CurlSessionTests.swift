@@ -40,6 +40,31 @@ import Framework
         try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
     }
 
+    /// Sockets libcurl keeps open (the session reuses its connection) are
+    /// close-on-exec, so a program started meanwhile never inherits one.
+    @Test func socketsAreCloseOnExec() throws {
+        let server = try EchoServer()
+        let session = try CurlSession()
+        #expect(try session.perform(HTTPRequest(url: server.base + "/x")).status == 200)
+        // The TCP sockets of this process (other tests' may be there too: all are libcurl's).
+        var tcpInodes = Set<String>()
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                if fields.count > 9 { tcpInodes.insert(String(fields[9])) }
+            }
+        }
+        var checked = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+            guard let fd = Int32(name), let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)"),
+                  target.hasPrefix("socket:["), tcpInodes.contains(String(target.dropFirst(8).dropLast())) else { continue }
+            checked += 1
+            #expect(fcntl(fd, F_GETFD) & FD_CLOEXEC != 0, "TCP socket descriptor \(fd) would be inherited by child processes")
+        }
+        #expect(checked >= 1, "the session keeps its connection open")
+    }
+
     @Test func getPutPostAndStatusCodes() throws {
         let server = try EchoServer()
         let session = try CurlSession()

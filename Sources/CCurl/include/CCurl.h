@@ -32,6 +32,8 @@ CURLcode CCurl_setopt_pointer(CURL *handle, CURLoption option, void *value);
 CURLcode CCurl_setopt_headers(CURL *handle, struct curl_slist *headers);
 CURLcode CCurl_setopt_callback(CURL *handle, CURLoption option, CCurl_data_callback callback);
 CURLcode CCurl_setopt_progress(CURL *handle, CCurl_progress_callback callback);
+/// Makes the sockets of transfers on `handle` close-on-exec (CURLOPT_OPENSOCKETFUNCTION).
+CURLcode CCurl_setopt_cloexec_sockets(CURL *handle);
 CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode CCurl_getinfo_double(CURL *handle, CURLINFO info, double *value);
 #endif

@@ -289,10 +289,13 @@ public struct Executor: Sendable {
         let clock = ContinuousClock()
         let startedAt = Date()
         let start = clock.now
+        let runID = options.runID
         if options.reuse, let store = options.store,
-           let stored = try? store.manifest(runID: options.runID, stage: stage.id), stored.fingerprint == fingerprints[stage.id] {
+           let stored = try? await Blocking.run({ try store.manifest(runID: runID, stage: stage.id) }),
+           stored.fingerprint == fingerprints[stage.id] {
             do {
-                if let (artifact, _) = try store.load(runID: options.runID, stage: stage.id) {
+                // Store I/O blocks: on a thread of its own, off the cooperative pool.
+                if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id)?.artifact }) {
                     options.logger.info("\(stage.id): reusing its stored output (unchanged stage, parameters and inputs)")
                     return Completion(id: stage.id, result: .success(artifact), attempts: 0, startedAt: startedAt,
                                       duration: clock.now - start, reused: true)
@@ -303,8 +306,9 @@ public struct Executor: Sendable {
         }
         var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start)
         if case .success(let artifact) = completion.result, let store = options.store {
+            let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
-                try store.save(artifact, manifest: manifest(for: stage, artifact, fingerprints: fingerprints), runID: options.runID, stage: stage.id)
+                try await Blocking.run { try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id) }
             } catch {
                 completion.result = .failure(StageFailure("cannot store the output in \(store): \(error)"))
             }

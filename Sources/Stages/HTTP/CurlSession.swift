@@ -133,6 +133,7 @@ public final class CurlSession {
             try check(CCurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errors.baseAddress))
             try check(CCurl_setopt_string(handle, CURLOPT_URL, request.url))
             try check(CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+            try check(CCurl_setopt_cloexec_sockets(handle))
             try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
