@@ -243,6 +243,11 @@ import TestFixtures
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.contains("tag=x; touch pwned"))
         #expect(!box.exists("pwned") && !box.exists("tmp dir/pwned"))
+        // ${tag} would be pasted into the shell text when the file loads: refused.
+        let pasted = try box.write(shellPipeline("echo ${tag} >&2; cp {inputs.input} {output}", params: "{tag: t}"), name: "pasted.yaml")
+        let refused = try box.run(["validate", pasted, "--set", "params.tag=x; touch pwned"])
+        #expect(refused.status == 2)
+        #expect(refused.stderr.contains("with shell: true puts param 'tag' in with '${tag}'"), "\(refused.stderr)")
     }
 
     @Test func programsGetNoCredentialsUnlessPassedByName() throws {

@@ -122,6 +122,10 @@ public struct Planner: Sendable {
             do {
                 var context = OutputContext(parameters: parameters, inputTypes: inputTypes)
                 context.templateNames = templateNames
+                for pair in partial.declaration.parameters {
+                    let names = Self.nodes(in: pair.value).flatMap { document.substitutions[$0.location] ?? [] }.map(\.name)
+                    if !names.isEmpty { context.interpolatedParams[pair.name] = names }
+                }
                 partial.outputType = try type.spec.output.resolve(context)
             } catch {
                 diagnostics.append(parameterDiagnostic(error, declaration: partial.declaration, label: label))
@@ -210,6 +214,15 @@ public struct Planner: Sendable {
             }
         }
         return ok ? Parameters(values) : nil
+    }
+
+    /// `node` and every node inside it.
+    static func nodes(in node: YAMLNode) -> [YAMLNode] {
+        switch node.content {
+        case .scalar: [node]
+        case .sequence(let items): [node] + items.flatMap { nodes(in: $0) }
+        case .mapping(let pairs): [node] + pairs.flatMap { nodes(in: $0.value) }
+        }
     }
 
     /// Pipeline params put into a template (a path or key) by `${name}` must stay one

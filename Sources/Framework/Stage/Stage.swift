@@ -138,6 +138,9 @@ public struct OutputContext: Sendable {
     public var inputTypes: [String: ArtifactType]
     /// The run-time placeholders the pipeline defines: the built-in ones and its params.
     public var templateNames: Set<String> = Template.builtinNames
+    /// For each parameter, the pipeline params that `${name}` put into its value when
+    /// the file was loaded (their values are now part of the text).
+    public var interpolatedParams: [String: [String]] = [:]
 
     public init(parameters: Parameters, inputTypes: [String: ArtifactType]) {
         self.parameters = parameters

@@ -46,6 +46,12 @@ public struct ExecStage: Stage {
         output: .computed(outputTypes, description: "the type given in 'output'") { context in
             // The command's placeholders are known once the ports are: check them here.
             let known = context.templateNames.union(["output"]).union(context.inputTypes.keys.map { "inputs.\($0)" })
+            // In a shell command only the pipeline's own text may be syntax: a param's
+            // value must come in through {name}, which is quoted, not ${name}.
+            if context.parameters.bool("shell"), let names = context.interpolatedParams["command"], let name = names.first {
+                throw ParameterError("command", "with shell: true puts param '\(name)' in with '${\(name)}', which the shell would read as syntax",
+                                     help: "write '{\(name)}' instead: values filled in at run time are quoted for the shell")
+            }
             if case .list(let items)? = context.parameters["command"] {
                 for argument in items.map(\.description) {
                     for placeholder in (try? Template.placeholders(in: argument)) ?? [] where !known.contains(placeholder.name) {
