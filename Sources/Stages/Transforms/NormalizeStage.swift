@@ -72,17 +72,24 @@ public struct NormalizeStage: Stage {
         }
         // 16-bit grids have few distinct values: map each once.
         let table: [Float]? = T.self == UInt16.self ? (0..<65536).map { Self.map(Double($0), scale, offset, clamp) } : nil
+        try grid.materialize()
         let count = grid.count
-        let chunks = max(1, min(workers, count / 262_144))
+        // Pieces of 1 Mi elements (a few ms each), shared out to the workers, with a
+        // cancellation check before each.
+        let piece = 1 << 20
+        let pieces = (count + piece - 1) / piece
+        let tasks = max(1, min(workers, pieces))
         return try await Grid<Float>(width: grid.width, height: grid.height) { output in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for chunk in 0..<chunks {
-                    let range = (chunk * count / chunks)..<((chunk + 1) * count / chunks)
+                for task in 0..<tasks {
                     group.addTask {
-                        try Task.checkCancellation()
-                        grid.withUnsafeBufferPointer { input in
-                            Self.map(UnsafeBufferPointer(rebasing: input[range]), into: output.slice(range),
-                                     table: table, scale: scale, offset: offset, clamp: clamp)
+                        for index in stride(from: task, to: pieces, by: tasks) {
+                            try Task.checkCancellation()
+                            let range = (index * piece)..<min(count, (index + 1) * piece)
+                            grid.withUnsafeBufferPointer { input in
+                                Self.map(UnsafeBufferPointer(rebasing: input[range]), into: output.slice(range),
+                                         table: table, scale: scale, offset: offset, clamp: clamp)
+                            }
                         }
                     }
                 }
