@@ -35,7 +35,7 @@ struct ChildProcess {
     var grace: Double = 2
     var drainTime: Double = 0.5
 
-    nonisolated(unsafe) private static var subreaper: Bool = LibC.becomeChildSubreaper()
+    private static let subreaper: Bool = LibC.becomeChildSubreaper()
 
     func run(cancel: CancelFlag, onLine: (_ line: String, _ fromStderr: Bool) -> Void) throws -> Outcome {
         _ = Self.subreaper
@@ -162,16 +162,16 @@ struct ChildProcess {
                     buffer.withUnsafeBytes { splitters[index].feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) { emit($0, index) } }
                 }
             }
-            if exitStatus == nil {
+            if exitStatus == nil && Self.hasExited(pid) {
+                // The program is done: what is left of its group, and of its marked
+                // descendants, goes now, while the exited program is not yet reaped (so
+                // neither its pid nor its group id can have been reused); then it is
+                // reaped and the pipes are drained for a bounded time.
+                signalAll(SIGKILL)
                 var status: Int32 = 0
-                let result = waitpid(pid, &status, WNOHANG)
-                if result == pid || (result == -1 && errno == ECHILD) {
-                    exitStatus = result == pid ? status : 0
-                    // The program is done: what is left of its group, and of its marked
-                    // descendants, goes now; then the pipes are drained for a bounded time.
-                    signalAll(SIGKILL)
-                    drainUntil = clock.now + .milliseconds(Int64(drainTime * 1000))
-                }
+                while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+                exitStatus = status
+                drainUntil = clock.now + .milliseconds(Int64(drainTime * 1000))
             }
             if let drainUntil, open.allSatisfy({ $0 < 0 }) || clock.now >= drainUntil {
                 _ = drainUntil
@@ -201,6 +201,14 @@ struct ChildProcess {
         let signaled = (status & 0x7F) != 0 && (status & 0x7F) != 0x7F
         return Outcome(status: (status >> 8) & 0xFF, signal: signaled ? status & 0x7F : nil, timedOut: timedOut,
                        cancelled: cancelled, lastErrorLines: lastErrors.lines)
+    }
+
+    /// Whether `pid` has exited, without reaping it (`waitid` with WNOWAIT).
+    private static func hasExited(_ pid: pid_t) -> Bool {
+        var info = siginfo_t()
+        let result = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
+        if result == -1 { return errno == ECHILD }
+        return info._sifields._sigchld.si_pid == pid
     }
 
     /// Kills and reaps the program's marked descendants that became this process's
