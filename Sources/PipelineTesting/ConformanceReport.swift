@@ -1,0 +1,99 @@
+import Framework
+
+/// One requirement of `Stage` that `StageConformance` checks.
+///
+/// A struct rather than an enum, so that checks can be added without breaking code
+/// that switches over them.
+public struct ConformanceCheck: Hashable, Sendable, CustomStringConvertible {
+    public let name: String
+
+    public init(_ name: String) {
+        self.name = name
+    }
+
+    public var description: String { name }
+
+    /// The stage runs on the sample inputs. Always checked: every other check needs
+    /// a successful first run.
+    public static let runs = ConformanceCheck("runs")
+    /// Every returned artifact has the type the spec declares for the parameters and
+    /// input types (as the planner resolves it).
+    public static let outputType = ConformanceCheck("output type")
+    /// A second run of the same instance on the same inputs succeeds and, for a
+    /// deterministic stage, returns an equal artifact.
+    public static let runsAgain = ConformanceCheck("runs again")
+    /// No run modifies an input artifact (its bytes or elements, by digest).
+    public static let inputsUnchanged = ConformanceCheck("inputs unchanged")
+    /// Cancelled mid-run, the stage ends, returning or throwing `CancellationError`,
+    /// within the bound.
+    public static let cancellation = ConformanceCheck("cancellation")
+    /// A failed or cancelled run leaves no file in TMPDIR, no new file in the output
+    /// directory and no temporary file (`.NAME.tmp-*`) next to outputs.
+    public static let cleanup = ConformanceCheck("cleanup after failure")
+
+    /// Every check, `runs` included.
+    public static let all: Set<ConformanceCheck> = [.runs, .outputType, .runsAgain, .inputsUnchanged, .cancellation, .cleanup]
+}
+
+/// A requirement a stage did not meet, with what the kit saw.
+public struct ConformanceFailure: Sendable, Hashable, CustomStringConvertible {
+    /// The stage type's name.
+    public var stage: String
+    public var check: ConformanceCheck
+    public var message: String
+
+    public init(stage: String, check: ConformanceCheck, message: String) {
+        self.stage = stage
+        self.check = check
+        self.message = message
+    }
+
+    /// `stage type 'png' fails conformance check 'cancellation': ...`
+    public var description: String {
+        "stage type '\(stage)' fails conformance check '\(check)': \(message)"
+    }
+}
+
+/// What `StageConformance` found for one stage type and configuration.
+public struct ConformanceReport: Sendable, CustomStringConvertible {
+    /// The stage type's name.
+    public var stage: String
+    /// The output type the spec declares for the parameters and input types.
+    public var declaredOutputType: ArtifactType
+    public var failures: [ConformanceFailure] = []
+    /// What the kit could not check and why, e.g. a stage that finished before the
+    /// cancel came, so its cancellation latency was not measured.
+    public var notes: [String] = []
+    /// How long the first run took.
+    public var firstRunDuration: Duration?
+    /// How long the stage took to end after it was cancelled; nil when it finished
+    /// before the cancel, or the check did not run.
+    public var cancellationLatency: Duration?
+
+    public init(stage: String, declaredOutputType: ArtifactType) {
+        self.stage = stage
+        self.declaredOutputType = declaredOutputType
+    }
+
+    public var passed: Bool { failures.isEmpty }
+
+    /// The checks with at least one failure.
+    public var failedChecks: Set<ConformanceCheck> { Set(failures.map(\.check)) }
+
+    public func failures(of check: ConformanceCheck) -> [ConformanceFailure] {
+        failures.filter { $0.check == check }
+    }
+
+    public var description: String {
+        var lines = [passed ? "stage type '\(stage)' passes the conformance checks" : "stage type '\(stage)' fails \(failures.count) conformance check(s):"]
+        lines += failures.map { "  - \($0.check): \($0.message)" }
+        lines += notes.map { "  note: \($0)" }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Adds a failure unless the same one is already there.
+    mutating func fail(_ check: ConformanceCheck, _ message: String) {
+        let failure = ConformanceFailure(stage: stage, check: check, message: message)
+        if !failures.contains(failure) { failures.append(failure) }
+    }
+}
