@@ -215,6 +215,15 @@ public enum StageConformance {
         try await evaluate(StageType(type), parameters: parameters, inputs: inputs, failing: failing, options: options)
     }
 
+    /// `evaluate` for a stage with one input, on the port `input`.
+    public static func evaluate<S: Stage>(
+        _ type: S.Type, parameters: String = "", input: any Artifact, failing: [FailingRun] = [],
+        options: Options = Options()
+    ) async throws -> ConformanceReport {
+        try await evaluate(StageType(type), parameters: parameters, inputs: [InputPort.defaultName: input], failing: failing,
+                           options: options)
+    }
+
     /// `evaluate` for a registered stage type.
     public static func evaluate(
         _ type: StageType, parameters: String = "", inputs: [String: any Artifact] = [:], failing: [FailingRun] = [],

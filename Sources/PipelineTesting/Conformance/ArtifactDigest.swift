@@ -15,11 +15,11 @@ enum ArtifactDigest {
     ///   and `versionID`, which name where a stored object went rather than what it is.
     static func of(_ artifact: any Artifact, decoding: Bool, ignoringLocation: Bool = false) -> String {
         switch artifact {
-        case let grid as Grid<UInt8>: return of(grid, decoding: decoding)
-        case let grid as Grid<UInt16>: return of(grid, decoding: decoding)
-        case let grid as Grid<UInt32>: return of(grid, decoding: decoding)
-        case let grid as Grid<Float>: return of(grid, decoding: decoding)
-        case let grid as Grid<Double>: return of(grid, decoding: decoding)
+        case let grid as Grid<UInt8>: return ofGrid(grid, decoding: decoding)
+        case let grid as Grid<UInt16>: return ofGrid(grid, decoding: decoding)
+        case let grid as Grid<UInt32>: return ofGrid(grid, decoding: decoding)
+        case let grid as Grid<Float>: return ofGrid(grid, decoding: decoding)
+        case let grid as Grid<Double>: return ofGrid(grid, decoding: decoding)
         case let bytes as any BytesArtifact:
             let hash = bytes.bytes.withUnsafeBytes { SHA256Digest.hex(of: $0) }
             return "\(bytes.artifactType) \(bytes.mediaType) \(bytes.bytes.count) bytes sha256 \(hash)"
@@ -37,10 +37,10 @@ enum ArtifactDigest {
         }
     }
 
-    static func of<Element: GridElement>(_ grid: Grid<Element>, decoding: Bool) -> String {
+    static func ofGrid<Element: GridElement>(_ grid: Grid<Element>, decoding: Bool) -> String {
         if !decoding, let encoding = grid.dictionaryEncoding {
             let table = encoding.table.withUnsafeBytes { SHA256Digest.hex(of: $0) }
-            return "\(grid.artifactType) \(grid.width)x\(grid.height) dictionary-encoded, indices \(of(encoding.indices, decoding: false)), table sha256 \(table)"
+            return "\(grid.artifactType) \(grid.width)x\(grid.height) dictionary-encoded, indices \(ofGrid(encoding.indices, decoding: false)), table sha256 \(table)"
         }
         let hash = grid.withUnsafeBufferPointer { SHA256Digest.hex(of: UnsafeRawBufferPointer($0)) }
         return "\(grid.artifactType) \(grid.width)x\(grid.height) sha256 \(hash)"
