@@ -159,6 +159,17 @@ import Testing
                 "\(String(describing: mistyped))")
     }
 
+    /// TMPDIR and `options.environment` are set while the stage runs, and put back.
+    @Test func theProcessEnvironmentIsPutBack() async throws {
+        let before = ProcessInfo.processInfo.environment
+        let report = try await StageConformance.evaluate(
+            EnvironmentReadingStage.self, input: sample, options: .init(environment: ["CONFORMANCE_KIT_PROBE": "set"]))
+        #expect(report.passed, "\(report)")
+        let after = ProcessInfo.processInfo.environment
+        #expect(after["CONFORMANCE_KIT_PROBE"] == nil)
+        #expect(after["TMPDIR"] == before["TMPDIR"])
+    }
+
     /// Block mappings work as well as flow mappings, with the indentation of a Swift literal.
     @Test func parametersMayBeABlockMapping() async throws {
         let report = try await StageConformance.evaluate(
@@ -385,6 +396,20 @@ private struct OnceOnlyStage: Stage {
             return runs.count
         }
         if count > 1 { throw StageFailure("this instance has run already") }
+        return try inverted(try inputs.get(Grid<UInt8>.self))
+    }
+}
+
+/// Fails unless the variable the check sets is there.
+private struct EnvironmentReadingStage: Stage {
+    static let spec = StageSpec(
+        name: "environment-reading", summary: "Read CONFORMANCE_KIT_PROBE.",
+        inputs: [InputPort(accepts: byteGrid, doc: "a grid")], output: .fixed(.grid(.uint8)))
+
+    init(parameters: Parameters) throws {}
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        guard ProcessInfo.processInfo.environment["CONFORMANCE_KIT_PROBE"] == "set" else { throw StageFailure("CONFORMANCE_KIT_PROBE is not set") }
         return try inverted(try inputs.get(Grid<UInt8>.self))
     }
 }

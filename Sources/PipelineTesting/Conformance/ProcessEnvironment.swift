@@ -16,7 +16,9 @@ enum ProcessEnvironment {
     static func apply(_ variables: [String: String]) -> [String: String?] {
         var saved: [String: String?] = [:]
         for (name, value) in variables {
-            saved[name] = getenv(name).map { String(cString: $0) }
+            // updateValue, not subscript assignment: assigning nil would drop the entry,
+            // and an unset variable would then never be unset again.
+            saved.updateValue(getenv(name).map { String(cString: $0) }, forKey: name)
             if value.isEmpty { unsetenv(name) } else { setenv(name, value, 1) }
         }
         return saved
