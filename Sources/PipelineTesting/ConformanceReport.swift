@@ -22,7 +22,8 @@ public struct ConformanceCheck: Hashable, Sendable, CustomStringConvertible {
     /// A second run of the same instance on the same inputs succeeds and, for a
     /// deterministic stage, returns an equal artifact.
     public static let runsAgain = ConformanceCheck("runs again")
-    /// No run modifies an input artifact (its bytes or elements, by digest).
+    /// No run modifies an input artifact (its elements or bytes, compared with a copy
+    /// taken before the first run).
     public static let inputsUnchanged = ConformanceCheck("inputs unchanged")
     /// Cancelled mid-run, the stage ends, returning or throwing `CancellationError`,
     /// within the bound.
@@ -86,6 +87,10 @@ public struct ConformanceReport: Sendable, CustomStringConvertible {
 
     public var description: String {
         var lines = [passed ? "stage type '\(stage)' passes the conformance checks" : "stage type '\(stage)' fails \(failures.count) conformance check(s):"]
+        var timings: [String] = []
+        if let firstRunDuration { timings.append("first run \(firstRunDuration.humanDescription)") }
+        if let cancellationLatency { timings.append("ended \(cancellationLatency.humanDescription) after the cancel") }
+        if !timings.isEmpty { lines[0] += " (" + timings.joined(separator: "; ") + ")" }
         lines += failures.map { "  - \($0.check): \($0.message)" }
         lines += notes.map { "  note: \($0)" }
         return lines.joined(separator: "\n")

@@ -27,9 +27,9 @@ import Testing
 ///   and, unless `options.deterministic` is false, returns an equal artifact (grids
 ///   and bytes by content; other artifacts by summary, without `uri`, `etag` and
 ///   `versionID`). Both runs get the same seed;
-/// - **inputs unchanged**: after every run, each input's content digest (SHA-256 of
-///   a grid's elements or indices and table, of a bytes artifact's bytes, or the
-///   summary of anything else) equals the one taken before the first run;
+/// - **inputs unchanged**: after every run, each input's content (a grid's elements,
+///   or its indices and table when dictionary-encoded; a bytes artifact's bytes; the
+///   summary of anything else) equals a copy taken before the first run;
 /// - **cancellation**: a run cancelled `options.cancelAfter` into it (10 ms) ends,
 ///   returning or throwing `CancellationError`, within `options.cancellationBound`
 ///   (250 ms) of the cancel. A run that ends before the cancel passes (the report
@@ -139,7 +139,7 @@ public enum StageConformance {
 
         /// The check's parameters with this artifact on the port `input`.
         public static func input(_ artifact: any Artifact, label: String? = nil) -> FailingRun {
-            FailingRun(label ?? "input \(ArtifactDigest.label(artifact))", inputs: [InputPort.defaultName: artifact])
+            FailingRun(label ?? "input \(ArtifactContent.label(artifact))", inputs: [InputPort.defaultName: artifact])
         }
 
         /// The check's parameters and inputs with these environment variables.

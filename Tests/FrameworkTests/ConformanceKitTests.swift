@@ -26,7 +26,7 @@ import Testing
         let report = try await StageConformance.evaluate(InputMutatingStage.self, inputs: ["input": input])
         #expect(report.failedChecks == [.inputsUnchanged], "\(report)")
         let message = try #require(report.failures.first?.message)
-        #expect(message.hasPrefix("the first run modified input 'input' (Grid<UInt8> 64x64 4.1 KB): before, Grid<UInt8> 64x64 sha256 "), "\(message)")
+        #expect(message == "the first run modified input 'input' (Grid<UInt8> 64x64 4.1 KB): byte 0 of 4096 changed from 0x09 to 0x0a", "\(message)")
         #expect(report.failures.first?.description.hasPrefix("stage type 'input-mutator' fails conformance check 'inputs unchanged'") == true)
     }
 
@@ -168,6 +168,14 @@ import Testing
         let after = ProcessInfo.processInfo.environment
         #expect(after["CONFORMANCE_KIT_PROBE"] == nil)
         #expect(after["TMPDIR"] == before["TMPDIR"])
+    }
+
+    @Test func aFailingRunThePlannerRefusesIsThrown() async throws {
+        let error = await #expect(throws: StageConformance.SetupError.self) {
+            try await StageConformance.check(
+                TidyStage.self, parameters: "{path: x}", input: sample, failing: [.parameters("{path: x, fail: maybe}", label: "maybe")])
+        }
+        #expect(error?.message.hasPrefix("failing run 'maybe': the planner refuses stage type 'tidy'") == true, "\(String(describing: error))")
     }
 
     /// Block mappings work as well as flow mappings, with the indentation of a Swift literal.

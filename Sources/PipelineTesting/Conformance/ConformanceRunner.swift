@@ -13,6 +13,8 @@ final class ConformanceRunner {
 
     private var report: ConformanceReport
     private var subject: ConformanceSubject
+    /// The failing runs, planned before anything runs.
+    private let failingSubjects: [ConformanceSubject]
     private let root: URL
     private let outputs: URL
     private let loaderEnvironment: [String: String]
@@ -31,9 +33,19 @@ final class ConformanceRunner {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("stage-conformance-\(UUID().uuidString)")
         outputs = root.appendingPathComponent("outputs")
         try FileManager.default.createDirectory(at: outputs, withIntermediateDirectories: true)
-        loaderEnvironment = options.environment.merging([StageConformance.directoryVariable: outputs.path]) { _, new in new }
+        let loaderEnvironment = options.environment.merging([StageConformance.directoryVariable: outputs.path]) { _, new in new }
+        self.loaderEnvironment = loaderEnvironment
         do {
             subject = try ConformanceSubject(type: type, parameters: parameters, inputs: inputs, environment: loaderEnvironment)
+            failingSubjects = try failing.map { run in
+                do {
+                    return try ConformanceSubject(
+                        type: type, parameters: run.parameters ?? parameters, inputs: run.inputs ?? inputs,
+                        environment: loaderEnvironment.merging(run.environment) { _, new in new })
+                } catch let error as StageConformance.SetupError {
+                    throw StageConformance.SetupError("failing run '\(run.label)': \(error.message)")
+                }
+            }
         } catch {
             try? FileManager.default.removeItem(at: root)
             throw error
@@ -54,15 +66,15 @@ final class ConformanceRunner {
     }
 
     private func runChecks() async {
-        let digests = Self.digests(inputs)
+        let snapshots = snapshots(inputs)
 
         // The first run: everything else depends on it.
         let before = files(in: outputs)
         let first = TimedRun(subject.stage.instance, inputs: StageInputs(inputs), context: context("conformance-1"))
         let firstEnding = await first.wait(limit: options.timeLimit)
         report.firstRunDuration = first.duration
-        checkInputs(inputs, digests: digests, after: "the first run")
-        let firstOutput: String
+        checkInputs(inputs, snapshots: snapshots, after: "the first run")
+        let firstOutput: any Artifact
         switch firstEnding {
         case nil:
             report.fail(.runs, "the first run on the sample inputs was still running after \(options.timeLimit.humanDescription)")
@@ -73,19 +85,19 @@ final class ConformanceRunner {
         case .returned(let artifact)?:
             checkOutputType(artifact, of: "the first run")
             checkStrayFiles(since: before, after: "the first run")
-            firstOutput = ArtifactDigest.of(artifact, decoding: true, ignoringLocation: true)
+            firstOutput = artifact
         }
 
         if options.checks.contains(.runsAgain) {
-            await checkSecondRun(firstOutput: firstOutput, digests: digests)
+            await checkSecondRun(firstOutput: firstOutput, snapshots: snapshots)
         }
         var cleanupChecked = false
         if options.checks.contains(.cancellation) {
-            cleanupChecked = await checkCancellation(digests: digests)
+            cleanupChecked = await checkCancellation(snapshots: snapshots)
         }
         if options.checks.contains(.cleanup) {
             for (index, run) in failing.enumerated() {
-                await checkFailingRun(run, number: index + 1)
+                await checkFailingRun(run, subject: failingSubjects[index], number: index + 1)
                 cleanupChecked = true
             }
             if !cleanupChecked {
@@ -96,11 +108,11 @@ final class ConformanceRunner {
 
     // MARK: - The checks
 
-    private func checkSecondRun(firstOutput: String, digests: [String: String]) async {
+    private func checkSecondRun(firstOutput: any Artifact, snapshots: [String: ArtifactContent.Snapshot]) async {
         let before = files(in: outputs)
         let second = TimedRun(subject.stage.instance, inputs: StageInputs(inputs), context: context("conformance-2"))
         let ending = await second.wait(limit: options.timeLimit)
-        checkInputs(inputs, digests: digests, after: "the second run")
+        checkInputs(inputs, snapshots: snapshots, after: "the second run")
         switch ending {
         case nil:
             report.fail(.runsAgain, "a second run on the same inputs was still running after \(options.timeLimit.humanDescription)")
@@ -109,11 +121,10 @@ final class ConformanceRunner {
         case .returned(let artifact)?:
             checkOutputType(artifact, of: "the second run")
             checkStrayFiles(since: before, after: "the second run")
-            let output = ArtifactDigest.of(artifact, decoding: true, ignoringLocation: true)
-            if options.deterministic && output != firstOutput {
+            if options.deterministic, let difference = ArtifactContent.difference(between: firstOutput, and: artifact) {
                 report.fail(.runsAgain, """
-                    with the same seed (\(options.seed)) and inputs, the second run returned a different artifact: \
-                    first \(firstOutput), then \(output) (pass 'deterministic: false' in the options if the stage's output may vary)
+                    with the same seed (\(options.seed)) and inputs, the second run returned a different artifact \
+                    (\(difference)); pass 'deterministic: false' in the options if the stage's output may vary
                     """)
             }
         }
@@ -121,16 +132,19 @@ final class ConformanceRunner {
 
     /// Runs the stage, cancels it `cancelAfter` into the run, and measures how long it
     /// takes to end. Returns whether the run failed (and its cleanup was checked).
-    private func checkCancellation(digests: [String: String]) async -> Bool {
+    private func checkCancellation(snapshots: [String: ArtifactContent.Snapshot]) async -> Bool {
         let temporary = root.appendingPathComponent("tmp-cancelled")
         try? FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
         let before = files(in: outputs)
+        // Copies, so that nothing the earlier runs cached on the inputs (a grid's range,
+        // say) makes this run shorter than a first run.
+        let copies = inputs.mapValues { ArtifactContent.freshCopy($0) }
         let (run, ending) = await ProcessEnvironment.with(["TMPDIR": temporary.path]) {
-            let run = TimedRun(subject.stage.instance, inputs: StageInputs(inputs), context: context("conformance-cancelled"),
+            let run = TimedRun(subject.stage.instance, inputs: StageInputs(copies), context: context("conformance-cancelled"),
                                cancelAfter: options.cancelAfter)
             return (run, await run.wait(limit: options.timeLimit))
         }
-        checkInputs(inputs, digests: digests, after: "the cancelled run")
+        checkInputs(copies, snapshots: snapshots, after: "the cancelled run")
         let bound = options.cancellationBound
         guard let ending else {
             report.fail(.cancellation, """
@@ -183,19 +197,10 @@ final class ConformanceRunner {
         }
     }
 
-    private func checkFailingRun(_ failing: StageConformance.FailingRun, number: Int) async {
+    private func checkFailingRun(_ failing: StageConformance.FailingRun, subject failingSubject: ConformanceSubject, number: Int) async {
         let label = "failing run '\(failing.label)'"
         let samples = failing.inputs ?? inputs
-        let failingSubject: ConformanceSubject
-        do {
-            failingSubject = try ConformanceSubject(
-                type: type, parameters: failing.parameters ?? parameters, inputs: samples,
-                environment: loaderEnvironment.merging(failing.environment) { _, new in new })
-        } catch {
-            report.fail(.cleanup, "\(label) cannot run: \(error)")
-            return
-        }
-        let digests = failing.inputs == nil ? Self.digests(inputs) : Self.digests(samples)
+        let snapshots = snapshots(samples)
         let temporary = root.appendingPathComponent("tmp-failing-\(number)")
         try? FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
         let before = files(in: outputs)
@@ -206,14 +211,14 @@ final class ConformanceRunner {
                                context: context("conformance-failing-\(number)", subject: failingSubject))
             return await run.wait(limit: options.timeLimit)
         }
-        checkInputs(samples, digests: digests, after: label)
+        checkInputs(samples, snapshots: snapshots, after: label)
         switch ending {
         case nil:
             report.fail(.cleanup, "\(label) was still running after \(options.timeLimit.humanDescription)")
             keepDirectory = true
         case .returned(let artifact)?:
             report.fail(.cleanup, """
-                \(label) succeeded (it returned \(ArtifactDigest.label(artifact))), so it shows nothing about \
+                \(label) succeeded (it returned \(ArtifactContent.label(artifact))), so it shows nothing about \
                 cleaning up after a failure; give parameters, inputs or environment that make the stage fail
                 """)
             checkStrayFiles(since: before, temporary: temporary, after: label)
@@ -234,13 +239,12 @@ final class ConformanceRunner {
             """)
     }
 
-    private func checkInputs(_ samples: [String: any Artifact], digests: [String: String], after run: String) {
+    private func checkInputs(_ samples: [String: any Artifact], snapshots: [String: ArtifactContent.Snapshot], after run: String) {
         guard options.checks.contains(.inputsUnchanged) else { return }
         for (port, artifact) in samples.sorted(by: { $0.key < $1.key }) where !modified.contains(port) {
-            let now = ArtifactDigest.of(artifact, decoding: false)
-            guard let before = digests[port], now != before else { continue }
+            guard let snapshot = snapshots[port], let change = ArtifactContent.change(of: artifact, since: snapshot) else { continue }
             modified.insert(port)
-            report.fail(.inputsUnchanged, "\(run) modified input '\(port)' (\(ArtifactDigest.label(artifact))): before, \(before); after, \(now)")
+            report.fail(.inputsUnchanged, "\(run) modified input '\(port)' (\(ArtifactContent.label(artifact))): \(change)")
         }
     }
 
@@ -289,8 +293,9 @@ final class ConformanceRunner {
         (subject ?? self.subject).context(runID: runID, seed: options.seed, concurrency: options.concurrency)
     }
 
-    private static func digests(_ samples: [String: any Artifact]) -> [String: String] {
-        samples.mapValues { ArtifactDigest.of($0, decoding: false) }
+    /// Copies of the inputs' content, taken only when the inputs check is on.
+    private func snapshots(_ samples: [String: any Artifact]) -> [String: ArtifactContent.Snapshot] {
+        options.checks.contains(.inputsUnchanged) ? samples.mapValues { ArtifactContent.snapshot($0) } : [:]
     }
 
     /// Files (not directories) below `directory`, as relative paths. Directories a
