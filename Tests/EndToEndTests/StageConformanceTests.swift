@@ -23,9 +23,14 @@ import Testing
         #expect(report.declaredOutputType == .grid(.uint16))
     }
 
+    /// Today (debug build) the cancelled run goes on for 0.3-0.6 s: the range scan
+    /// (`Grid.valueRange`) never looks at cancellation, and the mapping checks it only
+    /// when each of its `concurrency` chunks starts.
     @Test func normalize() async throws {
-        let report = try await StageConformance.check(NormalizeStage.self, input: Samples.uint16)
-        print(report)
+        try await expectingSlowCancellation("normalize: the range scan and each mapping chunk run to their end once started") {
+            let report = try await StageConformance.check(NormalizeStage.self, input: Samples.uint16)
+            print(report)
+        }
     }
 
     /// The dictionary-encoded path: a Grid<UInt8> in, a table out, the input untouched.
@@ -34,18 +39,25 @@ import Testing
         print(report)
     }
 
+    /// Today the encoder checks cancellation only before each strip (one per core):
+    /// a cancel that comes once the strips have started waits for the whole image.
     @Test func jpeg() async throws {
-        let report = try await StageConformance.check(
-            JPEGStage.self, parameters: "{quality: 90}", input: Samples.float32,
-            failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
-        print(report)
+        try await expectingSlowCancellation("jpeg: cancellation is checked only before each strip starts (being fixed on another branch)") {
+            let report = try await StageConformance.check(
+                JPEGStage.self, parameters: "{quality: 90}", input: Samples.float32,
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
+            print(report)
+        }
     }
 
+    /// Today the encoder does not look at cancellation once it has started.
     @Test func png() async throws {
-        let report = try await StageConformance.check(
-            PNGStage.self, input: Samples.float32,
-            failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
-        print(report)
+        try await expectingSlowCancellation("png: the encoder is not cancellable once started (being fixed on another branch)") {
+            let report = try await StageConformance.check(
+                PNGStage.self, input: Samples.float32,
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
+            print(report)
+        }
     }
 
     @Test func filesystem() async throws {
@@ -97,6 +109,17 @@ import Testing
             ],
             options: .init(environment: environment))
         print(report)
+    }
+}
+
+/// Runs `body`, accepting a failure of the cancellation check only, which `why`
+/// explains. Intermittent: whether the cancel lands mid-run depends on the machine's
+/// load, and when the stage is fixed the check simply passes (then remove the wrapper).
+func expectingSlowCancellation(_ why: Comment, _ body: () async throws -> Void) async throws {
+    try await withKnownIssue(why, isIntermittent: true) {
+        try await body()
+    } matching: { issue in
+        issue.comments.contains { $0.rawValue.contains("fails conformance check 'cancellation': cancelled 10ms into the run, it took") }
     }
 }
 
