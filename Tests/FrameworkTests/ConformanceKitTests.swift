@@ -131,7 +131,7 @@ import Testing
             WrongTypeStage.self, input: sample, options: .init(cancelAfter: .milliseconds(200), checks: [.cancellation]))
         #expect(report.passed, "\(report)")
         #expect(report.cancellationLatency == nil)
-        #expect(report.notes.contains { $0.contains("before the cancel at 200ms; its latency was not measured") }, "\(report.notes)")
+        #expect(report.notes.contains { $0.contains("before the cancel (due 200ms into it) came; its latency was not measured") }, "\(report.notes)")
     }
 
     /// `check` records each failure as an issue at the caller's line, naming the

@@ -157,9 +157,9 @@ final class ConformanceRunner {
         guard let latency = run.latencyAfterCancel, latency >= .zero else {
             // It ended before the cancel came: nothing to measure, nothing wrong.
             report.notes.append("""
-                cancellation: the run ended after \(run.duration?.humanDescription ?? "?"), before the cancel at \
-                \(options.cancelAfter.humanDescription); its latency was not measured (a larger input or a smaller \
-                'cancelAfter' would measure it)
+                cancellation: the run ended after \(run.duration?.humanDescription ?? "?"), before the cancel (due \
+                \(options.cancelAfter.humanDescription) into it) came; its latency was not measured (a larger input or \
+                a smaller 'cancelAfter' would measure it)
                 """)
             switch ending {
             case .returned(let artifact):

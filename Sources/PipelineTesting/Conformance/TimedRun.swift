@@ -2,8 +2,8 @@ import Foundation
 import Framework
 
 /// One run of a stage in a task of its own, timed from outside the cooperative pool:
-/// the cancel comes from a Dispatch timer and the end is stamped by the task itself,
-/// so a stage that blocks its thread cannot delay the measurement.
+/// the cancel comes from a thread of its own and the end is stamped by the task
+/// itself, so a stage that blocks its thread cannot delay the measurement.
 final class TimedRun: @unchecked Sendable {
     enum Ending {
         case returned(any Artifact)
@@ -16,7 +16,6 @@ final class TimedRun: @unchecked Sendable {
     private var cancelledAt: ContinuousClock.Instant?
     private var waiter: CheckedContinuation<Void, Never>?
     private let startedAt: ContinuousClock.Instant
-    private var task: Task<Void, Never>?
 
     /// Starts `stage.run(inputs:context:)`; with `cancelAfter`, cancels it then.
     init(_ stage: any Stage, inputs: StageInputs, context: StageContext, cancelAfter: Duration? = nil) {
@@ -30,12 +29,18 @@ final class TimedRun: @unchecked Sendable {
             }
             finish(ending)
         }
-        lock.withLock { self.task = task }
         if let cancelAfter {
-            DispatchQueue.global().asyncAfter(deadline: .now() + cancelAfter.seconds) { [self] in
+            // A thread of its own: Dispatch's global queues share threads with the
+            // cooperative pool, which a stage that blocks can starve.
+            let due = startedAt + cancelAfter
+            let timer = Thread { [self] in
+                let wait = due - ContinuousClock.now
+                if wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
                 lock.withLock { cancelledAt = ContinuousClock.now }
                 task.cancel()
             }
+            timer.stackSize = 1 << 18
+            timer.start()
         }
     }
 
@@ -78,8 +83,8 @@ final class TimedRun: @unchecked Sendable {
         lock.withLock { endedAt.map { $0 - startedAt } }
     }
 
-    /// When the cancel came, relative to the end: nil if no cancel came; negative
-    /// values mean the run had ended before it.
+    /// How long after the cancel the run ended: nil if no cancel came (yet) or the run
+    /// has not ended; negative when the run had ended before the cancel.
     var latencyAfterCancel: Duration? {
         lock.withLock {
             guard let cancelledAt, let endedAt else { return nil }
@@ -87,7 +92,4 @@ final class TimedRun: @unchecked Sendable {
         }
     }
 
-    var wasCancelled: Bool {
-        lock.withLock { cancelledAt != nil }
-    }
 }
