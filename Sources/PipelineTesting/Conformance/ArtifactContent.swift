@@ -39,9 +39,18 @@ enum ArtifactContent {
         }
     }
 
-    /// How `second`'s content differs from `first`'s; nil when they are equal.
+    /// How `second`'s content differs from `first`'s; nil when they are equal. Two
+    /// grids held the same way (both dictionary-encoded, say) are first compared as
+    /// held, which spares decoding them when they are equal.
     static func difference(between first: any Artifact, and second: any Artifact) -> String? {
-        withContent(first, decoding: true, ignoringLocation: true) { firstHeader, firstParts in
+        let sameAsHeld = withContent(first, decoding: false, ignoringLocation: true) { firstHeader, firstParts in
+            withContent(second, decoding: false, ignoringLocation: true) { secondHeader, secondParts in
+                firstHeader == secondHeader && firstParts.count == secondParts.count
+                    && zip(firstParts, secondParts).allSatisfy { firstDifference($0, $1) == nil }
+            }
+        }
+        if sameAsHeld { return nil }
+        return withContent(first, decoding: true, ignoringLocation: true) { firstHeader, firstParts in
             withContent(second, decoding: true, ignoringLocation: true) { secondHeader, secondParts in
                 if firstHeader != secondHeader { return "first \(firstHeader), then \(secondHeader)" }
                 for (a, b) in zip(firstParts, secondParts) {
