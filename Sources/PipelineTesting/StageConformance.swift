@@ -9,7 +9,7 @@ import Testing
 /// @Test func invertConforms() async throws {
 ///     try await StageConformance.check(
 ///         InvertStage.self, parameters: "{strength: 0.5}",
-///         input: try Grid<Float>(width: 4096, height: 4096) { $0.initialize(repeating: 0.25) })
+///         input: try Grid<Float>(width: 2048, height: 2048) { $0.initialize(repeating: 0.25) })
 /// }
 /// ```
 ///

@@ -9,6 +9,14 @@ import Testing
 /// the cancellation check cancels it mid-run (4096x4096 grids for the transforms and
 /// encoders), and a configuration that makes it fail where one exists.
 @Suite(.serialized) struct StageConformanceTests {
+    /// The README's example, as it is there: the guide's `invert` stage. (Its loop does
+    /// not check cancellation; at 4096x4096 a debug build takes about the 250 ms bound
+    /// to run it whole, so the example uses 2048x2048.)
+    @Test func readmeExample() async throws {
+        let grid = try Grid<Float>(width: 2048, height: 2048) { $0.initialize(repeating: 0.25) }
+        print(try await StageConformance.check(InvertStage.self, parameters: "{strength: 0.5}", input: grid))
+    }
+
     @Test func poisson() async throws {
         // No failing configuration: every size the planner accepts can be made. The
         // cancelled run is the failure whose cleanup is checked (poisson writes no files).
