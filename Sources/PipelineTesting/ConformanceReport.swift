@@ -65,6 +65,8 @@ public struct ConformanceReport: Sendable, CustomStringConvertible {
     /// What the kit could not check and why, e.g. a stage that finished before the
     /// cancel came, so its cancellation latency was not measured.
     public var notes: [String] = []
+    /// How each failing run failed, by label: to see that it failed for the reason meant.
+    public var failingRunErrors: [String: String] = [:]
     /// How long the first run took.
     public var firstRunDuration: Duration?
     /// How long the stage took to end after it was cancelled; nil when it finished
@@ -92,6 +94,7 @@ public struct ConformanceReport: Sendable, CustomStringConvertible {
         if let cancellationLatency { timings.append("ended \(cancellationLatency.humanDescription) after the cancel") }
         if !timings.isEmpty { lines[0] += " (" + timings.joined(separator: "; ") + ")" }
         lines += failures.map { "  - \($0.check): \($0.message)" }
+        lines += failingRunErrors.sorted { $0.key < $1.key }.map { "  failing run '\($0.key)' failed: \($0.value)" }
         lines += notes.map { "  note: \($0)" }
         return lines.joined(separator: "\n")
     }

@@ -223,6 +223,7 @@ final class ConformanceRunner {
                 """)
             checkStrayFiles(since: before, temporary: temporary, after: label)
         case .threw(let error)?:
+            report.failingRunErrors[failing.label] = Self.describe(error)
             checkLeftovers(since: before, temporary: temporary, after: label, failedWith: error)
         }
     }
