@@ -21,6 +21,20 @@ import Testing
         #expect(report.notes.isEmpty, "\(report.notes)")
     }
 
+    @Test func reportsAStageThatFailsOnTheSampleInputs() async throws {
+        let report = try await StageConformance.evaluate(
+            TidyStage.self, parameters: "{path: '${env.CONFORMANCE_DIR}/{run_id}/out.bin', fail: true}", input: sample)
+        #expect(report.failures.map(\.description) == [
+            "stage type 'tidy' fails conformance check 'runs': the first run on the sample inputs failed: 'asked to fail'",
+        ])
+    }
+
+    @Test func givesUpOnARunPastTheTimeLimit() async throws {
+        let report = try await StageConformance.evaluate(
+            StubbornStage.self, input: sample, options: .init(timeLimit: .milliseconds(300)))
+        #expect(report.failures.map(\.message) == ["the first run on the sample inputs was still running after 300ms"])
+    }
+
     @Test func reportsAStageThatModifiesItsInput() async throws {
         let input = try Grid<UInt8>(width: 64, height: 64) { $0.initialize(repeating: 9) }
         let report = try await StageConformance.evaluate(InputMutatingStage.self, inputs: ["input": input])
