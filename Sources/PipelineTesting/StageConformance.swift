@@ -30,10 +30,13 @@ import Testing
 /// - **inputs unchanged**: after every run, each input's content (a grid's elements,
 ///   or its indices and table when dictionary-encoded; a bytes artifact's bytes; the
 ///   summary of anything else) equals a copy taken before the first run;
-/// - **cancellation**: a run cancelled `options.cancelAfter` into it (10 ms) ends,
-///   returning or throwing `CancellationError`, within `options.cancellationBound`
-///   (250 ms) of the cancel. A run that ends before the cancel passes (the report
-///   notes it: use inputs large enough to be cancelled mid-run);
+/// - **cancellation**: a run on fresh copies of the inputs (so that nothing cached on
+///   them by the earlier runs shortens it), cancelled `options.cancelAfter` into it
+///   (10 ms), ends, returning or throwing `CancellationError`, within
+///   `options.cancellationBound` (250 ms) of the cancel. A run that ends before the
+///   cancel passes (the report notes it: use inputs large enough to be cancelled
+///   mid-run). The cancel comes from a thread of its own and the end is timed by the
+///   run's task, so a stage that blocks its thread cannot hide its latency;
 /// - **cleanup**: a failed run (the cancelled one, and each of `failing`) leaves no
 ///   file in TMPDIR, which the kit points at a fresh directory for that run, and no
 ///   new file in the output directory; no run leaves a temporary-looking file
