@@ -66,8 +66,9 @@ import Testing
 /// TMPDIR (for the cancelled and failing runs) and `options.environment` (for the
 /// whole check) are set in the process environment, which every thread shares, and
 /// put back afterwards. Checks hold a lock against each other, but other tests of the
-/// same process that create temporary files at that moment would see the kit's
-/// TMPDIR; run conformance checks in a `.serialized` suite, away from such tests.
+/// same process that create temporary files at that moment put them in the kit's
+/// TMPDIR, where they would count as left behind: name their prefixes in
+/// `options.ignoredTemporaryPrefixes`, or keep such tests out of the process.
 ///
 /// A configuration the planner refuses (an unknown parameter, an input type the
 /// stage does not accept) is a mistake in the test, not in the stage: `check`
@@ -97,12 +98,16 @@ public enum StageConformance {
         public var environment: [String: String]
         /// The checks to make; `runs` is always made.
         public var checks: Set<ConformanceCheck>
+        /// Name prefixes of files that other tests of the same process make in TMPDIR
+        /// (`FileManager.default.temporaryDirectory`) while a check has pointed it at its
+        /// own directory: not counted as left behind, and never removed by the kit.
+        public var ignoredTemporaryPrefixes: [String]
 
         public init(
             seed: UInt64 = 1, deterministic: Bool = true, cancelAfter: Duration = .milliseconds(10),
             cancellationBound: Duration = .milliseconds(250), timeLimit: Duration = .seconds(60),
             concurrency: Int = ProcessInfo.processInfo.activeProcessorCount, environment: [String: String] = [:],
-            checks: Set<ConformanceCheck> = ConformanceCheck.all
+            checks: Set<ConformanceCheck> = ConformanceCheck.all, ignoredTemporaryPrefixes: [String] = []
         ) {
             self.seed = seed
             self.deterministic = deterministic
@@ -112,6 +117,7 @@ public enum StageConformance {
             self.concurrency = max(1, concurrency)
             self.environment = environment
             self.checks = checks.union([.runs])
+            self.ignoredTemporaryPrefixes = ignoredTemporaryPrefixes
         }
     }
 

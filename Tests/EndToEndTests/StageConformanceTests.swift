@@ -9,18 +9,23 @@ import Testing
 /// the cancellation check cancels it mid-run (4096x4096 grids for the transforms and
 /// encoders), and a configuration that makes it fail where one exists.
 @Suite(.serialized) struct StageConformanceTests {
+    /// The other tests of this target make their directories in TMPDIR while these
+    /// run (`temporaryDirectory()`): not the checked stage's leftovers.
+    static let options = StageConformance.Options(ignoredTemporaryPrefixes: ["e2e-", "stages-tests-"])
+
     /// The README's example, as it is there: the guide's `invert` stage. (Its loop does
     /// not check cancellation; at 4096x4096 a debug build takes about the 250 ms bound
     /// to run it whole, so the example uses 2048x2048.)
     @Test func readmeExample() async throws {
         let grid = try Grid<Float>(width: 2048, height: 2048) { $0.initialize(repeating: 0.25) }
-        print(try await StageConformance.check(InvertStage.self, parameters: "{strength: 0.5}", input: grid))
+        print(try await StageConformance.check(InvertStage.self, parameters: "{strength: 0.5}", input: grid, options: Self.options))
     }
 
     @Test func poisson() async throws {
         // No failing configuration: every size the planner accepts can be made. The
         // cancelled run is the failure whose cleanup is checked (poisson writes no files).
-        let report = try await StageConformance.check(PoissonStage.self, parameters: "{width: 2048, height: 2048, lambda: 3, seed: 7}")
+        let report = try await StageConformance.check(
+            PoissonStage.self, parameters: "{width: 2048, height: 2048, lambda: 3, seed: 7}", options: Self.options)
         print(report)
     }
 
@@ -36,14 +41,15 @@ import Testing
     /// when each of its `concurrency` chunks starts.
     @Test func normalize() async throws {
         try await expectingSlowCancellation("normalize: the range scan and each mapping chunk run to their end once started") {
-            let report = try await StageConformance.check(NormalizeStage.self, input: Samples.uint16)
+            let report = try await StageConformance.check(NormalizeStage.self, input: Samples.uint16, options: Self.options)
             print(report)
         }
     }
 
     /// The dictionary-encoded path: a Grid<UInt8> in, a table out, the input untouched.
     @Test func normalizeByteGrid() async throws {
-        let report = try await StageConformance.check(NormalizeStage.self, parameters: "{range: [0, 200]}", input: Samples.uint8)
+        let report = try await StageConformance.check(
+            NormalizeStage.self, parameters: "{range: [0, 200]}", input: Samples.uint8, options: Self.options)
         print(report)
     }
 
@@ -53,7 +59,7 @@ import Testing
         try await expectingSlowCancellation("jpeg: cancellation is checked only before each strip starts (being fixed on another branch)") {
             let report = try await StageConformance.check(
                 JPEGStage.self, parameters: "{quality: 90}", input: Samples.float32,
-                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")], options: Self.options)
             print(report)
         }
     }
@@ -63,7 +69,7 @@ import Testing
         try await expectingSlowCancellation("png: the encoder is not cancellable once started (being fixed on another branch)") {
             let report = try await StageConformance.check(
                 PNGStage.self, input: Samples.float32,
-                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")])
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")], options: Self.options)
             print(report)
         }
     }
@@ -75,7 +81,7 @@ import Testing
                 // The first run wrote this file; without overwrite it is refused.
                 .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png'}", label: "an existing file"),
                 .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png/inner.png'}", label: "a file in the way"),
-            ])
+            ], options: Self.options)
         print(report)
     }
 
@@ -89,7 +95,7 @@ import Testing
             failing: [
                 .parameters(command("nothing"), label: "a program that writes no output"),
                 .parameters(command("truncated"), label: "a program that writes a truncated .npy"),
-            ])
+            ], options: Self.options)
         print(report)
     }
 
@@ -115,7 +121,7 @@ import Testing
                 .environment(["AWS_SECRET_ACCESS_KEY": "not-the-secret"], label: "a wrong secret"),
                 .parameters(parameters.replacingOccurrences(of: "pipeline-tests", with: "no-such-bucket"), label: "a missing bucket"),
             ],
-            options: .init(environment: environment))
+            options: .init(environment: environment, ignoredTemporaryPrefixes: Self.options.ignoredTemporaryPrefixes))
         print(report)
     }
 }

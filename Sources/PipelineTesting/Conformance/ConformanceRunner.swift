@@ -60,7 +60,7 @@ final class ConformanceRunner {
         if keepDirectory {
             report.notes.append("what was left behind is kept in \(root.path)")
         } else {
-            try? FileManager.default.removeItem(at: root)
+            removeKitDirectory()
         }
         return report
     }
@@ -259,10 +259,8 @@ final class ConformanceRunner {
             report.fail(.cleanup, "\(run) left temporary files next to its outputs: \(stray.sorted().joined(separator: ", "))")
         }
         if let temporary {
-            let left = ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).sorted()
-            if left.isEmpty {
-                try? FileManager.default.removeItem(at: temporary)
-            } else {
+            let left = entries(in: temporary)
+            if !left.isEmpty {
                 keepDirectory = true
                 report.fail(.cleanup, "\(run) left files in TMPDIR: \(left.joined(separator: ", "))")
             }
@@ -271,24 +269,41 @@ final class ConformanceRunner {
 
     /// After a run that failed: nothing in its TMPDIR and no new file among the outputs.
     private func checkLeftovers(since before: Set<String>, temporary: URL, after run: String, failedWith error: any Error) {
-        guard options.checks.contains(.cleanup) else {
-            try? FileManager.default.removeItem(at: temporary)
-            return
-        }
-        let inTemporary = ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).sorted()
+        guard options.checks.contains(.cleanup) else { return }
+        let inTemporary = entries(in: temporary)
         let inOutputs = files(in: outputs).subtracting(before).sorted()
         var parts: [String] = []
         if !inTemporary.isEmpty { parts.append("in TMPDIR: " + inTemporary.joined(separator: ", ")) }
         if !inOutputs.isEmpty { parts.append("in the output directory: " + inOutputs.joined(separator: ", ")) }
-        if parts.isEmpty {
-            try? FileManager.default.removeItem(at: temporary)
-            return
-        }
+        guard !parts.isEmpty else { return }
         keepDirectory = true
         report.fail(.cleanup, "after \(run) failed (\(Self.describe(error))), files were left \(parts.joined(separator: "; "))")
     }
 
     // MARK: - Support
+
+    /// What a run's TMPDIR holds, but for names `options.ignoredTemporaryPrefixes`
+    /// says other tests of the process make.
+    private func entries(in temporary: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).filter { name in
+            !options.ignoredTemporaryPrefixes.contains { name.hasPrefix($0) }
+        }.sorted()
+    }
+
+    /// Removes the kit's directory: the outputs, and in each run's TMPDIR what the
+    /// stage made. Files of other tests (ignored prefixes) are left alone, and so are
+    /// the directories holding them.
+    private func removeKitDirectory() {
+        try? FileManager.default.removeItem(at: outputs)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] where name.hasPrefix("tmp-") {
+            let temporary = root.appendingPathComponent(name)
+            for entry in entries(in: temporary) {
+                try? FileManager.default.removeItem(at: temporary.appendingPathComponent(entry))
+            }
+            rmdir(temporary.path)
+        }
+        rmdir(root.path)
+    }
 
     private func context(_ runID: String, subject: ConformanceSubject? = nil) -> StageContext {
         (subject ?? self.subject).context(runID: runID, seed: options.seed, concurrency: options.concurrency)
