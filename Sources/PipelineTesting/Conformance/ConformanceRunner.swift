@@ -12,7 +12,7 @@ final class ConformanceRunner {
     let options: StageConformance.Options
 
     private var report: ConformanceReport
-    private var subject: ConformanceSubject
+    private let subject: ConformanceSubject
     /// The failing runs, planned before anything runs.
     private let failingSubjects: [ConformanceSubject]
     private let root: URL
