@@ -1,0 +1,184 @@
+import Foundation
+import Framework
+import PipelineTesting
+import Stages
+import TestFixtures
+import Testing
+
+/// Every built-in stage through the conformance kit, with inputs large enough that
+/// the cancellation check cancels it mid-run (4096x4096 grids for the transforms and
+/// encoders), and a configuration that makes it fail where one exists.
+@Suite(.serialized) struct StageConformanceTests {
+    /// The other tests of this target make their directories in TMPDIR while these
+    /// run (`temporaryDirectory()`): not the checked stage's leftovers.
+    static let options = StageConformance.Options(ignoredTemporaryPrefixes: ["e2e-", "stages-tests-"])
+
+    /// The README's example, as it is there: the guide's `invert` stage. (Its loop does
+    /// not check cancellation; at 4096x4096 a debug build takes about the 250 ms bound
+    /// to run it whole, so the example uses 2048x2048.)
+    @Test func readmeExample() async throws {
+        let grid = try Grid<Float>(width: 2048, height: 2048) { $0.initialize(repeating: 0.25) }
+        print(try await StageConformance.check(InvertStage.self, parameters: "{strength: 0.5}", input: grid, options: Self.options))
+    }
+
+    @Test func poisson() async throws {
+        // No failing configuration: every size the planner accepts can be made. The
+        // cancelled run is the failure whose cleanup is checked (poisson writes no files).
+        let report = try await StageConformance.check(
+            PoissonStage.self, parameters: "{width: 2048, height: 2048, lambda: 3, seed: 7}", options: Self.options)
+        print(report)
+    }
+
+    /// Without `seed`, the stage's seed comes from the run seed: still the same for both runs.
+    @Test func poissonWithADerivedSeed() async throws {
+        let report = try await StageConformance.check(
+            PoissonStage.self, parameters: "{width: 1024, height: 1024, lambda: 200}", options: .init(seed: 99, checks: [.runsAgain]))
+        #expect(report.declaredOutputType == .grid(.uint16))
+    }
+
+    /// Today (debug build) the cancelled run goes on for 0.3-0.6 s: the range scan
+    /// (`Grid.valueRange`) never looks at cancellation, and the mapping checks it only
+    /// when each of its `concurrency` chunks starts.
+    @Test func normalize() async throws {
+        try await expectingSlowCancellation("normalize: the range scan and each mapping chunk run to their end once started") {
+            let report = try await StageConformance.check(NormalizeStage.self, input: Samples.uint16, options: Self.options)
+            print(report)
+        }
+    }
+
+    /// The dictionary-encoded path: a Grid<UInt8> in, a table out, the input untouched.
+    @Test func normalizeByteGrid() async throws {
+        let report = try await StageConformance.check(
+            NormalizeStage.self, parameters: "{range: [0, 200]}", input: Samples.uint8, options: Self.options)
+        print(report)
+    }
+
+    /// Today the encoder checks cancellation only before each strip (one per core):
+    /// a cancel that comes once the strips have started waits for the whole image.
+    @Test func jpeg() async throws {
+        try await expectingSlowCancellation("jpeg: cancellation is checked only before each strip starts (being fixed on another branch)") {
+            let report = try await StageConformance.check(
+                JPEGStage.self, parameters: "{quality: 90}", input: Samples.float32,
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")], options: Self.options)
+            print(report)
+        }
+    }
+
+    /// A progressive JPEG is encoded as one strip: today nothing looks at cancellation
+    /// once it has started. (The other checks are the same as for `jpeg`.)
+    @Test func jpegProgressive() async throws {
+        try await expectingSlowCancellation("jpeg: a progressive image is one strip, and strips are not cancellable (being fixed on another branch)") {
+            let report = try await StageConformance.check(
+                JPEGStage.self, parameters: "{quality: 90, progressive: true}", input: Samples.uint8,
+                options: .init(checks: [.cancellation, .cleanup], ignoredTemporaryPrefixes: Self.options.ignoredTemporaryPrefixes))
+            print(report)
+        }
+    }
+
+    /// Today the encoder does not look at cancellation once it has started.
+    @Test func png() async throws {
+        try await expectingSlowCancellation("png: the encoder is not cancellable once started (being fixed on another branch)") {
+            let report = try await StageConformance.check(
+                PNGStage.self, input: Samples.float32,
+                failing: [.input(try Grid<Float>(width: 0, height: 8, values: []), label: "an empty grid")], options: Self.options)
+            print(report)
+        }
+    }
+
+    @Test func filesystem() async throws {
+        let report = try await StageConformance.check(
+            FilesystemStage.self, parameters: "{path: '${env.CONFORMANCE_DIR}/{run_id}/image.{format}'}", input: Samples.image,
+            failing: [
+                // The first run wrote this file; without overwrite it is refused.
+                .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png'}", label: "an existing file"),
+                .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png/inner.png'}", label: "a file in the way"),
+            ], options: Self.options)
+        print(report)
+    }
+
+    @Test func exec() async throws {
+        let script = PythonFixture.packageRoot.appendingPathComponent("Tests/Fixtures/exec_double.py").path
+        func command(_ mode: String) -> String {
+            "{command: ['\(PythonFixture.python)', '\(script)', '{inputs.input}', '{output}', \(mode)], output: Grid<UInt16>}"
+        }
+        let report = try await StageConformance.check(
+            ExecStage.self, parameters: command("ok"), input: Samples.uint8Small,
+            failing: [
+                .parameters(command("nothing"), label: "a program that writes no output"),
+                .parameters(command("truncated"), label: "a program that writes a truncated .npy"),
+            ], options: Self.options)
+        print(report)
+    }
+
+    @Test func s3() async throws {
+        let s3 = try LocalS3.shared()
+        let environment = [
+            "AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": s3.secretKey, "AWS_SESSION_TOKEN": "",
+            "AWS_PROFILE": "", "AWS_EC2_METADATA_DISABLED": "true",
+        ]
+        // 12 MiB in three 5 MiB parts, so that the cancel comes during the upload.
+        let parameters = """
+            bucket: pipeline-tests
+            key: conformance/{run_id}/image.png
+            endpoint: \(s3.endpoint)
+            region: us-east-1
+            multipart_threshold: 5242880
+            part_size: 5242880
+            concurrency: 2
+            """
+        let report = try await StageConformance.check(
+            S3Stage.self, parameters: parameters, input: Samples.image,
+            failing: [
+                .environment(["AWS_SECRET_ACCESS_KEY": "not-the-secret"], label: "a wrong secret"),
+                .parameters(parameters.replacingOccurrences(of: "pipeline-tests", with: "no-such-bucket"), label: "a missing bucket"),
+            ],
+            options: .init(environment: environment, ignoredTemporaryPrefixes: Self.options.ignoredTemporaryPrefixes))
+        print(report)
+    }
+}
+
+/// Runs `body`, accepting a failure of the cancellation check only, which `why`
+/// explains. Intermittent: whether the cancel lands mid-run depends on the machine's
+/// load, and when the stage is fixed the check simply passes (then remove the wrapper).
+func expectingSlowCancellation(_ why: Comment, _ body: () async throws -> Void) async throws {
+    try await withKnownIssue(why, isIntermittent: true) {
+        try await body()
+    } matching: { issue in
+        issue.comments.contains { $0.rawValue.contains("fails conformance check 'cancellation': cancelled 10ms into the run, it took") }
+    }
+}
+
+/// Sample inputs, made once: rows cut from a pool of pseudo-random values at
+/// scattered offsets, so that encoders see noise (no row repeats within zlib's window)
+/// without a slow per-element loop in a debug build.
+enum Samples {
+    static let uint8 = try! grid(4096, 4096, pool: pool(1 << 20) { UInt8(truncatingIfNeeded: $0 >> 56) })
+    static let uint8Small = try! grid(2048, 2048, pool: pool(1 << 20) { UInt8(truncatingIfNeeded: $0 >> 56) })
+    static let uint16 = try! grid(4096, 4096, pool: pool(1 << 20) { UInt16(truncatingIfNeeded: $0 >> 48) })
+    static let float32 = try! grid(4096, 4096, pool: pool(1 << 20) { Float($0 >> 40) / Float(1 << 24) })
+    /// 12 MiB of noise, as an encoded image.
+    static let image = EncodedImage(
+        bytes: pool(12 << 17) { $0 }.withUnsafeBytes { SharedBytes($0) },
+        format: "png", mediaType: "image/png", width: 4096, height: 3072)
+
+    static func pool<T>(_ count: Int, _ make: (UInt64) -> T) -> [T] {
+        var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+        return (0..<count).map { _ in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return make(state)
+        }
+    }
+
+    static func grid<T: GridElement>(_ width: Int, _ height: Int, pool: [T]) throws -> Grid<T> {
+        try Grid<T>(width: width, height: height) { buffer in
+            pool.withUnsafeBufferPointer { source in
+                for y in 0..<height {
+                    let offset = (y &* 7919) % (source.count - width)
+                    (buffer.baseAddress! + y * width).initialize(from: source.baseAddress! + offset, count: width)
+                }
+            }
+        }
+    }
+}
