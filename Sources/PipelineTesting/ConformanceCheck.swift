@@ -26,7 +26,7 @@ public struct ConformanceCheck: Hashable, Sendable, CustomStringConvertible {
     /// Cancelled mid-run, the stage ends, returning or throwing `CancellationError`,
     /// within the bound.
     public static let cancellation = ConformanceCheck("cancellation")
-    /// A failed or cancelled run leaves no file in TMPDIR, no new file in the output
+    /// A failed or cancelled run leaves no file in its temporary directory, no new file in the output
     /// directory and no temporary file (`.NAME.tmp-*`) next to outputs.
     public static let cleanup = ConformanceCheck("cleanup after failure")
 

@@ -38,7 +38,8 @@ import Testing
 ///   mid-run). The cancel comes from a thread of its own and the end is timed by the
 ///   run's task, so a stage that blocks its thread cannot hide its latency;
 /// - **cleanup**: a failed run (the cancelled one, and each of `failing`) leaves no
-///   file in TMPDIR, which the kit points at a fresh directory for that run, and no
+///   file in its temporary directory (`context.temporaryDirectory`, a fresh one for
+///   that run: stages make temporary files there, not in TMPDIR), and no
 ///   new file in the output directory; no run leaves a temporary-looking file
 ///   (`.NAME.tmp-*`, `NAME.tmp`, `NAME.part`) next to its outputs.
 ///
@@ -58,17 +59,14 @@ import Testing
 /// The cancelled run is a failure the kit injects. To check cleanup after a failure
 /// the stage reports itself, pass `failing:` runs: other parameters, inputs or
 /// environment variables under which the stage must throw (a path under a file, a
-/// wrong secret, a program that exits 1). Each runs once, with its own TMPDIR; one
-/// that succeeds is reported, since it checks nothing.
+/// wrong secret, a program that exits 1). Each runs once, with its own temporary
+/// directory; one that succeeds is reported, since it checks nothing.
 ///
 /// ## The process environment
 ///
-/// TMPDIR (for the cancelled and failing runs) and `options.environment` (for the
-/// whole check) are set in the process environment, which every thread shares, and
-/// put back afterwards. Checks hold a lock against each other, but other tests of the
-/// same process that create temporary files at that moment put them in the kit's
-/// TMPDIR, where they would count as left behind: name their prefixes in
-/// `options.ignoredTemporaryPrefixes`, or keep such tests out of the process.
+/// `options.environment` (for the whole check) and a failing run's `environment`
+/// are set in the process environment, which every thread shares, and put back
+/// afterwards; checks hold a lock against each other. TMPDIR is never changed.
 ///
 /// A configuration the planner refuses (an unknown parameter, an input type the
 /// stage does not accept) is a mistake in the test, not in the stage: `check`
@@ -98,16 +96,12 @@ public enum StageConformance {
         public var environment: [String: String]
         /// The checks to make; `runs` is always made.
         public var checks: Set<ConformanceCheck>
-        /// Name prefixes of files that other tests of the same process make in TMPDIR
-        /// (`FileManager.default.temporaryDirectory`) while a check has pointed it at its
-        /// own directory: not counted as left behind, and never removed by the kit.
-        public var ignoredTemporaryPrefixes: [String]
 
         public init(
             seed: UInt64 = 1, deterministic: Bool = true, cancelAfter: Duration = .milliseconds(10),
             cancellationBound: Duration = .milliseconds(250), timeLimit: Duration = .seconds(60),
             concurrency: Int = ProcessInfo.processInfo.activeProcessorCount, environment: [String: String] = [:],
-            checks: Set<ConformanceCheck> = ConformanceCheck.all, ignoredTemporaryPrefixes: [String] = []
+            checks: Set<ConformanceCheck> = ConformanceCheck.all
         ) {
             self.seed = seed
             self.deterministic = deterministic
@@ -117,7 +111,6 @@ public enum StageConformance {
             self.concurrency = max(1, concurrency)
             self.environment = environment
             self.checks = checks.union([.runs])
-            self.ignoredTemporaryPrefixes = ignoredTemporaryPrefixes
         }
     }
 

@@ -9,9 +9,7 @@ import Testing
 /// the cancellation check cancels it mid-run (4096x4096 grids for the transforms and
 /// encoders), and a configuration that makes it fail where one exists.
 @Suite(.serialized) struct StageConformanceTests {
-    /// The other tests of this target make their directories in TMPDIR while these
-    /// run (`temporaryDirectory()`): not the checked stage's leftovers.
-    static let options = StageConformance.Options(ignoredTemporaryPrefixes: ["e2e-", "stages-tests-"])
+    static let options = StageConformance.Options()
 
     /// The README's example, as it is there: the guide's `invert` stage. (Its loop does
     /// not check cancellation; at 4096x4096 a debug build takes about the 250 ms bound
@@ -70,7 +68,7 @@ import Testing
         try await expectingSlowCancellation("jpeg: a progressive image is one strip, and strips are not cancellable (being fixed on another branch)") {
             let report = try await StageConformance.check(
                 JPEGStage.self, parameters: "{quality: 90, progressive: true}", input: Samples.uint8,
-                options: .init(checks: [.cancellation, .cleanup], ignoredTemporaryPrefixes: Self.options.ignoredTemporaryPrefixes))
+                options: .init(checks: [.cancellation, .cleanup]))
             print(report)
         }
     }
@@ -132,7 +130,7 @@ import Testing
                 .environment(["AWS_SECRET_ACCESS_KEY": "not-the-secret"], label: "a wrong secret"),
                 .parameters(parameters.replacingOccurrences(of: "pipeline-tests", with: "no-such-bucket"), label: "a missing bucket"),
             ],
-            options: .init(environment: environment, ignoredTemporaryPrefixes: Self.options.ignoredTemporaryPrefixes))
+            options: .init(environment: environment))
         print(report)
     }
 }

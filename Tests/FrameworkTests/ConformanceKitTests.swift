@@ -93,10 +93,10 @@ import Testing
         // Once for the run the kit cancelled, once for the caller's failing run.
         #expect(messages.count == 2, "\(messages)")
         #expect(messages.contains {
-            $0.hasPrefix("after the cancelled run failed (CancellationError), files were left in TMPDIR: leaky-")
+            $0.hasPrefix("after the cancelled run failed (CancellationError), files were left in its temporary directory: leaky-")
                 && $0.contains("; in the output directory: conformance-cancelled/.out.bin.tmp-")
         }, "\(messages)")
-        #expect(messages.contains { $0.hasPrefix("after failing run 'fail: true' failed ('asked to fail'), files were left in TMPDIR") },
+        #expect(messages.contains { $0.hasPrefix("after failing run 'fail: true' failed ('asked to fail'), files were left in its temporary directory") },
                 "\(messages)")
         #expect(report.notes.contains { $0.hasPrefix("what was left behind is kept in ") })
         if let kept = report.notes.first(where: { $0.hasPrefix("what was left behind is kept in ") }) {
@@ -174,7 +174,8 @@ import Testing
                 "\(String(describing: mistyped))")
     }
 
-    /// TMPDIR and `options.environment` are set while the stage runs, and put back.
+    /// `options.environment` is set while the stage runs, and put back; TMPDIR is never
+    /// changed (runs get their temporary directory through the context).
     @Test func theProcessEnvironmentIsPutBack() async throws {
         let before = ProcessInfo.processInfo.environment
         let report = try await StageConformance.evaluate(
@@ -191,34 +192,6 @@ import Testing
                 TidyStage.self, parameters: "{path: x}", input: sample, failing: [.parameters("{path: x, fail: maybe}", label: "maybe")])
         }
         #expect(error?.message.hasPrefix("failing run 'maybe': the planner refuses stage type 'tidy'") == true, "\(String(describing: error))")
-    }
-
-    /// Files that other tests make in TMPDIR meanwhile can be named, and are then
-    /// neither counted nor removed.
-    @Test func otherTestsFilesInTMPDIRCanBeIgnored() async throws {
-        ForeignFileStage.made.withLock { $0 = [] }
-        let counted = try await StageConformance.evaluate(ForeignFileStage.self, input: sample, options: .init(checks: [.cancellation, .cleanup]))
-        #expect(counted.failures.map(\.message).contains { $0.contains("files were left in TMPDIR: other-test-") }, "\(counted)")
-        let ignored = try await StageConformance.evaluate(
-            ForeignFileStage.self, input: sample, options: .init(checks: [.cancellation, .cleanup], ignoredTemporaryPrefixes: ["other-test-"]))
-        #expect(ignored.passed, "\(ignored)")
-        let made = ForeignFileStage.made.withLock { $0 }
-        #expect(made.count == 4)  // the first and the cancelled run of each check
-        for path in made {
-            #expect(FileManager.default.fileExists(atPath: path), "\(path) was removed")
-        }
-        for kept in counted.notes + ignored.notes where kept.hasPrefix("what was left behind is kept in ") {
-            try? FileManager.default.removeItem(atPath: String(kept.dropFirst("what was left behind is kept in ".count)))
-        }
-        for path in made {
-            try? FileManager.default.removeItem(atPath: path)
-            // The kit left its directories holding them: remove those once empty.
-            let temporary = (path as NSString).deletingLastPathComponent
-            if temporary.contains("/stage-conformance-") {
-                rmdir(temporary)
-                rmdir((temporary as NSString).deletingLastPathComponent)
-            }
-        }
     }
 
     /// Block mappings work as well as flow mappings, with the indentation of a Swift literal.
@@ -411,7 +384,7 @@ private struct LeakyStage: Stage {
         try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
         let suffix = UUID().uuidString.prefix(6)
         let temporary = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).tmp-\(suffix)")
-        let scratch = URL(fileURLWithPath: ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp").appendingPathComponent("leaky-\(suffix)")
+        let scratch = URL(fileURLWithPath: context.temporaryDirectory).appendingPathComponent("leaky-\(suffix)")
         try Data(output.elements).write(to: temporary)
         try Data("scratch".utf8).write(to: scratch)
         try await work(100)
@@ -461,26 +434,6 @@ private struct EnvironmentReadingStage: Stage {
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         guard ProcessInfo.processInfo.environment["CONFORMANCE_KIT_PROBE"] == "set" else { throw StageFailure("CONFORMANCE_KIT_PROBE is not set") }
-        return try inverted(try inputs.get(Grid<UInt8>.self))
-    }
-}
-
-/// Stands for another test of the process that makes a directory in TMPDIR while
-/// the stage runs (and removes it later, after the check).
-private struct ForeignFileStage: Stage {
-    static let made = Mutex<[String]>([])
-
-    static let spec = StageSpec(
-        name: "foreign-file", summary: "Run while another test makes a file in TMPDIR.",
-        inputs: [InputPort(accepts: byteGrid, doc: "a grid")], output: .fixed(.grid(.uint8)))
-
-    init(parameters: Parameters) throws {}
-
-    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
-        let path = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/other-test-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        Self.made.withLock { $0.append(path) }
-        try await work(100)
         return try inverted(try inputs.get(Grid<UInt8>.self))
     }
 }

@@ -17,6 +17,8 @@ public struct RunOptions: Sendable {
     /// Reuse stored outputs whose fingerprint (stage type, parameters, seed, inputs)
     /// is unchanged instead of running their stages again.
     public var reuse: Bool = false
+    /// Where stages make temporary files (`StageContext.temporaryDirectory`).
+    public var temporaryDirectory: String = StageContext.defaultTemporaryDirectory
 
     public init(
         runID: String = RunID.generate(), seed: UInt64 = RunID.randomSeed(),
@@ -329,7 +331,7 @@ public struct Executor: Sendable {
             let id = stage.id
             let context = StageContext(
                 stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
-                concurrency: options.jobs, logger: logger, templateValues: values,
+                concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
                 progress: { fraction in observer.stageProgress(id: id, fraction: fraction) })
             observer.stageStarted(id: stage.id, type: stage.typeName, attempt: attempt)
             do {

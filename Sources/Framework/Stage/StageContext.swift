@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 
 /// What a running stage knows about its run, and how it talks back.
@@ -17,11 +18,15 @@ public struct StageContext: Sendable {
     public let logger: Logger
     /// Values for run-time templates: run_id, stage, date, and the pipeline params.
     public let templateValues: [String: String]
+    /// Where the stage may make temporary files and directories (a run's, or TMPDIR's;
+    /// `/tmp` by default). Stages remove what they make there.
+    public let temporaryDirectory: String
     let progressHandler: @Sendable (Double) -> Void
 
     public init(
         stageID: String, stageType: String, runID: String, seed: UInt64, attempt: Int = 1,
         concurrency: Int = 1, logger: Logger, templateValues: [String: String] = [:],
+        temporaryDirectory: String = StageContext.defaultTemporaryDirectory,
         progress: @escaping @Sendable (Double) -> Void = { _ in }
     ) {
         self.stageID = stageID
@@ -32,7 +37,14 @@ public struct StageContext: Sendable {
         self.concurrency = concurrency
         self.logger = logger
         self.templateValues = templateValues
+        self.temporaryDirectory = temporaryDirectory
         self.progressHandler = progress
+    }
+
+    /// TMPDIR when it is set, else `/tmp`.
+    public static var defaultTemporaryDirectory: String {
+        let value = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+        return value.isEmpty ? "/tmp" : value
     }
 
     /// Reports how far the stage is, from 0 to 1; shown as a progress bar on a terminal.

@@ -139,11 +139,9 @@ final class ConformanceRunner {
         // Copies, so that nothing the earlier runs cached on the inputs (a grid's range,
         // say) makes this run shorter than a first run.
         let copies = inputs.mapValues { ArtifactContent.freshCopy($0) }
-        let (run, ending) = await ProcessEnvironment.with(["TMPDIR": temporary.path]) {
-            let run = TimedRun(subject.stage.instance, inputs: StageInputs(copies), context: context("conformance-cancelled"),
-                               cancelAfter: options.cancelAfter)
-            return (run, await run.wait(limit: options.timeLimit))
-        }
+        let run = TimedRun(subject.stage.instance, inputs: StageInputs(copies),
+                           context: context("conformance-cancelled", temporaryDirectory: temporary.path), cancelAfter: options.cancelAfter)
+        let ending = await run.wait(limit: options.timeLimit)
         checkInputs(copies, snapshots: snapshots, after: "the cancelled run")
         let bound = options.cancellationBound
         guard let ending else {
@@ -204,11 +202,10 @@ final class ConformanceRunner {
         let temporary = root.appendingPathComponent("tmp-failing-\(number)")
         try? FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
         let before = files(in: outputs)
-        var variables = failing.environment
-        variables["TMPDIR"] = temporary.path
-        let ending = await ProcessEnvironment.with(variables) {
+        let ending = await ProcessEnvironment.with(failing.environment) {
             let run = TimedRun(failingSubject.stage.instance, inputs: StageInputs(samples),
-                               context: context("conformance-failing-\(number)", subject: failingSubject))
+                               context: context("conformance-failing-\(number)", subject: failingSubject,
+                                                temporaryDirectory: temporary.path))
             return await run.wait(limit: options.timeLimit)
         }
         checkInputs(samples, snapshots: snapshots, after: label)
@@ -250,7 +247,7 @@ final class ConformanceRunner {
     }
 
     /// After a run that succeeded: no temporary-looking file appeared among the
-    /// outputs, and the run's TMPDIR, if it had one of its own, is empty.
+    /// outputs, and the run's temporary directory, if it had one of its own, is empty.
     private func checkStrayFiles(since before: Set<String>, temporary: URL? = nil, after run: String) {
         guard options.checks.contains(.cleanup) else { return }
         let stray = files(in: outputs).subtracting(before).filter { Self.looksTemporary(($0 as NSString).lastPathComponent) }
@@ -262,18 +259,18 @@ final class ConformanceRunner {
             let left = entries(in: temporary)
             if !left.isEmpty {
                 keepDirectory = true
-                report.fail(.cleanup, "\(run) left files in TMPDIR: \(left.joined(separator: ", "))")
+                report.fail(.cleanup, "\(run) left files in its temporary directory: \(left.joined(separator: ", "))")
             }
         }
     }
 
-    /// After a run that failed: nothing in its TMPDIR and no new file among the outputs.
+    /// After a run that failed: nothing in its temporary directory and no new file among the outputs.
     private func checkLeftovers(since before: Set<String>, temporary: URL, after run: String, failedWith error: any Error) {
         guard options.checks.contains(.cleanup) else { return }
         let inTemporary = entries(in: temporary)
         let inOutputs = files(in: outputs).subtracting(before).sorted()
         var parts: [String] = []
-        if !inTemporary.isEmpty { parts.append("in TMPDIR: " + inTemporary.joined(separator: ", ")) }
+        if !inTemporary.isEmpty { parts.append("in its temporary directory: " + inTemporary.joined(separator: ", ")) }
         if !inOutputs.isEmpty { parts.append("in the output directory: " + inOutputs.joined(separator: ", ")) }
         guard !parts.isEmpty else { return }
         keepDirectory = true
@@ -282,31 +279,19 @@ final class ConformanceRunner {
 
     // MARK: - Support
 
-    /// What a run's TMPDIR holds, but for names `options.ignoredTemporaryPrefixes`
-    /// says other tests of the process make.
+    /// What a run's temporary directory holds.
     private func entries(in temporary: URL) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).filter { name in
-            !options.ignoredTemporaryPrefixes.contains { name.hasPrefix($0) }
-        }.sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: temporary.path)) ?? []).sorted()
     }
 
-    /// Removes the kit's directory: the outputs, and in each run's TMPDIR what the
-    /// stage made. Files of other tests (ignored prefixes) are left alone, and so are
-    /// the directories holding them.
+    /// Removes the kit's directory: the outputs and each run's temporary directory.
     private func removeKitDirectory() {
-        try? FileManager.default.removeItem(at: outputs)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [] where name.hasPrefix("tmp-") {
-            let temporary = root.appendingPathComponent(name)
-            for entry in entries(in: temporary) {
-                try? FileManager.default.removeItem(at: temporary.appendingPathComponent(entry))
-            }
-            rmdir(temporary.path)
-        }
-        rmdir(root.path)
+        try? FileManager.default.removeItem(at: root)
     }
 
-    private func context(_ runID: String, subject: ConformanceSubject? = nil) -> StageContext {
-        (subject ?? self.subject).context(runID: runID, seed: options.seed, concurrency: options.concurrency)
+    private func context(_ runID: String, subject: ConformanceSubject? = nil, temporaryDirectory: String? = nil) -> StageContext {
+        (subject ?? self.subject).context(runID: runID, seed: options.seed, concurrency: options.concurrency,
+                                          temporaryDirectory: temporaryDirectory)
     }
 
     /// Copies of the inputs' content, taken only when the inputs check is on.

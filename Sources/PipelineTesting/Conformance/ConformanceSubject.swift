@@ -79,7 +79,7 @@ struct ConformanceSubject {
 
     /// The context of one run, as the executor would make it: the seed it would
     /// derive (or the stage's own `seed`), and the template values of a run `runID`.
-    func context(runID: String, seed: UInt64, concurrency: Int) -> StageContext {
+    func context(runID: String, seed: UInt64, concurrency: Int, temporaryDirectory: String? = nil) -> StageContext {
         let options = RunOptions(runID: runID, seed: seed, jobs: concurrency)
         var values = plan.params
         values["run_id"] = runID
@@ -88,6 +88,7 @@ struct ConformanceSubject {
         return StageContext(
             stageID: stage.id, stageType: stage.typeName, runID: runID,
             seed: Executor(plan: plan, options: options).seed(for: stage), attempt: 1, concurrency: options.jobs,
-            logger: Logger(label: "stage-conformance", factory: { _ in SwiftLogNoOpLogHandler() }), templateValues: values)
+            logger: Logger(label: "stage-conformance", factory: { _ in SwiftLogNoOpLogHandler() }), templateValues: values,
+            temporaryDirectory: temporaryDirectory ?? StageContext.defaultTemporaryDirectory)
     }
 }

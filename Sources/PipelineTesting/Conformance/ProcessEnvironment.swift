@@ -7,7 +7,7 @@ import Darwin
 
 /// The process environment, changed for a while and put back.
 ///
-/// Stages read TMPDIR and credentials from the process environment, which is shared
+/// Stages read credentials from the process environment, which is shared
 /// by every thread, so conformance checks hold `ConformanceLock` while they change it:
 /// two checks never run at once in one process.
 enum ProcessEnvironment {

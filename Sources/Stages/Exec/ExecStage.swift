@@ -109,7 +109,7 @@ public struct ExecStage: Stage {
     }
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
-        let directory = try Self.makeTemporaryDirectory()
+        let directory = try Self.makeTemporaryDirectory(in: context.temporaryDirectory)
         let registration = Cleanup.registerTemporary(directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
@@ -234,8 +234,7 @@ public struct ExecStage: Stage {
         return grid
     }
 
-    static func makeTemporaryDirectory() throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+    static func makeTemporaryDirectory(in base: String) throws -> String {
         var template = Array("\(base)/pipeline-exec-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError("create a temporary directory in", path: base)

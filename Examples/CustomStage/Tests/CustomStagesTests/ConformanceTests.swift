@@ -7,9 +7,7 @@ import Testing
 /// the planner resolves them, a second run, inputs left alone, cancellation, and
 /// nothing left behind after a failure.
 @Suite(.serialized) struct ConformanceTests {
-    /// `CustomStagesTests` makes its directory in TMPDIR (`custom-...`), maybe while a
-    /// check has pointed TMPDIR at its own: not a leftover of the checked stage.
-    static let options = StageConformance.Options(ignoredTemporaryPrefixes: ["custom-"])
+    static let options = StageConformance.Options()
 
     /// A 1024x1024 gradient, made once.
     static let ramp = try! Grid<UInt8>(width: 1024, height: 1024) { buffer in
