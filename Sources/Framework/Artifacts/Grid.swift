@@ -261,6 +261,38 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
         }
     }
 
+    /// `valueRange()`, for callers that must stay cancellable: a grid that holds its
+    /// elements is scanned in pieces of 1 Mi elements, with `Task.checkCancellation()`
+    /// before each. The result is cached as `valueRange()`'s is.
+    @_specialize(where Element == UInt8)
+    @_specialize(where Element == UInt16)
+    @_specialize(where Element == UInt32)
+    @_specialize(where Element == Float)
+    @_specialize(where Element == Double)
+    public func cancellableValueRange() throws -> (min: Double, max: Double)? {
+        if let cached = rangeCache.ifComputed { return cached }
+        guard let dense else { return valueRange() }
+        let piece = 1 << 20
+        var low: Element?, high: Element?
+        var start = 0
+        while start < dense.count {
+            try Task.checkCancellation()
+            let end = Swift.min(dense.count, start + piece)
+            var index = start
+            while index < end {
+                let value = dense[index]
+                if value == value {  // skips NaN
+                    if let current = low { low = value < current ? value : current } else { low = value }
+                    if let current = high { high = value > current ? value : current } else { high = value }
+                }
+                index += 1
+            }
+            start = end
+        }
+        let result = low.map { ($0.doubleValue, high!.doubleValue) }
+        return rangeCache.value { result }
+    }
+
     /// The smallest and largest table entry that some index selects, ignoring NaN.
     /// When the table is monotonic between the smallest and largest index (an affine
     /// map such as normalisation), these are the entries at those two indices, which

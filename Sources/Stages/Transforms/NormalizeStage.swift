@@ -53,18 +53,18 @@ public struct NormalizeStage: Stage {
     }
 
     /// The affine map x * scale + offset and whether to clamp.
-    func transform<T: GridElement>(for grid: Grid<T>) -> (scale: Double, offset: Double, clamp: Bool) {
+    func transform<T: GridElement>(for grid: Grid<T>) throws -> (scale: Double, offset: Double, clamp: Bool) {
         if let (low, high) = fixedRange {
             return (1 / (high - low), -low / (high - low), true)
         }
-        guard let (low, high) = grid.valueRange(), high > low else {
+        guard let (low, high) = try grid.cancellableValueRange(), high > low else {
             return (0, 0, false)  // constant (or empty, or all-NaN) grid: all zeros
         }
         return (1 / (high - low), -low / (high - low), false)
     }
 
     func normalize<T: GridElement>(_ grid: Grid<T>, workers: Int) async throws -> Grid<Float> {
-        let (scale, offset, clamp) = transform(for: grid)
+        let (scale, offset, clamp) = try transform(for: grid)
         if let bytes = grid as? Grid<UInt8> {
             // 256 possible inputs: the output is the input with a table of their images,
             // made in O(256); it is decoded only if a consumer needs the floats in memory.
