@@ -24,10 +24,14 @@ public struct HistogramStage: Stage {
     func report<T: GridElement & FixedWidthInteger>(_ grid: Grid<T>) throws -> Report {
         var counts: [Int: Int] = [:]
         var sum = 0.0
-        grid.withUnsafeBufferPointer { values in
-            for value in values {
-                counts[Int(value), default: 0] += 1
-                sum += Double(value)
+        try grid.withUnsafeBufferPointer { values in
+            // A long loop checks cancellation now and then (every 64 Ki values here).
+            for start in stride(from: 0, to: values.count, by: 65_536) {
+                try Task.checkCancellation()
+                for value in values[start..<min(values.count, start + 65_536)] {
+                    counts[Int(value), default: 0] += 1
+                    sum += Double(value)
+                }
             }
         }
         let total = grid.count
