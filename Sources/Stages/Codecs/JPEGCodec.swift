@@ -52,6 +52,15 @@ public enum JPEGCodec {
     /// receives the fraction of rows written, at most once per percent.
     public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int,
                                                        progress: @escaping @Sendable (Double) -> Void = { _ in }) async throws -> SharedBytes {
+        try await Blocking.run { cancel in
+            try encodeStrips(grid, options: options, workers: workers, cancel: cancel, progress: RowProgress(total: grid.height, report: progress))
+        }
+    }
+
+    /// What `encodeGray(_:options:workers:progress:)` does on its thread: the strips on
+    /// threads of their own, each checking `cancel` before every band.
+    static func encodeStrips<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int,
+                                                   cancel: CancelFlag?, progress: RowProgress?) throws -> SharedBytes {
         try checkSize(width: grid.width, height: grid.height)
         // libjpeg caps a restart interval at 65535 MCUs (8x8 blocks here): keep the
         // interval below that, so that markers fall where the strips join. Depends on
@@ -62,21 +71,18 @@ public enum JPEGCodec {
         let intervalRows = options.restartRows * 8
         let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
         let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))
+        guard strips > 1 else {
+            return try encodeStrip(grid, rows: 0..<grid.height, options: options, cancel: cancel, progress: progress).shared()
+        }
         let intervalsPerStrip = (intervals + strips - 1) / strips
         let rowsPerStrip = intervalsPerStrip * intervalRows
-        return try await Blocking.run { cancel in
-            let meter = RowProgress(total: grid.height, report: progress)
-            guard strips > 1 else {
-                return try encodeStrip(grid, rows: 0..<grid.height, options: options, cancel: cancel, progress: meter).shared()
-            }
-            let stripRanges = stride(from: 0, to: grid.height, by: rowsPerStrip).map { $0..<min($0 + rowsPerStrip, grid.height) }
-            let results = StripResults(count: stripRanges.count)
-            Blocking.parallel(stripRanges.count) { strip in
-                results.set(strip, Result { try encodeStrip(grid, rows: stripRanges[strip], options: options, cancel: cancel, progress: meter) })
-            }
-            if cancel.isSet() { throw CancellationError() }
-            return try RestartJoin.join(try results.outputs(), height: grid.height, intervalsPerStrip: intervalsPerStrip)
+        let stripRanges = stride(from: 0, to: grid.height, by: rowsPerStrip).map { $0..<min($0 + rowsPerStrip, grid.height) }
+        let results = StripResults(count: stripRanges.count)
+        Blocking.parallel(stripRanges.count) { strip in
+            results.set(strip, Result { try encodeStrip(grid, rows: stripRanges[strip], options: options, cancel: cancel, progress: progress) })
         }
+        if let cancel, cancel.isSet() { throw CancellationError() }
+        return try RestartJoin.join(try results.outputs(), height: grid.height, intervalsPerStrip: intervalsPerStrip)
     }
 
     private static func checkSize(width: Int, height: Int) throws {
