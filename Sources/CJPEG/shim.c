@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
-#include <math.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include "CJPEG.h"
 
 typedef struct {
@@ -34,109 +34,191 @@ static void cjpeg_copy_message(const char *source, char *message, size_t message
   }
 }
 
-// Branch-free so that the row loop vectorises: NaN fails both comparisons and
-// becomes 0; values outside [0, 1] are clamped.
-static inline unsigned char cjpeg_unit_to_byte(float v) {
-  v = v > 0.0f ? v : 0.0f;
-  v = v < 1.0f ? v : 1.0f;
-  int level = (int)(v * 255.0f + 0.5f);  // via int32, which vectorises
-  return (unsigned char)level;
-}
+// ---- Incremental encoder ----------------------------------------------------------
 
-// A separate function with plain pointers: the caller's row pointer is volatile
-// (it lives across setjmp), which would stop the loop from vectorising.
-static void cjpeg_convert_row(const float *restrict src, unsigned char *restrict dst, int width) {
-  for (int x = 0; x < width; x++) dst[x] = cjpeg_unit_to_byte(src[x]);
-}
+enum { CJPEG_WRITING = 0, CJPEG_FAILED = 1, CJPEG_FINISHED = 2 };
 
-static void cjpeg_lookup_row(const unsigned char *restrict src, unsigned char *restrict dst,
-                             const unsigned char *restrict table, int width) {
-  for (int x = 0; x < width; x++) dst[x] = table[src[x]];
-}
-
-int CJPEG_encode_gray(const void *pixels, CJPEG_PixelKind kind, int width, int height,
-                      size_t row_stride, CJPEG_EncodeOptions options,
-                      unsigned char **out, unsigned long *out_size,
-                      char *message, size_t message_len) {
+struct CJPEG_Encoder {
   struct jpeg_compress_struct cinfo;
-  cjpeg_error err;
-  unsigned char *volatile row = NULL;
-  unsigned char *volatile initial = NULL;
-  unsigned char table[256];
-  memset(&err, 0, sizeof err);
-  *out = NULL;
-  *out_size = 0;
-  if (kind == CJPEG_PIXELS_U8_TABLE && !options.table) {
-    cjpeg_copy_message("indexed samples need a table", message, message_len);
-    return -1;
+  struct jpeg_destination_mgr destination;
+  struct jpeg_progress_mgr progress;
+  int (*poll)(void *context);
+  void *poll_context;
+  cjpeg_error err;  // its jump buffer is set anew by every call
+  int state;
+  int created;      // cinfo holds libjpeg's memory
+  unsigned char *buffer;  // the output so far; ours until finish hands it over
+  size_t capacity;
+  size_t size;      // set when libjpeg terminates the destination
+};
+
+// Frees libjpeg's state and the output; only the message stays.
+static void cjpeg_encoder_abandon(CJPEG_Encoder *encoder) {
+  if (encoder->created) jpeg_destroy_compress(&encoder->cinfo);
+  encoder->created = 0;
+  free(encoder->buffer);
+  encoder->buffer = NULL;
+  encoder->capacity = 0;
+  encoder->state = CJPEG_FAILED;
+}
+
+static void cjpeg_encoder_fail(CJPEG_Encoder *encoder, const char *message) {
+  snprintf(encoder->err.message, sizeof encoder->err.message, "%s", message);
+  cjpeg_encoder_abandon(encoder);
+}
+
+// The destination: one malloc'd buffer that grows by realloc (for large buffers
+// realloc remaps pages instead of copying them).
+static void cjpeg_init_destination(j_compress_ptr cinfo) {
+  CJPEG_Encoder *encoder = (CJPEG_Encoder *)cinfo->client_data;
+  cinfo->dest->next_output_byte = encoder->buffer;
+  cinfo->dest->free_in_buffer = encoder->capacity;
+}
+
+static boolean cjpeg_empty_output_buffer(j_compress_ptr cinfo) {
+  CJPEG_Encoder *encoder = (CJPEG_Encoder *)cinfo->client_data;
+  size_t capacity = encoder->capacity * 2;  // libjpeg calls this only with the buffer full
+  unsigned char *grown = realloc(encoder->buffer, capacity);
+  if (!grown) ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 99);
+  encoder->buffer = grown;
+  cinfo->dest->next_output_byte = grown + encoder->capacity;
+  cinfo->dest->free_in_buffer = capacity - encoder->capacity;
+  encoder->capacity = capacity;
+  return TRUE;
+}
+
+static void cjpeg_term_destination(j_compress_ptr cinfo) {
+  CJPEG_Encoder *encoder = (CJPEG_Encoder *)cinfo->client_data;
+  encoder->size = encoder->capacity - cinfo->dest->free_in_buffer;
+}
+
+CJPEG_Encoder *CJPEG_encoder_begin(CJPEG_EncodeOptions options, int width, int height) {
+  CJPEG_Encoder *encoder = calloc(1, sizeof *encoder);
+  if (!encoder) return NULL;
+  encoder->cinfo.err = jpeg_std_error(&encoder->err.base);
+  encoder->err.base.error_exit = cjpeg_error_exit;
+  encoder->err.base.emit_message = cjpeg_emit_message;
+  encoder->cinfo.client_data = encoder;
+  if (setjmp(encoder->err.jump)) {
+    cjpeg_encoder_abandon(encoder);
+    return encoder;
   }
-  cinfo.err = jpeg_std_error(&err.base);
-  err.base.error_exit = cjpeg_error_exit;
-  err.base.emit_message = cjpeg_emit_message;
-  if (setjmp(err.jump)) {
-    jpeg_destroy_compress(&cinfo);
-    free(row);
-    if (*out && *out != initial) free(*out);
-    free(initial);
-    *out = NULL;
-    *out_size = 0;
-    cjpeg_copy_message(err.message, message, message_len);
-    return -1;
-  }
-  jpeg_create_compress(&cinfo);
+  encoder->created = 1;  // jpeg_destroy_compress is safe on a half-created struct
+  jpeg_create_compress(&encoder->cinfo);
   // Start with room for one byte per pixel: pages never written are never
-  // resident, and most images then need no reallocation and copy. If libjpeg does
-  // outgrow it, it moves to a buffer of its own and this one is freed below.
-  initial = malloc((size_t)width * (size_t)height + 65536);
-  *out = initial;
-  *out_size = initial ? (unsigned long)width * (unsigned long)height + 65536 : 0;
-  jpeg_mem_dest(&cinfo, out, out_size);
-  cinfo.image_width = (JDIMENSION)width;
-  cinfo.image_height = (JDIMENSION)height;
-  cinfo.input_components = 1;
-  cinfo.in_color_space = JCS_GRAYSCALE;
-  jpeg_set_defaults(&cinfo);
-  jpeg_set_quality(&cinfo, options.quality, TRUE);
-  cinfo.optimize_coding = options.optimize ? TRUE : FALSE;
-  if (options.restart_rows > 0) cinfo.restart_in_rows = options.restart_rows;
-  if (options.progressive) jpeg_simple_progression(&cinfo);
-  jpeg_start_compress(&cinfo, TRUE);
-  if (kind == CJPEG_PIXELS_U8_TABLE) {
-    // The same conversion as CJPEG_PIXELS_F32 applies to each sample, done once per value.
-    for (int i = 0; i < 256; i++) table[i] = cjpeg_unit_to_byte(options.table[i]);
+  // resident, and most images then need no reallocation.
+  size_t initial = 65536;
+  if (width > 0 && height > 0 && width <= JPEG_MAX_DIMENSION && height <= JPEG_MAX_DIMENSION) {
+    initial += (size_t)width * (size_t)height;
   }
-  if (kind != CJPEG_PIXELS_U8) {
-    row = malloc((size_t)width);
-    if (!row) {
-      jpeg_destroy_compress(&cinfo);
-      if (*out && *out != initial) free(*out);
-      free(initial);
-      *out = NULL;
-      cjpeg_copy_message("out of memory", message, message_len);
+  encoder->buffer = malloc(initial);
+  if (!encoder->buffer) encoder->buffer = malloc(initial = 65536);
+  if (!encoder->buffer) {
+    cjpeg_encoder_fail(encoder, "out of memory for the JPEG output buffer");
+    return encoder;
+  }
+  encoder->capacity = initial;
+  encoder->destination.init_destination = cjpeg_init_destination;
+  encoder->destination.empty_output_buffer = cjpeg_empty_output_buffer;
+  encoder->destination.term_destination = cjpeg_term_destination;
+  encoder->cinfo.dest = &encoder->destination;
+  // Negative sizes become huge unsigned ones, which libjpeg refuses with its message.
+  encoder->cinfo.image_width = (JDIMENSION)width;
+  encoder->cinfo.image_height = (JDIMENSION)height;
+  encoder->cinfo.input_components = 1;
+  encoder->cinfo.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&encoder->cinfo);
+  jpeg_set_quality(&encoder->cinfo, options.quality, TRUE);
+  encoder->cinfo.optimize_coding = options.optimize ? TRUE : FALSE;
+  if (options.restart_rows > 0) encoder->cinfo.restart_in_rows = options.restart_rows;
+  if (options.progressive) jpeg_simple_progression(&encoder->cinfo);
+  jpeg_start_compress(&encoder->cinfo, TRUE);
+  return encoder;
+}
+
+// Every call but begin starts the same way: fail fast once failed, and refuse
+// calls after finish.
+static int cjpeg_encoder_usable(CJPEG_Encoder *encoder) {
+  if (encoder->state == CJPEG_FINISHED) cjpeg_encoder_fail(encoder, "the JPEG encoder has already finished");
+  return encoder->state == CJPEG_WRITING;
+}
+
+int CJPEG_encoder_write_rows(CJPEG_Encoder *encoder, const unsigned char *rows, size_t stride, int count) {
+  if (!cjpeg_encoder_usable(encoder)) return -1;
+  if (setjmp(encoder->err.jump)) {
+    cjpeg_encoder_abandon(encoder);
+    return -1;
+  }
+  int done = 0;
+  while (done < count) {
+    JSAMPROW pointers[64];
+    int batch = count - done < 64 ? count - done : 64;
+    for (int i = 0; i < batch; i++) pointers[i] = (JSAMPROW)(rows + (size_t)(done + i) * stride);
+    JDIMENSION written = jpeg_write_scanlines(&encoder->cinfo, pointers, (JDIMENSION)batch);
+    // Too many rows is only a warning to libjpeg ("Application transferred too many
+    // scanlines"), and the rows would be lost: an error here.
+    if (encoder->err.warned || written == 0) {
+      if (!encoder->err.warned) snprintf(encoder->err.message, sizeof encoder->err.message, "libjpeg accepted no rows");
+      cjpeg_encoder_abandon(encoder);
       return -1;
     }
+    done += (int)written;
   }
-  while (cinfo.next_scanline < cinfo.image_height) {
-    JSAMPROW rows[1];
-    if (kind == CJPEG_PIXELS_F32) {
-      const float *src = (const float *)pixels + (size_t)cinfo.next_scanline * row_stride;
-      cjpeg_convert_row(src, row, width);
-      rows[0] = row;
-    } else if (kind == CJPEG_PIXELS_U8_TABLE) {
-      const unsigned char *src = (const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride;
-      cjpeg_lookup_row(src, row, table, width);
-      rows[0] = row;
-    } else {
-      rows[0] = (JSAMPROW)((const unsigned char *)pixels + (size_t)cinfo.next_scanline * row_stride);
-    }
-    jpeg_write_scanlines(&cinfo, rows, 1);
-  }
-  jpeg_finish_compress(&cinfo);
-  jpeg_destroy_compress(&cinfo);
-  free(row);
-  if (*out != initial) free(initial);
   return 0;
 }
+
+int CJPEG_encoder_finish(CJPEG_Encoder *encoder, unsigned char **out, size_t *out_size) {
+  *out = NULL;
+  *out_size = 0;
+  if (!cjpeg_encoder_usable(encoder)) return -1;
+  if (setjmp(encoder->err.jump)) {
+    cjpeg_encoder_abandon(encoder);
+    return -1;
+  }
+  jpeg_finish_compress(&encoder->cinfo);  // fewer rows than the height: libjpeg's error
+  if (encoder->err.warned) {
+    cjpeg_encoder_abandon(encoder);
+    return -1;
+  }
+  jpeg_destroy_compress(&encoder->cinfo);
+  encoder->created = 0;
+  *out = encoder->buffer;
+  *out_size = encoder->size;
+  encoder->buffer = NULL;
+  encoder->capacity = 0;
+  encoder->state = CJPEG_FINISHED;
+  return 0;
+}
+
+// libjpeg calls its progress monitor from inside its passes, where leaving by
+// longjmp is as safe as from error_exit.
+static void cjpeg_progress_monitor(j_common_ptr cinfo) {
+  CJPEG_Encoder *encoder = (CJPEG_Encoder *)cinfo->client_data;
+  if (encoder->poll && encoder->poll(encoder->poll_context)) {
+    snprintf(encoder->err.message, sizeof encoder->err.message, "cancelled");
+    longjmp(encoder->err.jump, 1);
+  }
+}
+
+void CJPEG_encoder_set_poll(CJPEG_Encoder *encoder, int (*poll)(void *context), void *context) {
+  encoder->poll = poll;
+  encoder->poll_context = context;
+  encoder->progress.progress_monitor = cjpeg_progress_monitor;
+  if (encoder->created) encoder->cinfo.progress = &encoder->progress;
+}
+
+int CJPEG_encoder_failed(const CJPEG_Encoder *encoder) { return encoder->state == CJPEG_FAILED; }
+
+const char *CJPEG_encoder_message(const CJPEG_Encoder *encoder) { return encoder->err.message; }
+
+void CJPEG_encoder_destroy(CJPEG_Encoder *encoder) {
+  if (!encoder) return;
+  if (encoder->created) jpeg_destroy_compress(&encoder->cinfo);
+  free(encoder->buffer);
+  free(encoder);
+}
+
+// ---- Decoder -----------------------------------------------------------------------
 
 int CJPEG_decode(const unsigned char *data, size_t size, int *width, int *height,
                  int *components, unsigned char **pixels,

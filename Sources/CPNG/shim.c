@@ -8,14 +8,8 @@
 
 typedef struct {
   char message[CPNG_MESSAGE_MAX];
+  char warning[CPNG_MESSAGE_MAX];  // the encoder's first warning, which may explain an error
 } cpng_error;
-
-typedef struct {
-  unsigned char *data;
-  size_t size;
-  size_t capacity;
-  int failed;
-} cpng_buffer;
 
 typedef struct {
   const unsigned char *data;
@@ -25,7 +19,11 @@ typedef struct {
 
 static void cpng_error_fn(png_structp png, png_const_charp text) {
   cpng_error *err = (cpng_error *)png_get_error_ptr(png);
-  snprintf(err->message, sizeof err->message, "%s", text);
+  if (err->warning[0]) {  // "Invalid IHDR data: Image width is zero in IHDR"
+    snprintf(err->message, sizeof err->message, "%s: %s", text, err->warning);
+  } else {
+    snprintf(err->message, sizeof err->message, "%s", text);
+  }
   png_longjmp(png, 1);
 }
 
@@ -34,18 +32,11 @@ static void cpng_warning_fn(png_structp png, png_const_charp text) {
   (void)text;  // warnings (e.g. unknown chunks) do not fail the operation
 }
 
-static void cpng_write_fn(png_structp png, png_bytep bytes, png_size_t length) {
-  cpng_buffer *buf = (cpng_buffer *)png_get_io_ptr(png);
-  if (buf->size + length > buf->capacity) {
-    size_t capacity = buf->capacity ? buf->capacity : 65536;
-    while (capacity < buf->size + length) capacity *= 2;
-    unsigned char *grown = realloc(buf->data, capacity);
-    if (!grown) png_error(png, "out of memory");
-    buf->data = grown;
-    buf->capacity = capacity;
-  }
-  memcpy(buf->data + buf->size, bytes, length);
-  buf->size += length;
+// libpng explains some errors only in warnings before them (png_check_IHDR warns
+// "Image width is zero in IHDR", then fails with "Invalid IHDR data"): keep the first.
+static void cpng_encoder_warning_fn(png_structp png, png_const_charp text) {
+  cpng_error *err = (cpng_error *)png_get_error_ptr(png);
+  if (!err->warning[0]) snprintf(err->warning, sizeof err->warning, "%s", text);
 }
 
 static void cpng_flush_fn(png_structp png) { (void)png; }
@@ -61,126 +52,160 @@ static void cpng_copy_message(const char *source, char *message, size_t message_
   if (message && message_len > 0) snprintf(message, message_len, "%s", source);
 }
 
-static inline uint16_t cpng_unit_to_level(float v, float max) {
-  v = v > 0.0f ? v : 0.0f;  // NaN becomes 0
-  v = v < 1.0f ? v : 1.0f;
-  return (uint16_t)(int)(v * max + 0.5f);  // via int32, which vectorises
+// ---- Incremental encoder ----------------------------------------------------------
+
+enum { CPNG_WRITING = 0, CPNG_FAILED = 1, CPNG_FINISHED = 2 };
+
+struct CPNG_Encoder {
+  cpng_error err;  // first member: libpng's error pointer is the encoder
+  png_structp png;
+  png_infop info;
+  int state;
+  int height;
+  int rows_written;
+  unsigned char *buffer;  // the output so far; ours until finish hands it over
+  size_t size;
+  size_t capacity;
+};
+
+// Frees libpng's state and the output; only the message stays.
+static void cpng_encoder_abandon(CPNG_Encoder *encoder) {
+  if (encoder->png) png_destroy_write_struct(&encoder->png, &encoder->info);
+  encoder->png = NULL;
+  encoder->info = NULL;
+  free(encoder->buffer);
+  encoder->buffer = NULL;
+  encoder->state = CPNG_FAILED;
 }
 
-// One row into PNG's sample layout (8-bit, or 16-bit big-endian). A separate
-// function with plain pointers, one loop per kind, so that the loops vectorise (the
-// caller's row pointer is volatile because it lives across setjmp).
-static void cpng_convert_row(const unsigned char *restrict source, CPNG_PixelKind kind, int width, int bit_depth,
-                             const uint16_t *restrict levels, unsigned char *restrict dst) {
-  if (kind == CPNG_PIXELS_U8_TABLE) {
-    if (bit_depth == 16) {
-      for (int x = 0; x < width; x++) {
-        uint16_t v = levels[source[x]];
-        dst[2 * x] = (unsigned char)(v >> 8);
-        dst[2 * x + 1] = (unsigned char)(v & 0xff);
-      }
-    } else {
-      for (int x = 0; x < width; x++) dst[x] = (unsigned char)levels[source[x]];
-    }
-  } else if (kind == CPNG_PIXELS_F32) {
-    const float *src = (const float *)source;
-    if (bit_depth == 16) {
-      for (int x = 0; x < width; x++) {
-        uint16_t v = cpng_unit_to_level(src[x], 65535.0f);
-        dst[2 * x] = (unsigned char)(v >> 8);
-        dst[2 * x + 1] = (unsigned char)(v & 0xff);
-      }
-    } else {
-      for (int x = 0; x < width; x++) dst[x] = (unsigned char)cpng_unit_to_level(src[x], 255.0f);
-    }
-  } else if (kind == CPNG_PIXELS_U16) {
-    const uint16_t *src = (const uint16_t *)source;
-    for (int x = 0; x < width; x++) {
-      dst[2 * x] = (unsigned char)(src[x] >> 8);
-      dst[2 * x + 1] = (unsigned char)(src[x] & 0xff);
-    }
-  } else {  // 8-bit samples written as 16-bit: v * 257, so 255 becomes 65535
-    for (int x = 0; x < width; x++) {
-      dst[2 * x] = source[x];
-      dst[2 * x + 1] = source[x];
-    }
-  }
+static void cpng_encoder_fail(CPNG_Encoder *encoder, const char *message) {
+  snprintf(encoder->err.message, sizeof encoder->err.message, "%s", message);
+  cpng_encoder_abandon(encoder);
 }
 
-int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int height,
-                     CPNG_EncodeOptions options, unsigned char **out, size_t *out_size,
-                     char *message, size_t message_len) {
-  cpng_error err;
-  cpng_buffer buffer = {0};
-  png_structp png = NULL;
-  png_infop info = NULL;
-  unsigned char *volatile row = NULL;
-  uint16_t levels[256];
-  memset(&err, 0, sizeof err);
-  *out = NULL;
-  *out_size = 0;
-  if (kind == CPNG_PIXELS_U8_TABLE && !options.table) {
-    cpng_copy_message("indexed samples need a table", message, message_len);
-    return -1;
+static void cpng_write_fn(png_structp png, png_bytep bytes, png_size_t length) {
+  CPNG_Encoder *encoder = (CPNG_Encoder *)png_get_io_ptr(png);
+  if (length > encoder->capacity - encoder->size) {
+    size_t capacity = encoder->capacity ? encoder->capacity : 65536;
+    while (capacity - encoder->size < length) capacity *= 2;
+    unsigned char *grown = realloc(encoder->buffer, capacity);
+    if (!grown) png_error(png, "out of memory for the PNG output buffer");
+    encoder->buffer = grown;
+    encoder->capacity = capacity;
   }
-  png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, cpng_error_fn, cpng_warning_fn);
-  if (!png) { cpng_copy_message("cannot create PNG writer", message, message_len); return -1; }
-  info = png_create_info_struct(png);
-  if (!info) {
-    png_destroy_write_struct(&png, NULL);
-    cpng_copy_message("cannot create PNG info", message, message_len);
-    return -1;
+  memcpy(encoder->buffer + encoder->size, bytes, length);
+  encoder->size += length;
+}
+
+CPNG_Encoder *CPNG_encoder_begin(CPNG_EncodeOptions options, int width, int height) {
+  CPNG_Encoder *encoder = calloc(1, sizeof *encoder);
+  if (!encoder) return NULL;
+  encoder->height = height;
+  if (options.bit_depth != 8 && options.bit_depth != 16) {
+    cpng_encoder_fail(encoder, "the PNG encoder writes bit depth 8 or 16 only");
+    return encoder;
   }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    free(buffer.data);
-    free(row);
-    cpng_copy_message(err.message, message, message_len);
-    return -1;
+  encoder->png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &encoder->err, cpng_error_fn, cpng_encoder_warning_fn);
+  if (!encoder->png) {
+    cpng_encoder_fail(encoder, "cannot create PNG writer");
+    return encoder;
+  }
+  encoder->info = png_create_info_struct(encoder->png);
+  if (!encoder->info) {
+    cpng_encoder_fail(encoder, "cannot create PNG info");
+    return encoder;
+  }
+  if (setjmp(png_jmpbuf(encoder->png))) {
+    cpng_encoder_abandon(encoder);
+    return encoder;
   }
   // Room for the raw samples up front; untouched pages are never resident.
-  buffer.capacity = (size_t)width * (size_t)height * (options.bit_depth == 16 ? 2 : 1) + 65536;
-  buffer.data = malloc(buffer.capacity);
-  if (!buffer.data) buffer.capacity = 0;
-  png_set_write_fn(png, &buffer, cpng_write_fn, cpng_flush_fn);
-  png_set_compression_level(png, options.compression_level);
-  png_set_compression_strategy(png, options.strategy);
-  png_set_filter(png, PNG_FILTER_TYPE_BASE, options.filters ? options.filters : PNG_FILTER_NONE);
-  png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, options.bit_depth,
-               PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE,
-               PNG_FILTER_TYPE_BASE);
-  if (kind == CPNG_PIXELS_U16 && options.bit_depth != 16) png_error(png, "16-bit samples need bit depth 16");
-  png_write_info(png, info);
-  int bytes_per_sample = options.bit_depth == 16 ? 2 : 1;
-  int need_row = !(kind == CPNG_PIXELS_U8 && options.bit_depth == 8);
-  if (kind == CPNG_PIXELS_U8_TABLE) {
-    // The same conversion as CPNG_PIXELS_F32 applies to each sample, done once per value.
-    for (int i = 0; i < 256; i++) levels[i] = cpng_unit_to_level(options.table[i], options.bit_depth == 16 ? 65535.0f : 255.0f);
+  if (width > 0 && height > 0) {
+    encoder->capacity = (size_t)width * (size_t)height * (size_t)(options.bit_depth / 8) + 65536;
+    encoder->buffer = malloc(encoder->capacity);
+    if (!encoder->buffer) encoder->capacity = 0;  // grown on first write instead
   }
-  if (need_row) {
-    (void)bytes_per_sample;
-    row = malloc((size_t)width * 2);  // room for 16-bit samples whatever the input kind
-    if (!row) png_error(png, "out of memory");
+  png_set_write_fn(encoder->png, encoder, cpng_write_fn, cpng_flush_fn);
+  png_set_compression_level(encoder->png, options.compression_level);
+  png_set_compression_strategy(encoder->png, options.strategy);
+  png_set_filter(encoder->png, PNG_FILTER_TYPE_BASE, options.filters ? options.filters : PNG_FILTER_NONE);
+  // Negative sizes become huge unsigned ones, which libpng refuses with its message.
+  png_set_IHDR(encoder->png, encoder->info, (png_uint_32)width, (png_uint_32)height, options.bit_depth,
+               PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
+  png_write_info(encoder->png, encoder->info);
+  if (options.bit_depth == 16) {
+    const uint16_t probe = 1;
+    if (*(const unsigned char *)&probe == 1) png_set_swap(encoder->png);  // PNG is big-endian
   }
-  for (int y = 0; y < height; y++) {
-    png_bytep target;
-    if (!need_row) {
-      target = (png_bytep)((const unsigned char *)pixels + (size_t)y * (size_t)width);
-    } else {
-      target = row;
-      size_t sample_bytes = kind == CPNG_PIXELS_U16 ? 2 : kind == CPNG_PIXELS_F32 ? 4 : 1;
-      cpng_convert_row((const unsigned char *)pixels + (size_t)y * (size_t)width * sample_bytes,
-                       kind, width, options.bit_depth, levels, row);
-    }
-    png_write_row(png, target);
+  return encoder;
+}
+
+// Every call but begin starts the same way: fail fast once failed, and refuse
+// calls after finish.
+static int cpng_encoder_usable(CPNG_Encoder *encoder) {
+  if (encoder->state == CPNG_FINISHED) cpng_encoder_fail(encoder, "the PNG encoder has already finished");
+  return encoder->state == CPNG_WRITING;
+}
+
+int CPNG_encoder_write_rows(CPNG_Encoder *encoder, const void *rows, size_t stride, int count) {
+  if (!cpng_encoder_usable(encoder)) return -1;
+  if (count < 0 || count > encoder->height - encoder->rows_written) {
+    // libpng would start a second image stream after the last row: refuse instead.
+    char message[CPNG_MESSAGE_MAX];
+    snprintf(message, sizeof message, "%d rows written after %d of a %d-row image",
+             count, encoder->rows_written, encoder->height);
+    cpng_encoder_fail(encoder, message);
+    return -1;
   }
-  png_write_end(png, info);
-  png_destroy_write_struct(&png, &info);
-  free(row);
-  *out = buffer.data;
-  *out_size = buffer.size;
+  if (setjmp(png_jmpbuf(encoder->png))) {
+    cpng_encoder_abandon(encoder);
+    return -1;
+  }
+  for (int i = 0; i < count; i++) {
+    // libpng copies the row before transforming (swapping) it: `rows` is only read.
+    png_write_row(encoder->png, (png_const_bytep)rows + (size_t)i * stride);
+    encoder->rows_written++;
+  }
   return 0;
 }
+
+int CPNG_encoder_finish(CPNG_Encoder *encoder, unsigned char **out, size_t *out_size) {
+  *out = NULL;
+  *out_size = 0;
+  if (!cpng_encoder_usable(encoder)) return -1;
+  if (encoder->rows_written != encoder->height) {
+    char message[CPNG_MESSAGE_MAX];
+    snprintf(message, sizeof message, "only %d rows written of a %d-row image", encoder->rows_written, encoder->height);
+    cpng_encoder_fail(encoder, message);
+    return -1;
+  }
+  if (setjmp(png_jmpbuf(encoder->png))) {
+    cpng_encoder_abandon(encoder);
+    return -1;
+  }
+  png_write_end(encoder->png, encoder->info);
+  png_destroy_write_struct(&encoder->png, &encoder->info);
+  encoder->png = NULL;
+  encoder->info = NULL;
+  *out = encoder->buffer;
+  *out_size = encoder->size;
+  encoder->buffer = NULL;
+  encoder->state = CPNG_FINISHED;
+  return 0;
+}
+
+int CPNG_encoder_failed(const CPNG_Encoder *encoder) { return encoder->state == CPNG_FAILED; }
+
+const char *CPNG_encoder_message(const CPNG_Encoder *encoder) { return encoder->err.message; }
+
+void CPNG_encoder_destroy(CPNG_Encoder *encoder) {
+  if (!encoder) return;
+  if (encoder->png) png_destroy_write_struct(&encoder->png, &encoder->info);
+  free(encoder->buffer);
+  free(encoder);
+}
+
+// ---- Decoder -----------------------------------------------------------------------
 
 int CPNG_decode(const unsigned char *data, size_t size, int *width, int *height,
                 int *bit_depth, int *channels, unsigned char **pixels, size_t *pixels_size,

@@ -188,3 +188,10 @@ for filter in [PNGCodec.Filter.none, .all] {
         }
     }
 }
+// The png stage's own path: a thread of its own, rows in cancellable bands, progress.
+do {
+    var size = 0
+    let seconds = try await time { size = try await PNGCodec.encodeGray(unit, options: PNGCodec.Options(), progress: { _ in }).count }
+    emit(["stage": "png", "what": "filter none, strategy rle, level 6, as the stage runs it (own thread, cancellable)",
+          "seconds": seconds, "pixels_mb_per_s": Double(count) / seconds / 1e6, "bytes": size])
+}

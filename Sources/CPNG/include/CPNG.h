@@ -7,26 +7,41 @@
 
 #define CPNG_MESSAGE_MAX 256
 
-typedef enum {
-  CPNG_PIXELS_U8 = 0,
-  CPNG_PIXELS_U16 = 1,   // native-endian 16-bit samples
-  CPNG_PIXELS_F32 = 2,   // float in [0, 1], scaled to the bit depth with rounding, clamped, NaN -> 0
-  CPNG_PIXELS_U8_TABLE = 3,  // one byte per sample, an index into `table` (256 floats),
-                             // whose entries are converted as CPNG_PIXELS_F32 samples are
-} CPNG_PixelKind;
-
 typedef struct {
   int bit_depth;          // 8 or 16
   int compression_level;  // zlib level 0...9
   int filters;            // PNG_FILTER_* mask (PNG_NO_FILTERS = 0 means "None" only)
   int strategy;           // zlib strategy (Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE, Z_FIXED)
-  const float *table;     // CPNG_PIXELS_U8_TABLE only: 256 entries
 } CPNG_EncodeOptions;
 
-/// Encodes a grayscale image. On success *out is malloc'd (free with CPNG_free).
-int CPNG_encode_gray(const void *pixels, CPNG_PixelKind kind, int width, int height,
-                     CPNG_EncodeOptions options, unsigned char **out, size_t *out_size,
-                     char *message, size_t message_len);
+/// An encoder for one grayscale image, fed rows in any number of calls. It keeps its
+/// error state: after the first failure every call returns -1 at once and
+/// CPNG_encoder_message keeps the first failure's message.
+typedef struct CPNG_Encoder CPNG_Encoder;
+
+/// Starts a width x height image, written to a growable malloc'd buffer. Returns NULL
+/// only when there is no memory for the encoder itself; any other failure (a size or
+/// option libpng refuses) returns an encoder that has failed (CPNG_encoder_failed).
+CPNG_Encoder *CPNG_encoder_begin(CPNG_EncodeOptions options, int width, int height);
+
+/// Compresses `count` rows of `width` samples, the first at `rows`, each `stride`
+/// bytes after the previous: bytes at bit depth 8, native-endian uint16_t at 16.
+/// More rows than the image has is an error. Returns 0, or -1 with the message kept.
+int CPNG_encoder_write_rows(CPNG_Encoder *encoder, const void *rows, size_t stride, int count);
+
+/// Completes the image. On success *out is the malloc'd PNG (the caller frees it with
+/// CPNG_free) and the encoder holds nothing more; fewer rows than the height is an
+/// error. Returns 0, or -1 with the message kept.
+int CPNG_encoder_finish(CPNG_Encoder *encoder, unsigned char **out, size_t *out_size);
+
+/// Non-zero once a call has failed.
+int CPNG_encoder_failed(const CPNG_Encoder *encoder);
+
+/// The first failure's message; empty while there is none.
+const char *CPNG_encoder_message(const CPNG_Encoder *encoder);
+
+/// Frees the encoder and everything it holds, whatever state it is in.
+void CPNG_encoder_destroy(CPNG_Encoder *encoder);
 
 /// Decodes a PNG without any transformation but byte order: samples come out as
 /// 8-bit, or 16-bit native-endian, `channels` per pixel. *pixels is malloc'd.

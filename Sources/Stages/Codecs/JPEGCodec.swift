@@ -27,27 +27,41 @@ public enum JPEGCodec {
         }
     }
 
-    /// Encodes 8-bit gray samples, read in place.
+    /// Encodes 8-bit gray samples, read in place, on the calling thread.
     public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
-        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }.shared()
+        try encodeStrip(grid, rows: 0..<grid.height, options: options).shared()
     }
 
-    /// Encodes unit-range floats, converted row by row as round(v * 255), clamped to
-    /// 0...255, NaN as 0; no full-size intermediate copy. A dictionary-encoded grid is
-    /// read through its table, each of whose 256 entries is converted the same way.
+    /// Encodes unit-range floats on the calling thread, converted a band of rows at a
+    /// time as round(v * 255), clamped to 0...255, NaN as 0 (`SampleConversion`); no
+    /// full-size intermediate copy. A dictionary-encoded grid is read through its table,
+    /// each of whose 256 entries is converted the same way.
     public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
-        try withSamples(of: grid) { try encode($0, firstRow: 0, rows: grid.height, options: options) }.shared()
+        try encodeStrip(grid, rows: 0..<grid.height, options: options).shared()
     }
 
-    /// Encodes on up to `workers` cores: horizontal strips, each a multiple of
-    /// `options.restartRows` MCU rows, are encoded at once and joined at restart
-    /// markers. The result is byte for byte what one encoder writes with the same
-    /// restart interval, whatever `workers` is. Progressive and optimized encodings,
-    /// whose coding depends on the whole image, and `restartRows == 0` use one core.
-    public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int) async throws -> SharedBytes {
-        guard grid.width >= 1, grid.height >= 1, grid.width <= 65_500, grid.height <= 65_500 else {
-            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(grid.width)x\(grid.height)")
+    /// Encodes on threads of its own, off the cooperative pool, on up to `workers`
+    /// cores: horizontal strips, each a multiple of `options.restartRows` MCU rows, are
+    /// encoded at once and joined at restart markers. The result is byte for byte what
+    /// one encoder writes with the same restart interval, whatever `workers` is.
+    /// Progressive and optimized encodings, whose coding depends on the whole image,
+    /// and `restartRows == 0` use one core.
+    ///
+    /// Rows are fed to libjpeg in bands; cancelling the calling task stops every strip
+    /// at its next band (within milliseconds) with `CancellationError`. `progress`
+    /// receives the fraction of rows written, at most once per percent.
+    public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int,
+                                                       progress: @escaping @Sendable (Double) -> Void = { _ in }) async throws -> SharedBytes {
+        try await Blocking.run { cancel in
+            try encodeStrips(grid, options: options, workers: workers, cancel: cancel, progress: RowProgress(total: grid.height, report: progress))
         }
+    }
+
+    /// What `encodeGray(_:options:workers:progress:)` does on its thread: the strips on
+    /// threads of their own, each checking `cancel` before every band.
+    static func encodeStrips<Element: GridElement>(_ grid: Grid<Element>, options: Options, workers: Int,
+                                                   cancel: CancelFlag?, progress: RowProgress?) throws -> SharedBytes {
+        try checkSize(width: grid.width, height: grid.height)
         // libjpeg caps a restart interval at 65535 MCUs (8x8 blocks here): keep the
         // interval below that, so that markers fall where the strips join. Depends on
         // the width only, so the bytes still do not depend on `workers`.
@@ -57,78 +71,59 @@ public enum JPEGCodec {
         let intervalRows = options.restartRows * 8
         let intervals = intervalRows > 0 ? (grid.height + intervalRows - 1) / intervalRows : 1
         let strips = options.progressive || options.optimize || intervalRows == 0 ? 1 : max(1, min(workers, intervals))
-        func encodeStrip(_ firstRow: Int, _ rows: Int) throws -> EncoderOutput {
-            try withSamples(of: grid) { try encode($0, firstRow: firstRow, rows: rows, options: options) }
+        guard strips > 1 else {
+            return try encodeStrip(grid, rows: 0..<grid.height, options: options, cancel: cancel, progress: progress).shared()
         }
-        guard strips > 1 else { return try encodeStrip(0, grid.height).shared() }
         let intervalsPerStrip = (intervals + strips - 1) / strips
         let rowsPerStrip = intervalsPerStrip * intervalRows
-        let parts = try await withThrowingTaskGroup(of: (Int, EncoderOutput).self) { group in
-            for strip in 0..<strips where strip * rowsPerStrip < grid.height {
-                let first = strip * rowsPerStrip
-                group.addTask {
-                    try Task.checkCancellation()
-                    return (strip, try encodeStrip(first, min(rowsPerStrip, grid.height - first)))
-                }
-            }
-            var parts: [(Int, EncoderOutput)] = []
-            for try await part in group { parts.append(part) }
-            return parts.sorted { $0.0 < $1.0 }.map(\.1)
+        let stripRanges = stride(from: 0, to: grid.height, by: rowsPerStrip).map { $0..<min($0 + rowsPerStrip, grid.height) }
+        let results = StripResults(count: stripRanges.count)
+        Blocking.parallel(stripRanges.count) { strip in
+            results.set(strip, Result { try encodeStrip(grid, rows: stripRanges[strip], options: options, cancel: cancel, progress: progress) })
         }
-        return try RestartJoin.join(parts, height: grid.height, intervalsPerStrip: intervalsPerStrip)
+        if let cancel, cancel.isSet() { throw CancellationError() }
+        return try RestartJoin.join(try results.outputs(), height: grid.height, intervalsPerStrip: intervalsPerStrip)
     }
 
-    /// Where libjpeg reads a grid's samples.
-    private struct Samples {
-        var base: UnsafeRawPointer
-        var kind: CJPEG_PixelKind
-        var table: UnsafePointer<Float>?
-        var width: Int
-        var bytesPerSample: Int
-    }
-
-    /// The grid's elements, or the indices and table of a dictionary-encoded
-    /// `Grid<Float>` (which is then not decoded).
-    private static func withSamples<Element: GridElement>(of grid: Grid<Element>, _ body: (Samples) throws -> EncoderOutput) throws -> EncoderOutput {
-        switch grid {
-        case let grid as Grid<UInt8>:
-            return try grid.withUnsafeBufferPointer {
-                try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_U8, width: grid.width, bytesPerSample: 1))
-            }
-        case let grid as Grid<Float>:
-            if let encoding = grid.dictionaryEncoding {
-                return try encoding.table.withUnsafeBufferPointer { table in
-                    try encoding.indices.withUnsafeBufferPointer {
-                        try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_U8_TABLE, table: table.baseAddress,
-                                         width: grid.width, bytesPerSample: 1))
-                    }
-                }
-            }
-            return try grid.withUnsafeBufferPointer {
-                try body(Samples(base: UnsafeRawPointer($0.baseAddress!), kind: CJPEG_PIXELS_F32, width: grid.width, bytesPerSample: 4))
-            }
-        default:
-            throw CodecError(library: "libjpeg", message: "cannot encode Grid<\(Element.elementType.swiftName)>")
+    private static func checkSize(width: Int, height: Int) throws {
+        guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
+            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
         }
     }
 
-    /// Encodes `rows` rows from `firstRow` on with one libjpeg encoder.
-    private static func encode(_ samples: Samples, firstRow: Int, rows: Int, options: Options) throws -> EncoderOutput {
-        guard samples.width >= 1, rows >= 1, samples.width <= 65_500, rows <= 65_500 else {
-            throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(samples.width)x\(rows)")
+    /// Encodes rows `rows` of `grid` with one libjpeg encoder, `bandRows` rows at a time
+    /// (by default `SampleBands.defaultBandRows`), checking `cancel` before each band.
+    static func encodeStrip<Element: GridElement>(_ grid: Grid<Element>, rows: Range<Int>, options: Options, bandRows: Int? = nil,
+                                                  cancel: CancelFlag? = nil, progress: RowProgress? = nil) throws -> EncoderOutput {
+        try checkSize(width: grid.width, height: rows.count)
+        let bandRows = bandRows ?? SampleBands.defaultBandRows(width: grid.width)
+        return try SampleBands.with(grid, depth: 8, bandRows: bandRows, library: "libjpeg") { bands in
+            let encoder = try JPEGEncoder(options: options, width: grid.width, height: rows.count, cancel: cancel)
+            try bands.feed(rows, cancel: cancel, progress: progress) { samples, count in
+                try encoder.write(samples, stride: bands.stride, count: count)
+            }
+            return try encoder.finish()
         }
-        let pixels = samples.base + firstRow * samples.width * samples.bytesPerSample
-        var output: UnsafeMutablePointer<UInt8>?
-        var size: UInt = 0
-        var message = [CChar](repeating: 0, count: Int(CJPEG_MESSAGE_MAX))
-        let options = CJPEG_EncodeOptions(quality: Int32(options.quality), progressive: options.progressive ? 1 : 0,
-                                          optimize: options.optimize ? 1 : 0, restart_rows: Int32(options.restartRows), table: samples.table)
-        let status = CJPEG_encode_gray(pixels, samples.kind, Int32(samples.width), Int32(rows), samples.width, options,
-                                       &output, &size, &message, message.count)
-        guard status == 0, let output else {
-            throw CodecError(library: "libjpeg", message: String(cString: message))
+    }
+
+    /// Each strip's outcome, set from the strips' threads.
+    private final class StripResults: @unchecked Sendable {
+        private let lock = NSLock()
+        private var results: [Result<EncoderOutput, any Error>?]
+
+        init(count: Int) {
+            results = Array(repeating: nil, count: count)
         }
-        return EncoderOutput(output, count: Int(size))
+
+        func set(_ index: Int, _ result: Result<EncoderOutput, any Error>) {
+            lock.lock(); results[index] = result; lock.unlock()
+        }
+
+        /// The strips' outputs in order, or the first strip's error.
+        func outputs() throws -> [EncoderOutput] {
+            lock.lock(); defer { lock.unlock() }
+            return try results.map { try $0!.get() }
+        }
     }
 
     /// A decoded image: 8-bit samples, `components` per pixel, row-major.

@@ -36,32 +36,38 @@ public enum PNGCodec {
         }
     }
 
+    /// Encodes 8-bit samples on the calling thread: read in place at bit depth 8,
+    /// scaled by 257 at 16 (so 255 becomes 65535).
     public static func encodeGray(_ grid: Grid<UInt8>, options: Options) throws -> SharedBytes {
-        try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U8, grid.width, grid.height, options) }
+        try encode(grid, options: options)
     }
 
+    /// Encodes 16-bit samples, read in place, on the calling thread; needs bit depth 16.
     public static func encodeGray(_ grid: Grid<UInt16>, options: Options) throws -> SharedBytes {
-        guard options.bitDepth == 16 else {
-            throw CodecError(library: "libpng", message: "16-bit samples need bit depth 16, not \(options.bitDepth)")
-        }
-        return try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U16, grid.width, grid.height, options) }
+        try encode(grid, options: options)
     }
 
-    /// Unit-range floats scaled to the bit depth: round(v * (2^depth - 1)), clamped, NaN as 0.
-    /// A dictionary-encoded grid is read through its table, whose 256 entries are
+    /// Encodes unit-range floats on the calling thread, scaled to the bit depth:
+    /// round(v * (2^depth - 1)), clamped, NaN as 0 (`SampleConversion`). A
+    /// dictionary-encoded grid is read through its table, whose 256 entries are
     /// converted the same way, and is not decoded.
     public static func encodeGray(_ grid: Grid<Float>, options: Options) throws -> SharedBytes {
-        if let encoding = grid.dictionaryEncoding {
-            return try encoding.table.withUnsafeBufferPointer { table in
-                try encoding.indices.withUnsafeBufferPointer {
-                    try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_U8_TABLE, grid.width, grid.height, options, table: table.baseAddress)
-                }
-            }
-        }
-        return try grid.withUnsafeBufferPointer { try encode(UnsafeRawPointer($0.baseAddress), CPNG_PIXELS_F32, grid.width, grid.height, options) }
+        try encode(grid, options: options)
     }
 
-    private static func filterMask(_ filter: Filter) -> Int32 {
+    /// Encodes a `Grid<UInt8>`, `Grid<UInt16>` or `Grid<Float>` as the functions above
+    /// do, on a thread of its own, off the cooperative pool. Rows are fed to libpng in
+    /// bands; cancelling the calling task stops the encoder at its next band (within
+    /// milliseconds, even at compression level 9) with `CancellationError`. `progress`
+    /// receives the fraction of rows written, at most once per percent.
+    public static func encodeGray<Element: GridElement>(_ grid: Grid<Element>, options: Options,
+                                                       progress: @escaping @Sendable (Double) -> Void) async throws -> SharedBytes {
+        try await Blocking.run { cancel in
+            try encode(grid, options: options, cancel: cancel, progress: RowProgress(total: grid.height, report: progress))
+        }
+    }
+
+    static func filterMask(_ filter: Filter) -> Int32 {
         switch filter {
         case .none: CPNG_filter_none()
         case .sub: CPNG_filter_sub()
@@ -72,22 +78,24 @@ public enum PNGCodec {
         }
     }
 
-    private static func encode(_ pixels: UnsafeRawPointer?, _ kind: CPNG_PixelKind, _ width: Int, _ height: Int, _ options: Options,
-                               table: UnsafePointer<Float>? = nil) throws -> SharedBytes {
-        guard width >= 1, height >= 1, width <= Int(Int32.max), height <= Int(Int32.max) else {
-            throw CodecError(library: "libpng", message: "cannot encode a \(width)x\(height) image")
+    /// Encodes `grid` with one libpng encoder, `bandRows` rows at a time (by default
+    /// `SampleBands.defaultBandRows`), checking `cancel` before each band.
+    static func encode<Element: GridElement>(_ grid: Grid<Element>, options: Options, bandRows: Int? = nil,
+                                             cancel: CancelFlag? = nil, progress: RowProgress? = nil) throws -> SharedBytes {
+        guard grid.width >= 1, grid.height >= 1, grid.width <= Int(Int32.max), grid.height <= Int(Int32.max) else {
+            throw CodecError(library: "libpng", message: "cannot encode a \(grid.width)x\(grid.height) image")
         }
-        var output: UnsafeMutablePointer<UInt8>?
-        var size = 0
-        var message = [CChar](repeating: 0, count: Int(CPNG_MESSAGE_MAX))
-        let cOptions = CPNG_EncodeOptions(bit_depth: Int32(options.bitDepth), compression_level: Int32(options.compressionLevel),
-                                          filters: filterMask(options.filter), strategy: options.strategy.zlibValue, table: table)
-        let status = CPNG_encode_gray(pixels, kind, Int32(width), Int32(height), cOptions, &output, &size, &message, message.count)
-        guard status == 0, let output else {
-            throw CodecError(library: "libpng", message: String(cString: message))
+        guard options.bitDepth == 8 || options.bitDepth == 16 else {
+            throw CodecError(library: "libpng", message: "bit depth must be 8 or 16, not \(options.bitDepth)")
         }
-        // The encoder's buffer becomes the artifact's bytes: no copy.
-        return SharedBytes(takingOwnershipOf: output, count: size) { CPNG_free($0) }
+        let bandRows = bandRows ?? SampleBands.defaultBandRows(width: grid.width)
+        return try SampleBands.with(grid, depth: options.bitDepth, bandRows: bandRows, library: "libpng") { bands in
+            let encoder = try PNGEncoder(options: options, width: grid.width, height: grid.height)
+            try bands.feed(0..<grid.height, cancel: cancel, progress: progress) { samples, count in
+                try encoder.write(samples, stride: bands.stride, count: count)
+            }
+            return try encoder.finish()
+        }
     }
 
     /// A decoded image: samples as stored (8-bit, or 16-bit native-endian), `channels` per pixel.

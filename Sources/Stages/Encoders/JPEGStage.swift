@@ -8,9 +8,10 @@ public struct JPEGStage: Stage {
         discussion: """
             Grid<UInt8> is encoded as is. Grid<Float32> must be in [0, 1]; each value v becomes \
             round(v * 255), values outside [0, 1] are clamped and NaN becomes 0. Conversion happens \
-            row by row inside the encoder, without a copy of the image. With restart markers (the \
-            default), horizontal strips are encoded on several cores and joined at the markers; the \
-            bytes are the same whatever --jobs is. Grayscale has no chroma, so there is no subsampling \
+            a band of rows at a time inside the encoder, without a copy of the image. With restart \
+            markers (the default), horizontal strips are encoded on several cores and joined at the \
+            markers; the bytes are the same whatever --jobs is. A cancelled run or a timeout stops \
+            the encoder within milliseconds. Grayscale has no chroma, so there is no subsampling \
             to choose.
             """,
         parameters: [
@@ -36,10 +37,10 @@ public struct JPEGStage: Stage {
         let width: Int, height: Int
         switch inputs.input {
         case let grid as Grid<Float>:
-            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency)
+            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency, progress: { context.reportProgress($0) })
             (width, height) = (grid.width, grid.height)
         case let grid as Grid<UInt8>:
-            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency)
+            bytes = try await JPEGCodec.encodeGray(grid, options: options, workers: context.concurrency, progress: { context.reportProgress($0) })
             (width, height) = (grid.width, grid.height)
         default:
             throw StageFailure("input is not Grid<Float32> or Grid<UInt8>", retryable: false)

@@ -9,8 +9,10 @@ public struct PNGStage: Stage {
             Grid<UInt8> is written as 8-bit, Grid<UInt16> as 16-bit, both without change \
             (Grid<UInt8> with bit_depth 16 is scaled by 257, so 255 becomes 65535). \
             Grid<Float32> in [0, 1] is scaled to the bit depth: round(v * 255) or round(v * 65535), \
-            clamped, NaN as 0. On noise-like data, filter none with the rle strategy is as small \
-            as the defaults of other tools and much faster.
+            clamped, NaN as 0. Rows are encoded a band at a time, so a cancelled run or a \
+            timeout stops the encoder within milliseconds, even at compression 9. On noise-like \
+            data, filter none with the rle strategy is as small as the defaults of other tools \
+            and much faster.
             """,
         parameters: [
             ParameterSpec("bit_depth", .choice(["auto", "8", "16"]), default: .string("auto"),
@@ -50,13 +52,13 @@ public struct PNGStage: Stage {
         switch inputs.input {
         case let grid as Grid<UInt16>:
             if bitDepth == "auto" { options.bitDepth = 16 }
-            bytes = try PNGCodec.encodeGray(grid, options: options)
+            bytes = try await PNGCodec.encodeGray(grid, options: options, progress: { context.reportProgress($0) })
             (width, height) = (grid.width, grid.height)
         case let grid as Grid<UInt8>:
-            bytes = try PNGCodec.encodeGray(grid, options: options)
+            bytes = try await PNGCodec.encodeGray(grid, options: options, progress: { context.reportProgress($0) })
             (width, height) = (grid.width, grid.height)
         case let grid as Grid<Float>:
-            bytes = try PNGCodec.encodeGray(grid, options: options)
+            bytes = try await PNGCodec.encodeGray(grid, options: options, progress: { context.reportProgress($0) })
             (width, height) = (grid.width, grid.height)
         default:
             throw StageFailure("input is not Grid<Float32>, Grid<UInt8> or Grid<UInt16>", retryable: false)

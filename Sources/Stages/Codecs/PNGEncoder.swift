@@ -1,0 +1,46 @@
+internal import CPNG
+import Framework
+
+/// One libpng encoder through CPNG's incremental API: begin with the size and
+/// options, write rows of 8-bit or (native-endian) 16-bit samples in any number of
+/// calls, finish. Freed on deinit whatever state it is in, so that abandoning it (an
+/// error, a cancellation) leaks nothing.
+final class PNGEncoder {
+    private let encoder: OpaquePointer
+
+    /// Starts a width x height image. Sizes and options libpng refuses throw its message.
+    init(options: PNGCodec.Options, width: Int, height: Int) throws {
+        let cOptions = CPNG_EncodeOptions(bit_depth: Int32(clamping: options.bitDepth), compression_level: Int32(clamping: options.compressionLevel),
+                                          filters: PNGCodec.filterMask(options.filter), strategy: options.strategy.zlibValue)
+        guard let encoder = CPNG_encoder_begin(cOptions, Int32(clamping: width), Int32(clamping: height)) else {
+            throw CodecError(library: "libpng", message: "out of memory for the encoder")
+        }
+        self.encoder = encoder
+        try check(CPNG_encoder_failed(encoder) == 0 ? 0 : -1)
+    }
+
+    deinit {
+        CPNG_encoder_destroy(encoder)
+    }
+
+    /// Compresses `count` rows of samples, `stride` bytes apart.
+    func write(_ rows: UnsafeRawPointer, stride: Int, count: Int) throws {
+        try check(CPNG_encoder_write_rows(encoder, rows, stride, Int32(clamping: count)))
+    }
+
+    /// The PNG, once every row was written; the encoder's buffer becomes the bytes
+    /// without a copy.
+    func finish() throws -> SharedBytes {
+        var output: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        try check(CPNG_encoder_finish(encoder, &output, &size))
+        return SharedBytes(takingOwnershipOf: output!, count: size) { CPNG_free($0) }
+    }
+
+    /// The one place where the shim's status becomes a Swift error.
+    private func check(_ status: Int32) throws {
+        guard status == 0 else {
+            throw CodecError(library: "libpng", message: String(cString: CPNG_encoder_message(encoder)))
+        }
+    }
+}
