@@ -28,9 +28,13 @@ struct InvertStage: Stage {
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
         let grid = try inputs.get(Grid<Float>.self)
         return try Grid<Float>(width: grid.width, height: grid.height) { output in
-            grid.withUnsafeBufferPointer { input in
-                for i in input.indices {
-                    output[i] = input[i] + strength * (1 - 2 * input[i])
+            try grid.withUnsafeBufferPointer { input in
+                // A row at a time, checking between rows that the run was not cancelled.
+                for row in 0..<grid.height {
+                    try context.checkCancellation()
+                    for i in row * grid.width..<(row + 1) * grid.width {
+                        output[i] = input[i] + strength * (1 - 2 * input[i])
+                    }
                 }
             }
         }

@@ -262,7 +262,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     }
 
     /// `valueRange()`, for callers that must stay cancellable: a grid that holds its
-    /// elements is scanned in pieces of 1 Mi elements, with `Task.checkCancellation()`
+    /// elements is scanned in pieces of 256 Ki elements, with `Task.checkCancellation()`
     /// before each. The result is cached as `valueRange()`'s is.
     @_specialize(where Element == UInt8)
     @_specialize(where Element == UInt16)
@@ -272,7 +272,7 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     public func cancellableValueRange() throws -> (min: Double, max: Double)? {
         if let cached = rangeCache.ifComputed { return cached }
         guard let dense else { return valueRange() }
-        let piece = 1 << 20
+        let piece = 1 << 18
         var low: Element?, high: Element?
         var start = 0
         while start < dense.count {

@@ -74,9 +74,9 @@ public struct NormalizeStage: Stage {
         let table: [Float]? = T.self == UInt16.self ? (0..<65536).map { Self.map(Double($0), scale, offset, clamp) } : nil
         try grid.materialize()
         let count = grid.count
-        // Pieces of 1 Mi elements (a few ms each), shared out to the workers, with a
+        // Pieces of 256 Ki elements (about a millisecond each), shared out to the workers, with a
         // cancellation check before each.
-        let piece = 1 << 20
+        let piece = 1 << 18
         let pieces = (count + piece - 1) / piece
         let tasks = max(1, min(workers, pieces))
         return try await Grid<Float>(width: grid.width, height: grid.height) { output in
