@@ -145,10 +145,13 @@ public enum NPY {
     public static func read(_ bytes: UnsafeRawBufferPointer, name: String) throws -> any AnyGrid {
         let layout = try layout(of: bytes, name: name)
         let data = UnsafeRawBufferPointer(rebasing: bytes[layout.dataOffset...])
+        return try makeGrid(layout) { $0.copyMemory(from: data) }
+    }
+
+    /// A grid of `layout`'s type and shape whose bytes `fill` writes.
+    private static func makeGrid(_ layout: Layout, fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> any AnyGrid {
         func make<T: GridElement>(_: T.Type) throws -> Grid<T> {
-            try Grid<T>(width: layout.width, height: layout.height) { buffer in
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: data)
-            }
+            try Grid<T>(width: layout.width, height: layout.height) { try fill(UnsafeMutableRawBufferPointer($0)) }
         }
         switch layout.elementType {
         case .uint8: return try make(UInt8.self)
@@ -174,18 +177,8 @@ public enum NPY {
             try prefix.withUnsafeMutableBytes { try FileContents.readFully(descriptor, into: $0, at: 0, path: path) }
             layout = try prefix.withUnsafeBytes { try self.layout(ofPrefix: $0, totalSize: size, name: name) }
         }
-        func make<T: GridElement>(_: T.Type) throws -> Grid<T> {
-            try Grid<T>(width: layout.width, height: layout.height) { buffer in
-                try FileContents.readFully(descriptor, into: UnsafeMutableRawBufferPointer(buffer), at: layout.dataOffset, path: path)
-            }
-        }
-        switch layout.elementType {
-        case .uint8: return try make(UInt8.self)
-        case .uint16: return try make(UInt16.self)
-        case .uint32: return try make(UInt32.self)
-        case .float32: return try make(Float.self)
-        case .float64: return try make(Double.self)
-        }
+        let offset = layout.dataOffset
+        return try makeGrid(layout) { try FileContents.readFully(descriptor, into: $0, at: offset, path: path) }
     }
 
     /// The value of `'key': value` in a header dictionary (to the next `,` outside
