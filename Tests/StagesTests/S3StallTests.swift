@@ -54,89 +54,91 @@ import Framework
         return S3Client(configuration: configuration, credentials: AWSCredentialChain(environment: environment))
     }
 
-    func upload(_ client: S3Client, multipart: Bool) async throws -> S3Upload.Result {
+    func makeUpload(_ client: S3Client) -> S3Upload {
         let bytes = (0..<20_000).map { UInt8(truncatingIfNeeded: $0) }
-        let upload = S3Upload(client: client, bucket: "pipeline-tests", key: "stalled.bin", bytes: SharedBytes(bytes),
-                              headers: [("Content-Type", "application/octet-stream")], checksum: true, overwrite: true,
-                              partSize: 5 << 20, concurrency: 2, context: testContext())
-        return try await upload.run(multipart: multipart)
+        return S3Upload(client: client, bucket: "pipeline-tests", key: "stalled.bin", bytes: SharedBytes(bytes),
+                        headers: [("Content-Type", "application/octet-stream")], checksum: true, overwrite: true,
+                        partSize: 5 << 20, concurrency: 2, context: testContext())
     }
 
-    /// Uploads to a stalled server with a 3 s budget; returns the error and the time taken.
-    func stalledUpload(multipart: Bool) async throws -> (S3Error?, Duration) {
-        let server = try StalledServer()
-        let start = ContinuousClock.now
-        var failure: S3Error?
-        do {
-            _ = try await upload(client(endpoint: server.endpoint, budget: .seconds(3)), multipart: multipart)
-            Issue.record("an upload to a server that never answers succeeded")
-        } catch let error as S3Error {
-            failure = error
-        }
-        let elapsed = ContinuousClock.now - start
-        withExtendedLifetime(server) {}
-        return (failure, elapsed)
+    func upload(_ client: S3Client, multipart: Bool) async throws -> S3Upload.Result {
+        try await makeUpload(client).run(multipart: multipart)
     }
 
-    /// The wall-clock bound of a whole upload has a second of slack over budget + 1 s:
-    /// when the full suite runs, other tests' blocking calls on the cooperative pool
-    /// can delay the resumption of this test's task by about that much. The request
-    /// itself is timed exactly below, on a thread of its own.
-    static let uploadBound: Duration = .seconds(5)
-
-    @Test func stalledServerFailsARequestWithinBudgetPlusOneSecond() async throws {
-        let server = try StalledServer()
-        let client = client(endpoint: server.endpoint, budget: .seconds(3))
-        let outcome = try await Self.onThread { () -> (String, Duration) in
-            let start = ContinuousClock.now
-            do {
-                _ = try client.send("PutObject", method: "PUT", bucket: "pipeline-tests", key: "stalled.bin",
-                                    body: .bytes(Array(repeating: 7, count: 20_000)), session: CurlSession(), isCancelled: { false })
-                return ("succeeded", ContinuousClock.now - start)
-            } catch {
-                return ("\(error)", ContinuousClock.now - start)
-            }
-        }
-        #expect(outcome.1 < .seconds(4), "the request took \(outcome.1) with a 3 s budget")
-        #expect(outcome.0.contains("accepted the connection but sent nothing within 3."), "\(outcome.0)")
-        #expect(outcome.0.contains("(after 1 attempt in 3."), "\(outcome.0)")
-        withExtendedLifetime(server) {}
-    }
-
-    /// Runs `body` on a thread of its own, as `S3Upload` does, and returns its result.
+    /// Runs `body` on a thread of its own, as `S3Upload.run` does, and returns its
+    /// result. Timings taken inside it do not depend on when the cooperative pool,
+    /// which other tests' blocking calls may hold, resumes this test.
     static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread { continuation.resume(with: Result { try body() }) }.start()
         }
     }
 
-    @Test func stalledServerFailsAPutWithinTheBudget() async throws {
-        let (error, elapsed) = try await stalledUpload(multipart: false)
-        #expect(elapsed < Self.uploadBound, "the upload took \(elapsed) with a 3 s budget")
-        let text = error?.description ?? ""
-        #expect(text.contains("the server at 127.0.0.1:") && text.contains("sent nothing within"), "\(text)")
-        #expect(!text.contains("cannot reach"), "\(text)")
-        #expect(error?.isTransient == true)
+    /// Uploads to a stalled server with a 3 s budget, on a thread of its own (the body
+    /// of `S3Upload.run`); returns what it threw and the time it took.
+    func stalledUpload(multipart: Bool) async throws -> (String, Duration) {
+        let server = try StalledServer()
+        let upload = makeUpload(client(endpoint: server.endpoint, budget: .seconds(3)))
+        let outcome = try await Self.onThread { () -> (String, Duration) in
+            let start = ContinuousClock.now
+            do {
+                _ = try upload.run(multipart: multipart, cancel: CancelFlag())
+                return ("succeeded", ContinuousClock.now - start)
+            } catch let error as S3Error {
+                return (error.description + (error.isTransient ? " [transient]" : ""), ContinuousClock.now - start)
+            } catch {
+                return ("\(type(of: error)): \(error)", ContinuousClock.now - start)
+            }
+        }
+        withExtendedLifetime(server) {}
+        return outcome
     }
 
-    @Test func stalledServerFailsAMultipartUploadWithinTheBudget() async throws {
-        let (error, elapsed) = try await stalledUpload(multipart: true)
-        #expect(elapsed < Self.uploadBound, "the upload took \(elapsed) with a 3 s budget")
-        let text = error?.description ?? ""
+    @Test func stalledServerFailsAPutWithinBudgetPlusOneSecond() async throws {
+        let (text, elapsed) = try await stalledUpload(multipart: false)
+        #expect(elapsed < .seconds(4), "the upload took \(elapsed) with a 3 s budget")
+        #expect(text.hasPrefix("PutObject s3://pipeline-tests/stalled.bin failed: the server at 127.0.0.1:"), "\(text)")
+        #expect(text.contains("accepted the connection but sent nothing within 3."), "\(text)")
+        #expect(text.contains("(after 1 attempt in 3."), "\(text)")
+        #expect(!text.contains("cannot reach"), "\(text)")
+        #expect(text.hasSuffix("[transient]"), "\(text)")
+    }
+
+    @Test func stalledServerFailsAMultipartUploadWithinBudgetPlusOneSecond() async throws {
+        let (text, elapsed) = try await stalledUpload(multipart: true)
+        #expect(elapsed < .seconds(4), "the upload took \(elapsed) with a 3 s budget")
         #expect(text.hasPrefix("CreateMultipartUpload"), "\(text)")
-        #expect(text.contains("sent nothing within"), "\(text)")
+        #expect(text.contains("sent nothing within 3."), "\(text)")
+    }
+
+    @Test func stalledServerFailsAnUploadTaskInTime() async throws {
+        // The same through the async API, with slack for a busy cooperative pool.
+        let server = try StalledServer()
+        let start = ContinuousClock.now
+        await #expect(throws: S3Error.self) { try await upload(client(endpoint: server.endpoint, budget: .seconds(3)), multipart: false) }
+        #expect(ContinuousClock.now - start < .seconds(15))
+        withExtendedLifetime(server) {}
     }
 
     @Test func cancellingAnUploadToAStalledServerStopsPromptly() async throws {
         let server = try StalledServer()
-        let client = client(endpoint: server.endpoint, budget: .seconds(60))
-        let task = Task { try await upload(client, multipart: false) }
-        try await Task.sleep(for: .milliseconds(300))
-        let cancelled = ContinuousClock.now
-        task.cancel()
-        let result = await task.result
-        #expect(ContinuousClock.now - cancelled < .milliseconds(1500))
-        #expect(throws: CancellationError.self) { try result.get() }
+        let upload = makeUpload(client(endpoint: server.endpoint, budget: .seconds(60)))
+        let flag = CancelFlag()
+        Thread {
+            Thread.sleep(forTimeInterval: 0.3)
+            flag.set()
+        }.start()
+        let (text, elapsed) = try await Self.onThread { () -> (String, Duration) in
+            let start = ContinuousClock.now
+            do {
+                _ = try upload.run(multipart: false, cancel: flag)
+                return ("succeeded", ContinuousClock.now - start)
+            } catch {
+                return ("\(type(of: error))", ContinuousClock.now - start)
+            }
+        }
+        #expect(text == "CancellationError")
+        #expect(elapsed < .milliseconds(1800), "cancelled after 0.3 s, the upload ended after \(elapsed)")
         withExtendedLifetime(server) {}
     }
 

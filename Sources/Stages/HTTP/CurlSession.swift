@@ -233,7 +233,8 @@ public final class CurlSession {
             try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
-            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.lowSpeedTime.milliseconds / 1000))))
+            // Whole seconds, rounded up: 2.99 s left of a budget must not become a 2 s limit.
+            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int((request.lowSpeedTime.milliseconds + 999) / 1000))))
             try check(CCurl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
                 let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                 let bytes = size * count

@@ -49,8 +49,14 @@ public struct S3Upload: Sendable {
 
     public func run(multipart: Bool) async throws -> Result {
         try await Blocking.run { cancel in
-            multipart ? try multipartUpload(cancel) : try singlePut(cancel)
+            try run(multipart: multipart, cancel: cancel)
         }
+    }
+
+    /// The upload on the calling thread, which it blocks until done; setting `cancel`
+    /// stops it (`CancellationError`) within about a second.
+    func run(multipart: Bool, cancel: CancelFlag) throws -> Result {
+        multipart ? try multipartUpload(cancel) : try singlePut(cancel)
     }
 
     private func conditional() -> [(name: String, value: String)] {
