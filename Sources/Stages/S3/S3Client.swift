@@ -96,17 +96,25 @@ public struct S3Client: Sendable {
         let start = clock.now
         let limit = S3RequestDeadline(start: start, budget: configuration.retryBudget, limit: deadline)
         var attempt = 0
-        while true {
+        /// The attempt's limits from now on, or the error of a request out of time.
+        func attemptLimits() throws -> (timeout: Duration, connectTimeout: Duration, lowSpeedTime: Duration) {
             guard let limits = limit.attemptLimits(at: clock.now, configuration: configuration) else {
-                throw S3Error(operation: operation, code: nil, status: nil, message: "no time was left to send the request",
-                              hint: "the time budget of the upload ran out", isTransient: true)
+                throw S3Error(operation: operation, code: nil, status: nil,
+                              message: "no time was left to send the request (its time budget is \(CurlError.seconds(configuration.retryBudget)))",
+                              hint: nil, isTransient: true)
             }
+            return limits
+        }
+        while true {
+            _ = try attemptLimits()
             attempt += 1
             let failure: S3Error
             do {
                 let creds = try credentials.credentials(deadline: limit.end, isCancelled: isCancelled)
                 let request = SigV4.Request(method: method, host: host, path: path, query: query, headers: headers, payloadHash: hash)
                 let signed = SigV4.sign(request, credentials: creds, region: configuration.region)
+                // Measured after the credentials, which may have taken a request of their own.
+                let limits = try attemptLimits()
                 var http = HTTPRequest(
                     method: method, url: base + request.encodedTarget, headers: signed, body: body ?? (method == "PUT" || method == "POST" ? .bytes([]) : nil),
                     timeout: limits.timeout, connectTimeout: limits.connectTimeout)
