@@ -124,6 +124,11 @@ public struct Executor: Sendable {
             for producer in stage.inputs.values { consumers[producer, default: 0] += 1 }
         }
         var waitingOn: [String: Set<String>] = Dictionary(uniqueKeysWithValues: plan.stages.map { ($0.id, Set($0.dependencies)) })
+        // Who waits for each stage, so a completion visits only its dependents.
+        var dependents: [String: [String]] = [:]
+        for stage in plan.stages {
+            for producer in waitingOn[stage.id]! { dependents[producer, default: []].append(stage.id) }
+        }
         var reports: [String: StageReport] = Dictionary(uniqueKeysWithValues: plan.stages.map { stage in
             (stage.id, StageReport(id: stage.id, type: stage.typeName, status: .skipped, attempts: 0,
                                    seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
@@ -133,14 +138,16 @@ public struct Executor: Sendable {
         var outputs: [String: any Artifact] = [:]
         var failure: StageExecutionError?
         var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
+        var nextReady = 0  // ready[..<nextReady] have been launched
         // Fingerprints only matter to a store; a run without one skips hashing parameters.
         let fingerprints = options.store == nil ? [:] : self.fingerprints
 
         await withTaskGroup(of: Completion.self) { group in
             var running = 0
             func launch() {
-                while failure == nil, !Task.isCancelled, running < options.jobs, !ready.isEmpty {
-                    let stage = stagesByID[ready.removeFirst()]!
+                while failure == nil, !Task.isCancelled, running < options.jobs, nextReady < ready.count {
+                    let stage = stagesByID[ready[nextReady]]!
+                    nextReady += 1
                     var inputs: [String: any Artifact] = [:]
                     for (port, producer) in stage.inputs { inputs[port] = available[producer] }
                     let stageInputs = StageInputs(inputs)
@@ -164,8 +171,8 @@ public struct Executor: Sendable {
                     } else {
                         outputs[stage.id] = artifact
                     }
-                    for candidate in plan.stages where waitingOn[candidate.id]!.remove(stage.id) != nil {
-                        if waitingOn[candidate.id]!.isEmpty { ready.append(candidate.id) }
+                    for candidate in dependents[stage.id] ?? [] where waitingOn[candidate]!.remove(stage.id) != nil {
+                        if waitingOn[candidate]!.isEmpty { ready.append(candidate) }
                     }
                     // Say it finished, start what waited for it, and only then compute
                     // the full summary (a scan of a grid, a hash of bytes), so the two overlap.

@@ -16,12 +16,15 @@ enum Overlay {
             result = result.setting("params", to: merge(root["params"], params), keyAt: params.location)
         }
         if let stages = profile["stages"], let overlayStages = stages.pairs {
-            var base = root["stages"] ?? YAMLNode(.mapping([]), at: stages.location)
+            var base = MappingEditor(root["stages"] ?? YAMLNode(.mapping([]), at: stages.location))
             for pair in overlayStages {
-                let replaced = replaceStage(base[pair.name], with: pair.value)
-                base = replaced.map { base.setting(pair.name, to: $0, keyAt: pair.key.location) } ?? base.removing(pair.name)
+                if let replaced = replaceStage(base[pair.name], with: pair.value) {
+                    base.set(pair.name, to: replaced, keyAt: pair.key.location)
+                } else {
+                    base.remove(pair.name)
+                }
             }
-            result = result.setting("stages", to: base, keyAt: stages.location)
+            result = result.setting("stages", to: base.node, keyAt: stages.location)
         }
         return result
     }
@@ -39,11 +42,11 @@ enum Overlay {
     /// Deep merge: mappings merge key by key, anything else is replaced.
     static func merge(_ base: YAMLNode?, _ overlay: YAMLNode) -> YAMLNode {
         guard let base, base.pairs != nil, let overlayPairs = overlay.pairs else { return overlay }
-        var result = base
+        var result = MappingEditor(base)
         for pair in overlayPairs {
-            result = result.setting(pair.name, to: merge(base[pair.name], pair.value), keyAt: pair.key.location)
+            result.set(pair.name, to: merge(result[pair.name], pair.value), keyAt: pair.key.location)
         }
-        return result
+        return result.node
     }
 
     /// Applies `--set path.to.key=value`. `index` numbers the pseudo-file
@@ -117,5 +120,52 @@ extension YAMLNode {
     /// This mapping without `key`.
     func removing(_ key: String) -> YAMLNode {
         YAMLNode(.mapping((pairs ?? []).filter { $0.name != key }), at: location)
+    }
+}
+
+/// A mapping being edited key by key: lookups, replacements, additions and removals
+/// in constant time, so that an overlay touching every one of thousands of stages
+/// stays linear. Keys keep their order; added keys go at the end.
+struct MappingEditor {
+    private let location: SourceLocation
+    /// The pairs, with removed ones left as nil until `node` compacts them.
+    private var pairs: [YAMLPair?]
+    /// Where each key's pairs are (a key appears once unless the file repeats it,
+    /// which the parser has reported).
+    private var positions: [String: [Int]] = [:]
+
+    init(_ mapping: YAMLNode) {
+        location = mapping.location
+        let pairs = mapping.pairs ?? []
+        self.pairs = pairs
+        for (position, pair) in pairs.enumerated() {
+            positions[pair.name, default: []].append(position)
+        }
+    }
+
+    /// The value of the first pair with `key`, as `YAMLNode`'s subscript.
+    subscript(key: String) -> YAMLNode? {
+        positions[key]?.first.flatMap { pairs[$0]?.value }
+    }
+
+    /// Replaces the value of the first pair with `key`, or appends a pair.
+    mutating func set(_ key: String, to value: YAMLNode, keyAt keyLocation: SourceLocation) {
+        if let first = positions[key]?.first {
+            pairs[first]?.value = value
+        } else {
+            positions[key] = [pairs.count]
+            pairs.append(YAMLPair(key: .scalar(key, at: keyLocation), value: value))
+        }
+    }
+
+    /// Removes every pair with `key`.
+    mutating func remove(_ key: String) {
+        for position in positions.removeValue(forKey: key) ?? [] {
+            pairs[position] = nil
+        }
+    }
+
+    var node: YAMLNode {
+        YAMLNode(.mapping(pairs.compactMap { $0 }), at: location)
     }
 }

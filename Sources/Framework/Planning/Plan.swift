@@ -9,9 +9,24 @@ public struct Plan: Sendable {
     public let params: [String: String]
     /// Stages in dependency order (ties keep file order).
     public let stages: [PlannedStage]
+    /// Each stage's position in `stages`, so that lookups by id take constant time.
+    private let positions: [String: Int]
+
+    public init(name: String, file: String, params: [String: String], stages: [PlannedStage]) {
+        self.name = name
+        self.file = file
+        self.params = params
+        self.stages = stages
+        var positions: [String: Int] = [:]
+        positions.reserveCapacity(stages.count)
+        for (position, stage) in stages.enumerated() where positions[stage.id] == nil {
+            positions[stage.id] = position
+        }
+        self.positions = positions
+    }
 
     public func stage(_ id: String) -> PlannedStage? {
-        stages.first { $0.id == id }
+        positions[id].map { stages[$0] }
     }
 
     /// Every data edge: producer, consumer, port and the artifact type carried.

@@ -56,7 +56,7 @@ public struct Planner: Sendable {
 
     /// Checks `document`; returns a plan when nothing is wrong with it.
     public func plan(_ document: PipelineDocument, diagnostics: inout [Diagnostic]) -> Plan? {
-        let ids = document.stages.map(\.id)
+        let ids = StageIDs(document.stages.map(\.id))
         let templateNames = Template.builtinNames.union(document.params.keys)
         var partials: [String: Partial] = [:]
 
@@ -84,7 +84,7 @@ public struct Planner: Sendable {
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
                 diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
-                                          at: reference.location, help: Suggestions.didYouMean(reference.stage, in: ids)))
+                                          at: reference.location, help: ids.suggestion(for: reference.stage)))
             }
             if let parameters = partial.parameters {
                 do {
@@ -256,7 +256,7 @@ public struct Planner: Sendable {
     }
 
     private func connectInputs(
-        _ declaration: StageDeclaration, spec: StageSpec, label: String, ids: [String], into partial: inout Partial,
+        _ declaration: StageDeclaration, spec: StageSpec, label: String, ids: StageIDs, into partial: inout Partial,
         diagnostics: inout [Diagnostic]
     ) {
         let portNames = spec.inputs.map(\.name)
@@ -289,7 +289,7 @@ public struct Planner: Sendable {
             guard ids.contains(reference.producer) else {
                 diagnostics.append(.error("\(label) takes input from '\(reference.producer)', which is not a stage of this pipeline",
                                           at: reference.location,
-                                          help: Suggestions.didYouMean(reference.producer, in: ids) ?? "stages: " + ids.quotedList()))
+                                          help: ids.suggestion(for: reference.producer) ?? ids.listing))
                 continue
             }
             if partial.inputs[port] != nil {
@@ -307,44 +307,128 @@ public struct Planner: Sendable {
         }
     }
 
-    /// Topological order of all stages (Kahn's algorithm, ties in file order);
-    /// nil after reporting a cycle.
+    /// Topological order of all stages (Kahn's algorithm, ties in file order: of the
+    /// stages ready at each step the first in the file comes first); nil after
+    /// reporting a cycle. O((stages + edges) log stages).
     private func dependencyOrder(_ document: PipelineDocument, partials: [String: Partial], diagnostics: inout [Diagnostic]) -> [String]? {
         let ids = document.stages.map(\.id)
-        let known = Set(ids)
-        var dependencies: [String: [(String, SourceLocation)]] = [:]
-        for declaration in document.stages {
-            let inputs = declaration.inputs.filter { known.contains($0.producer) }.map { ($0.producer, $0.location) }
-            let after = declaration.after.filter { known.contains($0.stage) }.map { ($0.stage, $0.location) }
-            dependencies[declaration.id] = inputs + after
+        var position: [String: Int] = [:]
+        position.reserveCapacity(ids.count)
+        for (index, id) in ids.enumerated() where position[id] == nil { position[id] = index }
+        // Each stage's distinct producers (by position), with where each is named first.
+        var dependencies: [[(stage: Int, location: SourceLocation)]] = Array(repeating: [], count: ids.count)
+        var dependents: [[Int]] = Array(repeating: [], count: ids.count)
+        var remaining = Array(repeating: 0, count: ids.count)
+        for (index, declaration) in document.stages.enumerated() {
+            var seen: Set<Int> = []
+            let references = declaration.inputs.map { ($0.producer, $0.location) } + declaration.after.map { ($0.stage, $0.location) }
+            for (name, location) in references {
+                guard let producer = position[name] else { continue }
+                dependencies[index].append((producer, location))
+                if seen.insert(producer).inserted {
+                    dependents[producer].append(index)
+                    remaining[index] += 1
+                }
+            }
         }
-        var remaining = dependencies.mapValues { Set($0.map(\.0)).count }
+        var ready = MinHeap()
+        for index in ids.indices where remaining[index] == 0 { ready.push(index) }
         var order: [String] = []
-        var done: Set<String> = []
-        while order.count < ids.count {
-            guard let next = ids.first(where: { !done.contains($0) && remaining[$0] == 0 }) else { break }
-            order.append(next)
-            done.insert(next)
-            for id in ids where !done.contains(id) && (dependencies[id] ?? []).contains(where: { $0.0 == next }) {
-                remaining[id] = Set((dependencies[id] ?? []).map(\.0)).subtracting(done).count
+        order.reserveCapacity(ids.count)
+        var done = Array(repeating: false, count: ids.count)
+        while let next = ready.pop() {
+            order.append(ids[next])
+            done[next] = true
+            for dependent in dependents[next] {
+                remaining[dependent] -= 1
+                if remaining[dependent] == 0 { ready.push(dependent) }
             }
         }
         guard order.count < ids.count else { return order }
 
         // Find one cycle among the stages left: walk dependencies until a stage repeats.
-        var path: [String] = []
-        var current = ids.first { !done.contains($0) }!
-        while !path.contains(current) {
+        // Every stage left waits for at least one other stage left.
+        var path: [Int] = []
+        var onPath: [Int: Int] = [:]
+        var current = done.firstIndex(of: false)!
+        while onPath[current] == nil {
+            onPath[current] = path.count
             path.append(current)
-            current = (dependencies[current] ?? []).first { !done.contains($0.0) }!.0
+            current = dependencies[current].first { !done[$0.stage] }!.stage
         }
-        let cycle = Array(path[path.firstIndex(of: current)!...])
+        let cycle = path[onPath[current]!...].map { ids[$0] }
         let first = cycle[0]
         let closing = cycle.count > 1 ? cycle[1] : first
-        let location = (dependencies[first] ?? []).first { $0.0 == closing }?.1 ?? partials[first]?.declaration.location
+        let location = dependencies[position[first]!].first { ids[$0.stage] == closing }?.location ?? partials[first]?.declaration.location
         let shown = (cycle + [first]).reversed().joined(separator: " -> ")
         diagnostics.append(.error("dependency cycle: \(shown)", at: location,
                                   help: "a pipeline is a DAG; remove one of these inputs or 'after' entries"))
         return nil
+    }
+}
+
+/// A binary min-heap of stage positions: Kahn's ready set, smallest (earliest in the
+/// file) first.
+private struct MinHeap {
+    private var items: [Int] = []
+
+    mutating func push(_ item: Int) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child] < items[parent] else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let last = items.popLast() else { return nil }
+        guard !items.isEmpty else { return last }
+        let top = items[0]
+        items[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < items.count, items[left] < items[smallest] { smallest = left }
+            if right < items.count, items[right] < items[smallest] { smallest = right }
+            if smallest == parent { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}
+
+/// The stage ids of a document, for the checks that look names up: membership in
+/// constant time, and "did you mean" suggestions whose total cost stays linear in the
+/// number of stages however many references are wrong.
+private final class StageIDs {
+    let ordered: [String]
+    private let members: Set<String>
+    /// Suggestions computed so far; each compares the word with every id.
+    private var suggestionsMade = 0
+    /// Past this many, a pipeline with thousands of wrong references gets no more
+    /// suggestions rather than a quadratic validation.
+    static let suggestionLimit = 50
+
+    init(_ ordered: [String]) {
+        self.ordered = ordered
+        members = Set(ordered)
+    }
+
+    func contains(_ id: String) -> Bool { members.contains(id) }
+
+    func suggestion(for word: String) -> String? {
+        guard ordered.count <= 1_000 || suggestionsMade < Self.suggestionLimit else { return nil }
+        suggestionsMade += 1
+        return Suggestions.didYouMean(word, in: ordered)
+    }
+
+    /// "stages: 'a', 'b' and 'c'", or their count when there are too many to list.
+    var listing: String {
+        ordered.count <= 20 ? "stages: " + ordered.quotedList() : "the pipeline has \(ordered.count) stages"
     }
 }

@@ -7,11 +7,16 @@ internal import CYAML
 /// - the input must be UTF-8 (checked first, with the position of the first bad byte);
 /// - one document per file;
 /// - mapping keys are scalars, and a key may appear once per mapping;
-/// - anchors and aliases work; an alias expands to a copy, and a document whose
-///   aliases would expand past `maximumNodes` nodes is refused ("billion laughs");
+/// - anchors and aliases work; an alias expands to a copy of its anchored node. The
+///   nodes those copies add are counted, and a document whose aliases would add more
+///   than `maximumAliasNodes` nodes, or more nodes than the file has bytes if that is
+///   larger, is refused ("billion laughs"). Nodes written out in the file cost nothing
+///   against this limit, so a large plain file loads;
 /// - nesting deeper than `maximumDepth` is refused.
 public enum YAMLParser {
-    public static let maximumNodes = 100_000
+    /// The nodes aliases may add to any document; a larger file may add as many as it
+    /// has bytes, which keeps the expanded tree linear in the size of the input.
+    public static let maximumAliasNodes = 100_000
     public static let maximumDepth = 128
 
     /// The result of parsing: the root node (nil for an empty document) and every
@@ -36,7 +41,7 @@ public enum YAMLParser {
         if bytes.isEmpty {
             return Result(root: nil, diagnostics: [])
         }
-        var builder = TreeBuilder(file: file)
+        var builder = TreeBuilder(file: file, aliasNodeLimit: max(maximumAliasNodes, bytes.count))
         bytes.withUnsafeBufferPointer { buffer in
             builder.run(buffer)
         }
@@ -51,6 +56,9 @@ public enum YAMLParser {
     }
 
     static func firstInvalidUTF8(in bytes: [UInt8]) -> InvalidByte? {
+        // The standard library's validation is fast; the walk below, which finds the
+        // bad byte's line and column, only runs for a file that fails it.
+        if String(validating: bytes, as: UTF8.self) != nil { return nil }
         var iterator = bytes.makeIterator()
         var parser = Unicode.UTF8.ForwardParser()
         var offset = 0, line = 1, column = 1
@@ -93,11 +101,14 @@ private struct TreeBuilder {
 
     private var stack: [Frame] = []
     private var anchors: [String: (node: YAMLNode, weight: Int)] = [:]
-    private var totalNodes = 0
+    /// Nodes added by alias expansion so far, and how many may be.
+    private var aliasNodes = 0
+    private let aliasNodeLimit: Int
     private var documents = 0
 
-    init(file: String) {
+    init(file: String, aliasNodeLimit: Int) {
         self.file = file
+        self.aliasNodeLimit = aliasNodeLimit
     }
 
     private func location(_ mark: yaml_mark_t) -> SourceLocation {
@@ -189,6 +200,15 @@ private struct TreeBuilder {
                                           help: "define '&\(name)' on a node above this line"))
                 return false
             }
+            // The copy adds its anchored node's whole weight (the node and everything
+            // below it, aliases inside it already expanded).
+            aliasNodes += weight
+            if aliasNodes > aliasNodeLimit {
+                diagnostics.append(.error(
+                    "document expands to more than \(aliasNodeLimit) nodes through aliases; refusing to load it",
+                    at: start, help: "a file built to expand exponentially (a 'billion laughs' document) is never a valid pipeline"))
+                return false
+            }
             var copy = node
             copy.location = start
             return complete(copy, weight: weight, anchor: nil)
@@ -205,7 +225,7 @@ private struct TreeBuilder {
             case .mapping(let pairs, _, _): node = YAMLNode(.mapping(pairs), at: frame.location)
             case .sequence(let items): node = YAMLNode(.sequence(items), at: frame.location)
             }
-            return complete(node, weight: frame.weight, anchor: frame.anchor, counted: true)
+            return complete(node, weight: frame.weight, anchor: frame.anchor)
         default:
             break
         }
@@ -222,18 +242,8 @@ private struct TreeBuilder {
         return true
     }
 
-    /// Attaches a finished node to its parent. `counted` is true for collections,
-    /// whose children were already counted.
-    private mutating func complete(_ node: YAMLNode, weight: Int, anchor: String?, counted: Bool = false) -> Bool {
-        // A scalar or an alias expansion counts its whole weight; a collection only
-        // itself, since its children were counted as they completed.
-        totalNodes += counted ? 1 : weight
-        if totalNodes > YAMLParser.maximumNodes {
-            diagnostics.append(.error(
-                "document expands to more than \(YAMLParser.maximumNodes) nodes through aliases; refusing to load it",
-                at: node.location, help: "a file built to expand exponentially (a 'billion laughs' document) is never a valid pipeline"))
-            return false
-        }
+    /// Attaches a finished node of `weight` nodes (itself and all below it) to its parent.
+    private mutating func complete(_ node: YAMLNode, weight: Int, anchor: String?) -> Bool {
         if let anchor {
             anchors[anchor] = (node, weight)
         }

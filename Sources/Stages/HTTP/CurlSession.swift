@@ -31,7 +31,8 @@ public struct HTTPRequest: Sendable {
     /// Header fields in the order they are sent.
     public var headers: [(name: String, value: String)]
     public var body: HTTPBody?
-    /// Limit for the whole transfer.
+    /// Limit for the whole transfer, connecting included (libcurl's CURLOPT_TIMEOUT_MS):
+    /// callers with a deadline pass what is left of it.
     public var timeout: Duration
     public var connectTimeout: Duration
     /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` is abandoned.
@@ -64,11 +65,39 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// A transfer that did not produce a response: curl's code and message.
+/// A transfer that did not produce a response: curl's code and message, and what
+/// went wrong in terms a user can act on.
 public struct CurlError: Error, Sendable, CustomStringConvertible {
     public var code: Int
     public var message: String
     public var url: String
+    public var failure: Failure
+
+    /// The ways a transfer fails that call for different advice.
+    public enum Failure: Sendable, Hashable {
+        /// The host name did not resolve (DNS).
+        case cannotResolve
+        /// Nothing listens on the port: the connection was refused.
+        case refused
+        /// No connection within the connect timeout (or the system's).
+        case connectTimedOut(Duration)
+        /// Connected, then no data moved for `idle`; `receivedNothing` when the server
+        /// never sent a byte of a response.
+        case stalled(idle: Duration, receivedNothing: Bool)
+        /// Data was moving, but the transfer did not end within its time limit.
+        case timedOut(Duration)
+        /// The caller's `isCancelled` said stop.
+        case aborted
+        /// Anything else (a reset connection, a TLS problem, a malformed URL): curl's message says it.
+        case other
+    }
+
+    public init(code: Int, message: String, url: String, failure: Failure = .other) {
+        self.code = code
+        self.message = message
+        self.url = url
+        self.failure = failure
+    }
 
     /// Connection failures and timeouts, which a retry may overcome.
     public var isTransient: Bool {
@@ -76,7 +105,62 @@ public struct CurlError: Error, Sendable, CustomStringConvertible {
          CURLE_PARTIAL_FILE, CURLE_COULDNT_RESOLVE_HOST].map { Int($0.rawValue) }.contains(code)
     }
 
-    public var description: String { "\(message) (\(url))" }
+    /// `host[:port]` of the URL.
+    public var host: String { Self.host(of: url) }
+
+    /// What happened, in a sentence fragment: "the server at HOST sent nothing within 3.0 s".
+    public var summary: String {
+        switch failure {
+        case .cannotResolve: "cannot resolve the host name of \(host)"
+        case .refused: "connection refused"
+        case .connectTimedOut(let limit): "no connection to \(host) within \(Self.seconds(limit))"
+        case .stalled(let idle, true): "the server at \(host) accepted the connection but sent nothing within \(Self.seconds(idle))"
+        case .stalled(let idle, false): "the server at \(host) stopped responding (no data for \(Self.seconds(idle)))"
+        case .timedOut(let limit): "the transfer with \(host) did not finish within \(Self.seconds(limit))"
+        case .aborted: "the transfer was cancelled"
+        case .other: message
+        }
+    }
+
+    public var description: String { "\(summary) (\(url))" }
+
+    static func host(of url: String) -> String {
+        let rest = url.range(of: "://").map { url[$0.upperBound...] } ?? url[...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return String(authority.split(separator: "@").last ?? authority)
+    }
+
+    /// `3.0 s` below ten seconds, `30 s` above.
+    static func seconds(_ duration: Duration) -> String {
+        let value = Double(duration.milliseconds) / 1000
+        if value < 10 { return String(Double((value * 10).rounded()) / 10) + " s" }
+        return "\(Int(value.rounded())) s"
+    }
+
+    /// Names a failed transfer from curl's code, whether the connection was made
+    /// (`connected`), the system's error number, how long no data moved (`idle`),
+    /// whether any response byte came (`receivedAny`), how long the attempt ran
+    /// (`elapsed`) and its connect timeout.
+    static func classify(
+        code: Int, osErrno: Int, connected: Bool, idle: Duration, receivedAny: Bool, elapsed: Duration, connectTimeout: Duration
+    ) -> Failure {
+        switch code {
+        case Int(CURLE_COULDNT_RESOLVE_HOST.rawValue), Int(CURLE_COULDNT_RESOLVE_PROXY.rawValue):
+            return .cannotResolve
+        case Int(CURLE_COULDNT_CONNECT.rawValue):
+            if osErrno == Int(ECONNREFUSED) { return .refused }
+            if osErrno == Int(ETIMEDOUT) { return .connectTimedOut(elapsed) }
+            return .other
+        case Int(CURLE_OPERATION_TIMEDOUT.rawValue):
+            guard connected else { return .connectTimedOut(min(elapsed, connectTimeout)) }
+            // Data moving until shortly before the limit: slow, not stalled.
+            return idle >= .seconds(1) || !receivedAny ? .stalled(idle: idle, receivedNothing: !receivedAny) : .timedOut(elapsed)
+        case Int(CURLE_ABORTED_BY_CALLBACK.rawValue):
+            return .aborted
+        default:
+            return .other
+        }
+    }
 }
 
 /// One libcurl easy handle, reused across requests so connections are kept alive.
@@ -108,9 +192,22 @@ public final class CurlSession {
         var received: [UInt8] = []
         var headers: [(name: String, value: String)] = []
         var isCancelled: (@Sendable () -> Bool)?
+        /// Whether any byte of a response arrived, or any of the request left.
+        var receivedAny = false
+        var sentAny = false
+        /// When data last moved either way, and the byte counts it was judged by.
+        var lastActivity = ContinuousClock.now
+        var bytesMoved: Int64 = 0
 
         init(body: HTTPBody?) {
             self.body = body
+        }
+
+        func moved(_ total: Int64) {
+            if total != bytesMoved {
+                bytesMoved = total
+                lastActivity = .now
+            }
         }
     }
 
@@ -137,10 +234,12 @@ public final class CurlSession {
             try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
             try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
-            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int(request.lowSpeedTime.milliseconds / 1000))))
+            // Whole seconds, rounded up: 2.99 s left of a budget must not become a 2 s limit.
+            try check(CCurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, max(1, Int((request.lowSpeedTime.milliseconds + 999) / 1000))))
             try check(CCurl_setopt_callback(handle, CURLOPT_WRITEFUNCTION, { data, size, count, context in
                 let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                 let bytes = size * count
+                transfer.receivedAny = true
                 data.map { transfer.received.append(contentsOf: UnsafeRawBufferPointer(start: $0, count: bytes)) }
                 return bytes
             }))
@@ -148,6 +247,7 @@ public final class CurlSession {
             try check(CCurl_setopt_callback(handle, CURLOPT_HEADERFUNCTION, { data, size, count, context in
                 let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                 let bytes = size * count
+                transfer.receivedAny = true
                 guard let data else { return bytes }
                 let line = String(decoding: UnsafeRawBufferPointer(start: data, count: bytes), as: UTF8.self)
                 if line.hasPrefix("HTTP/") {
@@ -160,14 +260,16 @@ public final class CurlSession {
                 return bytes
             }))
             try check(CCurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
-            if request.isCancelled != nil {
-                try check(CCurl_setopt_progress(handle, { context, _, _, _, _ in
-                    let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
-                    return transfer.isCancelled?() == true ? 1 : 0
-                }))
-                try check(CCurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context))
-                try check(CCurl_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
-            }
+            // The progress callback runs at least about once a second, data or not: it
+            // notes when data last moved (to tell a stalled server from a slow one)
+            // and aborts the transfer when the caller asks.
+            try check(CCurl_setopt_progress(handle, { context, _, downloaded, _, uploaded in
+                let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+                transfer.moved(Int64(downloaded) + Int64(uploaded))
+                return transfer.isCancelled?() == true ? 1 : 0
+            }))
+            try check(CCurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context))
+            try check(CCurl_setopt_long(handle, CURLOPT_NOPROGRESS, 0))
 
             let method = request.method.uppercased()
             if request.body != nil {
@@ -181,6 +283,7 @@ public final class CurlSession {
                         }
                     }
                     transfer.offset += length
+                    if length > 0 { transfer.sentAny = true }
                     return length
                 }))
                 try check(CCurl_setopt_pointer(handle, CURLOPT_READDATA, context))
@@ -209,11 +312,22 @@ public final class CurlSession {
             }
             try check(CCurl_setopt_headers(handle, headerList))
 
+            let started = ContinuousClock.now
+            transfer.lastActivity = started
             let code = CCurl_easy_perform(handle)
             if code != CURLE_OK {
                 let detail = String(cString: errors.baseAddress!)
+                let now = ContinuousClock.now
+                var osErrno = 0, connectTime = 0.0, pretransferTime = 0.0
+                _ = CCurl_getinfo_long(handle, CURLINFO_OS_ERRNO, &osErrno)
+                _ = CCurl_getinfo_double(handle, CURLINFO_CONNECT_TIME, &connectTime)
+                _ = CCurl_getinfo_double(handle, CURLINFO_PRETRANSFER_TIME, &pretransferTime)
+                let connected = connectTime > 0 || pretransferTime > 0 || transfer.sentAny || transfer.receivedAny
+                let failure = CurlError.classify(
+                    code: Int(code.rawValue), osErrno: osErrno, connected: connected, idle: now - transfer.lastActivity,
+                    receivedAny: transfer.receivedAny, elapsed: now - started, connectTimeout: request.connectTimeout)
                 throw CurlError(code: Int(code.rawValue), message: detail.isEmpty ? String(cString: CCurl_easy_strerror(code)) : detail,
-                                url: request.url)
+                                url: request.url, failure: failure)
             }
         }
         var status = 0

@@ -53,25 +53,29 @@ public final class AWSCredentialChain: @unchecked Sendable {
         self.environment = environment
     }
 
-    /// Current credentials, from the cache while they are fresh.
-    public func credentials(now: Date = Date()) throws -> AWSCredentials {
+    /// Current credentials, from the cache while they are fresh. Requests to the
+    /// container endpoint or instance metadata end by `deadline` (their own timeouts
+    /// capped at it) and abort when `isCancelled` turns true.
+    public func credentials(now: Date = Date(), deadline: ContinuousClock.Instant? = nil,
+                            isCancelled: (@Sendable () -> Bool)? = nil) throws -> AWSCredentials {
         lock.lock()
         defer { lock.unlock() }
         if let cached, cached.expiration.map({ $0.timeIntervalSince(now) > Self.refreshMargin }) ?? true {
             return cached
         }
-        let fresh = try resolve()
+        let fresh = try resolve(deadline: deadline, isCancelled: isCancelled)
         cached = fresh
         return fresh
     }
 
     /// Walks the chain once, without the cache.
-    public func resolve() throws -> AWSCredentials {
+    public func resolve(deadline: ContinuousClock.Instant? = nil, isCancelled: (@Sendable () -> Bool)? = nil) throws -> AWSCredentials {
         var looked: [String] = []
+        let limits = RequestLimits(deadline: deadline, isCancelled: isCancelled)
         if let found = try fromEnvironment(&looked) { return found }
         if let found = try fromSharedFiles(&looked) { return found }
-        if let found = try fromContainer(&looked) { return found }
-        if let found = try fromInstanceMetadata(&looked) { return found }
+        if let found = try fromContainer(&looked, limits: limits) { return found }
+        if let found = try fromInstanceMetadata(&looked, limits: limits) { return found }
         throw AWSCredentialError(message: "no AWS credentials found; looked in:\n" + looked.map { "  - \($0)" }.joined(separator: "\n")
             + "\nset AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure a profile in \(environment.credentialsFile)")
     }
@@ -112,7 +116,24 @@ public final class AWSCredentialChain: @unchecked Sendable {
         return nil
     }
 
-    func fromContainer(_ looked: inout [String]) throws -> AWSCredentials? {
+    /// The caller's deadline and cancellation, applied to each metadata request.
+    struct RequestLimits {
+        var deadline: ContinuousClock.Instant?
+        var isCancelled: (@Sendable () -> Bool)?
+
+        func apply(_ request: HTTPRequest) -> HTTPRequest {
+            var limited = request
+            if let deadline {
+                let left = max(.milliseconds(1), deadline - .now)
+                limited.timeout = min(request.timeout, left)
+                limited.connectTimeout = min(request.connectTimeout, left)
+            }
+            limited.isCancelled = isCancelled
+            return limited
+        }
+    }
+
+    func fromContainer(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> AWSCredentials? {
         let url: String
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {
             url = "http://169.254.170.2" + relative
@@ -131,12 +152,12 @@ public final class AWSCredentialChain: @unchecked Sendable {
             }
             headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
-        let response = try fetch(HTTPRequest(url: url, headers: headers, timeout: .seconds(5), connectTimeout: .seconds(2)),
+        let response = try fetch(limits.apply(HTTPRequest(url: url, headers: headers, timeout: .seconds(5), connectTimeout: .seconds(2))),
                                  what: "container credentials endpoint \(url)")
         return try Self.parseCredentialsJSON(response, source: "container credentials endpoint \(url)")
     }
 
-    func fromInstanceMetadata(_ looked: inout [String]) throws -> AWSCredentials? {
+    func fromInstanceMetadata(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> AWSCredentials? {
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" {
             looked.append("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED")
             return nil
@@ -147,9 +168,9 @@ public final class AWSCredentialChain: @unchecked Sendable {
         // IMDSv2: a session token first, then the role, then its credentials.
         let tokenResponse: HTTPResponse
         do {
-            tokenResponse = try session.perform(HTTPRequest(
+            tokenResponse = try session.perform(limits.apply(HTTPRequest(
                 method: "PUT", url: base + "/latest/api/token", headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                body: .bytes([]), timeout: .seconds(2), connectTimeout: .seconds(1)))
+                body: .bytes([]), timeout: .seconds(2), connectTimeout: .seconds(1))))
         } catch {
             looked.append("EC2 instance metadata at \(base): unreachable (\(error))")
             return nil
@@ -159,14 +180,14 @@ public final class AWSCredentialChain: @unchecked Sendable {
             return nil
         }
         let token = String(decoding: tokenResponse.body, as: UTF8.self)
-        let roles = try session.perform(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/",
-                                                    headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)))
+        let roles = try session.perform(limits.apply(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/",
+                                                                 headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2))))
         guard roles.status == 200, let role = String(decoding: roles.body, as: UTF8.self).split(separator: "\n").first else {
             looked.append("EC2 instance metadata at \(base): no instance role (status \(roles.status))")
             return nil
         }
-        let response = try session.perform(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/" + role,
-                                                       headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)))
+        let response = try session.perform(limits.apply(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/" + role,
+                                                                    headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2))))
         guard response.status == 200 else {
             throw AWSCredentialError(message: "EC2 instance metadata: credentials for role '\(role)' answered \(response.status)")
         }

@@ -33,10 +33,17 @@ public struct S3Configuration: Sendable {
     /// Backoff: full jitter over min(cap, base * 2^attempt).
     public var backoffBase: Duration = .milliseconds(100)
     public var backoffCap: Duration = .seconds(5)
-    /// No retry starts after this much time spent on one request.
+    /// The deadline of one logical request: all its attempts, the backoff waits
+    /// between them and each attempt's transfer end within this time (see
+    /// `S3RequestDeadline`). A request that needs longer fails, so a body must go
+    /// out within it too: at the default 60 s and the default 16 MiB multipart
+    /// threshold, at about 300 KB/s or faster.
     public var retryBudget: Duration = .seconds(60)
+    /// Each attempt's limits, further capped at what is left of the budget.
     public var connectTimeout: Duration = .seconds(10)
     public var requestTimeout: Duration = .seconds(600)
+    /// An attempt during which no data moves for this long is abandoned (the server stalled).
+    public var lowSpeedTime: Duration = .seconds(30)
 
     public init(endpoint: String?, region: String, pathStyle: Bool) {
         self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
@@ -71,51 +78,110 @@ public struct S3Client: Sendable {
     }
 
     /// Sends one signed request with retries; returns a 2xx response or throws S3Error.
+    ///
+    /// The request ends within `configuration.retryBudget`, or by `deadline` if that
+    /// comes first: every attempt's timeouts are capped at the time left, and no retry
+    /// starts that could not run. Runs on the caller's thread and blocks it: call it
+    /// from a thread of its own (`Blocking.run`), passing its flag as `isCancelled`,
+    /// which aborts a transfer within about a second and ends the backoff waits.
     public func send(
         _ operation: String, method: String, bucket: String, key: String, query: [(name: String, value: String)] = [],
         headers: [(name: String, value: String)] = [], body: HTTPBody? = nil, payloadHash: String? = nil,
+        deadline: ContinuousClock.Instant? = nil,
         session: CurlSession, isCancelled: @escaping @Sendable () -> Bool = { Task.isCancelled }
     ) throws -> HTTPResponse {
         let (base, host, path) = target(bucket: bucket, key: key)
         let hash = payloadHash ?? body.map { $0.withUnsafeBytes(SigV4.payloadHash) } ?? SigV4.emptyPayloadHash
         let clock = ContinuousClock()
         let start = clock.now
+        let limit = S3RequestDeadline(start: start, budget: configuration.retryBudget, limit: deadline)
         var attempt = 0
+        /// The attempt's limits from now on, or the error of a request out of time.
+        func attemptLimits() throws -> (timeout: Duration, connectTimeout: Duration, lowSpeedTime: Duration) {
+            guard let limits = limit.attemptLimits(at: clock.now, configuration: configuration) else {
+                throw S3Error(operation: operation, code: nil, status: nil,
+                              message: "no time was left to send the request (its time budget is \(CurlError.seconds(configuration.retryBudget)))",
+                              hint: nil, isTransient: true)
+            }
+            return limits
+        }
         while true {
+            _ = try attemptLimits()
             attempt += 1
             let failure: S3Error
             do {
-                let creds = try credentials.credentials()
+                let creds = try credentials.credentials(deadline: limit.end, isCancelled: isCancelled)
                 let request = SigV4.Request(method: method, host: host, path: path, query: query, headers: headers, payloadHash: hash)
                 let signed = SigV4.sign(request, credentials: creds, region: configuration.region)
+                // Measured after the credentials, which may have taken a request of their own.
+                let limits = try attemptLimits()
                 var http = HTTPRequest(
                     method: method, url: base + request.encodedTarget, headers: signed, body: body ?? (method == "PUT" || method == "POST" ? .bytes([]) : nil),
-                    timeout: configuration.requestTimeout, connectTimeout: configuration.connectTimeout)
+                    timeout: limits.timeout, connectTimeout: limits.connectTimeout)
+                http.lowSpeedTime = limits.lowSpeedTime
                 http.isCancelled = isCancelled
                 let response = try session.perform(http)
                 if (200..<300).contains(response.status), !Self.isErrorDocument(response) {
                     return response
                 }
                 failure = Self.error(operation, response: response, bucket: bucket, key: key, region: configuration.region, credentials: creds)
-            } catch let error as CurlError where isCancelled() {
-                _ = error
+            } catch let error as CurlError where isCancelled() || error.failure == .aborted {
                 throw CancellationError()
             } catch let error as CurlError {
-                failure = S3Error(operation: operation, code: nil, status: nil, message: "cannot reach \(base): \(error.message)",
-                                  hint: error.isTransient ? "check the endpoint and the network" : nil, isTransient: error.isTransient)
+                failure = Self.transportError(operation, error, base: base)
             } catch let error as AWSCredentialError {
                 throw S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil, isTransient: false)
             }
-            let spent = clock.now - start
-            guard failure.isTransient, attempt < configuration.maxAttempts, spent < configuration.retryBudget, !isCancelled() else {
+            if isCancelled() { throw CancellationError() }
+            // Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)], shortened
+            // to leave the next attempt some time before the deadline.
+            let now = clock.now
+            let ceiling = min(configuration.backoffCap.seconds, configuration.backoffBase.seconds * Double(1 << min(attempt, 20)))
+            let wait = min(Duration.milliseconds(Int64(Double.random(in: 0...ceiling) * 1000)),
+                           max(.zero, limit.remaining(at: now) - S3RequestDeadline.shortestAttempt))
+            let inTime = limit.allowsRetry(after: wait, at: now)
+            guard failure.isTransient, attempt < configuration.maxAttempts, inTime else {
                 var final = failure
-                if failure.isTransient && attempt > 1 { final.message += " (after \(attempt) attempts)" }
+                if failure.isTransient && !inTime && attempt < configuration.maxAttempts {
+                    let attempts = attempt == 1 ? "1 attempt" : "\(attempt) attempts"
+                    final.message += " (after \(attempts) in \(CurlError.seconds(now - start)), the request's time budget)"
+                } else if failure.isTransient && attempt > 1 {
+                    final.message += " (after \(attempt) attempts)"
+                }
                 throw final
             }
-            // Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)].
-            let ceiling = min(configuration.backoffCap.seconds, configuration.backoffBase.seconds * Double(1 << min(attempt, 20)))
-            Thread.sleep(forTimeInterval: Double.random(in: 0...ceiling))
+            try Self.sleep(wait, isCancelled: isCancelled)
         }
+    }
+
+    /// Waits `duration` in short slices, throwing `CancellationError` soon after
+    /// `isCancelled` turns true.
+    static func sleep(_ duration: Duration, isCancelled: () -> Bool) throws {
+        let end = ContinuousClock.now + duration
+        while ContinuousClock.now < end {
+            if isCancelled() { throw CancellationError() }
+            Thread.sleep(forTimeInterval: min(0.05, (end - ContinuousClock.now).seconds))
+        }
+        if isCancelled() { throw CancellationError() }
+    }
+
+    /// A transfer that got no response, worded by what happened: a server that
+    /// stalled was reached, one that refused or did not resolve was not.
+    static func transportError(_ operation: String, _ error: CurlError, base: String) -> S3Error {
+        let message: String
+        let hint: String?
+        switch error.failure {
+        case .stalled, .timedOut:
+            message = error.summary
+            hint = "the server, or a proxy on the way, may be overloaded or hung; check the endpoint"
+        case .refused, .cannotResolve, .connectTimedOut:
+            message = "cannot reach \(base): \(error.summary)"
+            hint = "check the endpoint and the network"
+        case .aborted, .other:
+            message = "the connection to \(base) failed: \(error.message)"
+            hint = error.isTransient ? "check the endpoint and the network" : nil
+        }
+        return S3Error(operation: operation, code: nil, status: nil, message: message, hint: hint, isTransient: error.isTransient)
     }
 
     /// S3 can answer 200 to CompleteMultipartUpload with an error document.

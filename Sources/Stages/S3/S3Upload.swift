@@ -4,7 +4,19 @@ import Framework
 /// One upload: a single PUT, or a multipart upload whose parts go out concurrently
 /// on threads of their own (transfers block), each with its own connection. A
 /// multipart upload that fails or is cancelled is aborted, so no parts are left.
+///
+/// Deadlines: every request (the PUT; or CreateMultipartUpload, each UploadPart and
+/// CompleteMultipartUpload) has the client's retry budget, its retries and
+/// transfer included. A multipart upload as a whole is not limited while its
+/// requests succeed, since a large object on a slow link may rightly take long; the
+/// first request that fails for good (a stalled server: after one budget) fails the
+/// upload at once, cancelling the parts in flight, and the abort that follows gets
+/// `abortBudget` (at most the retry budget). So a server that stalls ends an upload
+/// within one budget, or one budget plus `abortBudget` when parts were already sent.
 public struct S3Upload: Sendable {
+    /// The most time the best-effort abort of a failed multipart upload may take.
+    public static let abortBudget: Duration = .seconds(10)
+
     let client: S3Client
     let bucket: String
     let key: String
@@ -37,8 +49,14 @@ public struct S3Upload: Sendable {
 
     public func run(multipart: Bool) async throws -> Result {
         try await Blocking.run { cancel in
-            multipart ? try multipartUpload(cancel) : try singlePut(cancel)
+            try run(multipart: multipart, cancel: cancel)
         }
+    }
+
+    /// The upload on the calling thread, which it blocks until done; setting `cancel`
+    /// stops it (`CancellationError`) within about a second.
+    func run(multipart: Bool, cancel: CancelFlag) throws -> Result {
+        multipart ? try multipartUpload(cancel) : try singlePut(cancel)
     }
 
     private func conditional() -> [(name: String, value: String)] {
@@ -153,8 +171,9 @@ public struct S3Upload: Sendable {
     /// original error is what the user sees.
     private func abort(uploadID: String, session: CurlSession) {
         do {
+            let budget = min(Self.abortBudget, client.configuration.retryBudget)
             _ = try client.send("AbortMultipartUpload s3://\(bucket)/\(key)", method: "DELETE", bucket: bucket, key: key,
-                                query: [("uploadId", uploadID)], session: session)
+                                query: [("uploadId", uploadID)], deadline: .now + budget, session: session, isCancelled: { false })
             context.logger.info("aborted multipart upload \(uploadID) of s3://\(bucket)/\(key)")
         } catch {
             context.logger.error("could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key): \(error); parts may remain")
