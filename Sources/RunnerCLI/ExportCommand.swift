@@ -31,10 +31,18 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(help: "The tasks' working directory; default: the current directory.")
     var workdir: String?
 
+    func validate() throws {
+        for (option, value) in [("--output", output), ("--artifact-store", artifactStore), ("--workdir", workdir ?? "")] {
+            if let offset = FilePaths.controlCharacterOffset(in: value) {
+                throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
+            }
+        }
+    }
+
     func run() async throws {
         let plan = try pipeline.plan()
         let cwd = FileManager.default.currentDirectoryPath
-        func absolute(_ path: String) -> String { URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: cwd + "/")).standardizedFileURL.path }
+        func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         var extra: [String] = []
         for profile in pipeline.profiles { extra += ["--profile", profile] }
         for assignment in pipeline.overrides { extra += ["--set", assignment] }

@@ -45,6 +45,11 @@ struct RunCommand: AsyncParsableCommand {
         if let runID, let problem = RunID.problem(with: runID) {
             throw ValidationError("--run-id '\(runID)' \(problem)")
         }
+        for (option, value) in [("--report", report), ("--artifact-store", artifactStore)] {
+            if let value, let offset = FilePaths.controlCharacterOffset(in: value) {
+                throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
+            }
+        }
         if let jobs, jobs < 1 {
             throw ValidationError("--jobs must be at least 1, got \(jobs)")
         }

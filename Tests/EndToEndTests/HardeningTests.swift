@@ -86,6 +86,20 @@ import TestFixtures
         #expect(result.stderr.contains("p.yaml:7:"), "\(result.stderr)")  // {tag} with a control character
         #expect(result.stderr.components(separatedBy: "control character").count - 1 >= 3, "\(result.stderr)")
         #expect(!box.exists("out"))
+        // Paths given on the command line, and an exec stage's working directory.
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        for option in ["--report", "--artifact-store"] {
+            let refused = try box.run([path, option, "r\u{9}x"])
+            #expect(refused.status == 2 && refused.stderr.contains("\(option) 'r\\tx' has a control character at offset 1"), "\(refused.stderr)")
+        }
+        let workdir = try box.write("""
+            stages:
+              \(Self.source)
+              program: {type: exec, input: generate, with: {command: [cp, "{inputs.input}", "{output}"], output: Grid<UInt8>, workdir: "w\\nd"}}
+            """, name: "workdir.yaml")
+        let refusedWorkdir = try box.run(["validate", workdir])
+        #expect(refusedWorkdir.status == 2 && refusedWorkdir.stderr.contains("has a control character at offset 1"), "\(refusedWorkdir.stderr)")
+        #expect(files(below: box.root).sorted() == ["p.yaml", "workdir.yaml"])
     }
 
     @Test func aFileNameOf255BytesCanBeWritten() throws {

@@ -117,8 +117,8 @@ import Testing
         #expect(outcome.succeeded)
         #expect(outcome.report.stages.count == Self.count)
         #expect(outcome.outputs.keys.sorted() == ["s\(Self.count - 1)"])
-        // A debug build runs it in about 1 s; scanning every stage after every
-        // completion took over 3 minutes.
-        #expect(elapsed < .seconds(6), "running a \(Self.count)-stage chain took \(elapsed)")
+        // A debug build runs it in about 1 s (10 s with the whole suite running);
+        // scanning every stage after every completion took over 3 minutes.
+        #expect(elapsed < .seconds(40), "running a \(Self.count)-stage chain took \(elapsed)")
     }
 }

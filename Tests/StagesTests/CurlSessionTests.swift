@@ -46,13 +46,14 @@ import Framework
         let server = try EchoServer()
         let session = try CurlSession()
         #expect(try session.perform(HTTPRequest(url: server.base + "/x")).status == 200)
-        // The TCP sockets of this process (other tests' may be there too: all are libcurl's).
+        // The TCP connections to the echo server (other tests have sockets of their own).
+        let port = String(format: "%04X", server.port)
         var tcpInodes = Set<String>()
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ")
-                if fields.count > 9 { tcpInodes.insert(String(fields[9])) }
+                if fields.count > 9, fields[2].hasSuffix(":" + port) { tcpInodes.insert(String(fields[9])) }
             }
         }
         var checked = 0

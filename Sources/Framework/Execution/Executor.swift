@@ -234,7 +234,8 @@ public struct Executor: Sendable {
         var inputs: [String: any Artifact] = [:]
         for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
             do {
-                guard let stored = try store.manifest(runID: options.runID, stage: producer) else {
+                let runID = options.runID
+                guard let stored = try await Blocking.run({ try store.manifest(runID: runID, stage: producer) }) else {
                     return failed("input '\(port)' of stage '\(id)' comes from stage '\(producer)', whose output is not in \(store) "
                         + "for run \(options.runID); run stage '\(producer)' first")
                 }
@@ -242,7 +243,7 @@ public struct Executor: Sendable {
                     return failed("the stored output of stage '\(producer)' was made with other parameters, inputs or seed; "
                         + "run stage '\(producer)' again first")
                 }
-                guard let (artifact, _) = try store.load(runID: options.runID, stage: producer) else {
+                guard let artifact = try await Blocking.run({ try store.load(runID: runID, stage: producer)?.artifact }) else {
                     return failed("the output of stage '\(producer)' vanished from \(store)")
                 }
                 inputs[port] = artifact

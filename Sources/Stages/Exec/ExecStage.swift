@@ -86,6 +86,9 @@ public struct ExecStage: Stage {
             passEnvironment = []
         }
         workdir = parameters.optionalString("workdir")
+        if let workdir, let offset = FilePaths.controlCharacterOffset(in: workdir) {
+            throw ParameterError("workdir", "'\(FilePaths.printable(workdir))' has a control character at offset \(offset)")
+        }
         if let text = parameters.optionalString("timeout") {
             guard let duration = Duration.parse(text), duration > .zero else {
                 throw ParameterError("timeout", "must be a positive duration like 30s, 500ms or 5m, got '\(text)'")
