@@ -84,21 +84,27 @@ struct RunCommand: AsyncParsableCommand {
         if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
+        if let only, plan.stage(only) == nil {
+            let help = Suggestions.didYouMean(only, in: plan.stages.map(\.id))
+                ?? "its stages: " + plan.stages.map { "'\($0.id)'" }.joined(separator: ", ")
+            console.log(.error, "--only: no stage '\(FilePaths.printable(only))' in \(pipeline.file)\n  help: \(help)")
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
         if let artifactStore {
             do {
-                let store: any ArtifactStore = artifactStore.hasPrefix("s3://")
-                    ? try S3ArtifactStore(uri: artifactStore) : FileArtifactStore(root: artifactStore)
+                // Chosen by URI scheme: a plain path or file:// is a directory, s3:// a bucket.
+                let store = try ArtifactStoreRegistry.builtin.open(artifactStore)
                 options.store = store
                 options.reuse = resume != nil
-                if seed == nil {
-                    // Resumed and single-stage runs use the seed the run started with; a run
-                    // started by --only alone derives it from the run id.
-                    options.seed = try store.recordedSeed(runID: options.runID)
-                        ?? (only != nil ? SeedDerivation.seed(runSeed: 0, stageID: options.runID) : options.seed)
-                }
-                try store.recordSeed(options.seed, runID: options.runID)
+                // Resumed and single-stage runs use the seed the run started with; a run
+                // started by --only alone derives it from the run id.
+                options.seed = try store.startRun(options.runID, resume != nil ? .resume : (only != nil ? .only : .run),
+                                                  seed: seed, newSeed: options.seed)
+            } catch let error as ArtifactStoreError where error.isUsageError {
+                console.log(.error, error.message)
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
             } catch {
-                console.log(.error, "cannot use the artifact store \(artifactStore): \(error)")
+                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(error)")
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
         }

@@ -63,6 +63,7 @@ enum StageDocumentation {
             }
         }
         lines.append("  output:  \(spec.output.description)")
+        if full { lines.append("  version: \(spec.version)  (part of every stored output's fingerprint)") }
         if spec.parameters.isEmpty {
             lines.append("  parameters: none")
         } else {
@@ -91,6 +92,7 @@ enum StageDocumentation {
         .object([
             "name": .string(spec.name),
             "summary": .string(spec.summary),
+            "version": .integer(spec.version),
             "discussion": .string(spec.discussion),
             "inputs": .array(spec.inputs.map { port in
                 .object([

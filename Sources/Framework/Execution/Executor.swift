@@ -84,14 +84,16 @@ public struct Executor: Sendable {
         var reused = false
     }
 
-    /// Each stage's fingerprint: a hash of its type, parameters, seed (for seeded
-    /// stages) and its inputs' fingerprints. Equal fingerprints, equal outputs.
+    /// Each stage's fingerprint: a hash of its type and the type's version
+    /// (`StageSpec.version`), parameters, seed (for seeded stages) and its inputs'
+    /// fingerprints. Equal fingerprints, equal outputs.
     public var fingerprints: [String: String] {
         var result: [String: String] = [:]
         for stage in plan.stages {  // dependency order: producers first
             let inputs = stage.inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\(result[$0.value] ?? "")" }.joined(separator: ",")
             let seed = stage.type.spec.seedParameter != nil ? String(self.seed(for: stage)) : ""
-            let text = [stage.typeName, Self.canonicalParameters(stage), "seed=" + seed, "inputs=" + inputs].joined(separator: "\n")
+            let text = [stage.typeName, "version=\(stage.type.spec.version)", Self.canonicalParameters(stage), "seed=" + seed,
+                        "inputs=" + inputs].joined(separator: "\n")
             result[stage.id] = SHA256Digest.hex(of: Array(text.utf8))
         }
         return result
@@ -108,7 +110,7 @@ public struct Executor: Sendable {
         let parameters = Self.canonicalParameters(stage)
         return ArtifactManifest(
             artifactType: artifact.artifactType.name, file: "", byteCount: 0, sha256: "", stageType: stage.typeName,
-            parameters: stage.parameters.values.mapValues(\.jsonValue), parametersHash: SHA256Digest.hex(of: Array(parameters.utf8)),
+            stageVersion: stage.type.spec.version, parameters: stage.parameters.values.mapValues(\.jsonValue), parametersHash: SHA256Digest.hex(of: Array(parameters.utf8)),
             inputFingerprints: stage.inputs.mapValues { fingerprints[$0] ?? "" }, fingerprint: fingerprints[stage.id] ?? "")
     }
 
@@ -306,9 +308,16 @@ public struct Executor: Sendable {
             do {
                 // Store I/O blocks: on a thread of its own, off the cooperative pool.
                 if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id)?.artifact }) {
-                    options.logger.info("\(stage.id): reusing its stored output (unchanged stage, parameters and inputs)")
-                    return Completion(id: stage.id, result: .success(artifact), attempts: 0, startedAt: startedAt,
-                                      duration: clock.now - start, reused: true)
+                    // A sink's output stands for a file or object elsewhere: reuse it only
+                    // if that is still there as recorded.
+                    switch try await stage.type.verifyStored(artifact, parameters: stage.parameters) {
+                    case .nothingToVerify, .verified:
+                        options.logger.info("\(stage.id): reusing its stored output (unchanged stage, parameters and inputs)")
+                        return Completion(id: stage.id, result: .success(artifact), attempts: 0, startedAt: startedAt,
+                                          duration: clock.now - start, reused: true)
+                    case .changed(let reason):
+                        options.logger.warning("\(stage.id): stored output cannot be reused (\(reason)); running the stage again")
+                    }
                 }
             } catch {
                 options.logger.warning("\(stage.id): stored output cannot be reused (\(error)); running the stage again")

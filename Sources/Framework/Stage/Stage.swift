@@ -24,6 +24,12 @@
 /// - `run` may be called again after a failure (retries) and concurrently on
 ///   different instances; it must not keep mutable state between calls.
 /// - Artifacts are immutable once returned; inputs must not be modified.
+/// - `spec.version` goes up whenever `run` gives a different output for the same
+///   inputs, parameters and seed, so that outputs stored by the older code are not
+///   reused (`--resume`).
+/// - A stage whose output stands for a side effect (a sink's `StoredObject`)
+///   implements `verifyStored(_:parameters:)`, so that a resumed run does not reuse
+///   it when the file or object it names is gone or changed.
 public protocol Stage: Sendable {
     /// The static description of this stage type.
     static var spec: StageSpec { get }
@@ -33,16 +39,53 @@ public protocol Stage: Sendable {
 
     /// Runs the stage once.
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact
+
+    /// Checks, before a resumed run reuses `output` (read back from the artifact
+    /// store), that what it stands for outside the store still holds: for a sink, that
+    /// the file or object it wrote is still there with the same bytes.
+    ///
+    /// The default has nothing to verify: a stage whose output is all in the artifact
+    /// store (which checks its size and SHA-256 itself) needs no more. It may do I/O
+    /// (it is called off the cooperative pool's hot path, once per reused stage); it
+    /// throws when it cannot find out, which also makes the stage run again.
+    ///
+    /// - Parameters:
+    ///   - output: The stored output the run would reuse.
+    ///   - parameters: The stage's checked parameters (e.g. an endpoint to ask).
+    static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck
+}
+
+extension Stage {
+    public static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck {
+        .nothingToVerify
+    }
+}
+
+/// What `Stage.verifyStored(_:parameters:)` found.
+public enum StoredOutputCheck: Sendable, Hashable {
+    /// The output has no side effect to check; the store's own checks suffice.
+    case nothingToVerify
+    /// The side effect is there as recorded (e.g. the file has the recorded SHA-256).
+    case verified
+    /// The side effect is gone or changed; the reason says how, for the log.
+    case changed(String)
 }
 
 /// A registered stage type: its spec and a way to build instances.
 public struct StageType: Sendable {
     public let spec: StageSpec
     let make: @Sendable (Parameters) throws -> any Stage
+    let verify: @Sendable (any Artifact, Parameters) async throws -> StoredOutputCheck
 
     public init<S: Stage>(_ type: S.Type) {
         self.spec = S.spec
         self.make = { try S(parameters: $0) }
+        self.verify = { try await S.verifyStored($0, parameters: $1) }
+    }
+
+    /// The stage type's `verifyStored(_:parameters:)`.
+    public func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck {
+        try await verify(output, parameters)
     }
 
     public var name: String { spec.name }
@@ -60,11 +103,17 @@ public struct StageSpec: Sendable {
     /// `inputs` accepts; nil when the ports are only those in `inputs`.
     public var additionalInputs: TypeRequirement?
     public var output: OutputSpec
+    /// The version of the stage's behaviour, 1 or more (default 1). Bump it whenever
+    /// the output for the same inputs, parameters and seed changes (a fixed bug, a new
+    /// encoder setting): it is part of every stage fingerprint, so outputs an older
+    /// version stored are not reused by `--resume` or read by `--only`.
+    public var version: Int
 
     public init(
         name: String, summary: String, discussion: String = "", parameters: [ParameterSpec] = [],
-        inputs: [InputPort] = [], additionalInputs: TypeRequirement? = nil, output: OutputSpec
+        inputs: [InputPort] = [], additionalInputs: TypeRequirement? = nil, output: OutputSpec, version: Int = 1
     ) {
+        self.version = version
         self.name = name
         self.summary = summary
         self.discussion = discussion

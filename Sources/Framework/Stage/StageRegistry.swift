@@ -56,6 +56,9 @@ public struct StageRegistry: Sendable {
         if spec.summary.allSatisfy(\.isWhitespace) {
             problems.append("\(label): summary is missing")
         }
+        if spec.version < 1 {
+            problems.append("\(label): version is \(spec.version); versions start at 1")
+        }
         var seenParameters: Set<String> = []
         for parameter in spec.parameters {
             if !Names.isIdentifier(parameter.name) {

@@ -10,9 +10,18 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     func manifest(runID: String, stage: String) throws -> ArtifactManifest?
     /// Reads a stored output back, checking its size and SHA-256 against the manifest.
     func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)?
-    /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
+    /// The run seed recorded for a run (in its `run.json`), so `--resume` and `--only`
+    /// use the same one; nil when the store has no such run. A record that cannot be
+    /// read (not JSON, no seed) throws `ArtifactStoreError` with code `.damagedRun`.
     func recordedSeed(runID: String) throws -> UInt64?
     func recordSeed(_ seed: UInt64, runID: String) throws
+    /// The ids of the runs the store holds, sorted, for messages about a run that is
+    /// not there; nil when the store cannot list them cheaply (the default).
+    func runIDs() throws -> [String]?
+}
+
+extension ArtifactStore {
+    public func runIDs() throws -> [String]? { nil }
 }
 
 /// What is known about a stored artifact: enough to check it and to decide whether
@@ -28,28 +37,54 @@ public struct ArtifactManifest: Codable, Sendable, Hashable {
     public var format: String?
     public var mediaType: String?
     public var stageType: String
+    /// The stage type's `StageSpec.version` (part of the fingerprint); nil in
+    /// manifests written before versions existed.
+    public var stageVersion: Int?
     public var parameters: [String: JSONValue]
     public var parametersHash: String
     /// Fingerprints of the stage's inputs, by port.
     public var inputFingerprints: [String: String]
-    /// Hash of the stage type, parameters, seed and input fingerprints: equal
+    /// Hash of the stage type and version, parameters, seed and input fingerprints: equal
     /// fingerprints mean the stage would compute the same output.
     public var fingerprint: String
 
     enum CodingKeys: String, CodingKey {
         case artifactType = "artifact_type", file, byteCount = "byte_count", sha256, width, height, elementType = "element_type"
-        case format, mediaType = "media_type", stageType = "stage_type", parameters, parametersHash = "parameters_hash"
+        case format, mediaType = "media_type", stageType = "stage_type", stageVersion = "stage_version", parameters, parametersHash = "parameters_hash"
         case inputFingerprints = "input_fingerprints", fingerprint
     }
 }
 
 /// A problem reading from or writing to an artifact store.
 public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
+    /// What kind of problem: a growable set of stable names.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+
+        /// Reading or writing failed, or a stored artifact is damaged.
+        public static let io = Code(rawValue: "store_io")
+        /// The store's location cannot be a store: an unknown URI scheme, a path that is a file.
+        public static let invalidLocation = Code(rawValue: "invalid_store_location")
+        /// `--resume` names a run the store does not hold.
+        public static let unknownRun = Code(rawValue: "unknown_run")
+        /// A run's `run.json` cannot be read: not JSON, or no seed.
+        public static let damagedRun = Code(rawValue: "damaged_run")
+
+        public var description: String { rawValue }
+    }
+
+    public var code: Code
     public var message: String
     public var description: String { message }
 
-    public init(message: String) {
+    /// Whether the problem is in what the user asked for (a usage error, exit 2)
+    /// rather than in reading or writing.
+    public var isUsageError: Bool { code != .io }
+
+    public init(message: String, code: Code = .io) {
         self.message = message
+        self.code = code
     }
 }
 
@@ -130,8 +165,10 @@ public enum ArtifactCodec {
         let manifest: ArtifactManifest
         do {
             manifest = try JSONDecoder().decode(ArtifactManifest.self, from: data)
+        } catch let error as DecodingError {
+            throw ArtifactStoreError(message: "\(name): not a valid manifest (\(reason(error)))")
         } catch {
-            throw ArtifactStoreError(message: "\(name): not a valid manifest (\(error))")
+            throw ArtifactStoreError(message: "\(name): not a valid manifest")
         }
         guard FilePaths.isBareName(manifest.file) else {
             throw ArtifactStoreError(message: "\(name) is damaged: its 'file' field '\(FilePaths.printable(manifest.file))' is not a bare file name")
@@ -142,87 +179,31 @@ public enum ArtifactCodec {
         return manifest
     }
 
+    /// A decoding failure in words, without Foundation's `Error Domain=...` dump.
+    public static func reason(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context, _ key: (any CodingKey)? = nil) -> String {
+            let keys = context.codingPath + (key.map { [$0] } ?? [])
+            return keys.map { key in key.intValue.map { String($0) } ?? key.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            return "not JSON"
+        case .dataCorrupted(let context):
+            return "'\(path(context))' is not valid"
+        case .keyNotFound(let key, let context):
+            return "'\(path(context, key))' is missing"
+        case .typeMismatch(let type, let context):
+            return "'\(path(context))' is not \(type == String.self ? "a string" : "a \(type)")"
+        case .valueNotFound(_, let context):
+            return "'\(path(context))' is null"
+        @unknown default:
+            return "cannot be decoded"
+        }
+    }
+
     public static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return encoder
     }()
-}
-
-/// An artifact store in a directory.
-public struct FileArtifactStore: ArtifactStore {
-    public let root: String
-
-    public init(root: String) {
-        // Taken literally: '~' is a directory name here, never the home directory.
-        self.root = FilePaths.absolute(root)
-    }
-
-    public var description: String { root }
-
-    func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
-
-    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
-        let directory = directory(runID, stage)
-        try FilePaths.createDirectories(directory)
-        let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
-        try Self.atomicWrite(data, to: directory + "/" + manifest.file)
-        // The manifest goes last: its presence says the artifact is complete.
-        try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
-    }
-
-    public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
-        let path = directory(runID, stage) + "/manifest.json"
-        guard let data = try Self.contents(path) else { return nil }
-        return try ArtifactCodec.decodeManifest(data, name: path)
-    }
-
-    public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
-        guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
-        let path = directory(runID, stage) + "/" + manifest.file
-        guard let data = try Self.contents(path) else {
-            throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
-        }
-        return (try ArtifactCodec.decode(data, manifest: manifest, name: path), manifest)
-    }
-
-    /// The run seed recorded for a run, so `--resume` and `--only` use the same one.
-    public func recordedSeed(runID: String) -> UInt64? {
-        guard let data = try? Self.contents("\(root)/\(runID)/run.json") else { return nil }
-        return RunRecord.seed(in: data)
-    }
-
-    public func recordSeed(_ seed: UInt64, runID: String) throws {
-        try FilePaths.createDirectories("\(root)/\(runID)")
-        try Self.atomicWrite(RunRecord.data(seed: seed), to: "\(root)/\(runID)/run.json")
-    }
-
-    static func atomicWrite(_ data: Data, to path: String) throws {
-        try AtomicFile.write(data, to: path, overwrite: true)
-    }
-
-    /// A stored file's bytes, or nil when it does not exist.
-    static func contents(_ path: String) throws -> Data? {
-        let bytes: SharedBytes
-        do {
-            bytes = try FileContents.read(path)
-        } catch let error as SystemError where error.code == ENOENT {
-            return nil
-        }
-        // No copy: the Data keeps the malloc'd bytes alive.
-        return bytes.withUnsafeBytes { buffer in
-            guard let base = buffer.baseAddress, buffer.count > 0 else { return Data() }
-            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .custom { _, _ in _ = bytes })
-        }
-    }
-}
-
-/// `run.json`: what a store records about a run (its seed).
-public enum RunRecord {
-    public static func data(seed: UInt64) -> Data { Data("{\"seed\": \(seed)}\n".utf8) }
-
-    public static func seed(in data: Data) -> UInt64? {
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return (object["seed"] as? NSNumber)?.uint64Value
-    }
 }

@@ -12,11 +12,13 @@ public struct S3ArtifactStore: ArtifactStore {
     /// A store for `s3://bucket/prefix`, with the region, endpoint and credentials
     /// of `environment` (as the s3 stage finds them).
     public init(uri: String, environment: AWSEnvironment = AWSEnvironment()) throws {
-        guard uri.hasPrefix("s3://") else { throw ArtifactStoreError(message: "'\(uri)' is not an s3:// URI") }
+        guard uri.hasPrefix("s3://") else {
+            throw ArtifactStoreError(message: "'\(FilePaths.printable(uri))' is not an s3:// URI", code: .invalidLocation)
+        }
         let rest = uri.dropFirst(5)
         let bucket = String(rest.prefix { $0 != "/" })
         if let problem = S3Stage.bucketNameProblem(bucket) {
-            throw ArtifactStoreError(message: "artifact store bucket '\(bucket)' \(problem)")
+            throw ArtifactStoreError(message: "artifact store bucket '\(FilePaths.printable(bucket))' \(problem)", code: .invalidLocation)
         }
         self.bucket = bucket
         self.prefix = rest.dropFirst(bucket.count).split(separator: "/").joined(separator: "/")
@@ -24,6 +26,9 @@ public struct S3ArtifactStore: ArtifactStore {
         client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: environment.region ?? "us-east-1", pathStyle: endpoint != nil),
                           credentials: AWSCredentialChain(environment: environment))
     }
+
+    /// `s3://bucket/prefix`, for `ArtifactStoreRegistry`.
+    public static let scheme = ArtifactStoreRegistry.Scheme(name: "s3", example: "s3://bucket/prefix") { try S3ArtifactStore(uri: $0) }
 
     public var description: String { "s3://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)") }
 
@@ -66,7 +71,8 @@ public struct S3ArtifactStore: ArtifactStore {
     }
 
     public func recordedSeed(runID: String) throws -> UInt64? {
-        try get(key: key(runID, nil, "run.json")).flatMap(RunRecord.seed(in:))
+        let name = key(runID, nil, "run.json")
+        return try get(key: name).map { try RunRecord.seed(in: $0, name: "s3://\(bucket)/\(name)") }
     }
 
     public func recordSeed(_ seed: UInt64, runID: String) throws {

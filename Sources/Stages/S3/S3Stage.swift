@@ -125,4 +125,41 @@ public struct S3Stage: Stage {
         return StoredObject(uri: "s3://\(bucket)/\(key)", byteCount: bytes.count, sha256: artifact.sha256,
                             mediaType: contentType ?? artifact.mediaType, etag: result.etag, versionID: result.versionID)
     }
+
+    /// Before a resumed run reuses this sink: the object is still there (a HEAD
+    /// request, with the stage's endpoint, region and addressing) with the size and
+    /// ETag that were recorded.
+    public static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck {
+        guard let object = output as? StoredObject else { return .nothingToVerify }
+        guard object.uri.hasPrefix("s3://") else { return .changed("'\(FilePaths.printable(object.uri))' is not an s3:// URI") }
+        let path = object.uri.dropFirst("s3://".count)
+        let bucket = String(path.prefix { $0 != "/" })
+        let key = String(path.dropFirst(bucket.count + 1))
+        let environment = AWSEnvironment()
+        let endpoint = parameters.optionalString("endpoint") ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
+        let region = parameters.optionalString("region") ?? environment.region ?? "us-east-1"
+        let addressing = parameters.optionalString("addressing") ?? "auto"
+        let client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: region,
+                                                             pathStyle: addressing == "path" || (addressing == "auto" && endpoint != nil)),
+                              credentials: AWSCredentialChain(environment: environment))
+        let uri = object.uri
+        let response: HTTPResponse
+        do {
+            response = try await Blocking.run { cancel in
+                try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key, session: CurlSession(),
+                                isCancelled: { cancel.isSet() })
+            }
+        } catch let error as S3Error where error.status == 404 {
+            return .changed("\(uri) no longer exists")
+        }
+        let size = response.header("Content-Length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard size == object.byteCount else {
+            return .changed("\(uri) is \(size.map(String.init) ?? "of unknown size") bytes, \(object.byteCount) were uploaded")
+        }
+        func bare(_ etag: String) -> String { etag.replacingOccurrences(of: "\"", with: "") }
+        if let recorded = object.etag, let current = response.header("ETag"), bare(recorded) != bare(current) {
+            return .changed("\(uri) has the ETag \(bare(current)), not the recorded \(bare(recorded)): it was replaced")
+        }
+        return .verified
+    }
 }

@@ -56,4 +56,27 @@ public struct FilesystemStage: Stage {
         return StoredObject(uri: StoredObject.fileURI(absolute), byteCount: artifact.bytes.count,
                             sha256: artifact.sha256, mediaType: artifact.mediaType)
     }
+
+    /// Before a resumed run reuses this sink: the file is still there with the size
+    /// and SHA-256 that were written.
+    public static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck {
+        guard let object = output as? StoredObject else { return .nothingToVerify }
+        let path = try FileURI.path(of: object.uri)
+        let (count, sha256) = (object.byteCount, object.sha256)
+        return try await Blocking.run {
+            let bytes: SharedBytes
+            do {
+                bytes = try FileContents.read(path)
+            } catch let error as SystemError where error.code == ENOENT {
+                return .changed("'\(FilePaths.printable(path))' no longer exists")
+            }
+            guard bytes.count == count else {
+                return .changed("'\(FilePaths.printable(path))' is \(bytes.count) bytes, \(count) were written")
+            }
+            guard bytes.withUnsafeBytes({ SHA256Digest.hex(of: $0) }) == sha256 else {
+                return .changed("'\(FilePaths.printable(path))' no longer has the SHA-256 of what was written")
+            }
+            return .verified
+        }
+    }
 }

@@ -1,0 +1,93 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An artifact store in a directory.
+public struct FileArtifactStore: ArtifactStore {
+    public let root: String
+
+    public init(root: String) {
+        // Taken literally: '~' is a directory name here, never the home directory.
+        self.root = FilePaths.absolute(root)
+    }
+
+    public var description: String { root }
+
+    /// A store at `path`, after checking that it can be one: it is a directory, or
+    /// does not exist yet (it is created on the first write).
+    public static func open(_ path: String) throws -> FileArtifactStore {
+        let store = FileArtifactStore(root: path)
+        var info = stat()
+        if stat(store.root, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw ArtifactStoreError(message: "artifact store '\(FilePaths.printable(path))' is a file, not a directory",
+                                         code: .invalidLocation)
+            }
+        } else if errno == ENOTDIR {
+            throw ArtifactStoreError(message: "artifact store '\(FilePaths.printable(path))' cannot be a directory: part of its path is a file",
+                                     code: .invalidLocation)
+        }
+        return store
+    }
+
+    func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
+
+    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        let directory = directory(runID, stage)
+        try FilePaths.createDirectories(directory)
+        let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
+        try Self.atomicWrite(data, to: directory + "/" + manifest.file)
+        // The manifest goes last: its presence says the artifact is complete.
+        try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
+    }
+
+    public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
+        let path = directory(runID, stage) + "/manifest.json"
+        guard let data = try Self.contents(path) else { return nil }
+        return try ArtifactCodec.decodeManifest(data, name: path)
+    }
+
+    public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
+        guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
+        let path = directory(runID, stage) + "/" + manifest.file
+        guard let data = try Self.contents(path) else {
+            throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
+        }
+        return (try ArtifactCodec.decode(data, manifest: manifest, name: path), manifest)
+    }
+
+    public func recordedSeed(runID: String) throws -> UInt64? {
+        let path = "\(root)/\(runID)/run.json"
+        return try Self.contents(path).map { try RunRecord.seed(in: $0, name: path) }
+    }
+
+    /// The directories under the root that hold a `run.json`.
+    public func runIDs() throws -> [String]? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        return names.filter { access("\(root)/\($0)/run.json", F_OK) == 0 }.sorted()
+    }
+    public func recordSeed(_ seed: UInt64, runID: String) throws {
+        try FilePaths.createDirectories("\(root)/\(runID)")
+        try Self.atomicWrite(RunRecord.data(seed: seed), to: "\(root)/\(runID)/run.json")
+    }
+
+    static func atomicWrite(_ data: Data, to path: String) throws {
+        try AtomicFile.write(data, to: path, overwrite: true)
+    }
+
+    /// A stored file's bytes, or nil when it does not exist.
+    static func contents(_ path: String) throws -> Data? {
+        let bytes: SharedBytes
+        do {
+            bytes = try FileContents.read(path)
+        } catch let error as SystemError where error.code == ENOENT {
+            return nil
+        }
+        // No copy: the Data keeps the malloc'd bytes alive.
+        return bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return Data() }
+            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: buffer.count, deallocator: .custom { _, _ in _ = bytes })
+        }
+    }
+}
