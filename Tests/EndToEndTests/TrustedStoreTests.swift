@@ -144,9 +144,21 @@ import TestFixtures
     }
 }
 
-/// A reused `s3` sink is checked with a HEAD request, against the local S3 server.
+/// Against the local S3 server: a reused `s3` sink is checked with a HEAD request;
+/// an S3 store lists its runs and refuses a damaged record.
 @Suite(.serialized) struct TrustedS3SinkTests {
     let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+
+    func environment(_ s3: LocalS3, home: String) -> [String: String] {
+        ["AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": s3.secretKey, "AWS_SESSION_TOKEN": "",
+         "AWS_ENDPOINT_URL_S3": s3.endpoint, "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+         "HOME": home, "AWS_PROFILE": "", "OUTPUT_S3_BUCKET": "pipeline-e2e"]
+    }
+
+    func client(_ s3: LocalS3, _ environment: [String: String]) -> S3Client {
+        S3Client(configuration: S3Configuration(endpoint: s3.endpoint, region: "us-east-1", pathStyle: true),
+                 credentials: AWSCredentialChain(environment: AWSEnvironment(variables: environment)))
+    }
 
     @Test func aDeletedObjectIsUploadedAgainOnResume() throws {
         let s3 = try LocalS3.shared()
@@ -176,5 +188,49 @@ import TestFixtures
         #expect(resumed.stderr.contains("store: stored output cannot be reused (s3://pipeline-e2e/\(key) no longer exists)"), "\(resumed.stderr)")
         let restored = try client.send("GetObject", method: "GET", bucket: "pipeline-e2e", key: key, session: CurlSession()).body
         #expect(restored == uploaded)
+    }
+
+    @Test func aReplacedObjectIsNotTakenForTheUploadedOne() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let environment = environment(s3, home: directory.path)
+        let runID = "replaced-\(UUID().uuidString.prefix(8))"
+        let arguments = [pipeline, "--profile", "s3", "--artifact-store", "store", "--set", "params.size=64"]
+        let first = try RunnerProcess.run(arguments + ["--run-id", runID, "--seed", "6"], in: directory, environment: environment)
+        #expect(first.status == 0, "\(first.stderr)")
+        let key = "poisson-grid-images/\(runID)/poisson_grid_64x64.jpg"
+        _ = try client(s3, environment).send("PutObject", method: "PUT", bucket: "pipeline-e2e", key: key, body: .bytes(Array("other".utf8)),
+                                             session: CurlSession())
+        // The sink runs again; without overwrite it then refuses to replace the object.
+        let resumed = try RunnerProcess.run(arguments + ["--resume", runID], in: directory, environment: environment)
+        #expect(resumed.status == 1, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("store: stored output cannot be reused (s3://pipeline-e2e/\(key) is 5 bytes"), "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("already exists"), "\(resumed.stderr)")
+    }
+
+    @Test func anS3StoreNamesItsRunsAndRefusesADamagedRecord() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let environment = environment(s3, home: directory.path)
+        let prefix = "stores/trusted \(UUID().uuidString.prefix(8))"
+        let arguments = [pipeline, "--artifact-store", "s3://pipeline-e2e/\(prefix)", "--set", "params.size=64"]
+        for run in ["a1", "b2"] {
+            let result = try RunnerProcess.run(arguments + ["--run-id", run], in: directory, environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+        let unknown = try RunnerProcess.run(arguments + ["--resume", "c3"], in: directory, environment: environment)
+        #expect(unknown.status == 2, "\(unknown.stderr)")
+        #expect(unknown.stderr == "error: no run 'c3' in the artifact store 's3://pipeline-e2e/\(prefix)'; runs there: a1, b2\n")
+
+        let record = "\(prefix)/a1/run.json"
+        _ = try client(s3, environment).send("PutObject", method: "PUT", bucket: "pipeline-e2e", key: record, body: .bytes(Array("{}".utf8)),
+                                             session: CurlSession())
+        let damaged = try RunnerProcess.run(arguments + ["--resume", "a1"], in: directory, environment: environment)
+        #expect(damaged.status == 2, "\(damaged.stderr)")
+        #expect(damaged.stderr.contains("'s3://pipeline-e2e/\(record)' is damaged: it has no 'seed'"), "\(damaged.stderr)")
+        let after = try client(s3, environment).send("GetObject", method: "GET", bucket: "pipeline-e2e", key: record, session: CurlSession()).body
+        #expect(after == Array("{}".utf8))
     }
 }

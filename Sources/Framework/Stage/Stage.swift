@@ -45,9 +45,10 @@ public protocol Stage: Sendable {
     /// the file or object it wrote is still there with the same bytes.
     ///
     /// The default has nothing to verify: a stage whose output is all in the artifact
-    /// store (which checks its size and SHA-256 itself) needs no more. It may do I/O
-    /// (it is called off the cooperative pool's hot path, once per reused stage); it
-    /// throws when it cannot find out, which also makes the stage run again.
+    /// store (which checks its size and SHA-256 itself) needs no more. It is called
+    /// once per reused stage and may do I/O, blocking I/O through `Blocking.run` (as
+    /// the `filesystem` and `s3` sinks do); it throws when it cannot find out, which
+    /// also makes the stage run again.
     ///
     /// - Parameters:
     ///   - output: The stored output the run would reuse.

@@ -75,6 +75,27 @@ public struct S3ArtifactStore: ArtifactStore {
         return try get(key: name).map { try RunRecord.seed(in: $0, name: "s3://\(bucket)/\(name)") }
     }
 
+    /// The runs under the store's prefix: a ListObjectsV2 with the delimiter `/` (its
+    /// first page, up to 1,000 names, which is plenty for a message).
+    public func runIDs() throws -> [String]? {
+        let base = prefix.isEmpty ? "" : prefix + "/"
+        let response = try client.send("ListObjectsV2 \(description)", method: "GET", bucket: bucket, key: "",
+                                       query: [("delimiter", "/"), ("list-type", "2"), ("prefix", base)], session: CurlSession())
+        var rest = String(decoding: response.body, as: UTF8.self)[...]
+        var runs: [String] = []
+        while let start = rest.range(of: "<CommonPrefixes>"), let end = rest.range(of: "</CommonPrefixes>", range: start.upperBound..<rest.endIndex) {
+            let entry = rest[start.upperBound..<end.lowerBound]
+            if let open = entry.range(of: "<Prefix>"), let close = entry.range(of: "</Prefix>") {
+                var name = XMLText.unescape(String(entry[open.upperBound..<close.lowerBound]))
+                if name.hasPrefix(base) { name.removeFirst(base.count) }
+                if name.hasSuffix("/") { name.removeLast() }
+                if !name.isEmpty { runs.append(name) }
+            }
+            rest = rest[end.upperBound...]
+        }
+        return runs.sorted()
+    }
+
     public func recordSeed(_ seed: UInt64, runID: String) throws {
         try put(RunRecord.data(seed: seed), key: key(runID, nil, "run.json"), contentType: "application/json")
     }
