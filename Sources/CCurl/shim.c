@@ -15,6 +15,7 @@ static struct {
   CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
   struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
   void (*slist_free_all)(struct curl_slist *);
+  curl_version_info_data *(*version_info)(CURLversion);
 } api;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -45,6 +46,7 @@ static void ccurl_load_once(void) {
   CCURL_RESOLVE(easy_getinfo, "curl_easy_getinfo");
   CCURL_RESOLVE(slist_append, "curl_slist_append");
   CCURL_RESOLVE(slist_free_all, "curl_slist_free_all");
+  CCURL_RESOLVE(version_info, "curl_version_info");
   CURLcode code = api.global_init(CURL_GLOBAL_DEFAULT);
   if (code != CURLE_OK) {
     snprintf(load_error, sizeof load_error, "curl_global_init failed: %s", api.easy_strerror(code));
@@ -91,4 +93,9 @@ static curl_socket_t ccurl_open_cloexec(void *context, curlsocktype purpose, str
 
 CURLcode CCurl_setopt_cloexec_sockets(CURL *handle) {
   return api.easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, ccurl_open_cloexec);
+}
+
+const char *CCurl_version(void) {
+  curl_version_info_data *info = api.version_info(CURLVERSION_NOW);
+  return info && info->version ? info->version : "unknown";
 }

@@ -267,3 +267,14 @@ int CJPEG_decode(const unsigned char *data, size_t size, int *width, int *height
 }
 
 void CJPEG_free(void *pointer) { free(pointer); }
+
+#define CJPEG_STRINGIFY_(x) #x
+#define CJPEG_STRINGIFY(x) CJPEG_STRINGIFY_(x)
+
+const char *CJPEG_library_version(void) {
+#if defined(LIBJPEG_TURBO_VERSION)
+  return CJPEG_STRINGIFY(LIBJPEG_TURBO_VERSION);
+#else
+  return "libjpeg " CJPEG_STRINGIFY(JPEG_LIB_VERSION);
+#endif
+}

@@ -1,3 +1,7 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // RTLD_DEFAULT, for CPNG_zlib_version
+#endif
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,3 +282,11 @@ int CPNG_filter_up(void) { return PNG_FILTER_UP; }
 int CPNG_filter_avg(void) { return PNG_FILTER_AVG; }
 int CPNG_filter_paeth(void) { return PNG_FILTER_PAETH; }
 int CPNG_filter_all(void) { return PNG_ALL_FILTERS; }
+
+const char *CPNG_library_version(void) { return png_get_libpng_ver(NULL); }
+
+const char *CPNG_zlib_version(void) {
+  const char *(*version)(void) = NULL;
+  *(void **)(&version) = dlsym(RTLD_DEFAULT, "zlibVersion");
+  return version ? version() : ZLIB_VERSION;
+}

@@ -34,7 +34,7 @@ final class Console: @unchecked Sendable {
         switch format {
         case .text:
             let prefix = level >= .warning ? "\(level == .warning ? "warning" : "error"): " : (level <= .debug ? "debug: " : "")
-            line = prefix + message
+            line = prefix + Self.printable(message)
         case .json:
             var object = fields
             object["time"] = .string(Self.timestamp())
@@ -60,7 +60,7 @@ final class Console: @unchecked Sendable {
         lastBar = (stage, percent)
         let filled = percent * 30 / 100
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled)
-        FileHandle.standardError.write(Data("\r\u{1B}[2K  \(stage) [\(bar)] \(percent)%".utf8))
+        FileHandle.standardError.write(Data("\r\u{1B}[2K  \(FilePaths.printable(stage)) [\(bar)] \(percent)%".utf8))
         barShown = true
     }
 
@@ -70,6 +70,15 @@ final class Console: @unchecked Sendable {
             barShown = false
             lastBar = nil
         }
+    }
+
+    /// `text` with control characters escaped (`\u{1B}`), line breaks kept: what is
+    /// safe to send to a terminal when `text` may quote a user's value or a child
+    /// program's output.
+    static func printable(_ text: String) -> String {
+        guard FilePaths.controlCharacterOffset(in: text) != nil else { return text }
+        return text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { FilePaths.printable(String($0)) }.joined(separator: "\n")
     }
 
     static func timestamp() -> String {

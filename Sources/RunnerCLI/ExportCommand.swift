@@ -19,11 +19,20 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The DAG file to write, e.g. dags/poisson.py.", valueName: "file"))
     var output: String
 
-    @Option(help: "The artifact store directory the tasks share (absolute, or made absolute).")
+    @Option(help: ArgumentHelp("The artifact store the tasks share: a directory (made absolute) or s3://bucket/prefix (kept as it is).", valueName: "dir-or-uri"))
     var artifactStore: String
 
-    @Option(help: "The runner executable on the Airflow workers; default: this runner.")
+    @Option(help: "The runner executable on the Airflow workers; default: this runner's real path.")
     var runner: String?
+
+    @Option(help: ArgumentHelp("The pipeline file's path on the Airflow workers; default: FILE made absolute.", valueName: "path"))
+    var pipelinePath: String?
+
+    @Option(help: ArgumentHelp("The DAG's schedule: a cron expression or a preset such as @daily; default: none (triggered runs only).", valueName: "schedule"))
+    var schedule: String?
+
+    @Option(help: ArgumentHelp("The owner in the DAG's default_args.", valueName: "name"))
+    var owner: String = "airflow"
 
     @Option(help: "The DAG id; default: the pipeline's name.")
     var dagID: String?
@@ -32,11 +41,38 @@ struct AirflowCommand: AsyncParsableCommand {
     var workdir: String?
 
     func validate() throws {
-        for (option, value) in [("--output", output), ("--artifact-store", artifactStore), ("--workdir", workdir ?? "")] {
+        let values = [("--output", output), ("--artifact-store", artifactStore), ("--workdir", workdir ?? ""), ("--runner", runner ?? ""),
+                      ("--pipeline-path", pipelinePath ?? ""), ("--schedule", schedule ?? ""), ("--owner", owner)]
+        for (option, value) in values {
             if let offset = FilePaths.controlCharacterOffset(in: value) {
-                throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
+                throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); it cannot hold one")
             }
         }
+        if let schedule, schedule.trimmingCharacters(in: .whitespaces).isEmpty {
+            throw ValidationError("--schedule is empty; leave it out for a DAG without a schedule")
+        }
+    }
+
+    /// Whether `store` is a URI (`s3://...`, `file://...`) rather than a path: URIs
+    /// go into the DAG as they are.
+    static func isURI(_ store: String) -> Bool {
+        guard let colon = store.range(of: "://") else { return false }
+        let scheme = store[..<colon.lowerBound]
+        return !scheme.isEmpty && scheme.first!.isLetter
+            && scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+.-".contains($0)) }
+    }
+
+    /// The path of the running executable: argv[0] made absolute when it names a
+    /// path, else (found through PATH) the file /proc/self/exe points at.
+    static func currentExecutable(relativeTo cwd: String) -> String {
+        let argument = CommandLine.arguments[0]
+        if argument.contains("/") { return FilePaths.absolute(argument, relativeTo: cwd) }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        if count > 0 {
+            return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return FilePaths.absolute(argument, relativeTo: cwd)
     }
 
     func run() async throws {
@@ -48,12 +84,13 @@ struct AirflowCommand: AsyncParsableCommand {
         for assignment in pipeline.overrides { extra += ["--set", assignment] }
         let dagID = dagID ?? plan.name
         guard !dagID.isEmpty, dagID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
-            throw ValidationError("DAG id '\(dagID)' must be letters, digits, '_', '.' or '-'; give one with --dag-id")
+            throw ValidationError("DAG id '\(FilePaths.printable(dagID))' must be letters, digits, '_', '.' or '-'; give one with --dag-id")
         }
-        let executable = runner ?? absolute(CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "runner")
+        let executable = runner ?? Self.currentExecutable(relativeTo: cwd)
         let settings = AirflowExport.Settings(
-            dagID: dagID, runner: executable, pipeline: absolute(pipeline.file), artifactStore: absolute(artifactStore),
-            workingDirectory: absolute(workdir ?? cwd), extraArguments: extra)
+            dagID: dagID, runner: executable, pipeline: pipelinePath ?? absolute(pipeline.file),
+            artifactStore: Self.isURI(artifactStore) ? artifactStore : absolute(artifactStore),
+            workingDirectory: absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule, owner: owner)
         let text = AirflowExport.render(plan, settings: settings)
         try AtomicFile.write(Array(text.utf8), to: output, overwrite: true)
         print(output)

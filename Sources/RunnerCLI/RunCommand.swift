@@ -11,14 +11,23 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var pipeline: PipelineOptions
 
-    @Option(help: "The run id (letters, digits, . _ - : +); default: a new time-sortable id.")
+    // Values are taken as they come (`parsing: .unconditional`), so `--seed -1` gets a
+    // message about -1 rather than "Missing value"; validate() checks them.
+    @Option(parsing: .unconditional, help: "The run id (letters, digits, . _ - : +); default: a new time-sortable id.")
     var runID: String?
 
-    @Option(help: "The run seed; stages without their own seed derive theirs from it. Default: random, recorded in the report.")
-    var seed: UInt64?
+    @Option(name: .customLong("seed"), parsing: .unconditional,
+            help: ArgumentHelp("The run seed (0 to \(UInt64.max)); stages without their own seed derive theirs from it. Default: random, recorded in the report.", valueName: "seed"))
+    var seedText: String?
 
-    @Option(help: "How many stages run at once, and threads per stage. Default: the number of cores.")
-    var jobs: Int?
+    @Option(name: .customLong("jobs"), parsing: .unconditional,
+            help: ArgumentHelp("How many stages run at once, and threads per stage (at least 1). Default: the number of cores.", valueName: "jobs"))
+    var jobsText: String?
+
+    /// `--seed` as a number; validate() has checked it.
+    var seed: UInt64? { seedText.flatMap { UInt64($0) } }
+    /// `--jobs` as a number; validate() has checked it.
+    var jobs: Int? { jobsText.flatMap { Int($0) } }
 
     @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
     var report: String?
@@ -26,7 +35,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Persist every stage's output in this directory or s3://bucket/prefix, under RUN_ID/STAGE/.", valueName: "dir"))
     var artifactStore: String?
 
-    @Option(help: ArgumentHelp("Resume run RUN_ID: reuse stored outputs whose stage, parameters and inputs are unchanged.", valueName: "run-id"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Resume run RUN_ID: reuse stored outputs whose stage, parameters and inputs are unchanged.", valueName: "run-id"))
     var resume: String?
 
     @Option(help: ArgumentHelp("Run only this stage, reading its inputs from the artifact store (needs --run-id).", valueName: "stage"))
@@ -43,21 +52,29 @@ struct RunCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let runID, let problem = RunID.problem(with: runID) {
-            throw ValidationError("--run-id '\(runID)' \(problem)")
+            throw ValidationError("--run-id '\(FilePaths.printable(runID))' \(problem)")
+        }
+        if let seedText, UInt64(seedText) == nil {
+            throw ValidationError("--seed must be a whole number from 0 to \(UInt64.max), got '\(FilePaths.printable(seedText))'")
+        }
+        if let jobsText {
+            guard let jobs = Int(jobsText) else {
+                throw ValidationError("--jobs must be a whole number, at least 1, got '\(FilePaths.printable(jobsText))'")
+            }
+            if jobs < 1 {
+                throw ValidationError("--jobs must be at least 1, got \(jobs)")
+            }
         }
         for (option, value) in [("--report", report), ("--artifact-store", artifactStore)] {
             if let value, let offset = FilePaths.controlCharacterOffset(in: value) {
                 throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
             }
         }
-        if let jobs, jobs < 1 {
-            throw ValidationError("--jobs must be at least 1, got \(jobs)")
-        }
         if quiet && verbose {
             throw ValidationError("--quiet and --verbose cannot be used together")
         }
         if let resume, let problem = RunID.problem(with: resume) {
-            throw ValidationError("--resume '\(resume)' \(problem)")
+            throw ValidationError("--resume '\(FilePaths.printable(resume))' \(problem)")
         }
         if resume != nil && runID != nil && resume != runID {
             throw ValidationError("--resume names the run; leave out --run-id or give the same id")
@@ -76,6 +93,10 @@ struct RunCommand: AsyncParsableCommand {
         // RunnerMain.run handles its own signals.
         let interruption = SignalWatcher.shared
         interruption.deferSignals()
+        if let report, let problem = ReportPath.problem(with: report) {
+            FileHandle.standardError.write(Data("error: cannot write the report to '\(FilePaths.printable(report))': \(problem); nothing was run\n".utf8))
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
         let plan = try pipeline.plan()
         let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
         let console = Console(format: logFormat, level: level)
@@ -118,18 +139,22 @@ struct RunCommand: AsyncParsableCommand {
         interruption.onFirstSignal { runTask.cancel() }
         let outcome = await runTask.value
 
+        var reportWritten = true
         if let report {
             do {
                 try AtomicFile.write([UInt8](try outcome.report.jsonData()) + [10], to: report, overwrite: true)
             } catch {
                 console.log(.error, "cannot write the report to '\(report)': \(error)")
+                reportWritten = false
             }
         }
         if let signal = interruption.received {
             console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); run \(options.runID) cancelled")
             throw ExitCode(128 + signal)
         }
-        guard outcome.succeeded else {
+        // A run whose report was asked for and could not be written has not done
+        // what it was asked: it does not exit 0.
+        guard outcome.succeeded && reportWritten else {
             throw ExitCode(RunnerMain.ExitStatus.stageFailed)
         }
         for stage in plan.stages {

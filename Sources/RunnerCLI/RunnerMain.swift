@@ -27,7 +27,7 @@ public enum RunnerMain {
         do {
             registry = try custom ?? BuiltinStages.registry()
         } catch {
-            FileHandle.standardError.write(Data("runner: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("runner: \(Console.printable("\(error)"))\n".utf8))
             exit(ExitStatus.invalid)
         }
         let code = await run(registry: registry, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))
@@ -37,6 +37,10 @@ public enum RunnerMain {
 
     /// Runs one command and returns its exit code instead of exiting.
     public static func run(registry: StageRegistry, arguments: [String]) async -> Int32 {
+        if arguments == ["--version"] {
+            print(VersionReport.text(), terminator: "")
+            return ExitStatus.success
+        }
         do {
             var command = try RunnerCommand.parseAsRoot(arguments)
             try await RunnerContext.$registry.withValue(registry) {
@@ -56,7 +60,9 @@ public enum RunnerMain {
                 print(message)
                 return ExitStatus.success
             }
-            FileHandle.standardError.write(Data((message.isEmpty ? "" : message + "\n").utf8))
+            // The message may quote what was typed (an unknown option, a bad value):
+            // escape control characters before they reach the terminal.
+            FileHandle.standardError.write(Data((message.isEmpty ? "" : Console.printable(message) + "\n").utf8))
             // ArgumentParser's usage errors (64) share the code of invalid pipelines.
             return code == .validationFailure ? ExitStatus.invalid : code.rawValue
         }
@@ -78,7 +84,8 @@ struct RunnerCommand: AsyncParsableCommand {
         abstract: "Run a pipeline of typed stages declared in YAML.",
         discussion: """
             `runner PIPELINE.yaml` checks the whole pipeline, then runs it. Exit codes: 0 success, \
-            1 a stage failed, 2 invalid pipeline or usage, 130/143 interrupted (SIGINT/SIGTERM).
+            1 a stage failed, 2 invalid pipeline or usage, 130/143 interrupted (SIGINT/SIGTERM). \
+            `runner --version` prints the runner's version and its libraries'.
             """,
         subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self, ExportCommand.self],
         defaultSubcommand: RunCommand.self)
@@ -107,7 +114,7 @@ struct PipelineOptions: ParsableArguments {
             return plan
         case .failure(let error):
             let count = error.diagnostics.filter { $0.severity == .error }.count
-            let summary = "\(count) problem\(count == 1 ? "" : "s") in \(file); nothing was run"
+            let summary = "\(count) problem\(count == 1 ? "" : "s") in \(FilePaths.printable(file)); nothing was run"
             FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
@@ -122,7 +129,7 @@ struct ValidateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try pipeline.plan()
-        print("\(pipeline.file): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): \(plan.stages.map(\.id).joined(separator: ", "))")
+        print("\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): \(plan.stages.map(\.id).joined(separator: ", "))")
     }
 }
 

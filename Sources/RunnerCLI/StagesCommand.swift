@@ -22,7 +22,7 @@ struct StagesCommand: AsyncParsableCommand {
         if let name {
             guard let type = registry[name] else {
                 let help = Suggestions.didYouMean(name, in: registry.names) ?? "`runner stages` lists them"
-                FileHandle.standardError.write(Data("error: unknown stage type '\(name)'\n  help: \(help)\n".utf8))
+                FileHandle.standardError.write(Data("error: unknown stage type '\(FilePaths.printable(name))'\n  help: \(FilePaths.printable(help))\n".utf8))
                 throw ExitCode(RunnerMain.ExitStatus.invalid)
             }
             types = [type]

@@ -36,4 +36,6 @@ CURLcode CCurl_setopt_progress(CURL *handle, CCurl_progress_callback callback);
 CURLcode CCurl_setopt_cloexec_sockets(CURL *handle);
 CURLcode CCurl_getinfo_long(CURL *handle, CURLINFO info, long *value);
 CURLcode CCurl_getinfo_double(CURL *handle, CURLINFO info, double *value);
+/// The loaded libcurl's version ("7.88.1"), from curl_version_info.
+const char *CCurl_version(void);
 #endif

@@ -59,4 +59,9 @@ int CJPEG_decode(const unsigned char *data, size_t size, int *width, int *height
 
 void CJPEG_free(void *pointer);
 
+/// The libjpeg(-turbo) version this target was built against ("2.1.5"), from
+/// jconfig.h's macros, which do not import into Swift as strings; libjpeg-turbo has
+/// no run-time version call.
+const char *CJPEG_library_version(void);
+
 #endif

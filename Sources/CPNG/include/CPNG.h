@@ -60,4 +60,12 @@ int CPNG_filter_avg(void);
 int CPNG_filter_paeth(void);
 int CPNG_filter_all(void);
 
+/// The version of the libpng loaded at run time (png_get_libpng_ver).
+const char *CPNG_library_version(void);
+
+/// The version of the zlib loaded at run time, the one libpng uses: zlibVersion
+/// looked up with dlsym, as this target links libpng only. Falls back to the
+/// zlib.h it was built against.
+const char *CPNG_zlib_version(void);
+
 #endif

@@ -27,10 +27,12 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
         Diagnostic(.error, message, at: location, help: help)
     }
 
-    /// `file:line:col: error: message`, without snippet.
+    /// `file:line:col: error: message`, without snippet. Control characters in the
+    /// file name and the message (which quote what the user wrote) are escaped, so
+    /// they never reach a terminal raw.
     public var description: String {
-        let prefix = location.map { "\($0): " } ?? ""
-        return "\(prefix)\(severity.rawValue): \(message)"
+        let prefix = location.map { "\(FilePaths.printable($0.description)): " } ?? ""
+        return "\(prefix)\(severity.rawValue): \(FilePaths.printable(message))"
     }
 }
 
@@ -69,11 +71,19 @@ public struct SourceTexts: Sendable {
 
 /// Renders diagnostics as `file:line:col: error: message`, the source line, a caret
 /// under the column, and the help line.
+///
+/// The source line is echoed safely: control characters other than tabs are escaped
+/// (`\u{1B}`), and a line longer than `snippetWidth` scalars is cut to that many
+/// around the caret, with `…` where text was left out; the caret stays under the
+/// character it points at.
 public struct DiagnosticRenderer: Sendable {
     public var sources: SourceTexts
+    /// The most scalars of a source line shown around the caret.
+    public var snippetWidth: Int
 
-    public init(sources: SourceTexts) {
+    public init(sources: SourceTexts, snippetWidth: Int = 120) {
         self.sources = sources
+        self.snippetWidth = max(snippetWidth, 10)
     }
 
     public func render(_ diagnostics: [Diagnostic]) -> String {
@@ -84,14 +94,40 @@ public struct DiagnosticRenderer: Sendable {
         var out = diagnostic.description
         if let location = diagnostic.location, let text = sources.line(location.line, of: location.file) {
             let gutter = String(repeating: " ", count: String(location.line).count)
-            let scalars = Array(text.unicodeScalars)
-            // Keep tabs so the caret lines up with the source line as a terminal shows it.
-            let pad = scalars.prefix(max(0, location.column - 1)).map { $0 == "\t" ? "\t" : " " }.joined()
-            out += "\n\(gutter) |\n\(location.line) | \(text)\n\(gutter) | \(pad)^"
+            let (shown, pad) = snippet(text, column: location.column)
+            out += "\n\(gutter) |\n\(location.line) | \(shown)\n\(gutter) | \(pad)^"
         }
         if let help = diagnostic.help {
-            out += "\n  help: \(help)"
+            out += "\n  help: \(FilePaths.printable(help))"
         }
         return out
+    }
+
+    /// The part of `text` to show and the padding that puts a caret under `column`
+    /// (1-based, in scalars; a column past the end points just after the text).
+    func snippet(_ text: String, column: Int) -> (shown: String, pad: String) {
+        let scalars = Array(text.unicodeScalars)
+        let caret = min(max(0, column - 1), scalars.count)
+        var start = 0
+        var end = scalars.count
+        if scalars.count > snippetWidth {
+            start = max(0, caret - snippetWidth / 2)
+            end = min(scalars.count, start + snippetWidth)
+            start = max(0, end - snippetWidth)
+        }
+        var shown = start > 0 ? "…" : ""
+        var pad = start > 0 ? " " : ""
+        for index in start..<end {
+            let scalar = scalars[index]
+            // Keep tabs so the caret lines up with the source line as a terminal shows it.
+            let piece = scalar == "\t" || scalar.properties.generalCategory != .control
+                ? String(scalar) : scalar.escaped(asASCII: true)
+            shown += piece
+            if index < caret {
+                pad += scalar == "\t" ? "\t" : String(repeating: " ", count: piece.unicodeScalars.count)
+            }
+        }
+        if end < scalars.count { shown += "…" }
+        return (shown, pad)
     }
 }

@@ -16,10 +16,12 @@ public struct RunReport: Sendable, Codable {
     /// The message of the failure that ended the run, if any.
     public var error: String?
     public var stages: [StageReport]
+    /// The version of the runner that made the report (`RunnerVersion.current`).
+    public var runnerVersion: String = RunnerVersion.current
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
-        case durationSeconds = "duration_seconds", error, stages
+        case durationSeconds = "duration_seconds", error, stages, runnerVersion = "runner_version"
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.
