@@ -5,6 +5,9 @@ enum ParameterChecker {
         var message: String
         var help: String?
         var location: SourceLocation
+        /// The node whose value is wrong (an item, for a list): its `${...}`
+        /// substitutions say where the value came from.
+        var node: SourceLocation
     }
 
     /// Converts `node` to a value of `spec.type` and checks range and choices.
@@ -17,7 +20,7 @@ enum ParameterChecker {
         _ node: YAMLNode, type: ParameterType, spec: ParameterSpec, templateNames: Set<String>
     ) -> Result<ParameterValue, Problem> {
         func fail(_ message: String, help: String? = nil, at location: SourceLocation? = nil) -> Result<ParameterValue, Problem> {
-            .failure(Problem(message: message, help: help, location: location ?? node.location))
+            .failure(Problem(message: message, help: help, location: location ?? node.location, node: node.location))
         }
         if case .list(let element, let count) = type {
             guard let items = node.items else {
