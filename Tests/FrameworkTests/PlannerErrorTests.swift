@@ -230,7 +230,7 @@ import Testing
         }
         #expect(error.diagnostics.map(\.message) == ["'with' is indented as a stage id, so it reads as a stage called 'with'"])
         #expect(error.diagnostics.first?.location == source.locations.first)
-        #expect(error.diagnostics.first?.help == "indent 'with:' under stage 'a', level with its 'type:'")
+        #expect(error.diagnostics.first?.help == "indent 'with:' under stage 'a', as far as that stage's other keys")
     }
 
     @Test func anInputIndentedAsAStageIDIsOneError() {
@@ -243,6 +243,19 @@ import Testing
             """)
         #expect(found.map(\.message) == ["'input' is indented as a stage id, so it reads as a stage called 'input'"])
         #expect(found.first?.location == SourceLocation(file: "test.yaml", line: 5, column: 3))
+    }
+
+    @Test func aStageWhoseKeysAreAllOneLevelTooFarLeftGetsOneErrorPerKeyAndNoMore() {
+        let found = diagnostics("""
+            stages:
+              a:
+              type: constant
+              with: {value: 3}
+              b: {type: pass, input: a}
+            """)
+        #expect(found.map(\.message) == ["'type' is indented as a stage id, so it reads as a stage called 'type'",
+                                         "'with' is indented as a stage id, so it reads as a stage called 'with'"])
+        #expect(found.first?.help == "indent 'type:' under stage 'a', as far as that stage's other keys")
     }
 
     @Test func aStageMayStillBeCalledLikeAKeyWhenItIsAStage() throws {

@@ -126,14 +126,14 @@ public struct PipelineLoader: Sendable {
         if let stagesNode = root["stages"], let pairs = stagesNode.pairs, !pairs.isEmpty {
             var seenStages: Set<String> = []
             var above: String?  // the last stage id before this pair
-            for pair in pairs where seenStages.insert(pair.name).inserted {  // a repeated id is reported by the parser
+            for (index, pair) in pairs.enumerated() where seenStages.insert(pair.name).inserted {  // a repeated id is reported by the parser
                 if isMisplacedStageKey(pair) {
                     // `with:` indented at the level of stage ids: one error here, and the
                     // stage above is not also told that its parameters are missing.
                     diagnostics.append(.error(
                         "'\(pair.name)' is indented as a stage id, so it reads as a stage called '\(pair.name)'",
                         at: pair.key.location,
-                        help: above.map { "indent '\(pair.name):' under stage '\($0)', level with its 'type:'" }
+                        help: above.map { "indent '\(pair.name):' under stage '\($0)', as far as that stage's other keys" }
                             ?? "'\(pair.name):' belongs under a stage id: stages: {ID: {type: ..., \(pair.name): ...}}"))
                     if let above, stages.last?.id == above {
                         stages[stages.count - 1].keysInDoubt.insert(pair.name)
@@ -141,6 +141,14 @@ public struct PipelineLoader: Sendable {
                     continue
                 }
                 above = pair.name
+                if pair.value.isNull, index + 1 < pairs.count, isMisplacedStageKey(pairs[index + 1]), Names.isPipelineID(pair.name) {
+                    // `a:` with all its keys one level too far left: those keys are the
+                    // errors; the stage stays, so what refers to it finds it.
+                    var stage = StageDeclaration(id: pair.name, location: pair.key.location, inputs: [], parameters: [], after: [], retry: .none)
+                    stage.keysInDoubt = Set(Self.stageKeys)
+                    stages.append(stage)
+                    continue
+                }
                 let node = interpolator.interpolate(pair.value, diagnostics: &diagnostics)
                 if let stage = readStage(id: pair.name, key: pair.key, node: node, diagnostics: &diagnostics) {
                     stages.append(stage)
