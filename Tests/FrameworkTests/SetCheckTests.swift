@@ -123,6 +123,26 @@ import Testing
         #expect(error.diagnostics.first?.location == SourceLocation(file: "--set[1]", line: 1, column: 13))
     }
 
+    @Test func aTemplateProblemInTheFilesOwnTextStaysInTheFile() {
+        let registry = try! testRegistry.adding([StageType(PathStage.self)])
+        func first(_ path: String, _ overrides: [String]) -> Diagnostic? {
+            let text = "params: {name: ok}\nstages:\n  a: {type: path-stage, with: {path: \"\(path)\"}}\n"
+            let loader = PipelineLoader(environment: [:], overrides: overrides)
+            guard case .failure(let error) = Planner(registry: registry).plan(loader.load(bytes: Array(text.utf8), file: "test.yaml")) else {
+                return nil
+            }
+            return error.diagnostics.first
+        }
+        // The unknown placeholder is the file's; the argument only gave 'name'.
+        let own = first("out/{runid}/${name}.jpg", ["params.name=fine"])
+        #expect(own?.message == "parameter 'path' of stage 'a' (path-stage) uses unknown placeholder '{runid}'")
+        #expect(own?.location?.file == "test.yaml")
+        // The unknown placeholder came in with the argument's value.
+        let given = first("out/${name}.jpg", ["params.name={nope}"])
+        #expect(given?.message == "--set params.name={nope}: parameter 'path' of stage 'a' (path-stage) uses unknown placeholder '{nope}'")
+        #expect(given?.location == SourceLocation(file: "--set[1]", line: 1, column: 13))
+    }
+
     @Test func aLongArgumentIsShortenedAndControlCharactersEscaped() {
         let long = "params.sise=" + String(repeating: "9", count: 200)
         let message = diagnostics(pipeline, overrides: [long]).first?.message ?? ""

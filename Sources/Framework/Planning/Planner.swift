@@ -177,6 +177,13 @@ public struct Planner: Sendable {
         return nil
     }
 
+    /// Whether a value put into a template could be what is wrong at one place in it:
+    /// a placeholder brace or a control character. Otherwise such a problem is the
+    /// file's own text, and stays at the file's position.
+    private static func canCauseProblemsInPlace(_ value: String) -> Bool {
+        value.unicodeScalars.contains { $0 == "{" || $0 == "}" || $0.properties.generalCategory == .control }
+    }
+
     /// Help for a problem blamed on a `--set`: where the file uses the value.
     private static func usedAt(_ used: ParamSubstitution) -> String {
         "the file puts it into this parameter with ${\(used.name)} at \(used.location)"
@@ -215,7 +222,8 @@ public struct Planner: Sendable {
             case .failure(let problem):
                 ok = false
                 let message = "parameter '\(pair.name)' of \(label) \(problem.message)"
-                if let origin = commandLineOrigin(of: problem.node, in: document) {
+                if let origin = commandLineOrigin(of: problem.node, in: document),
+                   problem.wholeValue || Self.canCauseProblemsInPlace(origin.used.value) {
                     // The value is the argument's: blame the argument, not the file's `${...}`.
                     diagnostics.append(.error("\(origin.setting.argument): \(message)", at: origin.setting.valueLocation,
                                               help: problem.help ?? Self.usedAt(origin.used)))
