@@ -143,6 +143,12 @@ import Testing
         #expect(given?.location == SourceLocation(file: "--set[1]", line: 1, column: 13))
     }
 
+    @Test func aKeyBelowAScalarIsAnErrorAtThatKey() {
+        let found = diagnostics(pipeline, overrides: ["stages.source.type.name=x"])
+        #expect(found.map(\.message) == ["--set stages.source.type.name=x: 'name' is below a value that is a scalar, not a mapping"])
+        #expect(found.first?.location == SourceLocation(file: "--set[1]", line: 1, column: 20))
+    }
+
     @Test func aLongArgumentIsShortenedAndControlCharactersEscaped() {
         let long = "params.sise=" + String(repeating: "9", count: 200)
         let message = diagnostics(pipeline, overrides: [long]).first?.message ?? ""

@@ -186,7 +186,7 @@ extension Overlay {
         guard let key = path.first else { return value }
         let keyLocation = argument.location(ofComponent: path.startIndex)
         guard node.pairs != nil || node.isNull else {
-            diagnostics.append(.error("\(argument.display): '\(key)' is below a value that is \(node.kindName), not a mapping",
+            diagnostics.append(.error("\(argument.display): '\(Template.escaped(key))' is below a value that is \(node.kindName), not a mapping",
                                       at: keyLocation))
             return nil
         }
