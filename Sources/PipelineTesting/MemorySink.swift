@@ -7,7 +7,8 @@ public struct MemorySink: Stage {
     public static let spec = StageSpec(
         name: "memory",
         summary: "Keep a bytes artifact in memory (for tests).",
-        discussion: "Stores the bytes under the template 'name' in MemoryStore.shared; the StoredObject's URI is memory://NAME.",
+        discussion: "Stores the bytes under the template 'name' in MemoryStore.shared; the StoredObject's URI is memory://NAME. "
+            + "The default name starts with the run id, so runs with their own ids (PipelineHarness.run gives each one) never collide.",
         parameters: [ParameterSpec("name", .template, default: .string("{run_id}/{stage}"), doc: "name to store the bytes under")],
         inputs: [InputPort(accepts: .having(.bytes), doc: "bytes to keep")],
         output: .fixed(.storedObject))
@@ -24,7 +25,7 @@ public struct MemorySink: Stage {
         }
         let key = try context.expand(name, with: artifact)
         MemoryStore.shared.put(Array(artifact.bytes), at: key)
-        return StoredObject(uri: "memory://\(key)", byteCount: artifact.bytes.count, sha256: artifact.sha256, mediaType: artifact.mediaType)
+        return StoredObject(uri: MemoryStore.scheme + key, byteCount: artifact.bytes.count, sha256: artifact.sha256, mediaType: artifact.mediaType)
     }
 }
 
@@ -44,6 +45,14 @@ public final class MemoryStore: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return objects[name]
     }
+
+    /// The bytes a `memory` sink stored for `object`, the `StoredObject` it returned.
+    public func bytes(of object: StoredObject) -> [UInt8]? {
+        guard object.uri.hasPrefix(Self.scheme) else { return nil }
+        return self[String(object.uri.dropFirst(Self.scheme.count))]
+    }
+
+    static let scheme = "memory://"
 
     public var names: [String] {
         lock.lock(); defer { lock.unlock() }

@@ -37,9 +37,14 @@ public struct PipelineHarness: Sendable {
 
     /// Checks and runs `yaml`; throws `PipelineValidationError` when it is invalid.
     /// The outcome's `outputs` hold the results of the stages nothing consumes.
-    public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = []) async throws -> RunOutcome {
+    ///
+    /// Each run has its own run id unless `runID` is given, so what `memory` sinks
+    /// store (under `{run_id}/{stage}` by default) never collides with what another
+    /// test, running at the same time, stores.
+    public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil) async throws -> RunOutcome {
         let plan = try plan(yaml, overrides: overrides).get()
-        return await Executor(plan: plan, options: RunOptions(runID: "test-run", seed: seed, jobs: jobs)).run()
+        let id = runID ?? "test-" + UUID().uuidString.lowercased()
+        return await Executor(plan: plan, options: RunOptions(runID: id, seed: seed, jobs: jobs)).run()
     }
 }
 

@@ -120,12 +120,52 @@ import Stages
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
-        // A grid large enough that generation is still running when the signal comes.
-        let result = try RunnerProcess.run([path, "--run-id", "sig", "--set", "params.size=20000", "--jobs", "1"], in: directory,
-                                           signal: (signal, after: .milliseconds(1500)))
+        // The signal goes as soon as the runner says generation started, however long
+        // it took to get there; the grid is large enough that generation is then
+        // still running.
+        let result = try Self.run([path, "--run-id", "sig", "--set", "params.size=20000", "--jobs", "1"], in: directory,
+                                  signal: signal, onceStderrHas: "▸ generate (poisson) started")
+        #expect(result.sawLine, "never saw generation start:\n\(result.stderr)")
+        #expect(!result.stderr.contains("generate (poisson) finished"), "the signal came too late:\n\(result.stderr)")
         #expect(result.status == code, "\(result.stderr)")
         #expect(result.stderr.contains("interrupted by"))
         #expect(files(below: directory).isEmpty, "left behind: \(files(below: directory))")
+    }
+
+    /// Runs `runner arguments`, reading stderr as it comes, and sends `signal` as soon
+    /// as stderr holds `line`; then waits for the runner (killing it after `limit`).
+    static func run(
+        _ arguments: [String], in directory: URL, signal: Int32, onceStderrHas line: String, limit: Duration = .seconds(120)
+    ) throws -> (status: Int32, stderr: String, sawLine: Bool) {
+        guard FileManager.default.isExecutableFile(atPath: RunnerProcess.executable.path) else {
+            throw RunnerProcess.RunnerMissing(path: RunnerProcess.executable.path)
+        }
+        let process = Process()
+        process.executableURL = RunnerProcess.executable
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let pid = process.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit.seconds, execute: watchdog)
+        defer { watchdog.cancel() }
+        var seen = Data()
+        var sawLine = false
+        while !sawLine {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }  // the runner ended without printing the line
+            seen.append(chunk)
+            if String(decoding: seen, as: UTF8.self).contains(line) {
+                sawLine = true
+                kill(pid, signal)
+            }
+        }
+        seen.append(err.fileHandleForReading.readDataToEndOfFile())
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: seen, as: UTF8.self), sawLine)
     }
 
     @Test func badRunIDIsAUsageError() throws {

@@ -186,11 +186,16 @@ import Testing
     }
 
     @Test func seedsAreDerivedPerStageAndRecorded() async throws {
-        let plan = try planYAML("stages:\n  a: {type: constant}\n").get()
+        // `seed-probe` (TestsThatCanFailTests.swift) outputs the seed it ran with.
+        let registry = try testRegistry.adding([StageType(SeedProbe.self)])
+        let plan = try planYAML("stages:\n  a: {type: seed-probe}\n  b: {type: seed-probe}\n", registry: registry).get()
         let outcome = await run(plan, seed: 1234)
         #expect(outcome.report.seed == 1234)
-        #expect(SeedDerivation.seed(runSeed: 1234, stageID: "a") != SeedDerivation.seed(runSeed: 1234, stageID: "b"))
-        #expect(SeedDerivation.seed(runSeed: 1234, stageID: "a") == SeedDerivation.seed(runSeed: 1234, stageID: "a"))
+        let a = try #require(SeedProbe.seed(in: outcome.outputs["a"]))
+        #expect(a == SeedDerivation.seed(runSeed: 1234, stageID: "a"))
+        #expect(a != SeedProbe.seed(in: outcome.outputs["b"]))
+        #expect(SeedProbe.seed(in: await run(plan, seed: 1234).outputs["a"]) == a)
+        #expect(SeedProbe.seed(in: await run(plan, seed: 1235).outputs["a"]) != a)
     }
 
     @Test func reportSummarisesEveryStage() async throws {

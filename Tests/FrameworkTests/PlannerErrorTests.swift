@@ -198,6 +198,101 @@ import Testing
         #expect(found.first?.message == "undefined parameter '${nope}'")
     }
 
+    @Test(arguments: ["run_id", "stage", "date", "width"])
+    func aRunTimeNameInDollarBracesPointsToTheRunTimePlaceholder(name: String) {
+        let registry = try! testRegistry.adding([StageType(PathStage.self)])
+        let source = Marked("stages:\n  a: {type: path-stage, with: {path: \"out/‸${\(name)}/x.jpg\"}}\n")
+        let loaded = PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml")
+        guard case .failure(let error) = Planner(registry: registry).plan(loaded) else {
+            Issue.record("planned an undefined ${\(name)}")
+            return
+        }
+        #expect(error.diagnostics.count == 1)
+        #expect(error.diagnostics.first?.message == "undefined parameter '${\(name)}'")
+        #expect(error.diagnostics.first?.location == source.locations.first)
+        #expect(error.diagnostics.first?.help
+            == "'\(name)' is known only when the run starts: write the run-time placeholder {\(name)}, without '$'")
+    }
+
+    @Test func aWithIndentedAsAStageIDIsOneErrorWithAnIndentationHint() {
+        let registry = try! testRegistry.adding([StageType(NeedsValue.self)])
+        let source = Marked("""
+            stages:
+              a:
+                type: needs
+              ‸with: {value: 3}
+              b: {type: pass, input: a}
+            """)
+        let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(bytes: Array(source.text.utf8), file: "test.yaml"))
+        guard case .failure(let error) = result else {
+            Issue.record("planned a stage called 'with'")
+            return
+        }
+        #expect(error.diagnostics.map(\.message) == ["'with' is indented as a stage id, so it reads as a stage called 'with'"])
+        #expect(error.diagnostics.first?.location == source.locations.first)
+        #expect(error.diagnostics.first?.help == "indent 'with:' under stage 'a', as far as that stage's other keys")
+    }
+
+    @Test func anInputIndentedAsAStageIDIsOneError() {
+        let found = diagnostics("""
+            stages:
+              a: {type: constant}
+              b:
+                type: pass
+              input: a
+            """)
+        #expect(found.map(\.message) == ["'input' is indented as a stage id, so it reads as a stage called 'input'"])
+        #expect(found.first?.location == SourceLocation(file: "test.yaml", line: 5, column: 3))
+    }
+
+    @Test func aStageWhoseKeysAreAllOneLevelTooFarLeftGetsOneErrorPerKeyAndNoMore() {
+        let found = diagnostics("""
+            stages:
+              a:
+              type: constant
+              with: {value: 3}
+              b: {type: pass, input: a}
+            """)
+        #expect(found.map(\.message) == ["'type' is indented as a stage id, so it reads as a stage called 'type'",
+                                         "'with' is indented as a stage id, so it reads as a stage called 'with'"])
+        #expect(found.first?.help == "indent 'type:' under stage 'a', as far as that stage's other keys")
+    }
+
+    @Test func aStageMayStillBeCalledLikeAKeyWhenItIsAStage() throws {
+        let plan = try planYAML("stages:\n  input: {type: constant}\n  after: {type: pass, input: input}\n").get()
+        #expect(plan.stages.map(\.id) == ["input", "after"])
+    }
+
+    @Test func aMistypedInputIsOneErrorNotTwo() {
+        expectProblem("""
+            stages:
+              g: {type: constant}
+              p:
+                type: pass
+                ‸inptu: g
+            """, "unknown key 'inptu' in stage 'p'", help: "did you mean 'input'?")
+        let found = diagnostics("stages:\n  g: {type: constant}\n  p:\n    type: pass\n    inptu: g\n")
+        #expect(found.map(\.message) == ["unknown key 'inptu' in stage 'p'"])
+    }
+
+    @Test func aMistypedTypeOrWithIsOneError() {
+        #expect(diagnostics("stages:\n  a: {tpye: constant}\n").map(\.message) == ["unknown key 'tpye' in stage 'a'"])
+        let registry = try! testRegistry.adding([StageType(NeedsValue.self)])
+        let result = Planner(registry: registry).plan(PipelineLoader(environment: [:]).load(
+            bytes: Array("stages:\n  a: {type: needs, wiht: {value: 3}}\n".utf8), file: "test.yaml"))
+        guard case .failure(let error) = result else {
+            Issue.record("planned a stage without its required parameter")
+            return
+        }
+        #expect(error.diagnostics.map(\.message) == ["unknown key 'wiht' in stage 'a'"])
+    }
+
+    @Test func anUnknownKeyLikeNoStageKeyKeepsTheMissingInputError() {
+        // 'colour' is not a likely 'input', so the missing input is news.
+        let found = diagnostics("stages:\n  g: {type: constant}\n  p: {type: pass, colour: g}\n")
+        #expect(found.map(\.message) == ["stage 'p' (pass) needs an input on port 'input'", "unknown key 'colour' in stage 'p'"])
+    }
+
     @Test func paramPutIntoAPathMustStayOneComponent() {
         let registry = try! testRegistry.adding([StageType(PathStage.self)])
         for bad in ["../up", "a/b", ".."] {

@@ -43,8 +43,14 @@ import Testing
     }
 
     @Test func outputTypeCanDependOnParameters() throws {
-        let spec = try #require(testRegistry["constant"]?.spec)
-        #expect(try spec.output.resolve(OutputContext(parameters: Parameters(), inputTypes: [:])) == .grid(.uint8))
+        // `widen` (TestsThatCanFailTests.swift) produces a grid whose element type is its `bits`.
+        func resolved(_ bits: Int) throws -> ArtifactType {
+            try Widen.spec.output.resolve(OutputContext(parameters: Parameters(["bits": .integer(bits)]), inputTypes: ["input": .grid(.uint8)]))
+        }
+        #expect(try resolved(8) == .grid(.uint8))
+        #expect(try resolved(16) == .grid(.uint16))
+        #expect(try resolved(32) == .grid(.uint32))
+        #expect(throws: ParameterError.self) { try resolved(12) }
     }
 }
 

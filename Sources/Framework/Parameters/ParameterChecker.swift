@@ -5,6 +5,12 @@ enum ParameterChecker {
         var message: String
         var help: String?
         var location: SourceLocation
+        /// The node whose value is wrong (an item, for a list): its `${...}`
+        /// substitutions say where the value came from.
+        var node: SourceLocation
+        /// The problem is with the value as a whole (its type, range or choice), not
+        /// with one place in it (a placeholder, a control character).
+        var wholeValue: Bool
     }
 
     /// Converts `node` to a value of `spec.type` and checks range and choices.
@@ -17,7 +23,8 @@ enum ParameterChecker {
         _ node: YAMLNode, type: ParameterType, spec: ParameterSpec, templateNames: Set<String>
     ) -> Result<ParameterValue, Problem> {
         func fail(_ message: String, help: String? = nil, at location: SourceLocation? = nil) -> Result<ParameterValue, Problem> {
-            .failure(Problem(message: message, help: help, location: location ?? node.location))
+            .failure(Problem(message: message, help: help, location: location ?? node.location, node: node.location,
+                             wholeValue: location == nil))
         }
         if case .list(let element, let count) = type {
             guard let items = node.items else {

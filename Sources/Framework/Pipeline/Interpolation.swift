@@ -106,10 +106,49 @@ struct Interpolator {
             return value
         }
         if let fallback { return fallback }
-        let help = Suggestions.didYouMean(name, in: params.keys)
-            ?? (params.isEmpty ? "declare it under 'params:'" : "declared params: " + params.keys.sorted().quotedList())
+        let help: String
+        if Template.builtinNames.contains(name) {
+            // `${...}` is filled when the file is loaded; run-time values use `{...}`.
+            help = "'\(name)' is known only when the run starts: write the run-time placeholder {\(name)}, without '$'"
+        } else {
+            help = Suggestions.didYouMean(name, in: params.keys)
+                ?? (params.isEmpty ? "declare it under 'params:'" : "declared params: " + params.keys.sorted().quotedList())
+        }
         diagnostics.append(.error("undefined parameter '${\(name)}'", at: location, help: help))
         return nil
+    }
+
+    /// The param names used with a default (`${name:-default}`) anywhere below `node`:
+    /// params a file may leave undeclared and `--set` may still give.
+    static func namesWithDefaults(in node: YAMLNode) -> Set<String> {
+        switch node.content {
+        case .scalar(let text, _):
+            guard text.contains("${") else { return [] }
+            var names: Set<String> = []
+            let scalars = Array(text.unicodeScalars)
+            var index = 0
+            while index + 1 < scalars.count {
+                if scalars[index] == "$" && scalars[index + 1] == "$" {
+                    index += 2
+                    continue
+                }
+                guard scalars[index] == "$", scalars[index + 1] == "{",
+                      let close = scalars[(index + 2)...].firstIndex(of: "}") else {
+                    index += 1
+                    continue
+                }
+                let body = String(String.UnicodeScalarView(scalars[(index + 2)..<close]))
+                if let range = body.range(of: ":-"), !body.hasPrefix("env.") {
+                    names.insert(String(body[..<range.lowerBound]))
+                }
+                index = close + 1
+            }
+            return names
+        case .sequence(let items):
+            return items.reduce(into: []) { $0.formUnion(namesWithDefaults(in: $1)) }
+        case .mapping(let pairs):
+            return pairs.reduce(into: []) { $0.formUnion(namesWithDefaults(in: $1.value)) }
+        }
     }
 }
 

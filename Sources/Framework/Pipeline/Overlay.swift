@@ -1,4 +1,5 @@
-/// Edits of the YAML tree before a pipeline is read: profiles and `--set`.
+/// Edits of the YAML tree before a pipeline is read: profiles here, `--set` in
+/// `SetArgument.swift`.
 enum Overlay {
     /// Keys of a stage that a profile inherits when it replaces the stage with one of
     /// another type: the stage's place in the graph and its run policy.
@@ -47,61 +48,6 @@ enum Overlay {
             result.set(pair.name, to: merge(result[pair.name], pair.value), keyAt: pair.key.location)
         }
         return result.node
-    }
-
-    /// Applies `--set path.to.key=value`. `index` numbers the pseudo-file
-    /// (`--set[1]`) that locations in the value point into.
-    static func apply(
-        assignment: String, index: Int, to root: YAMLNode, sources: inout SourceTexts, diagnostics: inout [Diagnostic]
-    ) -> YAMLNode {
-        let file = "--set[\(index)]"
-        sources.add(file: file, text: assignment)
-        guard let equals = assignment.firstIndex(of: "=") else {
-            diagnostics.append(.error("--set expects KEY=VALUE, got '\(assignment)'", at: SourceLocation(file: file, line: 1, column: 1),
-                                      help: "for example --set params.size=1024 or --set stages.encode.with.quality=80"))
-            return root
-        }
-        let path = assignment[..<equals].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        let valueText = String(assignment[assignment.index(after: equals)...])
-        let valueLocation = SourceLocation(file: file, line: 1, column: assignment[..<equals].unicodeScalars.count + 2)
-        guard let first = path.first, ["name", "params", "stages"].contains(first), !path.contains("") else {
-            diagnostics.append(.error(
-                "--set key '\(assignment[..<equals])' must start with 'params.', 'stages.' or be 'name'",
-                at: SourceLocation(file: file, line: 1, column: 1),
-                help: "for example --set params.size=1024 or --set stages.encode.with.quality=80"))
-            return root
-        }
-        var value = YAMLNode.scalar(valueText, at: valueLocation)
-        if valueText.hasPrefix("[") {
-            let parsed = YAMLParser.parse(valueText, file: file)
-            diagnostics += parsed.diagnostics.map { diagnostic in
-                var moved = diagnostic
-                moved.location = diagnostic.location.map { valueLocation.advanced(by: $0.column - 1) }
-                return moved
-            }
-            guard var node = parsed.root, parsed.diagnostics.isEmpty else { return root }
-            node.location = valueLocation
-            value = node
-        }
-        let keyLocation = SourceLocation(file: file, line: 1, column: 1)
-        return setValue(value, at: path[...], in: root, keyLocation: keyLocation, assignment: assignment, diagnostics: &diagnostics) ?? root
-    }
-
-    private static func setValue(
-        _ value: YAMLNode, at path: ArraySlice<String>, in node: YAMLNode, keyLocation: SourceLocation,
-        assignment: String, diagnostics: inout [Diagnostic]
-    ) -> YAMLNode? {
-        guard let key = path.first else { return value }
-        guard node.pairs != nil || node.isNull else {
-            diagnostics.append(.error("--set '\(assignment)': '\(key)' is below a value that is \(node.kindName), not a mapping",
-                                      at: keyLocation))
-            return nil
-        }
-        let container = node.isNull ? YAMLNode(.mapping([]), at: keyLocation) : node
-        let child = container[key] ?? YAMLNode(.mapping([]), at: keyLocation)
-        guard let updated = setValue(value, at: path.dropFirst(), in: child, keyLocation: keyLocation,
-                                     assignment: assignment, diagnostics: &diagnostics) else { return nil }
-        return container.setting(key, to: updated, keyAt: keyLocation)
     }
 }
 

@@ -11,6 +11,9 @@ public struct PipelineDocument: Sendable {
     public var unresolvedValues: Set<SourceLocation> = []
     /// The pipeline params put into each value, by the value's location.
     public var substitutions: [SourceLocation: [ParamSubstitution]] = [:]
+    /// Params whose value a `--set` gave, by name: problems with values made from
+    /// them are reported at the argument.
+    public var paramsFromCommandLine: [String: CommandLineSetting] = [:]
 
     public func stage(_ id: String) -> StageDeclaration? {
         stages.first { $0.id == id }
@@ -32,6 +35,10 @@ public struct StageDeclaration: Sendable {
     public var after: [Reference]
     public var retry: RetryPolicy
     public var timeout: Duration?
+    /// Stage keys the file probably meant to give but mistyped (`inptu:`) or indented
+    /// wrongly (`with:` at the level of stage ids); already reported. Checks that a
+    /// key is missing stay quiet for these, so one slip is one error.
+    public var keysInDoubt: Set<String> = []
 
     public struct Reference: Sendable, Hashable {
         public var stage: String

@@ -82,9 +82,9 @@ public struct PipelineLoader: Sendable {
             }
             root = Overlay.apply(profile: profile, to: root)
         }
-        for (index, assignment) in overrides.enumerated() {
-            root = Overlay.apply(assignment: assignment, index: index + 1, to: root, sources: &sources, diagnostics: &diagnostics)
-        }
+        let applied = Overlay.apply(assignments: overrides, to: root, sources: &sources, diagnostics: &diagnostics)
+        root = applied.root
+        var paramsFromCommandLine = applied.params
 
         // Params: scalars, which may use the environment and earlier params.
         var interpolator = Interpolator(params: [:], environment: environment)
@@ -101,6 +101,11 @@ public struct PipelineLoader: Sendable {
                     }
                     let value = interpolator.interpolate(pair.value, diagnostics: &diagnostics)
                     interpolator.params[pair.name] = value.scalar
+                    // A param made from one that `--set` gave comes from the command line too.
+                    if paramsFromCommandLine[pair.name] == nil,
+                       let origin = interpolator.substitutions[pair.value.location]?.lazy.compactMap({ paramsFromCommandLine[$0.name] }).first {
+                        paramsFromCommandLine[pair.name] = origin
+                    }
                 }
             } else {
                 diagnostics.append(.error("'params' must be a mapping of names to values, not \(paramsNode.kindName)", at: paramsNode.location))
@@ -120,7 +125,30 @@ public struct PipelineLoader: Sendable {
         var stages: [StageDeclaration] = []
         if let stagesNode = root["stages"], let pairs = stagesNode.pairs, !pairs.isEmpty {
             var seenStages: Set<String> = []
-            for pair in pairs where seenStages.insert(pair.name).inserted {  // a repeated id is reported by the parser
+            var above: String?  // the last stage id before this pair
+            for (index, pair) in pairs.enumerated() where seenStages.insert(pair.name).inserted {  // a repeated id is reported by the parser
+                if isMisplacedStageKey(pair) {
+                    // `with:` indented at the level of stage ids: one error here, and the
+                    // stage above is not also told that its parameters are missing.
+                    diagnostics.append(.error(
+                        "'\(pair.name)' is indented as a stage id, so it reads as a stage called '\(pair.name)'",
+                        at: pair.key.location,
+                        help: above.map { "indent '\(pair.name):' under stage '\($0)', as far as that stage's other keys" }
+                            ?? "'\(pair.name):' belongs under a stage id: stages: {ID: {type: ..., \(pair.name): ...}}"))
+                    if let above, stages.last?.id == above {
+                        stages[stages.count - 1].keysInDoubt.insert(pair.name)
+                    }
+                    continue
+                }
+                above = pair.name
+                if pair.value.isNull, index + 1 < pairs.count, isMisplacedStageKey(pairs[index + 1]), Names.isPipelineID(pair.name) {
+                    // `a:` with all its keys one level too far left: those keys are the
+                    // errors; the stage stays, so what refers to it finds it.
+                    var stage = StageDeclaration(id: pair.name, location: pair.key.location, inputs: [], parameters: [], after: [], retry: .none)
+                    stage.keysInDoubt = Set(Self.stageKeys)
+                    stages.append(stage)
+                    continue
+                }
                 let node = interpolator.interpolate(pair.value, diagnostics: &diagnostics)
                 if let stage = readStage(id: pair.name, key: pair.key, node: node, diagnostics: &diagnostics) {
                     stages.append(stage)
@@ -136,6 +164,7 @@ public struct PipelineLoader: Sendable {
         var document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
         document.unresolvedValues = interpolator.failures
         document.substitutions = interpolator.substitutions
+        document.paramsFromCommandLine = paramsFromCommandLine
         return Result(document: document, diagnostics: diagnostics, sources: sources)
     }
 
@@ -174,6 +203,12 @@ public struct PipelineLoader: Sendable {
     private func unknownKey(_ pair: YAMLPair, known: [String], context: String) -> Diagnostic {
         .error("unknown key '\(pair.name)' \(context)", at: pair.key.location,
                help: Suggestions.didYouMean(pair.name, in: known) ?? "allowed keys: " + known.quotedList())
+    }
+
+    /// A stage key (`with`, `input`, ...) written where a stage id goes: its value is
+    /// not a stage of its own (a mapping with a `type`), so it lost its indentation.
+    private func isMisplacedStageKey(_ pair: YAMLPair) -> Bool {
+        Self.stageKeys.contains(pair.name) && pair.value["type"] == nil
     }
 
     private func readStage(id: String, key: YAMLNode, node: YAMLNode, diagnostics: inout [Diagnostic]) -> StageDeclaration? {
@@ -250,6 +285,9 @@ public struct PipelineLoader: Sendable {
                 }
             default:
                 diagnostics.append(unknownKey(pair, known: Self.stageKeys, context: "in stage '\(id)'"))
+                if let meant = Suggestions.closest(to: pair.name, in: Self.stageKeys), pairs.allSatisfy({ $0.name != meant }) {
+                    stage.keysInDoubt.insert(meant)
+                }
             }
         }
         if pairs.contains(where: { $0.name == "input" }), let inputs = pairs.first(where: { $0.name == "inputs" }) {

@@ -64,6 +64,7 @@ public struct Planner: Sendable {
             var partial = Partial(declaration: declaration)
             defer { partials[declaration.id] = partial }
             guard let typeName = declaration.type else {
+                if declaration.keysInDoubt.contains("type") { continue }  // the mistyped key is reported
                 diagnostics.append(.error("stage '\(declaration.id)' has no 'type'", at: declaration.location,
                                           help: "add 'type: <name>'; `runner stages` lists the stage types"))
                 continue
@@ -77,10 +78,8 @@ public struct Planner: Sendable {
             partial.type = type
             let label = "stage '\(declaration.id)' (\(typeName))"
             partial.parameters = checkParameters(declaration, spec: type.spec, label: label, templateNames: templateNames,
-                                                 unresolved: document.unresolvedValues, substitutions: document.substitutions,
-                                                 diagnostics: &diagnostics)
-            checkPathValues(declaration, spec: type.spec, label: label, substitutions: document.substitutions,
-                            params: document.params, diagnostics: &diagnostics)
+                                                 document: document, diagnostics: &diagnostics)
+            checkPathValues(declaration, spec: type.spec, label: label, document: document, diagnostics: &diagnostics)
             connectInputs(declaration, spec: type.spec, label: label, ids: ids, into: &partial, diagnostics: &diagnostics)
             for reference in declaration.after where !ids.contains(reference.stage) {
                 diagnostics.append(.error("\(label) runs after '\(reference.stage)', which is not a stage of this pipeline",
@@ -154,6 +153,9 @@ public struct Planner: Sendable {
         return nil
     }
 
+    /// A problem the stage found (in `init` or its output resolver). It may be about
+    /// how the file combines values (`${tag}` in a shell command), so it stays at the
+    /// file's position even when a value came from `--set`.
     private func parameterDiagnostic(_ error: any Error, declaration: StageDeclaration, label: String) -> Diagnostic {
         if let error = error as? ParameterError {
             let pair = error.parameter.flatMap { name in declaration.parameters.first { $0.name == name } }
@@ -164,14 +166,37 @@ public struct Planner: Sendable {
         return .error("\(label): \(error)", at: declaration.parametersLocation ?? declaration.location)
     }
 
+    /// The `--set` argument that gave a param `${name}` put into the value at
+    /// `location`, and that substitution; nil when no part came from the command line.
+    private func commandLineOrigin(
+        of location: SourceLocation, in document: PipelineDocument
+    ) -> (setting: CommandLineSetting, used: ParamSubstitution)? {
+        for used in document.substitutions[location] ?? [] {
+            if let setting = document.paramsFromCommandLine[used.name] { return (setting, used) }
+        }
+        return nil
+    }
+
+    /// Whether a value put into a template could be what is wrong at one place in it:
+    /// a placeholder brace or a control character. Otherwise such a problem is the
+    /// file's own text, and stays at the file's position.
+    private static func canCauseProblemsInPlace(_ value: String) -> Bool {
+        value.unicodeScalars.contains { $0 == "{" || $0 == "}" || $0.properties.generalCategory == .control }
+    }
+
+    /// Help for a problem blamed on a `--set`: where the file uses the value.
+    private static func usedAt(_ used: ParamSubstitution) -> String {
+        "the file puts it into this parameter with ${\(used.name)} at \(used.location)"
+    }
+
     private func checkParameters(
         _ declaration: StageDeclaration, spec: StageSpec, label: String, templateNames: Set<String>,
-        unresolved: Set<SourceLocation>, substitutions: [SourceLocation: [ParamSubstitution]], diagnostics: inout [Diagnostic]
+        document: PipelineDocument, diagnostics: inout [Diagnostic]
     ) -> Parameters? {
         var values: [String: ParameterValue] = [:]
         var ok = true
         for pair in declaration.parameters {
-            if unresolved.contains(pair.value.location) {
+            if document.unresolvedValues.contains(pair.value.location) {
                 ok = false  // its `${...}` problem is reported already
                 continue
             }
@@ -196,11 +221,18 @@ public struct Planner: Sendable {
                 values[pair.name] = value
             case .failure(let problem):
                 ok = false
-                let origin = substitutions[pair.value.location].map { used in
+                let message = "parameter '\(pair.name)' of \(label) \(problem.message)"
+                if let origin = commandLineOrigin(of: problem.node, in: document),
+                   problem.wholeValue || Self.canCauseProblemsInPlace(origin.used.value) {
+                    // The value is the argument's: blame the argument, not the file's `${...}`.
+                    diagnostics.append(.error("\(origin.setting.argument): \(message)", at: origin.setting.valueLocation,
+                                              help: problem.help ?? Self.usedAt(origin.used)))
+                    continue
+                }
+                let origin = document.substitutions[problem.node].map { used in
                     used.map { "'\($0.value)' comes from ${\($0.name)}" }.joined(separator: ", ")
                 }
-                diagnostics.append(.error("parameter '\(pair.name)' of \(label) \(problem.message)", at: problem.location,
-                                          help: problem.help ?? origin))
+                diagnostics.append(.error(message, at: problem.location, help: problem.help ?? origin))
             }
         }
         for parameter in spec.parameters where values[parameter.name] == nil {
@@ -208,6 +240,7 @@ public struct Planner: Sendable {
                 values[parameter.name] = value
             } else if parameter.isRequired && !declaration.parameters.contains(where: { $0.name == parameter.name }) {
                 ok = false
+                if declaration.keysInDoubt.contains("with") { continue }  // its mistyped or misplaced 'with' is reported
                 diagnostics.append(.error("\(label) is missing required parameter '\(parameter.name)'",
                                           at: declaration.parametersLocation ?? declaration.location,
                                           help: "add '\(parameter.name): <\(parameter.type)>' under 'with:' (\(parameter.doc))"))
@@ -229,27 +262,30 @@ public struct Planner: Sendable {
     /// path component: no '/', no '..', no control characters. (`${env.NAME}` may
     /// name a directory: the environment is the operator's.)
     private func checkPathValues(
-        _ declaration: StageDeclaration, spec: StageSpec, label: String,
-        substitutions: [SourceLocation: [ParamSubstitution]], params: [String: String], diagnostics: inout [Diagnostic]
+        _ declaration: StageDeclaration, spec: StageSpec, label: String, document: PipelineDocument, diagnostics: inout [Diagnostic]
     ) {
         for pair in declaration.parameters where spec.parameter(pair.name)?.type == .template {
             // `{name}` placeholders are filled at run time, but a pipeline param's value
             // is known now: check it now rather than fail midway through a run.
             if case .scalar(let text, _) = pair.value.content, let placeholders = try? Template.placeholders(in: text) {
                 for placeholder in placeholders {
-                    guard let value = params[placeholder.name], let problem = Template.pathSafetyProblem(value) else { continue }
+                    guard let value = document.params[placeholder.name], let problem = Template.pathSafetyProblem(value) else { continue }
                     diagnostics.append(.error(
                         "parameter '\(pair.name)' of \(label) puts param '\(placeholder.name)' = '\(Template.escaped(value))' into a path, which \(problem)",
                         at: ParameterChecker.scalarLocation(pair.value, offset: placeholder.offset),
                         help: "a param put into a path must be a single path component without control characters"))
                 }
             }
-            for substitution in substitutions[pair.value.location] ?? [] {
+            for substitution in document.substitutions[pair.value.location] ?? [] {
                 if let problem = Template.pathSafetyProblem(substitution.value) {
-                    diagnostics.append(.error(
-                        "parameter '\(pair.name)' of \(label) gets '\(Template.escaped(substitution.value))' from '${\(substitution.name)}', which \(problem)",
-                        at: substitution.location,
-                        help: "a param put into a path must be a single path component; to choose a directory, use ${env.NAME}"))
+                    let message = "parameter '\(pair.name)' of \(label) gets '\(Template.escaped(substitution.value))' from '${\(substitution.name)}', which \(problem)"
+                    let help = "a param put into a path must be a single path component; to choose a directory, use ${env.NAME}"
+                    // The value is the argument's: blame the argument, not the file's `${...}`.
+                    if let setting = document.paramsFromCommandLine[substitution.name] {
+                        diagnostics.append(.error("\(setting.argument): \(message)", at: setting.valueLocation, help: help))
+                    } else {
+                        diagnostics.append(.error(message, at: substitution.location, help: help))
+                    }
                 }
             }
         }
@@ -299,6 +335,8 @@ public struct Planner: Sendable {
             partial.inputs[port] = reference.producer
             partial.inputLocations[port] = reference.location
         }
+        // A mistyped or misplaced 'input:' is reported already; its absence is no news.
+        guard declaration.keysInDoubt.isDisjoint(with: ["input", "inputs"]) else { return }
         for port in spec.inputs where partial.inputs[port.name] == nil && !declaration.inputs.contains(where: { ($0.port ?? port.name) == port.name }) {
             let hint = spec.inputs.count == 1
                 ? "add 'input: <stage>' (it accepts \(port.accepts))"
