@@ -30,17 +30,21 @@ func slowToEncodeGrid(size: Int) throws -> Grid<UInt8> {
 
     /// Calls `body` on a thread of its own 200 ms after `started` holds a time: outside
     /// the cooperative pool, which other tests may keep busy.
-    static func afterFirstReport(_ started: ProgressLog, _ body: @escaping @Sendable () -> Void) {
+    /// Calls `body` on a thread of its own once the encode is under way: 200 ms after
+    /// its first progress report, or as soon as it reports 5 % done, whichever comes
+    /// first (an unloaded machine encodes a whole 8192x8192 JPEG in under 200 ms).
+    static func afterFirstReport(_ started: ProgressLog, latest: ProgressLog, _ body: @escaping @Sendable () -> Void) {
         Thread {
             let deadline = now + 30
-            while started.latest == nil && now < deadline { usleep(2_000) }
-            Thread.sleep(forTimeInterval: 0.2)
+            while started.latest == nil && now < deadline { usleep(1_000) }
+            let cancelBy = now + 0.2
+            while (latest.latest ?? 0) < 0.05 && now < cancelBy { usleep(500) }
             body()
         }.start()
     }
 
-    /// Runs `encode` on a thread of its own, sets its flag 200 ms after its first
-    /// progress report, and expects `CancellationError` within 0.3 s of that, before the
+    /// Runs `encode` on a thread of its own, sets its flag once it is under way (see
+    /// `afterFirstReport`), and expects `CancellationError` within 0.3 s of that, before the
     /// last row. Both times are taken on threads outside the cooperative pool.
     func expectEncoderStops(rows: Int, _ encode: @escaping @Sendable (CancelFlag, RowProgress) throws -> SharedBytes) async throws {
         let cancel = CancelFlag()
@@ -50,7 +54,7 @@ func slowToEncodeGrid(size: Int) throws -> Grid<UInt8> {
             latest.record(fraction)
         }
         let cancelledAt = ProgressLog()
-        Self.afterFirstReport(started) {
+        Self.afterFirstReport(started, latest: latest) {
             cancelledAt.record(Self.now)
             cancel.set()
         }
@@ -133,7 +137,7 @@ func slowToEncodeGrid(size: Int) throws -> Grid<UInt8> {
                 latest.record(fraction)
             }
         }
-        Self.afterFirstReport(started) {
+        Self.afterFirstReport(started, latest: latest) {
             cancelledAt.record(Self.now)
             task.cancel()
         }
