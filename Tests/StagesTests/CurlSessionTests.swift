@@ -40,30 +40,50 @@ import Framework
         try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
     }
 
-    /// Sockets libcurl keeps open (the session reuses its connection) are
-    /// close-on-exec, so a program started meanwhile never inherits one.
+    /// The sockets of libcurl's transfers are close-on-exec, so a program started
+    /// meanwhile never inherits one. They are looked at during a transfer, from every
+    /// call of the transfer's own progress callback, while the connection is open.
     @Test func socketsAreCloseOnExec() throws {
         let server = try EchoServer()
         let session = try CurlSession()
-        #expect(try session.perform(HTTPRequest(url: server.base + "/x")).status == 200)
-        // The TCP connections to the echo server (other tests have sockets of their own).
         let port = String(format: "%04X", server.port)
-        var tcpInodes = Set<String>()
+        let found = SocketsSeen()
+        var request = HTTPRequest(method: "PUT", url: server.base + "/x", headers: [("Content-Type", "application/octet-stream")],
+                                  body: .bytes([UInt8](repeating: 7, count: 32 << 20)))
+        request.isCancelled = {
+            found.record(Self.connections(toPort: port))
+            return false
+        }
+        #expect(try session.perform(request).status == 200)
+        #expect(!found.isEmpty, "no connection to the echo server was seen during the transfer")
+        for (fd, closeOnExec) in found.sockets {
+            #expect(closeOnExec, "TCP socket descriptor \(fd) would be inherited by child processes")
+        }
+    }
+
+    /// This process's TCP sockets connected to `port` (hex), with whether each is close-on-exec.
+    static func connections(toPort port: String) -> [(Int32, Bool)] {
+        var inodes = Set<String>()
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ")
-                if fields.count > 9, fields[2].hasSuffix(":" + port) { tcpInodes.insert(String(fields[9])) }
+                if fields.count > 9, fields[2].hasSuffix(":" + port) { inodes.insert(String(fields[9])) }
             }
         }
-        var checked = 0
-        for name in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { name in
             guard let fd = Int32(name), let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(name)"),
-                  target.hasPrefix("socket:["), tcpInodes.contains(String(target.dropFirst(8).dropLast())) else { continue }
-            checked += 1
-            #expect(fcntl(fd, F_GETFD) & FD_CLOEXEC != 0, "TCP socket descriptor \(fd) would be inherited by child processes")
+                  target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast())) else { return nil }
+            return (fd, fcntl(fd, F_GETFD) & FD_CLOEXEC != 0)
         }
-        #expect(checked >= 1, "the session keeps its connection open")
+    }
+
+    final class SocketsSeen: @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: [(Int32, Bool)] = []
+        func record(_ sockets: [(Int32, Bool)]) { lock.lock(); seen += sockets; lock.unlock() }
+        var sockets: [(Int32, Bool)] { lock.lock(); defer { lock.unlock() }; return seen }
+        var isEmpty: Bool { sockets.isEmpty }
     }
 
     @Test func getPutPostAndStatusCodes() throws {
