@@ -56,7 +56,8 @@ import Testing
         #expect(outcome.succeeded)
         var seeds: [String: UInt64] = [:]
         for id in ["a", "b", "c"] {
-            seeds[id] = try #require(SeedProbe.seed(in: outcome.outputs[id]))
+            let seed = try #require(SeedProbe.seed(in: outcome.outputs[id]))
+            seeds[id] = seed
         }
         return seeds
     }

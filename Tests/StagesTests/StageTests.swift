@@ -238,7 +238,7 @@ import Framework
             try? FileManager.default.removeItem(at: directory)
         }
         // A regular file where a directory should be works even as root.
-        FileManager.default.createFile(atPath: directory.path + "/blocker", contents: Data())
+        _ = FileManager.default.createFile(atPath: directory.path + "/blocker", contents: Data())
         do {
             _ = try await store([1], path: directory.path + "/blocker/sub/x.bin")
             Issue.record("wrote below a regular file")

@@ -150,7 +150,7 @@ public enum JPEGCodec {
         let status = CJPEG_decode(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
                                   &width, &height, &components, &pixels, &message, message.count)
         guard status == 0, let pixels else {
-            throw CodecError(library: "libjpeg", message: String(cString: message))
+            throw CodecError(library: "libjpeg", message: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         defer { CJPEG_free(pixels) }
         let count = Int(width) * Int(height) * Int(components)

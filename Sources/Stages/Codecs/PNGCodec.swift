@@ -124,7 +124,7 @@ public enum PNGCodec {
         let status = CPNG_decode(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
                                  &width, &height, &depth, &channels, &pixels, &size, &message, message.count)
         guard status == 0, let pixels else {
-            throw CodecError(library: "libpng", message: String(cString: message))
+            throw CodecError(library: "libpng", message: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         defer { CPNG_free(pixels) }
         var image = Image(width: Int(width), height: Int(height), bitDepth: Int(depth), channels: Int(channels), samples8: [], samples16: [])

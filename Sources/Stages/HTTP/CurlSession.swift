@@ -173,7 +173,7 @@ public final class CurlSession {
     public init() throws {
         var message = [CChar](repeating: 0, count: 256)
         guard CCurl_load(&message, message.count) == 0 else {
-            throw CurlError(code: -1, message: String(cString: message), url: "")
+            throw CurlError(code: -1, message: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), url: "")
         }
         guard let handle = CCurl_easy_init() else {
             throw CurlError(code: -1, message: "cannot create a curl handle", url: "")
