@@ -137,13 +137,13 @@ struct ConsoleObserver: RunObserver {
 
     func stageFailed(id: String, type: String, attempt: Int, error: any Error, retryIn: Duration?) {
         if let retryIn {
-            console.log(.warning, "\(id) (\(type)) attempt \(attempt) failed: \(error); retrying in \(retryIn.humanDescription)",
+            console.log(.warning, "\(id) (\(type)) attempt \(attempt) failed: \(ErrorDescription.readable(error)); retrying in \(retryIn.humanDescription)",
                         ["event": .string("stage_retry"), "stage": .string(id), "type": .string(type), "attempt": .integer(attempt),
-                         "error": .string("\(error)")])
+                         "error": .string(ErrorDescription.readable(error))])
         } else {
-            console.log(.error, "stage '\(id)' (\(type)) failed: \(error)",
+            console.log(.error, "stage '\(id)' (\(type)) failed: \(ErrorDescription.readable(error))",
                         ["event": .string("stage_failed"), "stage": .string(id), "type": .string(type), "attempt": .integer(attempt),
-                         "error": .string("\(error)")])
+                         "error": .string(ErrorDescription.readable(error))])
         }
     }
 

@@ -52,7 +52,7 @@ public struct StageExecutionError: Error, Sendable, CustomStringConvertible {
     public var underlying: any Error
 
     public var description: String {
-        "stage '\(stageID)' (\(stageType)) failed: \(underlying)"
+        "stage '\(stageID)' (\(stageType)) failed: \(ErrorDescription.readable(underlying))"
     }
 }
 
@@ -188,7 +188,7 @@ public struct Executor: Sendable {
                         report.status = .cancelled
                     } else {
                         report.status = .failed
-                        report.error = String(describing: error)
+                        report.error = ErrorDescription.readable(error)
                         if failure == nil {
                             failure = StageExecutionError(stageID: stage.id, stageType: stage.typeName, underlying: error)
                             group.cancelAll()
@@ -250,7 +250,7 @@ public struct Executor: Sendable {
                 }
                 inputs[port] = artifact
             } catch {
-                return failed("cannot read the output of stage '\(producer)': \(error)")
+                return failed("cannot read the output of stage '\(producer)': \(ErrorDescription.readable(error))")
             }
         }
         options.observer.runStarted(plan: plan, runID: options.runID, seed: options.seed)
@@ -269,7 +269,7 @@ public struct Executor: Sendable {
             options.observer.stageSucceeded(id: id, type: stage.typeName, duration: completion.duration, output: summary)
         case .failure(let error):
             report.status = error is CancellationError ? .cancelled : .failed
-            report.error = String(describing: error)
+            report.error = ErrorDescription.readable(error)
             if !(error is CancellationError) { failure = StageExecutionError(stageID: id, stageType: stage.typeName, underlying: error) }
         }
         let status: RunReport.Status = failure != nil ? .failed : (report.status == .succeeded ? .succeeded : .cancelled)
@@ -320,7 +320,7 @@ public struct Executor: Sendable {
                     }
                 }
             } catch {
-                options.logger.warning("\(stage.id): stored output cannot be reused (\(error)); running the stage again")
+                options.logger.warning("\(stage.id): stored output cannot be reused (\(ErrorDescription.readable(error))); running the stage again")
             }
         }
         var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start)
@@ -329,7 +329,7 @@ public struct Executor: Sendable {
             do {
                 try await Blocking.run { try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id) }
             } catch {
-                completion.result = .failure(StageFailure("cannot store the output in \(store): \(error)"))
+                completion.result = .failure(StageFailure("cannot store the output in \(store): \(ErrorDescription.readable(error))"))
             }
         }
         return completion
