@@ -118,3 +118,59 @@ struct InvertStage: Stage {
         #expect((output as? Grid<Float>)?.elements == [1, 0.75, 0])
     }
 }
+
+/// The README's "A package of your own" shows `Examples/CustomStage`'s own files
+/// (`scripts/test` builds that package), so its `Package.swift` and `main.swift`
+/// are ones that compile. Each ```swift block there follows a line naming its file
+/// in backquotes, last: "`Package.swift`:".
+@Suite struct ReadmePackageSnippetTests {
+    static let example = RunnerProcess.packageRoot.appendingPathComponent("Examples/CustomStage")
+
+    /// The fenced swift blocks of the README section `heading`, each with the last
+    /// backquoted name on the non-empty line before it.
+    static func snippets(in readme: String, section heading: String) -> [(file: String?, text: String)] {
+        let lines = readme.components(separatedBy: "\n")
+        guard let start = lines.firstIndex(of: heading) else { return [] }
+        let end = lines[(start + 1)...].firstIndex { $0.hasPrefix("## ") || $0.hasPrefix("### ") } ?? lines.endIndex
+        var result: [(file: String?, text: String)] = []
+        var index = start + 1
+        while index < end {
+            guard lines[index] == "```swift" else { index += 1; continue }
+            let before = lines[start..<index].last { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? ""
+            let names = before.components(separatedBy: "`").enumerated().filter { $0.offset % 2 == 1 }.map(\.element)
+            let close = lines[(index + 1)...].firstIndex(of: "```") ?? end
+            result.append((names.last, lines[(index + 1)..<close].joined(separator: "\n") + "\n"))
+            index = close + 1
+        }
+        return result
+    }
+
+    @Test func readmeShowsTheExamplePackageFiles() throws {
+        let readme = try String(contentsOf: RunnerProcess.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let blocks = Self.snippets(in: readme, section: "### A package of your own")
+        let files = blocks.compactMap(\.file)
+        // A three-target Package.swift and a runner's main.swift, at the least.
+        #expect(files.contains("Package.swift"), "\(files)")
+        #expect(files.contains { $0.hasSuffix("/main.swift") }, "\(files)")
+        #expect(files.count == blocks.count, "a swift block without a file name before it: \(files)")
+        for block in blocks {
+            guard let file = block.file else { continue }
+            let actual = try String(contentsOf: Self.example.appendingPathComponent(file), encoding: .utf8)
+            #expect(block.text == actual, "README's \(file) differs from Examples/CustomStage/\(file)")
+        }
+        let package = try #require(blocks.first { $0.file == "Package.swift" }?.text)
+        #expect(package.contains(".target(") && package.contains(".executableTarget(") && package.contains(".testTarget("))
+        #expect(package.contains(#".product(name: "Framework", package: "PipelineFramework")"#))
+    }
+
+    /// What the first README snippet of a runner lacked: a file that names
+    /// `StageType` imports `Framework`, in the README and in the example.
+    @Test func snippetsUsingStageTypeImportFramework() throws {
+        let readme = try String(contentsOf: RunnerProcess.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        for block in Self.snippets(in: readme, section: "### A package of your own") where block.text.contains("StageType") {
+            #expect(block.text.contains("import Framework\n"), "\(block.file ?? "?") uses StageType without importing Framework")
+        }
+        let main = try String(contentsOf: Self.example.appendingPathComponent("Sources/custom-runner/main.swift"), encoding: .utf8)
+        #expect(!main.contains("StageType") || main.contains("import Framework\n"))
+    }
+}
