@@ -125,7 +125,7 @@ struct RunCommand: AsyncParsableCommand {
                 console.log(.error, error.message)
                 throw ExitCode(RunnerMain.ExitStatus.invalid)
             } catch {
-                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(error)")
+                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))")
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
         }
@@ -144,7 +144,7 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 try AtomicFile.write([UInt8](try outcome.report.jsonData()) + [10], to: report, overwrite: true)
             } catch {
-                console.log(.error, "cannot write the report to '\(report)': \(error)")
+                console.log(.error, "cannot write the report to '\(report)': \(ErrorDescription.readable(error))")
                 reportWritten = false
             }
         }

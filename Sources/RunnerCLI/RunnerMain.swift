@@ -27,7 +27,7 @@ public enum RunnerMain {
         do {
             registry = try custom ?? BuiltinStages.registry()
         } catch {
-            FileHandle.standardError.write(Data("runner: \(Console.printable("\(error)"))\n".utf8))
+            FileHandle.standardError.write(Data("runner: \(Console.printable(ErrorDescription.readable(error)))\n".utf8))
             exit(ExitStatus.invalid)
         }
         let code = await run(registry: registry, arguments: arguments ?? Array(CommandLine.arguments.dropFirst()))
