@@ -9,7 +9,9 @@ import Framework
 /// multipart) or only an MD5 ETag; other bytes are an error quoting the `--set` that
 /// replaces it.
 @Suite(.serialized) struct S3ExistingObjectTests {
-    let bucket = "pipeline-tests"
+    /// A bucket of its own: S3IntegrationTests counts the open multipart uploads in
+    /// "pipeline-tests", and these run alongside.
+    let bucket = "pipeline-existing"
     static let hint = "to replace it, run again with --set stages.test.with.overwrite=true"
 
     func client(_ s3: LocalS3) -> S3Client {
@@ -35,6 +37,7 @@ import Framework
     func sameBytesSucceedOtherBytesAreRefused(multipart: Bool, checksum: Bool) async throws {
         let s3 = try LocalS3.shared()
         let client = client(s3)
+        _ = try? client.send("CreateBucket", method: "PUT", bucket: bucket, key: "", session: CurlSession())
         let key = "existing/\(UUID().uuidString.lowercased())-\(multipart ? "multi" : "single")-\(checksum ? "sha" : "md5").bin"
         let original = bytes(multipart ? (11 << 20) : 200_000, seed: 3)
         let first = try await upload(client, key: key, original, multipart: multipart, checksum: checksum)
