@@ -53,10 +53,10 @@ public struct FilesystemStage: Stage {
         let bytes = artifact.bytes
         let (overwrite, stageID) = (overwrite, context.stageID)
         // A re-run that meets its own output: the same bytes are already there.
-        let sameBytes: @Sendable () throws -> Bool = {
-            try Self.holdsSameBytes(absolute, count: bytes.count, sha256: artifact.sha256, stageID: stageID)
-        }
         let wrote = try await Blocking.run { cancel in
+            let sameBytes = {
+                try Self.holdsSameBytes(absolute, count: bytes.count, sha256: artifact.sha256, stageID: stageID, isCancelled: cancel.isSet)
+            }
             if !overwrite, access(absolute, F_OK) == 0, try sameBytes() { return false }
             do {
                 try bytes.withUnsafeBytes { buffer in
@@ -81,7 +81,8 @@ public struct FilesystemStage: Stage {
     /// Whether the existing file at `path` holds exactly the bytes to be written: its
     /// size first, then its SHA-256, read in 1 MiB blocks. Throws the "already exists"
     /// failure, quoting the `--set` that allows replacing it, when it holds other bytes.
-    static func holdsSameBytes(_ path: String, count: Int, sha256: String, stageID: String) throws -> Bool {
+    static func holdsSameBytes(_ path: String, count: Int, sha256: String, stageID: String,
+                               isCancelled: () -> Bool = { false }) throws -> Bool {
         let shown = FilePaths.printable(path)
         let hint = "to replace it, run again with --set stages.\(stageID).with.overwrite=true (or set 'overwrite: true' in the file)"
         func differs(_ why: String) -> StageFailure {
@@ -103,6 +104,7 @@ public struct FilesystemStage: Stage {
         defer { block.deallocate() }
         var offset = 0
         while offset < count {
+            if isCancelled() { throw CancellationError() }
             let size = min(block.count, count - offset)
             let slice = UnsafeMutableRawBufferPointer(rebasing: block[0..<size])
             do {
