@@ -282,8 +282,9 @@ import TestFixtures
         defer { box.remove() }
         // Eight programs started at once: none may see another's pipes (or any other
         // descriptor of the runner). `ls` lists its own: 0, 1, 2 and 3, the directory
-        // it reads.
-        let check = #"ls /proc/self/fd > fds.txt; fds=$(sort -n fds.txt | tr '\\n' ' '); [ \"$fds\" = '0 1 2 3 ' ] || {{ echo open: $fds >&2; exit 3; }}; sleep 0.3; cp {inputs.input} {output}"#
+        // it reads. Its list goes next to {output}, in the stage's private directory:
+        // the eight share the pipeline's directory as their working directory.
+        let check = #"ls /proc/self/fd > {output}.fds; fds=$(sort -n {output}.fds | tr '\\n' ' '); [ \"$fds\" = '0 1 2 3 ' ] || {{ echo open: $fds >&2; exit 3; }}; sleep 0.3; cp {inputs.input} {output}"#
         var yaml = "stages:\n  \(Self.source)\n"
         for index in 0..<8 {
             yaml += """

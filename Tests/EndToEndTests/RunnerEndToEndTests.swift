@@ -105,11 +105,13 @@ import Stages
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
         let arguments = [path, "--run-id", "twice", "--set", "params.size=64"]
-        #expect(try RunnerProcess.run(arguments, in: directory).status == 0)
-        let second = try RunnerProcess.run(arguments + ["--report", "r.json"], in: directory)
+        #expect(try RunnerProcess.run(arguments + ["--seed", "1"], in: directory).status == 0)
+        // Another seed, other bytes: the existing file is not replaced.
+        let second = try RunnerProcess.run(arguments + ["--seed", "2", "--report", "r.json"], in: directory)
         #expect(second.status == 1)
         #expect(second.stderr.contains("stage 'store' (filesystem) failed: "))
-        #expect(second.stderr.contains("already exists; set 'overwrite: true' to replace it"))
+        #expect(second.stderr.contains("already exists and "))
+        #expect(second.stderr.contains("--set stages.store.with.overwrite=true"))
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
         #expect(report?["status"] as? String == "failed")
         #expect(files(below: directory).filter { $0.hasPrefix("out/") } == ["out/poisson-grid-images/twice/poisson_grid_64x64.jpg"])

@@ -79,8 +79,10 @@ import Testing
         let report = try await StageConformance.check(
             FilesystemStage.self, parameters: "{path: '${env.CONFORMANCE_DIR}/{run_id}/image.{format}'}", input: Samples.image,
             failing: [
-                // The first run wrote this file; without overwrite it is refused.
-                .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png'}", label: "an existing file"),
+                // The first run wrote this file; without overwrite other bytes are refused
+                // (the same bytes would be a success: a re-run meeting its own output).
+                .init("an existing file with other bytes", parameters: "{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png'}",
+                      inputs: ["input": EncodedImage(bytes: [1, 2, 3], format: "png", mediaType: "image/png", width: 1, height: 1)]),
                 .parameters("{path: '${env.CONFORMANCE_DIR}/conformance-1/image.png/inner.png'}", label: "a file in the way"),
             ], options: Self.options)
         print(report)

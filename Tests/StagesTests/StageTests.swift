@@ -222,10 +222,22 @@ import Framework
             _ = try await store([2], path: path)
             Issue.record("overwrote an existing file")
         } catch let error as StageFailure {
-            #expect(error.message == "'\(path)' already exists; set 'overwrite: true' to replace it")
+            #expect(error.message == "'\(path)' already exists and holds other bytes of the same size (another SHA-256); "
+                + "to replace it, run again with --set stages.test.with.overwrite=true (or set 'overwrite: true' in the file)")
             #expect(!error.isRetryable)
         }
         #expect(FileManager.default.contents(atPath: path) == Data([1]))
+        do {
+            _ = try await store([1, 1], path: path)
+            Issue.record("overwrote an existing file of another size")
+        } catch let error as StageFailure {
+            #expect(error.message.hasPrefix("'\(path)' already exists and holds 1 bytes, not the 2 to be written; "))
+        }
+        // The same bytes: a re-run meeting its own output succeeds and leaves the file alone.
+        let inode = try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? Int
+        let again = try await store([1], path: path)
+        #expect(again.byteCount == 1)
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? Int == inode)
         _ = try await store([3], path: path, overwrite: true)
         #expect(FileManager.default.contents(atPath: path) == Data([3]))
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["x.bin"])

@@ -349,6 +349,7 @@ public struct Executor: Sendable {
             let context = StageContext(
                 stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
                 concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
+                pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file),
                 progress: { fraction in observer.stageProgress(id: id, fraction: fraction) })
             observer.stageStarted(id: stage.id, type: stage.typeName, attempt: attempt)
             do {

@@ -21,12 +21,16 @@ public struct StageContext: Sendable {
     /// Where the stage may make temporary files and directories (a run's, or TMPDIR's;
     /// `/tmp` by default). Stages remove what they make there.
     public let temporaryDirectory: String
+    /// The absolute directory of the pipeline file, against which stages resolve
+    /// relative paths the file names (an `exec` stage's program and `workdir`); nil
+    /// when the pipeline did not come from a file.
+    public let pipelineDirectory: String?
     let progressHandler: @Sendable (Double) -> Void
 
     public init(
         stageID: String, stageType: String, runID: String, seed: UInt64, attempt: Int = 1,
         concurrency: Int = 1, logger: Logger, templateValues: [String: String] = [:],
-        temporaryDirectory: String = StageContext.defaultTemporaryDirectory,
+        temporaryDirectory: String = StageContext.defaultTemporaryDirectory, pipelineDirectory: String? = nil,
         progress: @escaping @Sendable (Double) -> Void = { _ in }
     ) {
         self.stageID = stageID
@@ -38,6 +42,7 @@ public struct StageContext: Sendable {
         self.logger = logger
         self.templateValues = templateValues
         self.temporaryDirectory = temporaryDirectory
+        self.pipelineDirectory = pipelineDirectory
         self.progressHandler = progress
     }
 
@@ -45,6 +50,17 @@ public struct StageContext: Sendable {
     public static var defaultTemporaryDirectory: String {
         let value = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
         return value.isEmpty ? "/tmp" : value
+    }
+
+    /// The absolute, symlink-free directory of the pipeline file at `path` (relative to
+    /// the working directory), or nil when no such file exists (a pipeline given as text).
+    public static func directory(ofPipelineFile path: String) -> String? {
+        var info = stat()
+        guard !path.isEmpty, stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let directory = FilePaths.split(FilePaths.absolute(path)).directory
+        guard let resolved = realpath(directory, nil) else { return directory }
+        defer { free(resolved) }
+        return String(validatingCString: resolved) ?? directory
     }
 
     /// Reports how far the stage is, from 0 to 1; shown as a progress bar on a terminal.

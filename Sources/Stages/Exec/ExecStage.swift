@@ -18,7 +18,11 @@ public struct ExecStage: Stage {
             for a grid, output.jpeg or output.png for an encoded image. Paths reach the program in its \
             arguments, as {inputs.NAME} and {output} (also {run_id}, {stage}, {date} and pipeline params), and \
             in the environment: PIPELINE_INPUT_NAME (upper case), PIPELINE_OUTPUT, PIPELINE_RUN_ID, \
-            PIPELINE_STAGE. The command is run directly, without a shell, unless shell is true (then it is one \
+            PIPELINE_STAGE. Working directory: the directory of the pipeline file, so a program or \
+            argument named relative to the file (command: [python3, double.py, ...] with double.py next to \
+            the YAML) is found wherever the runner is started; a relative workdir is resolved against that \
+            directory too (a pipeline that did not come from a file uses the runner's working directory). \
+            Input and output paths are absolute. The command is run directly, without a shell, unless shell is true (then it is one \
             string for /bin/sh -c, and every value filled into it, paths and params alike, is single-quoted \
             for the shell: only the pipeline's own text is shell syntax). Environment: the runner's, without \
             credentials (AWS_* keys and tokens, and variables whose names contain TOKEN, SECRET, PASSWORD, \
@@ -39,7 +43,7 @@ public struct ExecStage: Stage {
             ParameterSpec("env", .mapping, optional: true, doc: "extra environment variables"),
             ParameterSpec("pass_env", .list(.string), optional: true,
                           doc: "names of the runner's credential variables to pass on (AWS keys, tokens, secrets are withheld otherwise)"),
-            ParameterSpec("workdir", .string, optional: true, doc: "working directory; default the private temporary directory"),
+            ParameterSpec("workdir", .string, optional: true, doc: "working directory, relative to the pipeline file's directory; default that directory"),
             ParameterSpec("timeout", .string, optional: true, doc: "how long before the process group is killed: 30s, 500ms, 5m, or seconds"),
         ],
         additionalInputs: TypeRequirement(types: ArtifactType.allGrids, traits: [.bytes]),
@@ -112,7 +116,8 @@ public struct ExecStage: Stage {
     }
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
-        let directory = try Self.makeTemporaryDirectory(in: context.temporaryDirectory)
+        // Absolute: the program runs in the pipeline's directory, not in this one.
+        let directory = FilePaths.absolute(try Self.makeTemporaryDirectory(in: context.temporaryDirectory))
         let registration = Cleanup.registerTemporary(directory)
         defer {
             try? FileManager.default.removeItem(atPath: directory)
@@ -153,7 +158,8 @@ public struct ExecStage: Stage {
 
         try context.checkCancellation()
         let logger = context.logger
-        let child = ChildProcess(arguments: argv, environment: variables, directory: workdir ?? directory, timeout: timeout)
+        let child = ChildProcess(arguments: argv, environment: variables, directory: Self.workingDirectory(workdir, context: context),
+                                 timeout: timeout)
         let outcome = try await Blocking.run { cancel in
             try child.run(cancel: cancel) { line, fromStderr in
                 if fromStderr { logger.info("\(line)") } else { logger.debug("\(line)") }
@@ -176,6 +182,15 @@ public struct ExecStage: Stage {
             throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)")
         }
         return try readOutput(outputPath, name: name)
+    }
+
+    /// Where the program runs: `workdir` resolved against the pipeline file's
+    /// directory (the runner's working directory for a pipeline that came from no
+    /// file), or that directory itself when `workdir` is not given.
+    static func workingDirectory(_ workdir: String?, context: StageContext) -> String {
+        let base = context.pipelineDirectory ?? FilePaths.currentDirectory()
+        guard let workdir, !workdir.isEmpty else { return base }
+        return workdir.hasPrefix("/") ? workdir : base + "/" + workdir
     }
 
     /// `value` as one word for /bin/sh: in single quotes, each `'` written as `'\''`.

@@ -15,7 +15,10 @@ public struct S3Stage: Stage {
             AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL. Objects above multipart_threshold are uploaded in \
             parts, concurrently; a failed or cancelled multipart upload is aborted. Throttling, 5xx \
             and connection errors are retried with exponential backoff and full jitter. With overwrite \
-            false the upload is conditional (If-None-Match: *). checksum sha256 sends \
+            false the upload is conditional (If-None-Match: *); when an object is already there, a HEAD \
+            request compares its size and SHA-256 checksum (or MD5 ETag) with the bytes: the same bytes (a \
+            re-run meeting its own output) are a success, other bytes an error whose message quotes the \
+            --set that replaces the object. checksum sha256 sends \
             x-amz-checksum-sha256 so S3 verifies the bytes, and the checksums S3 echoes are compared; \
             with checksum none (or, for a single PUT, when the server echoes no checksum) the ETag \
             S3 returns is checked against the MD5 of the bytes sent instead. crc32c is not offered.

@@ -56,7 +56,66 @@ public struct S3Upload: Sendable {
     /// The upload on the calling thread, which it blocks until done; setting `cancel`
     /// stops it (`CancellationError`) within about a second.
     func run(multipart: Bool, cancel: CancelFlag) throws -> Result {
-        multipart ? try multipartUpload(cancel) : try singlePut(cancel)
+        do {
+            return multipart ? try multipartUpload(cancel) : try singlePut(cancel)
+        } catch let error as S3Error where !overwrite && (error.status == 412 || error.code == "PreconditionFailed") {
+            // The object exists: a re-run that meets its own output is a success.
+            return try existingObject(cancel, refused: error)
+        }
+    }
+
+    /// After `If-None-Match: *` was refused: HEAD the object and compare its size and
+    /// its SHA-256 checksum (or, when it has none, its MD5 ETag) with the bytes to be
+    /// written. The same bytes are the upload's result; other bytes are the "already
+    /// exists" error, with a hint quoting the `--set` that replaces the object.
+    func existingObject(_ cancel: CancelFlag, refused: S3Error) throws -> Result {
+        let uri = "s3://\(bucket)/\(key)"
+        func differs(_ why: String) -> S3Error {
+            S3Error(operation: "upload of \(uri)", code: refused.code, status: refused.status,
+                    message: "\(uri) already exists and \(why)",
+                    hint: "to replace it, run again with --set stages.\(context.stageID).with.overwrite=true "
+                        + "(or set 'overwrite: true' in the file)", isTransient: false)
+        }
+        let response = try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key,
+                                       headers: [("x-amz-checksum-mode", "ENABLED")], session: try CurlSession(), isCancelled: cancel.isSet)
+        let size = response.header("Content-Length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard size == bytes.count else {
+            throw differs("holds \(size.map(String.init) ?? "an unknown number of") bytes, not the \(bytes.count) to be written")
+        }
+        let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+        let parts = Self.partCount(etag) ?? response.header("x-amz-checksum-sha256").flatMap(Self.partCount)
+        // A multipart object's digests depend on how it was cut: with a part size other
+        // than this stage's, a match cannot be told and the object counts as different.
+        let ranges: [Range<Int>] = parts.map { count in
+            (0..<count).map { ($0 * partSize)..<min(bytes.count, ($0 + 1) * partSize) }
+        } ?? [0..<bytes.count]
+        if let parts, parts != (bytes.count + partSize - 1) / partSize {
+            throw differs("was uploaded in \(parts) parts, so its bytes cannot be compared with these")
+        }
+        let same: Bool
+        if let stored = response.header("x-amz-checksum-sha256") {
+            let sums = bytes.withUnsafeBytes { buffer in ranges.map { S3Digests.sha256Base64(UnsafeRawBufferPointer(rebasing: buffer[$0])) } }
+            // S3 gives a multipart object's checksum with its "-N"; some servers (moto) without.
+            same = parts.map { count in
+                let composite = S3Digests.compositeChecksum(partChecksums: sums)
+                return stored == composite || stored + "-\(count)" == composite
+            } ?? (stored == sums[0])
+        } else if Self.etagIsMD5(response), Self.isMD5Shaped(etag) {
+            let md5s = bytes.withUnsafeBytes { buffer in ranges.map { S3Digests.md5(UnsafeRawBufferPointer(rebasing: buffer[$0])) } }
+            same = etag.lowercased() == (parts == nil ? SigV4.hex(md5s[0]) : S3Digests.multipartETag(partMD5s: md5s))
+        } else {
+            throw differs("has neither a SHA-256 checksum nor an MD5 ETag to compare its bytes with")
+        }
+        guard same else { throw differs("holds other bytes of the same size") }
+        context.logger.info("\(uri) already holds these \(bytes.count) bytes; left as it is")
+        context.reportProgress(1)
+        return Result(etag: etag, versionID: response.header("x-amz-version-id"))
+    }
+
+    /// The part count at the end of a multipart ETag or checksum (`...-3`), else nil.
+    static func partCount(_ digest: String) -> Int? {
+        guard let dash = digest.lastIndex(of: "-") else { return nil }
+        return Int(digest[digest.index(after: dash)...])
     }
 
     private func conditional() -> [(name: String, value: String)] {

@@ -1,5 +1,6 @@
 import Foundation
 import Framework
+import Crypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,7 +10,8 @@ import Glibc
 /// The bytes go to a temporary file next to the target (`.NAME.tmp-XXXXXX`), which
 /// is flushed to disk and then moved into place: readers see the old state or the
 /// whole new file, never part of it. Without `overwrite: true` an existing file is
-/// never replaced (the move is a hard link, which fails if the target exists). The
+/// never replaced (the move is a hard link, which fails if the target exists), but
+/// one that already holds exactly these bytes is a success. The
 /// temporary file is removed whatever happens, cancellation included.
 public struct FilesystemStage: Stage {
     public static let spec = StageSpec(
@@ -19,7 +21,9 @@ public struct FilesystemStage: Stage {
             The path is a template: {run_id}, {stage}, {date}, {width}, {height}, {format} and \
             pipeline params are filled in; a filled-in value cannot contain '/' or be '..'. \
             Relative paths are relative to the working directory. Missing directories are created. \
-            An existing file is an error unless overwrite is true.
+            A file that already holds exactly the bytes to be written (same size, same SHA-256: a re-run \
+            meeting its own output) is left as it is and the stage succeeds; one that holds other bytes is \
+            an error, whose message quotes the --set that replaces it, unless overwrite is true.
             """,
         parameters: [
             ParameterSpec("path", .template, doc: "file path template, e.g. out/{run_id}/image.{format}"),
@@ -47,14 +51,73 @@ public struct FilesystemStage: Stage {
         // Taken literally: '~' is a directory name here, never the home directory.
         let absolute = FilePaths.absolute(path)
         let bytes = artifact.bytes
-        try await Blocking.run { cancel in
-            try bytes.withUnsafeBytes { buffer in
-                try AtomicFile.write(buffer, to: absolute, overwrite: overwrite, isCancelled: { cancel.isSet() })
+        let (overwrite, stageID) = (overwrite, context.stageID)
+        // A re-run that meets its own output: the same bytes are already there.
+        let wrote = try await Blocking.run { cancel in
+            let sameBytes = {
+                try Self.holdsSameBytes(absolute, count: bytes.count, sha256: artifact.sha256, stageID: stageID, isCancelled: cancel.isSet)
             }
+            if !overwrite, access(absolute, F_OK) == 0, try sameBytes() { return false }
+            do {
+                try bytes.withUnsafeBytes { buffer in
+                    try AtomicFile.write(buffer, to: absolute, overwrite: overwrite, isCancelled: { cancel.isSet() })
+                }
+            } catch let failure as StageFailure where !overwrite && access(absolute, F_OK) == 0 {
+                // The file appeared after the check above (the link found it): compare again.
+                guard try sameBytes() else { throw failure }
+                return false
+            }
+            return true
         }
-        context.logger.debug("wrote \(artifact.bytes.count) bytes to \(absolute)")
+        if wrote {
+            context.logger.debug("wrote \(artifact.bytes.count) bytes to \(absolute)")
+        } else {
+            context.logger.info("'\(FilePaths.printable(absolute))' already holds these \(artifact.bytes.count) bytes; left as it is")
+        }
         return StoredObject(uri: StoredObject.fileURI(absolute), byteCount: artifact.bytes.count,
                             sha256: artifact.sha256, mediaType: artifact.mediaType)
+    }
+
+    /// Whether the existing file at `path` holds exactly the bytes to be written: its
+    /// size first, then its SHA-256, read in 1 MiB blocks. Throws the "already exists"
+    /// failure, quoting the `--set` that allows replacing it, when it holds other bytes.
+    static func holdsSameBytes(_ path: String, count: Int, sha256: String, stageID: String,
+                               isCancelled: () -> Bool = { false }) throws -> Bool {
+        let shown = FilePaths.printable(path)
+        let hint = "to replace it, run again with --set stages.\(stageID).with.overwrite=true (or set 'overwrite: true' in the file)"
+        func differs(_ why: String) -> StageFailure {
+            StageFailure("'\(shown)' already exists and \(why); \(hint)", retryable: false)
+        }
+        let descriptor: Int32
+        do {
+            descriptor = try FileContents.open(path)
+        } catch {
+            if error.code == ENOENT { return false }
+            throw differs("cannot be read (\(error.reason))")
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw differs("is not a regular file") }
+        guard Int(info.st_size) == count else { throw differs("holds \(info.st_size) bytes, not the \(count) to be written") }
+        var hasher = SHA256()
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: min(max(count, 1), 1 << 20), alignment: 16)
+        defer { block.deallocate() }
+        var offset = 0
+        while offset < count {
+            if isCancelled() { throw CancellationError() }
+            let size = min(block.count, count - offset)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: block[0..<size])
+            do {
+                try FileContents.readFully(descriptor, into: slice, at: offset, path: path)
+            } catch {
+                throw differs("cannot be read (\(error))")
+            }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(slice))
+            offset += size
+        }
+        let digest = hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        guard digest == sha256 else { throw differs("holds other bytes of the same size (another SHA-256)") }
+        return true
     }
 
     /// Before a resumed run reuses this sink: the file is still there with the size
