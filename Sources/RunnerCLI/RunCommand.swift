@@ -142,7 +142,10 @@ struct RunCommand: AsyncParsableCommand {
         var reportWritten = true
         if let report {
             do {
-                try AtomicFile.write([UInt8](try outcome.report.jsonData()) + [10], to: report, overwrite: true)
+                var written = outcome.report
+                written.invocation = RunReport.Invocation(arguments: RunnerContext.arguments, profiles: pipeline.profiles,
+                                                          overrides: pipeline.overrides)
+                try AtomicFile.write([UInt8](try written.jsonData()) + [10], to: report, overwrite: true)
             } catch {
                 console.log(.error, "cannot write the report to '\(report)': \(ErrorDescription.readable(error))")
                 reportWritten = false

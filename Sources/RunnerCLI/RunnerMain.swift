@@ -44,10 +44,12 @@ public enum RunnerMain {
         do {
             var command = try RunnerCommand.parseAsRoot(arguments)
             try await RunnerContext.$registry.withValue(registry) {
-                if var asyncCommand = command as? any AsyncParsableCommand {
-                    try await asyncCommand.run()
-                } else {
-                    try command.run()
+                try await RunnerContext.$arguments.withValue(arguments) {
+                    if var asyncCommand = command as? any AsyncParsableCommand {
+                        try await asyncCommand.run()
+                    } else {
+                        try command.run()
+                    }
                 }
             }
             return ExitStatus.success
@@ -72,6 +74,8 @@ public enum RunnerMain {
 /// Values the commands need that the argument parser cannot carry.
 enum RunnerContext {
     @TaskLocal static var registry = StageRegistry.empty
+    /// The arguments the command was parsed from (for the report).
+    @TaskLocal static var arguments: [String] = []
 }
 
 extension StageRegistry {

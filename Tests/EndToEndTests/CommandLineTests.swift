@@ -48,6 +48,23 @@ import Testing
         #expect(report["runner_version"] as? String == RunnerVersion.current)
     }
 
+    /// The report says how the run was asked for: the arguments, and the profiles and
+    /// `--set`s applied, in order.
+    @Test func theReportRecordsTheCommandLine() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        let arguments = [path, "--profile", "png", "--set", "params.size=16", "--set", "params.lambda=2", "--report", "r.json", "-q"]
+        let result = try RunnerProcess.run(arguments, in: directory)
+        #expect(result.status == 0, "\(result.stderr)")
+        let data = try Data(contentsOf: directory.appendingPathComponent("r.json"))
+        let report = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let invocation = try #require(report["invocation"] as? [String: Any], "no invocation in \(report.keys.sorted())")
+        #expect(invocation["arguments"] as? [String] == arguments)
+        #expect(invocation["profiles"] as? [String] == ["png"])
+        #expect(invocation["overrides"] as? [String] == ["params.size=16", "params.lambda=2"])
+    }
+
     // MARK: option values
 
     @Test(arguments: [

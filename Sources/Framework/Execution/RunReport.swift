@@ -18,10 +18,25 @@ public struct RunReport: Sendable, Codable {
     public var stages: [StageReport]
     /// The version of the runner that made the report (`RunnerVersion.current`).
     public var runnerVersion: String = RunnerVersion.current
+    /// How the run was asked for, when it came from a command line.
+    public var invocation: Invocation?
+
+    /// The command line of a run, and the profiles and `--set`s it applied, in order.
+    public struct Invocation: Sendable, Codable, Hashable {
+        public var arguments: [String]
+        public var profiles: [String]
+        public var overrides: [String]
+
+        public init(arguments: [String], profiles: [String], overrides: [String]) {
+            self.arguments = arguments
+            self.profiles = profiles
+            self.overrides = overrides
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
-        case durationSeconds = "duration_seconds", error, stages, runnerVersion = "runner_version"
+        case durationSeconds = "duration_seconds", error, stages, runnerVersion = "runner_version", invocation
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.
