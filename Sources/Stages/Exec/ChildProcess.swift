@@ -124,7 +124,6 @@ struct ChildProcess {
         defer { if pidfd >= 0 { close(pidfd) } }
         var exitStatus: Int32?
         var terminatingSince: ContinuousClock.Instant?
-        var killed = false
         var timedOut = false, cancelled = false
         var drainUntil: ContinuousClock.Instant?
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -174,7 +173,6 @@ struct ChildProcess {
                 drainUntil = clock.now + .milliseconds(Int64(drainTime * 1000))
             }
             if let drainUntil, open.allSatisfy({ $0 < 0 }) || clock.now >= drainUntil {
-                _ = drainUntil
                 break
             }
             if exitStatus == nil {
@@ -187,7 +185,6 @@ struct ChildProcess {
                     }
                 } else if let since = terminatingSince, clock.now - since >= .milliseconds(Int64(grace * 1000)) {
                     signalAll(SIGKILL)
-                    killed = true
                 }
             }
         }
@@ -196,7 +193,6 @@ struct ChildProcess {
             close(open[index])
         }
         reapMarked(marker)
-        _ = killed
         let status = exitStatus ?? 0
         let signaled = (status & 0x7F) != 0 && (status & 0x7F) != 0x7F
         return Outcome(status: (status >> 8) & 0xFF, signal: signaled ? status & 0x7F : nil, timedOut: timedOut,
