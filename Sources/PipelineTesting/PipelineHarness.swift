@@ -14,6 +14,9 @@ import Framework
 public struct PipelineHarness: Sendable {
     public var registry: StageRegistry
     public var environment: [String: String]
+    /// Where runs' events go: nowhere by default (the outcome's report holds what
+    /// they said); a recording handler lets a test look at them.
+    public var events: any RunEventHandler = IgnoredEvents()
 
     /// `registry` plus the `memory` sink, which tests can store results in.
     public init(registry: StageRegistry, environment: [String: String] = [:]) {
@@ -44,7 +47,7 @@ public struct PipelineHarness: Sendable {
     public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil) async throws -> RunOutcome {
         let plan = try plan(yaml, overrides: overrides).get()
         let id = runID ?? "test-" + UUID().uuidString.lowercased()
-        return await Executor(plan: plan, options: RunOptions(runID: id, seed: seed, jobs: jobs)).run()
+        return await Executor(plan: plan, options: RunOptions(runID: id, seed: seed, jobs: jobs, events: events)).run()
     }
 }
 

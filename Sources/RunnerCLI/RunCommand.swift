@@ -100,8 +100,7 @@ struct RunCommand: AsyncParsableCommand {
         let plan = try pipeline.plan()
         let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
         let console = Console(format: logFormat, level: level)
-        let logger = Logger(label: "runner") { _ in console.handler() }
-        var options = RunOptions(logger: logger, observer: ConsoleObserver(console: console))
+        var options = RunOptions(events: ConsoleEvents(console: console), logLevel: level)
         if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
