@@ -129,6 +129,13 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
         }
+        // What the stages need from outside (credentials, a writable directory) is
+        // there, before any of them starts: a run that cannot finish fails now.
+        let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
+        if let failure = plan.failures(in: access).first {
+            console.log(.error, "\(failure); nothing was run")
+            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+        }
         let executor = Executor(plan: plan, options: options)
 
         let only = self.only

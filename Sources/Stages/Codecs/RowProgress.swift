@@ -1,7 +1,8 @@
 import Foundation
 
-/// Counts the rows an encoder (or its parallel strips) has written and reports the
-/// fraction done, at most once per percent, so that reporting stays cheap.
+/// Counts the rows an encoder (or its parallel strips) has written, or the bytes a
+/// sink has written or sent, and reports the fraction done, at most once per percent,
+/// so that reporting stays cheap.
 final class RowProgress: @unchecked Sendable {
     private let lock = NSLock()
     private let total: Int
