@@ -38,7 +38,7 @@ public enum AtomicFile {
 
     /// The most bytes one `write` call of `write(_:to:overwrite:isCancelled:written:)`
     /// passes: small enough for progress and cancellation between calls.
-    public static let writeSize = 4 << 20
+    public static let writeSize = 1 << 20
 
     /// Writes what `fill` writes to the descriptor it is given (the temporary file's,
     /// whose path is the second argument) to `path`, atomically.
