@@ -111,6 +111,14 @@ struct RunCommand: AsyncParsableCommand {
             console.log(.error, "--only: no stage '\(FilePaths.printable(only))' in \(pipeline.file)\n  help: \(help)")
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
+        // What the stages need from outside (credentials, a writable directory) is
+        // there, before any of them starts: a run that cannot finish fails now.
+        let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
+        if let failure = plan.failures(in: access).first {
+            console.log(.error, "\(failure); nothing was run", ["event": .string("access_check_failed"), "stage": .string(failure.stageID),
+                                                               "type": .string(failure.stageType), "error": .string(failure.reason)])
+            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+        }
         if let artifactStore {
             do {
                 // Chosen by URI scheme: a plain path or file:// is a directory, s3:// a bucket.
@@ -128,13 +136,6 @@ struct RunCommand: AsyncParsableCommand {
                 console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))")
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
-        }
-        // What the stages need from outside (credentials, a writable directory) is
-        // there, before any of them starts: a run that cannot finish fails now.
-        let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
-        if let failure = plan.failures(in: access).first {
-            console.log(.error, "\(failure); nothing was run")
-            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
         }
         let executor = Executor(plan: plan, options: options)
 
