@@ -213,9 +213,16 @@ public struct S3Stage: Stage {
             "credentials": .string(source.description),
         ]
         if depth == .deep {
-            _ = try await Blocking.run { cancel in
-                try client.send("ListObjectsV2 s3://\(bucket)", method: "GET", bucket: bucket, key: "",
-                                query: [("list-type", "2"), ("max-keys", "1")], session: try CurlSession(), isCancelled: cancel.isSet)
+            do {
+                _ = try await Blocking.run { cancel in
+                    try client.send("ListObjectsV2 s3://\(bucket)", method: "GET", bucket: bucket, key: "",
+                                    query: [("list-type", "2"), ("max-keys", "1")], session: try CurlSession(), isCancelled: cancel.isSet)
+                }
+            } catch let error as S3Error where error.code == "AccessDenied" {
+                // S3's error code, not its text: the credentials work, the listing is not allowed.
+                throw AccessProblem("the credentials (from \(source)) may not list bucket '\(bucket)' (AccessDenied, HTTP 403)",
+                                    help: "the check lists at most one key, which needs s3:ListBucket on the bucket; uploads need "
+                                        + "s3:PutObject (and the multipart actions) instead, so without s3:ListBucket run without --check-access")
             }
             facts["bucket_listed"] = .boolean(true)
         }
