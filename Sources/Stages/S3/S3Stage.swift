@@ -182,13 +182,13 @@ public struct S3Stage: Stage {
     }
 
     static func checkAccess(parameters: Parameters, depth: AccessCheckDepth, environment: AWSEnvironment) async throws -> AccessReport {
-        for name in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"] where parameters.optionalString("endpoint") == nil {
-            guard let value = environment[name] else { continue }
-            guard isHTTPURL(value) else {
-                throw AccessProblem("the endpoint from \(name) is '\(FilePaths.printable(value))', which does not start with http:// or https://",
-                                    help: "set \(name) to http(s)://host[:port], or give the stage an 'endpoint'")
-            }
-            break
+        // The 'endpoint' parameter was checked with the pipeline; the variable that
+        // stands in for it was not.
+        if parameters.optionalString("endpoint") == nil,
+           let name = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].first(where: { environment[$0] != nil }),
+           let value = environment[name], !isHTTPURL(value) {
+            throw AccessProblem("the endpoint from \(name) is '\(FilePaths.printable(value))', which does not start with http:// or https://",
+                                help: "set \(name) to http(s)://host[:port], or give the stage an 'endpoint'")
         }
         var configuration = configuration(parameters: parameters, environment: environment)
         // A check, not an upload: fail soon rather than retry for a minute.
@@ -201,8 +201,10 @@ public struct S3Stage: Stage {
         let source: AWSCredentialSource = try await Blocking.run { cancel in
             do {
                 return try chain.resolveWithSource(deadline: .now + .seconds(5), isCancelled: cancel.isSet).source
-            } catch let error as AWSCredentialError where error.remedy != nil {
-                throw AccessProblem("no AWS credentials found", help: (error.remedy ?? "") + " (looked in: " + error.looked.joined(separator: "; ") + ")")
+            } catch let error as AWSCredentialError {
+                // Nothing found anywhere: what to do first, then where the chain looked, on one line.
+                guard let remedy = error.remedy else { throw error }
+                throw AccessProblem("no AWS credentials found", help: remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
             }
         }
         var facts: [String: JSONValue] = [
