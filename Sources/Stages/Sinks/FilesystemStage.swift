@@ -164,15 +164,16 @@ public struct FilesystemStage: Stage {
                                         help: "change 'path', or move that file away")
                 }
                 guard access(existing, W_OK | X_OK) == 0 else {
+                    let reason = SystemError("write in", path: existing).reason
                     let what = existing == directory ? "cannot write in directory" : "cannot create '\(FilePaths.printable(directory))' in"
-                    throw AccessProblem("\(what) '\(FilePaths.printable(existing))' (\(SystemError("write in", path: existing).reason))",
+                    throw AccessProblem("\(what) '\(FilePaths.printable(existing))' (\(reason))",
                                         help: "change 'path', or the directory's permissions")
                 }
                 break
             }
-            guard errno == ENOENT || errno == ENOTDIR, existing != "/" else {
-                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(SystemError("look at", path: existing).reason))",
-                                    help: "change 'path'")
+            let failure = SystemError("look at", path: existing)
+            guard failure.code == ENOENT || failure.code == ENOTDIR, existing != "/" else {
+                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'")
             }
             existing = FilePaths.split(existing).directory
         }
