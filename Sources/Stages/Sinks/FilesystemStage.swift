@@ -167,13 +167,13 @@ public struct FilesystemStage: Stage {
                     let reason = SystemError("write in", path: existing).reason
                     let what = existing == directory ? "cannot write in directory" : "cannot create '\(FilePaths.printable(directory))' in"
                     throw AccessProblem("\(what) '\(FilePaths.printable(existing))' (\(reason))",
-                                        help: "change 'path', or the directory's permissions")
+                                        help: "change 'path', or the directory's permissions", code: .io)
                 }
                 break
             }
             let failure = SystemError("look at", path: existing)
             guard failure.code == ENOENT || failure.code == ENOTDIR, existing != "/" else {
-                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'")
+                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'", code: .io)
             }
             existing = FilePaths.split(existing).directory
         }
