@@ -98,7 +98,7 @@ struct ConsoleEvents: RunEventHandler {
         }
         guard let message = event.message else { return }
         var fields = event.fields
-        if case .log = event.kind {} else { fields["event"] = .string(event.name) }
+        fields["event"] = .string(event.name)
         console.log(event.level, message, fields)
     }
 }
