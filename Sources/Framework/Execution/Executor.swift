@@ -115,6 +115,7 @@ public struct Executor: Sendable {
     }
 
     public func run() async -> RunOutcome {
+        if let refused = refusingUnstorableOutputs() { return refused }
         let started = Date()
         let clock = ContinuousClock()
         let runStart = clock.now
@@ -232,6 +233,7 @@ public struct Executor: Sendable {
         }
         guard let stage = plan.stage(id) else { return failed("no stage '\(id)' in \(plan.file)") }
         guard let store = options.store else { return failed("--only needs an artifact store for its inputs and output") }
+        if let refused = refusingUnstorableOutputs(of: [stage] + stage.inputs.values.compactMap(plan.stage)) { return refused }
         let fingerprints = self.fingerprints
         var inputs: [String: any Artifact] = [:]
         for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
@@ -245,7 +247,7 @@ public struct Executor: Sendable {
                     return failed("the stored output of stage '\(producer)' was made with other parameters, inputs or seed; "
                         + "run stage '\(producer)' again first")
                 }
-                guard let artifact = try await Blocking.run({ try store.load(runID: runID, stage: producer)?.artifact }) else {
+                guard let artifact = try await Blocking.run({ try store.load(runID: runID, stage: producer, codecs: plan.codecs)?.artifact }) else {
                     return failed("the output of stage '\(producer)' vanished from \(store)")
                 }
                 inputs[port] = artifact
@@ -307,7 +309,7 @@ public struct Executor: Sendable {
            stored.fingerprint == fingerprints[stage.id] {
             do {
                 // Store I/O blocks: on a thread of its own, off the cooperative pool.
-                if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id)?.artifact }) {
+                if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id, codecs: plan.codecs)?.artifact }) {
                     // A sink's output stands for a file or object elsewhere: reuse it only
                     // if that is still there as recorded.
                     switch try await stage.type.verifyStored(artifact, parameters: stage.parameters) {
@@ -327,7 +329,7 @@ public struct Executor: Sendable {
         if case .success(let artifact) = completion.result, let store = options.store {
             let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
-                try await Blocking.run { try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id) }
+                try await Blocking.run { try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs) }
             } catch {
                 completion.result = .failure(StageFailure("cannot store the output in \(store): \(ErrorDescription.readable(error))"))
             }

@@ -82,3 +82,45 @@ import Testing
         for name in ["ramp:", "threshold:", "histogram:", "poisson:", "exec:"] { #expect(text.contains(name), "\(name)") }
     }
 }
+
+/// Runs with an artifact store: this package's `Report` is stored through its codec,
+/// and a resumed run reads it back.
+@Suite struct ReportStoreTests {
+    let harness = PipelineHarness(registry: try! CustomStages.registry())
+    let yaml = """
+        stages:
+          ramp: {type: ramp, with: {width: 64, height: 4}}
+          counts: {type: histogram, input: ramp}
+        """
+
+    @Test func aReportIsStoredAndAResumeReusesIt() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("report-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let store = FileArtifactStore(root: root.path)
+        let first = try await harness.run(yaml, runID: "r1", store: store)
+        #expect(first.succeeded, "\(String(describing: first.failure))")
+        let made = try #require(first.outputs["counts"] as? Report)
+        let manifest = try #require(try store.manifest(runID: "r1", stage: "counts"))
+        #expect(manifest.artifactType == "Report" && manifest.file == "artifact.json" && manifest.mediaType == "application/json")
+
+        let resumed = try await harness.run(yaml, runID: "r1", store: store, resume: true)
+        #expect(resumed.succeeded, "\(String(describing: resumed.failure))")
+        #expect(resumed.report.stages.allSatisfy { $0.reused == true })
+        let read = try #require(resumed.outputs["counts"] as? Report)
+        #expect(Array(read.bytes) == Array(made.bytes))
+    }
+
+    @Test func withoutTheCodecTheRunFailsBeforeAnyStageRuns() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("report-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let bare = PipelineHarness(registry: try BuiltinStages.registry(adding: CustomStages.all))
+        let outcome = try await bare.run(yaml, runID: "r1", store: FileArtifactStore(root: root.path))
+        #expect(!outcome.succeeded)
+        let message = try #require(outcome.failure?.description)
+        #expect(message.contains("stage 'counts' (histogram)") && message.contains("Report has no codec"), "\(message)")
+        #expect(message.contains("register an ArtifactCodec for 'Report'"), "\(message)")
+        #expect(outcome.report.stages.isEmpty)
+        // Nothing ran: not even the ramp's output was stored.
+        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("r1/ramp").path))
+    }
+}
