@@ -145,7 +145,7 @@ public struct ArtifactCodecs: Sendable {
     public var typeNames: [String] { byName.keys.sorted() }
 
     /// The bytes to store for `artifact`, and `manifest` completed with what they are:
-    /// the file name, size, SHA-256 and the codec's fields. An artifact whose type has
+    /// its type, the file name, size, SHA-256 and the codec's fields. An artifact whose type has
     /// no codec is an `ArtifactStoreError` saying to register one.
     public func encode(_ artifact: any Artifact, manifest: ArtifactManifest) throws -> (data: Data, manifest: ArtifactManifest) {
         let type = artifact.artifactType.name
@@ -160,6 +160,7 @@ public struct ArtifactCodecs: Sendable {
                 + "use letters, digits, '-' and '_' only")
         }
         var manifest = manifest
+        manifest.artifactType = type
         manifest.file = file
         manifest.width = encoded.width
         manifest.height = encoded.height
