@@ -14,6 +14,9 @@ import Framework
 public struct PipelineHarness: Sendable {
     public var registry: StageRegistry
     public var environment: [String: String]
+    /// Where runs' events go: nowhere by default (the outcome's report holds what
+    /// they said); a recording handler lets a test look at them.
+    public var events: any RunEventHandler = IgnoredEvents()
 
     /// `registry` plus the `memory` sink, which tests can store results in.
     public init(registry: StageRegistry, environment: [String: String] = [:]) {
@@ -54,9 +57,9 @@ public struct PipelineHarness: Sendable {
             throw ArtifactStoreError(message: "resume needs a store and the runID of the run to resume", code: .unknownRun)
         }
         let id = runID ?? "test-" + UUID().uuidString.lowercased()
-        var options = RunOptions(runID: id, seed: seed, jobs: jobs)
+        var options = RunOptions(runID: id, seed: seed, jobs: jobs, events: events)
         if let store {
-            try options.useStore(store, start: resume ? .resume : .run, seed: resume ? nil : seed)
+            try options.useStore(store, for: plan, start: resume ? .resume : .run, seed: resume ? nil : seed)
         }
         return await Executor(plan: plan, options: options).run()
     }

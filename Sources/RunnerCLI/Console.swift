@@ -23,10 +23,6 @@ final class Console: @unchecked Sendable {
         self.isTerminal = isatty(STDERR_FILENO) == 1 && format == .text
     }
 
-    func handler() -> ConsoleLogHandler {
-        ConsoleLogHandler(console: self, logLevel: level)
-    }
-
     /// Writes one record: a text line or a JSON object.
     func log(_ level: Logger.Level, _ message: String, _ fields: [String: JSONValue] = [:]) {
         guard level >= self.level else { return }
@@ -88,73 +84,21 @@ final class Console: @unchecked Sendable {
     }
 }
 
-/// swift-log handler writing through the console (stage loggers carry `stage` metadata).
-struct ConsoleLogHandler: LogHandler {
-    let console: Console
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        var fields: [String: JSONValue] = [:]
-        for (key, value) in merged { fields[key] = .string("\(value)") }
-        let prefix = merged["stage"].map { "\($0): " } ?? ""
-        console.log(event.level, prefix + "\(event.message)", fields)
-    }
-}
-
-/// Prints one line per stage start and finish (with duration), failures and retries,
-/// and the progress bar.
-struct ConsoleObserver: RunObserver {
+/// Shows a run's events: in text, one line per stage start and finish (with its
+/// duration), retries, failures and the stages' log records, and the progress bar
+/// on a terminal; in JSON, one object per event (without progress), with its name
+/// under `event` and its fields (`error_code` for failures).
+struct ConsoleEvents: RunEventHandler {
     let console: Console
 
-    func runStarted(plan: Plan, runID: String, seed: UInt64) {
-        console.log(.info, "run \(runID) of '\(plan.name)' (\(plan.stages.count) stages, seed \(seed))",
-                    ["event": .string("run_started"), "run_id": .string(runID), "seed": .string(String(seed)), "pipeline": .string(plan.name)])
-    }
-
-    func stageStarted(id: String, type: String, attempt: Int) {
-        let retry = attempt > 1 ? " (attempt \(attempt))" : ""
-        console.log(.info, "▸ \(id) (\(type)) started\(retry)",
-                    ["event": .string("stage_started"), "stage": .string(id), "type": .string(type), "attempt": .integer(attempt)])
-    }
-
-    func stageProgress(id: String, fraction: Double) {
-        console.progress(stage: id, fraction: fraction)
-    }
-
-    func stageSucceeded(id: String, type: String, duration: Duration, output: ArtifactSummary) {
-        console.log(.info, "✓ \(id) (\(type)) finished in \(duration.humanDescription): \(output.shortDescription)",
-                    ["event": .string("stage_finished"), "stage": .string(id), "type": .string(type),
-                     "duration_seconds": .number(duration.seconds), "output": .string(output.shortDescription)])
-    }
-
-    func stageFailed(id: String, type: String, attempt: Int, error: any Error, retryIn: Duration?) {
-        if let retryIn {
-            console.log(.warning, "\(id) (\(type)) attempt \(attempt) failed: \(ErrorDescription.readable(error)); retrying in \(retryIn.humanDescription)",
-                        ["event": .string("stage_retry"), "stage": .string(id), "type": .string(type), "attempt": .integer(attempt),
-                         "error": .string(ErrorDescription.readable(error))])
-        } else {
-            console.log(.error, "stage '\(id)' (\(type)) failed: \(ErrorDescription.readable(error))",
-                        ["event": .string("stage_failed"), "stage": .string(id), "type": .string(type), "attempt": .integer(attempt),
-                         "error": .string(ErrorDescription.readable(error))])
+    func handle(_ event: RunEvent) {
+        if case .stageProgress(let progress) = event.kind {
+            console.progress(stage: progress.stage, fraction: progress.fraction)
+            return
         }
-    }
-
-    func runFinished(report: RunReport) {
-        let duration = Duration.milliseconds(Int64(report.durationSeconds * 1000)).humanDescription
-        let fields: [String: JSONValue] = ["event": .string("run_finished"), "run_id": .string(report.runID),
-                                           "status": .string(report.status.rawValue), "duration_seconds": .number(report.durationSeconds)]
-        switch report.status {
-        case .succeeded: console.log(.info, "run \(report.runID) succeeded in \(duration)", fields)
-        case .failed: console.log(.error, "run \(report.runID) failed after \(duration)", fields)
-        case .cancelled: console.log(.error, "run \(report.runID) cancelled after \(duration)", fields)
-        }
+        guard let message = event.message else { return }
+        var fields = event.fields
+        if case .log = event.kind {} else { fields["event"] = .string(event.name) }
+        console.log(event.level, message, fields)
     }
 }

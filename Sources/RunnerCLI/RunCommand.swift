@@ -100,8 +100,7 @@ struct RunCommand: AsyncParsableCommand {
         let plan = try pipeline.plan()
         let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
         let console = Console(format: logFormat, level: level)
-        let logger = Logger(label: "runner") { _ in console.handler() }
-        var options = RunOptions(logger: logger, observer: ConsoleObserver(console: console))
+        var options = RunOptions(events: ConsoleEvents(console: console), logLevel: level)
         if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
@@ -115,9 +114,9 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 // Chosen by URI scheme: a plain path or file:// is a directory, s3:// a bucket.
                 let store = try ArtifactStoreRegistry.builtin.open(artifactStore)
-                // Checks access, then: resumed and single-stage runs use the seed the run
-                // started with; a run started by --only alone derives it from the run id.
-                try options.useStore(store, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed)
+                // Checks the codecs and access, then: resumed and single-stage runs use the seed
+                // the run started with; a run started by --only alone derives it from the run id.
+                try options.useStore(store, for: plan, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed, only: only)
             } catch let error as ArtifactStoreError where error.isUsageError {
                 console.log(.error, error.message)
                 throw ExitCode(RunnerMain.ExitStatus.invalid)

@@ -25,6 +25,15 @@ struct NoteError: Error, CustomStringConvertible {
 
 /// Makes a `Note` from a seeded number, so a resumed run can tell reuse from a re-run.
 struct NoteSource: Stage {
+    /// How many times the stage ran, by run id.
+    final class Runs: @unchecked Sendable {
+        private let lock = NSLock()
+        private var counts: [String: Int] = [:]
+        func count(_ runID: String) { lock.lock(); counts[runID, default: 0] += 1; lock.unlock() }
+        subscript(runID: String) -> Int { lock.lock(); defer { lock.unlock() }; return counts[runID, default: 0] }
+    }
+    static let runs = Runs()
+
     static let spec = StageSpec(
         name: "note",
         summary: "A note holding a number drawn from the stage's seed.",
@@ -34,7 +43,7 @@ struct NoteSource: Stage {
     init(parameters: Parameters) throws {}
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
-        Recorder.shared.record("note \(context.runID) \(context.attempt)")
+        NoteSource.runs.count(context.runID)
         return Note("seed \(context.seed)")
     }
 }
@@ -89,7 +98,7 @@ struct NoteLength: Stage {
         #expect(resumed.succeeded, "\(String(describing: resumed.failure))")
         #expect(resumed.report.seed == 7, "the resumed run uses the recorded seed")
         #expect(resumed.report.stages.allSatisfy { $0.reused == true })
-        #expect(Recorder.shared.log().filter { $0.hasPrefix("note \(id) ") }.count == 1, "the note stage ran again")
+        #expect(NoteSource.runs[id] == 1, "the note stage ran again")
         #expect((resumed.outputs["length"] as? Grid<UInt32>)?.elements == (first.outputs["length"] as? Grid<UInt32>)?.elements)
         let (loaded, _) = try #require(try store.load(runID: id, stage: "make", codecs: harness.registry.codecs))
         #expect((loaded as? Note)?.text == text)
@@ -109,16 +118,21 @@ struct NoteLength: Stage {
         let (store, root) = temporaryStore()
         defer { try? FileManager.default.removeItem(at: root) }
         let id = "n2-" + UUID().uuidString
-        let outcome = try await harness(codecs: []).run(yaml, runID: id, store: store)
-        #expect(!outcome.succeeded)
-        let message = outcome.failure?.description ?? ""
-        #expect(message == "stage 'make' (note) failed: not run: its output type Note has no codec, so the artifact store cannot hold it; "
-            + "register an ArtifactCodec for 'Note' with StageRegistry.adding(_:codecs:), or run without an artifact store")
-        #expect(outcome.report.error == message)
-        #expect(!Recorder.shared.log().contains { $0.hasPrefix("note \(id) ") })
-        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("\(id)/make").path))
+        let error = await #expect(throws: ArtifactStoreError.self) { _ = try await harness(codecs: []).run(yaml, runID: id, store: store) }
+        #expect(error?.code == .noCodec && error?.isUsageError == true)
+        #expect(error?.message == "stage 'make' (note) cannot run with an artifact store: its output type Note has no codec, so the store "
+            + "cannot hold it; register an ArtifactCodec for 'Note' with StageRegistry.adding(_:codecs:), or run without an artifact store")
+        #expect(NoteSource.runs[id] == 0)
+        #expect(!FileManager.default.fileExists(atPath: root.path), "the store was written to")
         // Without a store nothing needs storing: the same registry runs the pipeline.
         #expect(try await harness(codecs: []).run(yaml).succeeded)
+
+        // --only: only the stage and its inputs pass through the store, so a stage whose
+        // inputs have no codec is refused, and one that needs none is not.
+        let plan = try harness(codecs: []).plan(yaml).get()
+        var options = RunOptions(runID: id)
+        #expect(throws: ArtifactStoreError.self) { try options.useStore(store, for: plan, start: .only, seed: nil, only: "length") }
+        try options.useStore(store, for: try harness().plan(yaml).get(), start: .only, seed: nil, only: "length")
     }
 
     @Test func aCodecErrorNamesTheFileAndType() throws {

@@ -77,7 +77,7 @@ import Testing
         let outcome = await run(plan, jobs: 4)
         #expect(ContinuousClock.now - started < .seconds(3), "the slow stage was not cancelled")
         #expect(outcome.report.status == .failed)
-        #expect(outcome.failure?.description == "stage 'bad' (fail) failed: disk on fire")
+        #expect(outcome.failure?.summary == "stage 'bad' (fail) failed: disk on fire")
         let status = Dictionary(uniqueKeysWithValues: outcome.report.stages.map { ($0.id, $0.status) })
         #expect(status == ["src": .succeeded, "slow": .cancelled, "bad": .failed, "after_bad": .skipped, "after_slow": .skipped])
         #expect(Recorder.shared.log().contains("cancelled slow"))
@@ -104,7 +104,7 @@ import Testing
         let outcome = await run(plan)
         #expect(!outcome.succeeded)
         #expect(outcome.report.stages.first { $0.id == "flaky" }?.attempts == 2)
-        #expect(outcome.failure?.description == "stage 'flaky' (pass) failed: planned failure 2")
+        #expect(outcome.failure?.summary == "stage 'flaky' (pass) failed: planned failure 2")
     }
 
     @Test func nonRetryableErrorsFailAtOnce() async throws {
@@ -140,7 +140,7 @@ import Testing
         let started = ContinuousClock.now
         let outcome = await run(plan)
         #expect(ContinuousClock.now - started < .seconds(3))
-        #expect(outcome.failure?.description == "stage 'slow' (pass) failed: timed out after 100ms")
+        #expect(outcome.failure?.summary == "stage 'slow' (pass) failed: timed out after 100ms")
     }
 
     @Test func timeoutsAreRetried() async throws {

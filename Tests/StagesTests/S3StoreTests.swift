@@ -57,11 +57,11 @@ import TestFixtures
         let proxy = try PythonFixture(script: "fault_proxy.py", arguments: [String(s3.port), "part2", "-1"])
         let prefix = "stores/failing-\(UUID().uuidString)"
         let failing = try store(s3, prefix: prefix, endpoint: "http://127.0.0.1:\(proxy.firstLine)")
-        let error = #expect(throws: ArtifactStoreError.self) {
+        let error = #expect(throws: S3Error.self) {
             try failing.save(try noise(width: 4000, height: 3000), manifest: manifest(), runID: "r", stage: "generate")
         }
-        #expect(error?.message.contains("UploadPart 2/3") == true, "\(String(describing: error))")
-        #expect(error?.message.contains("AccessDenied") == true, "\(String(describing: error))")
+        #expect(error?.operation.contains("UploadPart 2/3") == true, "\(String(describing: error))")
+        #expect(error?.code == "AccessDenied", "\(String(describing: error))")
         let direct = try store(s3, prefix: prefix)
         #expect(try direct.manifest(runID: "r", stage: "generate") == nil)
         #expect(try direct.load(runID: "r", stage: "generate") == nil)

@@ -8,8 +8,11 @@ public struct RunOptions: Sendable {
     public var seed: UInt64
     /// How many stages may run at once, and how many threads a stage may use.
     public var jobs: Int
-    public var logger: Logger
-    public var observer: any RunObserver
+    /// Where the run's events go (console, JSON logs, swift-log); the executor also
+    /// folds them into the run's report.
+    public var events: any RunEventHandler
+    /// The lowest level of the stages' log records that become `log` events.
+    public var logLevel: Logger.Level
     /// The run's start, used for `{date}`.
     public var startDate: Date
     /// Where every stage's output is persisted, if anywhere.
@@ -20,40 +23,33 @@ public struct RunOptions: Sendable {
     /// Where stages make temporary files (`StageContext.temporaryDirectory`).
     public var temporaryDirectory: String = StageContext.defaultTemporaryDirectory
 
+    /// - Parameter events: By default, swift-log records through a `Logger` labelled
+    ///   `pipeline` (whatever `LoggingSystem` the program bootstrapped).
     public init(
         runID: String = RunID.generate(), seed: UInt64 = RunID.randomSeed(),
         jobs: Int = ProcessInfo.processInfo.activeProcessorCount,
-        logger: Logger = Logger(label: "pipeline"), observer: any RunObserver = SilentObserver(), startDate: Date = Date()
+        events: any RunEventHandler = SwiftLogEventHandler(logger: Logger(label: "pipeline")), logLevel: Logger.Level = .info,
+        startDate: Date = Date()
     ) {
         self.runID = runID
         self.seed = seed
         self.jobs = max(1, jobs)
-        self.logger = logger
-        self.observer = observer
+        self.events = events
+        self.logLevel = logLevel
         self.startDate = startDate
     }
 }
 
 /// The result of a run.
 public struct RunOutcome: Sendable {
+    /// The run's events folded into a report.
     public var report: RunReport
     /// Outputs of the stages no other stage consumes: the pipeline's results.
     public var outputs: [String: any Artifact]
-    /// The failure that ended the run, if any.
-    public var failure: StageExecutionError?
+    /// The failure that ended the run, if any, with its stage.
+    public var failure: PipelineError?
 
     public var succeeded: Bool { report.status == .succeeded }
-}
-
-/// A stage that failed for good (after its retries), with the cause.
-public struct StageExecutionError: Error, Sendable, CustomStringConvertible {
-    public var stageID: String
-    public var stageType: String
-    public var underlying: any Error
-
-    public var description: String {
-        "stage '\(stageID)' (\(stageType)) failed: \(ErrorDescription.readable(underlying))"
-    }
 }
 
 /// A stage attempt that ran past its `timeout`.
@@ -114,12 +110,65 @@ public struct Executor: Sendable {
             inputFingerprints: stage.inputs.mapValues { fingerprints[$0] ?? "" }, fingerprint: fingerprints[stage.id] ?? "")
     }
 
+    /// The run's events go to the report builder and to `options.events`.
+    private struct Events: Sendable {
+        let builder = RunReportBuilder()
+        let handler: any RunEventHandler
+
+        func emit(_ kind: RunEvent.Kind) {
+            let event = RunEvent(kind)
+            builder.handle(event)
+            handler.handle(event)
+        }
+    }
+
+    private func runStarted(_ stages: [PlannedStage], events: Events) {
+        events.emit(.runStarted(RunEvent.RunStarted(
+            runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file,
+            stages: stages.map { stage in
+                RunEvent.PlannedStageSummary(id: stage.id, type: stage.typeName,
+                                             seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
+                                             parameters: stage.parameters.values.mapValues(\.jsonValue))
+            })))
+    }
+
+    /// Emits what a stage's completion says: succeeded (with the full summary of its
+    /// output), failed for good, or cancelled. Returns the failure, if any.
+    private func finished(_ stage: PlannedStage, _ completion: Completion, events: Events) -> PipelineError? {
+        switch completion.result {
+        case .success(let artifact):
+            events.emit(.stageSucceeded(RunEvent.StageSucceeded(
+                stage: stage.id, type: stage.typeName, attempts: completion.attempts, startedAt: completion.startedAt,
+                duration: completion.duration, output: artifact.summary(), reused: completion.reused)))
+            return nil
+        case .failure(let error) where error is CancellationError:
+            events.emit(.stageCancelled(RunEvent.StageCancelled(
+                stage: stage.id, type: stage.typeName, attempts: completion.attempts, startedAt: completion.startedAt,
+                duration: completion.duration)))
+            return nil
+        case .failure(let error):
+            let failure = PipelineError(error, stage: stage.id, stageType: stage.typeName)
+            events.emit(.stageFailed(RunEvent.StageFailed(
+                stage: stage.id, type: stage.typeName, attempts: completion.attempts, startedAt: completion.startedAt,
+                duration: completion.duration, error: failure)))
+            return failure
+        }
+    }
+
+    private func runFinished(failure: PipelineError?, allSucceeded: Bool, notRun: [String], duration: Duration,
+                             events: Events) -> RunReport {
+        let status: RunReport.Status = failure != nil ? .failed : (allSucceeded ? .succeeded : .cancelled)
+        events.emit(.runFinished(RunEvent.RunFinished(runID: options.runID, status: status, duration: duration, error: failure,
+                                                      notRun: notRun)))
+        // The builder has seen runStarted, so it has a report.
+        return events.builder.current!
+    }
+
     public func run() async -> RunOutcome {
-        if let refused = refusingUnstorableOutputs() { return refused }
-        let started = Date()
         let clock = ContinuousClock()
         let runStart = clock.now
-        options.observer.runStarted(plan: plan, runID: options.runID, seed: options.seed)
+        let events = Events(handler: options.events)
+        runStarted(plan.stages, events: events)
 
         let stagesByID = Dictionary(uniqueKeysWithValues: plan.stages.map { ($0.id, $0) })
         var consumers: [String: Int] = [:]
@@ -132,14 +181,10 @@ public struct Executor: Sendable {
         for stage in plan.stages {
             for producer in waitingOn[stage.id]! { dependents[producer, default: []].append(stage.id) }
         }
-        var reports: [String: StageReport] = Dictionary(uniqueKeysWithValues: plan.stages.map { stage in
-            (stage.id, StageReport(id: stage.id, type: stage.typeName, status: .skipped, attempts: 0,
-                                   seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
-                                   parameters: stage.parameters.values.mapValues(\.jsonValue)))
-        })
         var available: [String: any Artifact] = [:]
         var outputs: [String: any Artifact] = [:]
-        var failure: StageExecutionError?
+        var failure: PipelineError?
+        var succeeded = 0
         var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
         var nextReady = 0  // ready[..<nextReady] have been launched
         // Fingerprints only matter to a store; a run without one skips hashing parameters.
@@ -155,20 +200,15 @@ public struct Executor: Sendable {
                     for (port, producer) in stage.inputs { inputs[port] = available[producer] }
                     let stageInputs = StageInputs(inputs)
                     running += 1
-                    group.addTask { await self.execute(stage, inputs: stageInputs, fingerprints: fingerprints) }
+                    group.addTask { await self.execute(stage, inputs: stageInputs, fingerprints: fingerprints, events: events) }
                 }
             }
             launch()
             while let completion = await group.next() {
                 running -= 1
                 let stage = stagesByID[completion.id]!
-                var report = reports[completion.id]!
-                report.attempts = completion.attempts
-                report.startedAt = completion.startedAt
-                report.durationSeconds = completion.duration.seconds
-                report.reused = completion.reused ? true : nil
-                switch completion.result {
-                case .success(let artifact):
+                if case .success(let artifact) = completion.result {
+                    succeeded += 1
                     if consumers[stage.id, default: 0] > 0 {
                         available[stage.id] = artifact
                     } else {
@@ -177,26 +217,14 @@ public struct Executor: Sendable {
                     for candidate in dependents[stage.id] ?? [] where waitingOn[candidate]!.remove(stage.id) != nil {
                         if waitingOn[candidate]!.isEmpty { ready.append(candidate) }
                     }
-                    // Say it finished, start what waited for it, and only then compute
-                    // the full summary (a scan of a grid, a hash of bytes), so the two overlap.
-                    options.observer.stageSucceeded(id: stage.id, type: stage.typeName, duration: completion.duration,
-                                                    output: artifact.briefSummary())
+                    // Start what waited for it before the full summary (a scan of a
+                    // grid, a hash of bytes) is computed for its event, so the two overlap.
                     launch()
-                    report.status = .succeeded
-                    report.output = artifact.summary()
-                case .failure(let error):
-                    if error is CancellationError {
-                        report.status = .cancelled
-                    } else {
-                        report.status = .failed
-                        report.error = ErrorDescription.readable(error)
-                        if failure == nil {
-                            failure = StageExecutionError(stageID: stage.id, stageType: stage.typeName, underlying: error)
-                            group.cancelAll()
-                        }
-                    }
                 }
-                reports[completion.id] = report
+                if let error = finished(stage, completion, events: events), failure == nil {
+                    failure = error
+                    group.cancelAll()
+                }
                 // Drop each input once its last consumer is done.
                 for producer in stage.inputs.values {
                     consumers[producer, default: 1] -= 1
@@ -207,33 +235,39 @@ public struct Executor: Sendable {
         }
         available.removeAll()
 
-        let status: RunReport.Status = failure != nil ? .failed : (reports.values.allSatisfy { $0.status == .succeeded } ? .succeeded : .cancelled)
-        let report = RunReport(
-            runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: status,
-            startedAt: started, durationSeconds: (clock.now - runStart).seconds,
-            error: failure.map(\.description) ?? (status == .cancelled ? "run cancelled" : nil),
-            stages: plan.stages.map { reports[$0.id]! })
-        options.observer.runFinished(report: report)
-        return RunOutcome(report: report, outputs: status == .succeeded ? outputs : [:], failure: failure)
+        let launched = Set(ready[..<nextReady])
+        let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
+                                 notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
+                                 duration: clock.now - runStart, events: events)
+        return RunOutcome(report: report, outputs: report.status == .succeeded ? outputs : [:], failure: failure)
     }
 
     /// Runs one stage alone (`--only`): its inputs are read from the store, where the
     /// same plan must have put them (their fingerprints must match), and its output
     /// goes to the store.
     public func runOnly(_ id: String) async -> RunOutcome {
+        let clock = ContinuousClock()
+        let runStart = clock.now
         let started = Date()
-        func failed(_ message: String) -> RunOutcome {
-            let report = RunReport(runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: .failed,
-                                   startedAt: started, durationSeconds: 0, error: message, stages: [])
-            options.observer.stageFailed(id: id, type: plan.stage(id)?.typeName ?? "?", attempt: 0,
-                                         error: StageFailure(message, retryable: false), retryIn: nil)
-            options.observer.runFinished(report: report)
-            return RunOutcome(report: report, outputs: [:], failure: StageExecutionError(stageID: id, stageType: plan.stage(id)?.typeName ?? "?",
-                                                                                          underlying: StageFailure(message, retryable: false)))
+        let events = Events(handler: options.events)
+        guard let stage = plan.stage(id) else {
+            // The CLI checks the id first; a program that embeds the executor gets a report too.
+            runStarted([], events: events)
+            let failure = PipelineError("no stage '\(FilePaths.printable(id))' in \(plan.file)", retryable: false, code: .inputNotStored)
+            return RunOutcome(report: runFinished(failure: failure, allSucceeded: false, notRun: [], duration: clock.now - runStart,
+                                                  events: events),
+                              outputs: [:], failure: failure)
         }
-        guard let stage = plan.stage(id) else { return failed("no stage '\(id)' in \(plan.file)") }
+        runStarted([stage], events: events)
+        func failed(_ message: String, code: PipelineError.Code = .inputNotStored) -> RunOutcome {
+            let completion = Completion(id: id, result: .failure(PipelineError(message, retryable: false, code: code)), attempts: 0,
+                                        startedAt: started, duration: clock.now - runStart)
+            let failure = finished(stage, completion, events: events)
+            return RunOutcome(report: runFinished(failure: failure, allSucceeded: false, notRun: [], duration: clock.now - runStart,
+                                                  events: events),
+                              outputs: [:], failure: failure)
+        }
         guard let store = options.store else { return failed("--only needs an artifact store for its inputs and output") }
-        if let refused = refusingUnstorableOutputs(of: [stage] + stage.inputs.values.compactMap(plan.stage)) { return refused }
         let fingerprints = self.fingerprints
         var inputs: [String: any Artifact] = [:]
         for (port, producer) in stage.inputs.sorted(by: { $0.key < $1.key }) {
@@ -252,34 +286,17 @@ public struct Executor: Sendable {
                 }
                 inputs[port] = artifact
             } catch {
-                return failed("cannot read the output of stage '\(producer)': \(ErrorDescription.readable(error))")
+                return failed("cannot read the output of stage '\(producer)': \(ErrorDescription.readable(error))",
+                              code: PipelineError(error).code)
             }
         }
-        options.observer.runStarted(plan: plan, runID: options.runID, seed: options.seed)
-        let completion = await execute(stage, inputs: StageInputs(inputs), fingerprints: fingerprints)
-        var report = StageReport(id: stage.id, type: stage.typeName, status: .succeeded, attempts: completion.attempts,
-                                 startedAt: completion.startedAt, durationSeconds: completion.duration.seconds,
-                                 seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
-                                 parameters: stage.parameters.values.mapValues(\.jsonValue), reused: completion.reused ? true : nil)
-        var failure: StageExecutionError?
+        let completion = await execute(stage, inputs: StageInputs(inputs), fingerprints: fingerprints, events: events)
+        let failure = finished(stage, completion, events: events)
         var outputs: [String: any Artifact] = [:]
-        switch completion.result {
-        case .success(let artifact):
-            let summary = artifact.summary()
-            report.output = summary
-            outputs[id] = artifact
-            options.observer.stageSucceeded(id: id, type: stage.typeName, duration: completion.duration, output: summary)
-        case .failure(let error):
-            report.status = error is CancellationError ? .cancelled : .failed
-            report.error = ErrorDescription.readable(error)
-            if !(error is CancellationError) { failure = StageExecutionError(stageID: id, stageType: stage.typeName, underlying: error) }
-        }
-        let status: RunReport.Status = failure != nil ? .failed : (report.status == .succeeded ? .succeeded : .cancelled)
-        let runReport = RunReport(runID: options.runID, seed: options.seed, pipeline: plan.name, file: plan.file, status: status,
-                                  startedAt: started, durationSeconds: Date().timeIntervalSince(started),
-                                  error: failure.map(\.description), stages: [report])
-        options.observer.runFinished(report: runReport)
-        return RunOutcome(report: runReport, outputs: status == .succeeded ? outputs : [:], failure: failure)
+        if case .success(let artifact) = completion.result { outputs[id] = artifact }
+        let succeeded = failure == nil && !outputs.isEmpty
+        let report = runFinished(failure: failure, allSucceeded: succeeded, notRun: [], duration: clock.now - runStart, events: events)
+        return RunOutcome(report: report, outputs: succeeded ? outputs : [:], failure: failure)
     }
 
     /// The seed a stage runs with: its own `seed` parameter, or one derived from the run seed.
@@ -299,11 +316,14 @@ public struct Executor: Sendable {
 
     /// Runs one stage with its retries, or reuses its stored output; persists what it
     /// computes when there is a store. Never throws.
-    private func execute(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String]) async -> Completion {
+    private func execute(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String], events: Events) async -> Completion {
         let clock = ContinuousClock()
         let startedAt = Date()
         let start = clock.now
         let runID = options.runID
+        func log(_ level: Logger.Level, _ message: String) {
+            events.emit(.log(RunEvent.LogRecord(level: level, message: message, stage: stage.id)))
+        }
         if options.reuse, let store = options.store,
            let stored = try? await Blocking.run({ try store.manifest(runID: runID, stage: stage.id) }),
            stored.fingerprint == fingerprints[stage.id] {
@@ -314,63 +334,72 @@ public struct Executor: Sendable {
                     // if that is still there as recorded.
                     switch try await stage.type.verifyStored(artifact, parameters: stage.parameters) {
                     case .nothingToVerify, .verified:
-                        options.logger.info("\(stage.id): reusing its stored output (unchanged stage, parameters and inputs)")
                         return Completion(id: stage.id, result: .success(artifact), attempts: 0, startedAt: startedAt,
                                           duration: clock.now - start, reused: true)
                     case .changed(let reason):
-                        options.logger.warning("\(stage.id): stored output cannot be reused (\(reason)); running the stage again")
+                        log(.warning, "stored output cannot be reused (\(reason)); running the stage again")
                     }
                 }
             } catch {
-                options.logger.warning("\(stage.id): stored output cannot be reused (\(ErrorDescription.readable(error))); running the stage again")
+                log(.warning, "stored output cannot be reused (\(ErrorDescription.readable(error))); running the stage again")
             }
         }
-        var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start)
+        var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start, events: events)
         if case .success(let artifact) = completion.result, let store = options.store {
             let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
-                try await Blocking.run { try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs) }
+                let saved = try await Blocking.run { () throws -> ArtifactManifest? in
+                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs)
+                    return try store.manifest(runID: runID, stage: stage.id)
+                }
+                if let saved {
+                    events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
+                                                                       byteCount: saved.byteCount, sha256: saved.sha256)))
+                }
             } catch {
-                completion.result = .failure(StageFailure("cannot store the output in \(store): \(ErrorDescription.readable(error))"))
+                let cause = PipelineError(error)
+                completion.result = .failure(PipelineError("cannot store the output in \(store): \(cause.message)",
+                                                           retryable: cause.isRetryable, code: .storeIO))
             }
         }
         return completion
     }
 
-    private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant) async -> Completion {
+    private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant,
+                         events: Events) async -> Completion {
         let clock = ContinuousClock()
         var values = templateValues
         values["stage"] = stage.id
-        var logger = options.logger
-        logger[metadataKey: "stage"] = "\(stage.id)"
+        var logger = Logger(label: "pipeline.stage") { _ in
+            EventLogHandler(stage: stage.id, events: events.handler, logLevel: options.logLevel)
+        }
+        logger.logLevel = options.logLevel
         var attempt = 0
         while true {
             attempt += 1
-            let observer = options.observer
             let id = stage.id
             let context = StageContext(
                 stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
                 concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
                 pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file),
-                progress: { fraction in observer.stageProgress(id: id, fraction: fraction) })
-            observer.stageStarted(id: stage.id, type: stage.typeName, attempt: attempt)
+                progress: { fraction in events.emit(.stageProgress(RunEvent.StageProgress(stage: id, fraction: fraction))) })
+            events.emit(.stageStarted(RunEvent.StageStarted(stage: stage.id, type: stage.typeName, attempt: attempt)))
             do {
                 let artifact = try await runAttempt(stage, inputs: inputs, context: context)
                 return Completion(id: stage.id, result: .success(artifact), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             } catch {
                 let cancelled = Task.isCancelled || error is CancellationError
-                let retryable = !cancelled && ((error as? StageFailure)?.isRetryable ?? true) && attempt <= stage.retry.count
-                let wait = retryable ? stage.retry.delay(beforeRetry: attempt) : nil
-                if !cancelled {
-                    observer.stageFailed(id: stage.id, type: stage.typeName, attempt: attempt, error: error, retryIn: wait)
-                }
-                if let wait {
+                let failure = PipelineError(error, stage: stage.id, stageType: stage.typeName)
+                if !cancelled && failure.isRetryable && attempt <= stage.retry.count {
+                    let wait = stage.retry.delay(beforeRetry: attempt)
+                    events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt,
+                                                                      error: failure, delay: wait)))
                     do {
                         try await Task.sleep(for: wait)
                         continue
                     } catch {}
                 }
-                let result: any Error = cancelled || Task.isCancelled ? CancellationError() : error
+                let result: any Error = cancelled || Task.isCancelled ? CancellationError() : failure
                 return Completion(id: stage.id, result: .failure(result), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             }
         }
@@ -395,8 +424,8 @@ public struct Executor: Sendable {
             artifact = try await stage.instance.run(inputs: inputs, context: context)
         }
         guard artifact.artifactType == stage.outputType else {
-            throw StageFailure("returned \(artifact.artifactType), but its spec promised \(stage.outputType) (a bug in the stage type)",
-                               retryable: false)
+            throw PipelineError("returned \(artifact.artifactType), but its spec promised \(stage.outputType) (a bug in the stage type)",
+                                retryable: false, code: .stageBug)
         }
         return artifact
     }

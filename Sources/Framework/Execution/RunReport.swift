@@ -15,6 +15,8 @@ public struct RunReport: Sendable, Codable {
     public var durationSeconds: Double
     /// The message of the failure that ended the run, if any.
     public var error: String?
+    /// The failure's code (`PipelineError.Code`), for programs.
+    public var errorCode: PipelineError.Code?
     public var stages: [StageReport]
     /// The version of the runner that made the report (`RunnerVersion.current`).
     public var runnerVersion: String = RunnerVersion.current
@@ -36,7 +38,7 @@ public struct RunReport: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
-        case durationSeconds = "duration_seconds", error, stages, runnerVersion = "runner_version", invocation
+        case durationSeconds = "duration_seconds", error, errorCode = "error_code", stages, runnerVersion = "runner_version", invocation
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.
@@ -67,11 +69,15 @@ public struct StageReport: Sendable, Codable {
     public var parameters: [String: JSONValue]
     public var output: ArtifactSummary?
     public var error: String?
+    /// The failure's code (`PipelineError.Code`), for programs.
+    public var errorCode: PipelineError.Code?
+    /// Whether the failure was one a retry could help with.
+    public var retryable: Bool?
     /// True when the output came from the artifact store instead of a run.
     public var reused: Bool?
 
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
-        case seed, parameters, output, error, reused
+        case seed, parameters, output, error, errorCode = "error_code", retryable, reused
     }
 }

@@ -26,18 +26,3 @@ public struct StageInputs: Sendable {
     /// The artifact on the default port `input`.
     public var input: (any Artifact)? { artifacts[InputPort.defaultName] }
 }
-
-/// An error a stage throws with a message for the user.
-public struct StageFailure: Error, Sendable, CustomStringConvertible {
-    public var message: String
-    /// False when retrying cannot help (bad data, a file that exists); the executor
-    /// then fails at once even when `retries` is set.
-    public var isRetryable: Bool
-
-    public init(_ message: String, retryable: Bool = true) {
-        self.message = message
-        self.isRetryable = retryable
-    }
-
-    public var description: String { message }
-}

@@ -205,7 +205,7 @@ public struct ArtifactCodecs: Sendable {
     public func unstorableOutput(_ stages: [PlannedStage]) -> (stage: PlannedStage, reason: String)? {
         guard let stage = stages.first(where: { byName[$0.outputType.name] == nil }) else { return nil }
         let type = stage.outputType.name
-        return (stage, "not run: its output type \(type) has no codec, so the artifact store cannot hold it; "
+        return (stage, "its output type \(type) has no codec, so the store cannot hold it; "
             + Self.registrationHelp(type) + ", or run without an artifact store")
     }
 

@@ -109,6 +109,8 @@ public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
         public static let unknownRun = Code(rawValue: "unknown_run")
         /// A run's `run.json` cannot be read: not JSON, or no seed.
         public static let damagedRun = Code(rawValue: "damaged_run")
+        /// A stage's output type has no codec (`ArtifactCodec`), so a run with a store cannot hold it.
+        public static let noCodec = Code(rawValue: "no_codec")
 
         public var description: String { rawValue }
     }

@@ -37,15 +37,16 @@ public enum AtomicFile {
                              fill: (_ descriptor: Int32, _ temporaryPath: String) throws -> Void) throws {
         let (directory, name) = FilePaths.split(path)
         guard FilePaths.isBareName(name) else {
-            throw StageFailure("'\(FilePaths.printable(path))' does not name a file", retryable: false)
+            throw StageFailure("'\(FilePaths.printable(path))' does not name a file", retryable: false, code: .invalidParameter)
         }
         if !overwrite, access(path, F_OK) == 0 {
-            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
+            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
+                                       code: .outputExists)
         }
         do {
             try FilePaths.createDirectories(directory)
         } catch {
-            throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false)
+            throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false, code: .io)
         }
         let (descriptor, temporary) = try createTemporary(in: directory, for: name)
         let registration = Cleanup.registerTemporary(temporary)
@@ -68,7 +69,8 @@ public enum AtomicFile {
             // link() fails with EEXIST if the target appeared meanwhile: no overwrite race.
             if link(temporary, path) != 0 {
                 if errno == EEXIST {
-                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false)
+                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
+                                       code: .outputExists)
                 }
                 throw SystemError("move into place", path: path)
             }
@@ -96,9 +98,9 @@ public enum AtomicFile {
             let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
             if descriptor >= 0 { return (descriptor, temporary) }
             if errno == EEXIST || errno == EINTR { continue }
-            throw StageFailure(SystemError("create a temporary file in", path: directory).description, retryable: false)
+            throw SystemError("create a temporary file in", path: directory)
         }
-        throw StageFailure("cannot create a temporary file in '\(directory)': every name tried exists", retryable: false)
+        throw StageFailure("cannot create a temporary file in '\(directory)': every name tried exists", retryable: false, code: .io)
     }
 }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The one rendering of an error for people: console lines, the report's `error`
-/// fields, `StageExecutionError.description`.
+/// fields, `PipelineError` messages.
 ///
 /// Foundation's errors print as `Error Domain=NSCocoaErrorDomain Code=260 ...
 /// UserInfo={...}`; here they become a short line in the style of `SystemError`:

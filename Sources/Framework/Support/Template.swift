@@ -36,11 +36,12 @@ public enum Template {
             guard failure == nil else { return }
             guard let value = values[placeholder.name] else {
                 failure = StageFailure("template '\(template)' uses '{\(placeholder.name)}', which has no value here; known: "
-                    + values.keys.sorted().joined(separator: ", "), retryable: false)
+                    + values.keys.sorted().joined(separator: ", "), retryable: false, code: .invalidParameter)
                 return
             }
             if pathSafe, let problem = pathSafetyProblem(value) {
-                failure = StageFailure("value '\(escaped(value))' for '{\(placeholder.name)}' in '\(template)' \(problem)", retryable: false)
+                failure = StageFailure("value '\(escaped(value))' for '{\(placeholder.name)}' in '\(template)' \(problem)", retryable: false,
+                                       code: .invalidParameter)
                 return
             }
             output += value

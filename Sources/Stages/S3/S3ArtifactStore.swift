@@ -54,11 +54,7 @@ public struct S3ArtifactStore: ArtifactStore {
         let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: [("Content-Type", contentType)],
                               checksum: true, overwrite: true, partSize: partSize, concurrency: concurrency,
                               context: .forStore(stageID: stage, runID: runID), sessions: sessions)
-        do {
-            _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: CancelFlag())
-        } catch let error as S3Error {
-            throw ArtifactStoreError(message: error.description)
-        }
+        _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: CancelFlag())
     }
 
     /// Sends one request on one of the store's connections.

@@ -116,14 +116,9 @@ public struct S3Stage: Stage {
         if let storageClass { headers.append(("x-amz-storage-class", storageClass)) }
         let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: headers, checksum: checksum,
                               overwrite: overwrite, partSize: partSize, concurrency: concurrency, context: context)
-        let result: S3Upload.Result
-        do {
-            result = try await upload.run(multipart: bytes.count > multipartThreshold)
-        } catch let error as S3Error {
-            // The client already retried what could pass; the stage's own 'retries'
-            // only repeat transient failures.
-            throw StageFailure(error.description, retryable: error.isTransient)
-        }
+        // The client already retried what could pass; the stage's own 'retries' only
+        // repeat transient failures (an S3Error is retryable when it is transient).
+        let result = try await upload.run(multipart: bytes.count > multipartThreshold)
         context.logger.debug("uploaded \(bytes.count) bytes to s3://\(bucket)/\(key) (ETag \(result.etag))")
         return StoredObject(uri: "s3://\(bucket)/\(key)", byteCount: bytes.count, sha256: artifact.sha256,
                             mediaType: contentType ?? artifact.mediaType, etag: result.etag, versionID: result.versionID)

@@ -216,7 +216,7 @@ typealias Marked = MarkedSource
 
 /// Runs a plan and returns the outcome.
 func run(_ plan: Plan, jobs: Int = 4, seed: UInt64 = 1) async -> RunOutcome {
-    await Executor(plan: plan, options: RunOptions(runID: "test-run", seed: seed, jobs: jobs)).run()
+    await Executor(plan: plan, options: RunOptions(runID: "test-run", seed: seed, jobs: jobs, events: IgnoredEvents())).run()
 }
 
 extension Result {

@@ -1,0 +1,78 @@
+import Foundation
+
+/// Builds a run's report by folding its events: the report says what the event
+/// stream said, nothing more. The executor feeds one to every run; a program can
+/// feed another the same events (e.g. replayed from JSON logs).
+public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
+    private let lock = NSLock()
+    private var report: RunReport?
+    private var index: [String: Int] = [:]
+
+    public init() {}
+
+    /// The report as the events so far describe it; nil before `runStarted`.
+    public var current: RunReport? {
+        lock.withLock { report }
+    }
+
+    public func handle(_ event: RunEvent) {
+        lock.withLock { fold(event) }
+    }
+
+    private func fold(_ event: RunEvent) {
+        if case .runStarted(let started) = event.kind {
+            report = RunReport(
+                runID: started.runID, seed: started.seed, pipeline: started.pipeline, file: started.file, status: .cancelled,
+                startedAt: event.time, durationSeconds: 0,
+                stages: started.stages.map {
+                    StageReport(id: $0.id, type: $0.type, status: .skipped, attempts: 0, seed: $0.seed, parameters: $0.parameters)
+                })
+            index = Dictionary(started.stages.enumerated().map { ($1.id, $0) }) { first, _ in first }
+            return
+        }
+        guard report != nil else { return }
+        func update(_ id: String, _ change: (inout StageReport) -> Void) {
+            guard let position = index[id] else { return }
+            change(&report!.stages[position])
+        }
+        func ended(_ id: String, _ status: StageReport.Status, _ attempts: Int, _ startedAt: Date, _ duration: Duration,
+                   _ change: (inout StageReport) -> Void) {
+            update(id) { stage in
+                stage.status = status
+                stage.attempts = attempts
+                stage.startedAt = startedAt
+                stage.durationSeconds = duration.seconds
+                change(&stage)
+            }
+        }
+        switch event.kind {
+        case .runStarted, .stageProgress, .log, .artifactStored:
+            break
+        case .stageStarted(let started):
+            update(started.stage) { stage in
+                if stage.startedAt == nil { stage.startedAt = event.time }
+                stage.attempts = started.attempt
+            }
+        case .stageRetrying(let retrying):
+            update(retrying.stage) { $0.attempts = retrying.attempt }
+        case .stageSucceeded(let finished):
+            ended(finished.stage, .succeeded, finished.attempts, finished.startedAt, finished.duration) { stage in
+                stage.output = finished.output
+                stage.reused = finished.reused ? true : nil
+            }
+        case .stageFailed(let failed):
+            ended(failed.stage, .failed, failed.attempts, failed.startedAt, failed.duration) { stage in
+                stage.error = failed.error.description
+                stage.errorCode = failed.error.code
+                stage.retryable = failed.error.isRetryable
+            }
+        case .stageCancelled(let cancelled):
+            ended(cancelled.stage, .cancelled, cancelled.attempts, cancelled.startedAt, cancelled.duration) { _ in }
+        case .runFinished(let finished):
+            report!.status = finished.status
+            report!.durationSeconds = finished.duration.seconds
+            report!.error = finished.error?.summary ?? (finished.status == .cancelled ? "run cancelled" : nil)
+            report!.errorCode = finished.error?.code ?? (finished.status == .cancelled ? .cancelled : nil)
+        }
+    }
+}

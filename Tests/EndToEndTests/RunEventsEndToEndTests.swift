@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+/// What the runner prints comes from the run's events: every failure with its stage
+/// and reason, the stages that did not run, and in JSON each event's name and code.
+@Suite struct RunEventsEndToEndTests {
+    /// A run whose first stage cannot be stored: `store/blocked/generate` is a file
+    /// where the store wants the stage's directory.
+    func blockedRun(_ extra: [String]) throws -> (RunnerProcess.Result, URL) {
+        let directory = try temporaryDirectory()
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("store/blocked"), withIntermediateDirectories: true)
+        try Data().write(to: directory.appendingPathComponent("store/blocked/generate"))
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        let result = try RunnerProcess.run([path, "--set", "params.size=32", "--run-id", "blocked", "--artifact-store", "store",
+                                            "--report", "report.json"] + extra, in: directory)
+        return (result, directory)
+    }
+
+    @Test func storeWriteFailuresArePrintedWithTheStageAndTheStagesNotRun() throws {
+        let (result, directory) = try blockedRun([])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(result.status == 1)
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("error: stage 'generate' (poisson) failed: cannot store the output in ") }, "\(result.stderr)")
+        #expect(lines.contains { $0.hasPrefix("error: run blocked failed after ") && $0.hasSuffix("; not run: normalize, encode, store") },
+                "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("report.json"))) as? [String: Any]
+        #expect(report?["error_code"] as? String == "store_io")
+        let stages = report?["stages"] as? [[String: Any]] ?? []
+        #expect(stages.first?["error_code"] as? String == "store_io")
+        #expect(stages.dropFirst().allSatisfy { $0["status"] as? String == "skipped" })
+    }
+
+    @Test func jsonLogsAreTheEventsWithTheirCodes() throws {
+        let (result, directory) = try blockedRun(["--log-format", "json"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(result.status == 1)
+        let objects = result.stderr.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(objects.count == result.stderr.split(separator: "\n").count, "not all lines are JSON: \(result.stderr)")
+        #expect(objects.map { $0["event"] as? String ?? "?" } == ["run_started", "stage_started", "stage_failed", "run_finished"])
+        let failed = try #require(objects.first { $0["event"] as? String == "stage_failed" })
+        #expect(failed["stage"] as? String == "generate" && failed["error_code"] as? String == "store_io")
+        #expect(failed["level"] as? String == "error")
+        let finished = try #require(objects.last)
+        #expect(finished["not_run"] as? [String] == ["normalize", "encode", "store"])
+        #expect(finished["status"] as? String == "failed")
+    }
+}
