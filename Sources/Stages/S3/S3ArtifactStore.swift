@@ -61,7 +61,7 @@ public struct S3ArtifactStore: ArtifactStore {
     private func send(_ operation: String, method: String, key: String, query: [(name: String, value: String)] = [],
                       client: S3Client? = nil) throws -> HTTPResponse {
         try sessions.withSession { session in
-            try (client ?? self.client).send("\(operation) \(description)/\(key)", method: method, bucket: bucket, key: key, query: query,
+            try (client ?? self.client).send("\(operation) s3://\(bucket)/\(key)", method: method, bucket: bucket, key: key, query: query,
                                              session: session)
         }
     }
@@ -85,16 +85,16 @@ public struct S3ArtifactStore: ArtifactStore {
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
         let name = key(runID, stage, "manifest.json")
-        return try get(key: name).map { try ArtifactCodec.decodeManifest($0, name: "\(description)/\(name)") }
+        return try get(key: name).map { try ArtifactCodec.decodeManifest($0, name: "s3://\(bucket)/\(name)") }
     }
 
     public func read(runID: String, stage: String) throws -> (data: Data, manifest: ArtifactManifest)? {
         guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
         let name = key(runID, stage, manifest.file)
         guard let data = try get(key: name) else {
-            throw ArtifactStoreError(message: "\(description)/\(name) is missing, though its manifest is there")
+            throw ArtifactStoreError(message: "s3://\(bucket)/\(name) is missing, though its manifest is there")
         }
-        try manifest.check(data, name: "\(description)/\(name)")
+        try manifest.check(data, name: "s3://\(bucket)/\(name)")
         return (data, manifest)
     }
 

@@ -18,7 +18,8 @@ public final class Report: BytesArtifact {
 
     /// A report holding `bytes`, which must be a JSON object (`ReportError` otherwise).
     public init(json bytes: SharedBytes) throws {
-        guard (try? bytes.withUnsafeBytes { try JSONSerialization.jsonObject(with: Data($0)) }) is [String: Any] else {
+        let object = try? JSONSerialization.jsonObject(with: bytes.withUnsafeBytes { Data($0) })
+        guard object is [String: Any] else {
             throw ReportError(message: "not a JSON object (\(bytes.count) bytes)")
         }
         self.bytes = bytes
