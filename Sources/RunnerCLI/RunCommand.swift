@@ -110,6 +110,14 @@ struct RunCommand: AsyncParsableCommand {
             console.log(.error, "--only: no stage '\(FilePaths.printable(only))' in \(pipeline.file)\n  help: \(help)")
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
+        // What the stages need from outside (credentials, a writable directory) is
+        // there, before any of them starts: a run that cannot finish fails now.
+        let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
+        if let failure = plan.failures(in: access).first {
+            console.log(.error, "\(failure); nothing was run", ["event": .string("access_check_failed"), "stage": .string(failure.stageID),
+                                                               "type": .string(failure.stageType), "error": .string(failure.reason)])
+            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+        }
         if let artifactStore {
             do {
                 // Chosen by URI scheme: a plain path or file:// is a directory, s3:// a bucket.

@@ -131,9 +131,23 @@ struct ValidateCommand: AsyncParsableCommand {
 
     @OptionGroup var pipeline: PipelineOptions
 
+    @Flag(help: "Also check what the stages need from outside: credentials, endpoints, buckets (one cheap request each), directories.")
+    var checkAccess = false
+
     func run() async throws {
         let plan = try pipeline.plan()
         print("\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): \(plan.stages.map(\.id).joined(separator: ", "))")
+        guard checkAccess else { return }
+        let results = await plan.checkAccess(depth: .deep)
+        for stage in plan.stages {
+            guard case .success(let report)? = results[stage.id], report.checked else { continue }
+            print("  \(FilePaths.printable(stage.id)) (\(stage.typeName)): access ok: \(report.summary)")
+        }
+        let failures = plan.failures(in: results)
+        for failure in failures {
+            FileHandle.standardError.write(Data("error: \(failure)\n".utf8))
+        }
+        if !failures.isEmpty { throw ExitCode(RunnerMain.ExitStatus.stageFailed) }
     }
 }
 

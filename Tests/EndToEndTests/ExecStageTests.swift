@@ -184,6 +184,33 @@ import TestFixtures
         #expect(result.stderr.contains("command 'no-such-program-here' not found"))
     }
 
+    /// The shell's exit status says what went wrong, whatever its stderr says (or its
+    /// language): 127 a command not found, 126 one that cannot be run; other statuses
+    /// get no such hint, even when the text says "not found".
+    @Test func shellStatusesChooseTheHint() throws {
+        let cases: [(with: String, expected: String, unexpected: String)] = [
+            ("{command: ['echo gone >&2; exit 127'], shell: true, output: Grid<UInt8>}",
+             "'sh -c' exited with status 127, which the shell gives when it cannot find a command", "status 126"),
+            ("{command: ['printf x > tool; ./tool'], shell: true, output: Grid<UInt8>}",
+             "'sh -c' exited with status 126, which the shell gives when it cannot run a command", "status 127"),
+            ("{command: [sh, -c, 'exit 127'], output: Grid<UInt8>}", "'sh' exited with status 127", "which the shell gives"),
+            ("{command: [sh, -c, 'echo file not found >&2; exit 3'], output: Grid<UInt8>}",
+             "'sh' exited with status 3; last lines of its stderr:\nfile not found", "which the shell gives"),
+        ]
+        for (with, expected, unexpected) in cases {
+            let yaml = """
+                stages:
+                  generate: {type: poisson, with: {width: 4, height: 4, lambda: 3}}
+                  run: {type: exec, input: generate, with: \(with)}
+                """
+            let (result, directory, _) = try run(yaml)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            #expect(result.status == 1)
+            #expect(result.stderr.contains(expected), "\(result.stderr)")
+            #expect(!result.stderr.contains(unexpected), "\(result.stderr)")
+        }
+    }
+
     @Test func declaredTypesAreCheckedBeforeAnythingRuns() throws {
         let yaml = """
             stages:

@@ -29,7 +29,7 @@ import TestFixtures
         #expect(result.status == 1, "\(result.stderr)")
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.count == 1, "\(result.stderr)")
-        #expect(result.stderr.contains("cannot use the artifact store s3://bucket/x: no AWS credentials found; looked in: "), "\(result.stderr)")
+        #expect(result.stderr.contains("cannot use the artifact store s3://bucket/x: no AWS credentials found; set AWS_ACCESS_KEY_ID"), "\(result.stderr)")
         #expect(!result.stderr.contains("started"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out").path))
     }

@@ -30,6 +30,9 @@
 /// - A stage whose output stands for a side effect (a sink's `StoredObject`)
 ///   implements `verifyStored(_:parameters:)`, so that a resumed run does not reuse
 ///   it when the file or object it names is gone or changed.
+/// - A stage that needs something outside the process (credentials, an endpoint, a
+///   bucket, a writable directory) implements `checkAccess(parameters:depth:)`, so
+///   that a run that cannot finish fails before any stage has done its work.
 public protocol Stage: Sendable {
     /// The static description of this stage type.
     static var spec: StageSpec { get }
@@ -54,11 +57,33 @@ public protocol Stage: Sendable {
     ///   - output: The stored output the run would reuse.
     ///   - parameters: The stage's checked parameters (e.g. an endpoint to ask).
     static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck
+
+    /// Checks, before a run starts, that what the stage will need outside the process
+    /// is there: credentials, an endpoint, a bucket, a directory it can write.
+    ///
+    /// `runner run` calls it with `.shallow` for every stage after planning and before
+    /// the first stage starts, so that a missing credential fails the run in a second
+    /// rather than after the compute; `runner validate --check-access` calls it with
+    /// `.deep`. The default has nothing to check. It must not need run-time templates
+    /// (`{run_id}` and the like have no value yet), must not change anything outside
+    /// the process, and returns facts for the run report (an endpoint, a region), never
+    /// secrets. It throws an error whose description says what is missing and how to
+    /// provide it; the caller names the stage.
+    ///
+    /// - Parameters:
+    ///   - parameters: The stage's checked parameters (defaults applied).
+    ///   - depth: `.shallow` resolves what needs no network; `.deep` may also make one
+    ///     cheap request proving that the credentials work and the target exists.
+    static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport
 }
 
 extension Stage {
     public static func verifyStored(_ output: any Artifact, parameters: Parameters) async throws -> StoredOutputCheck {
         .nothingToVerify
+    }
+
+    public static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
+        .nothingToCheck
     }
 }
 
@@ -77,11 +102,18 @@ public struct StageType: Sendable {
     public let spec: StageSpec
     let make: @Sendable (Parameters) throws -> any Stage
     let verify: @Sendable (any Artifact, Parameters) async throws -> StoredOutputCheck
+    let access: @Sendable (Parameters, AccessCheckDepth) async throws -> AccessReport
 
     public init<S: Stage>(_ type: S.Type) {
         self.spec = S.spec
         self.make = { try S(parameters: $0) }
         self.verify = { try await S.verifyStored($0, parameters: $1) }
+        self.access = { try await S.checkAccess(parameters: $0, depth: $1) }
+    }
+
+    /// The stage type's `checkAccess(parameters:depth:)`.
+    public func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
+        try await access(parameters, depth)
     }
 
     /// The stage type's `verifyStored(_:parameters:)`.

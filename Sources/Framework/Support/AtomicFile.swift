@@ -19,17 +19,26 @@ public enum AtomicFile {
 
     /// Writes `buffer` to `path`. Without `overwrite` an existing file is never
     /// replaced (the move is a hard link, which fails if the target exists).
-    public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false }) throws {
+    /// `written` receives the bytes written so far after each write of at most
+    /// `writeSize` bytes (before the flush to disk); `isCancelled` is polled between them.
+    public static func write(_ buffer: UnsafeRawBufferPointer, to path: String, overwrite: Bool, isCancelled: () -> Bool = { false },
+                             written: (Int) -> Void = { _ in }) throws {
         try write(to: path, overwrite: overwrite, isCancelled: isCancelled) { descriptor, temporary in
             var offset = 0
             while offset < buffer.count {
-                let written = try retryingOnInterrupt("write", path: temporary) {
-                    Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30)))
+                if isCancelled() { throw CancellationError() }
+                let count = try retryingOnInterrupt("write", path: temporary) {
+                    Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, writeSize)))
                 }
-                offset += Int(written)
+                offset += Int(count)
+                written(offset)
             }
         }
     }
+
+    /// The most bytes one `write` call of `write(_:to:overwrite:isCancelled:written:)`
+    /// passes: small enough for progress and cancellation between calls.
+    public static let writeSize = 1 << 20
 
     /// Writes what `fill` writes to the descriptor it is given (the temporary file's,
     /// whose path is the second argument) to `path`, atomically.

@@ -175,8 +175,15 @@ public struct ExecStage: Stage {
         if let signal = outcome.signal {
             throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)")
         }
-        if shell && outcome.status == 127 && outcome.lastErrorLines.contains(where: { $0.contains("not found") }) {
-            throw StageFailure("a command in '\(arguments[0])' was not found (check 'command' and PATH)\(stderrPart)", retryable: false)
+        // POSIX shells exit 127 when a command is not found and 126 when it is found
+        // but cannot be run: the status says it, whatever language the shell speaks.
+        if shell && outcome.status == 127 {
+            throw StageFailure("'sh -c' exited with status 127, which the shell gives when it cannot find a command: check the spelling "
+                + "of each command in '\(arguments[0])' and that its directory is on PATH\(stderrPart)", retryable: false)
+        }
+        if shell && outcome.status == 126 {
+            throw StageFailure("'sh -c' exited with status 126, which the shell gives when it cannot run a command: check that each program "
+                + "'\(arguments[0])' runs is executable (chmod +x) and is a binary or a script with a #! line\(stderrPart)", retryable: false)
         }
         guard outcome.status == 0 else {
             throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)")

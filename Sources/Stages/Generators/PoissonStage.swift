@@ -85,7 +85,7 @@ public struct PoissonStage: Stage {
         let rowsPerBlock = Self.rowsPerBlock(width: width)
         let blocks = (height + rowsPerBlock - 1) / rowsPerBlock
         let workers = max(1, min(context.concurrency, blocks))
-        let progress = BlockProgress(total: blocks, context: context)
+        let progress = RowProgress(total: blocks, report: { context.reportProgress($0) })
         return try await Grid<T>(width: width, height: height) { (buffer: UnsafeSendableBuffer<T>) in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<workers {
@@ -100,33 +100,12 @@ public struct PoissonStage: Stage {
                                 throw StageFailure("a sample (\(value)) does not fit in \(T.elementType.swiftName); use a wider dtype",
                                                    retryable: false)
                             }
-                            progress.advance()
+                            progress.add(1)
                         }
                     }
                 }
                 try await group.waitForAll()
             }
         }
-    }
-}
-
-/// Counts finished blocks from several tasks and reports the fraction.
-final class BlockProgress: @unchecked Sendable {
-    private let total: Int
-    private let context: StageContext
-    private let lock = NSLock()
-    private var done = 0
-
-    init(total: Int, context: StageContext) {
-        self.total = total
-        self.context = context
-    }
-
-    func advance() {
-        lock.lock()
-        done += 1
-        let fraction = Double(done) / Double(total)
-        lock.unlock()
-        context.reportProgress(fraction)
     }
 }

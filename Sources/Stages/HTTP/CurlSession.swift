@@ -40,6 +40,9 @@ public struct HTTPRequest: Sendable {
     public var lowSpeedTime: Duration = .seconds(30)
     /// Polled during the transfer; returning true aborts it (cancellation, timeouts).
     public var isCancelled: (@Sendable () -> Bool)?
+    /// Called during the transfer with the number of body bytes sent so far, when it
+    /// grew (from libcurl's progress callback; 0 again if a redirect resends the body).
+    public var bodySent: (@Sendable (Int64) -> Void)?
 
     public init(method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: HTTPBody? = nil,
                 timeout: Duration = .seconds(300), connectTimeout: Duration = .seconds(10)) {
@@ -192,6 +195,8 @@ public final class CurlSession {
         var received: [UInt8] = []
         var headers: [(name: String, value: String)] = []
         var isCancelled: (@Sendable () -> Bool)?
+        var bodySent: (@Sendable (Int64) -> Void)?
+        var uploaded: Int64 = 0
         /// Whether any byte of a response arrived, or any of the request left.
         var receivedAny = false
         var sentAny = false
@@ -215,6 +220,7 @@ public final class CurlSession {
         CCurl_easy_reset(handle)
         let transfer = Transfer(body: request.body)
         transfer.isCancelled = request.isCancelled
+        transfer.bodySent = request.bodySent
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
@@ -266,6 +272,10 @@ public final class CurlSession {
             try check(CCurl_setopt_progress(handle, { context, _, downloaded, _, uploaded in
                 let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                 transfer.moved(Int64(downloaded) + Int64(uploaded))
+                if let report = transfer.bodySent, Int64(uploaded) != transfer.uploaded {
+                    transfer.uploaded = Int64(uploaded)
+                    report(Int64(uploaded))
+                }
                 return transfer.isCancelled?() == true ? 1 : 0
             }))
             try check(CCurl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context))

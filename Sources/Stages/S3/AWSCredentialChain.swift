@@ -34,7 +34,29 @@ public struct AWSEnvironment: Sendable {
 /// A problem finding credentials, with where the chain looked.
 public struct AWSCredentialError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    /// When the chain found nothing: each place it looked and what it found there.
+    public var looked: [String] = []
+    /// When the chain found nothing: how to provide credentials.
+    public var remedy: String?
     public var description: String { message }
+}
+
+/// Where the chain found credentials, for logs and reports (never the keys).
+public enum AWSCredentialSource: Sendable, Hashable, CustomStringConvertible {
+    case environment
+    /// The shared credentials or config file, and the section read.
+    case sharedFile(path: String, section: String)
+    case containerEndpoint(url: String)
+    case instanceMetadata(role: String)
+
+    public var description: String {
+        switch self {
+        case .environment: "environment variables AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        case .sharedFile(let path, let section): "\(path) [\(section)]"
+        case .containerEndpoint(let url): "container credentials endpoint \(url)"
+        case .instanceMetadata(let role): "EC2 instance metadata role '\(role)'"
+        }
+    }
 }
 
 /// The credential chain in the order AWS SDKs use: environment variables, the shared
@@ -70,14 +92,23 @@ public final class AWSCredentialChain: @unchecked Sendable {
 
     /// Walks the chain once, without the cache.
     public func resolve(deadline: ContinuousClock.Instant? = nil, isCancelled: (@Sendable () -> Bool)? = nil) throws -> AWSCredentials {
+        try resolveWithSource(deadline: deadline, isCancelled: isCancelled).credentials
+    }
+
+    /// Walks the chain once, without the cache, and says where the credentials came
+    /// from. Throws `AWSCredentialError`, whose `looked` and `remedy` are set when the
+    /// chain found nothing.
+    public func resolveWithSource(deadline: ContinuousClock.Instant? = nil, isCancelled: (@Sendable () -> Bool)? = nil) throws
+        -> (credentials: AWSCredentials, source: AWSCredentialSource) {
         var looked: [String] = []
         let limits = RequestLimits(deadline: deadline, isCancelled: isCancelled)
-        if let found = try fromEnvironment(&looked) { return found }
+        if let found = try fromEnvironment(&looked) { return (found, .environment) }
         if let found = try fromSharedFiles(&looked) { return found }
         if let found = try fromContainer(&looked, limits: limits) { return found }
         if let found = try fromInstanceMetadata(&looked, limits: limits) { return found }
+        let remedy = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure a profile in \(environment.credentialsFile)"
         throw AWSCredentialError(message: "no AWS credentials found; looked in:\n" + looked.map { "  - \($0)" }.joined(separator: "\n")
-            + "\nset AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure a profile in \(environment.credentialsFile)")
+            + "\n" + remedy, looked: looked, remedy: remedy)
     }
 
     func fromEnvironment(_ looked: inout [String]) throws -> AWSCredentials? {
@@ -95,7 +126,7 @@ public final class AWSCredentialChain: @unchecked Sendable {
         }
     }
 
-    func fromSharedFiles(_ looked: inout [String]) throws -> AWSCredentials? {
+    func fromSharedFiles(_ looked: inout [String]) throws -> (AWSCredentials, AWSCredentialSource)? {
         let profile = environment.profile
         for (path, section) in [(environment.credentialsFile, profile), (environment.configFile, environment.configSection)] {
             guard FileManager.default.fileExists(atPath: path) else {
@@ -111,7 +142,8 @@ public final class AWSCredentialChain: @unchecked Sendable {
                 looked.append("\(path) [\(section)]: no aws_access_key_id / aws_secret_access_key")
                 continue
             }
-            return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: values["aws_session_token"])
+            return (AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: values["aws_session_token"]),
+                    .sharedFile(path: path, section: section))
         }
         return nil
     }
@@ -133,7 +165,7 @@ public final class AWSCredentialChain: @unchecked Sendable {
         }
     }
 
-    func fromContainer(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> AWSCredentials? {
+    func fromContainer(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> (AWSCredentials, AWSCredentialSource)? {
         let url: String
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] {
             url = "http://169.254.170.2" + relative
@@ -154,10 +186,10 @@ public final class AWSCredentialChain: @unchecked Sendable {
         }
         let response = try fetch(limits.apply(HTTPRequest(url: url, headers: headers, timeout: .seconds(5), connectTimeout: .seconds(2))),
                                  what: "container credentials endpoint \(url)")
-        return try Self.parseCredentialsJSON(response, source: "container credentials endpoint \(url)")
+        return (try Self.parseCredentialsJSON(response, source: "container credentials endpoint \(url)"), .containerEndpoint(url: url))
     }
 
-    func fromInstanceMetadata(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> AWSCredentials? {
+    func fromInstanceMetadata(_ looked: inout [String], limits: RequestLimits = RequestLimits()) throws -> (AWSCredentials, AWSCredentialSource)? {
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" {
             looked.append("EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED")
             return nil
@@ -191,7 +223,7 @@ public final class AWSCredentialChain: @unchecked Sendable {
         guard response.status == 200 else {
             throw AWSCredentialError(message: "EC2 instance metadata: credentials for role '\(role)' answered \(response.status)")
         }
-        return try Self.parseCredentialsJSON(response.body, source: "EC2 instance metadata role '\(role)'")
+        return (try Self.parseCredentialsJSON(response.body, source: "EC2 instance metadata role '\(role)'"), .instanceMetadata(role: String(role)))
     }
 
     private func fetch(_ request: HTTPRequest, what: String) throws -> [UInt8] {

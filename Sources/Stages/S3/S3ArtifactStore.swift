@@ -142,7 +142,9 @@ public struct S3ArtifactStore: ArtifactStore {
         do {
             _ = try client.credentials.credentials(deadline: deadline, isCancelled: { false })
         } catch let error as AWSCredentialError {
-            throw ArtifactStoreError(message: Self.oneLine(error.message))
+            // Nothing found anywhere: what to do first, then where the chain looked.
+            guard let remedy = error.remedy else { throw ArtifactStoreError(message: Self.oneLine(error.message)) }
+            throw ArtifactStoreError(message: "no AWS credentials found; " + remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
         }
         var configuration = client.configuration
         configuration.maxAttempts = 2

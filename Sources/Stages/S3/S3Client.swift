@@ -45,6 +45,11 @@ public struct S3Configuration: Sendable {
     /// An attempt during which no data moves for this long is abandoned (the server stalled).
     public var lowSpeedTime: Duration = .seconds(30)
 
+    /// `endpoint`, or AWS's endpoint for `region` when there is none.
+    public var resolvedEndpoint: String {
+        endpoint ?? "https://s3.\(region).amazonaws.com"
+    }
+
     public init(endpoint: String?, region: String, pathStyle: Bool) {
         self.endpoint = endpoint.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.region = region
@@ -66,7 +71,7 @@ public struct S3Client: Sendable {
 
     /// Scheme, host (with port) and path prefix for a bucket.
     func target(bucket: String, key: String) -> (url: String, host: String, path: String) {
-        let base = configuration.endpoint ?? "https://s3.\(configuration.region).amazonaws.com"
+        let base = configuration.resolvedEndpoint
         let schemeEnd = base.range(of: "://")?.upperBound ?? base.startIndex
         let scheme = String(base[..<schemeEnd])
         let authority = String(base[schemeEnd...])
@@ -84,11 +89,14 @@ public struct S3Client: Sendable {
     /// starts that could not run. Runs on the caller's thread and blocks it: call it
     /// from a thread of its own (`Blocking.run`), passing its flag as `isCancelled`,
     /// which aborts a transfer within about a second and ends the backoff waits.
+    /// `bodySent` receives the body bytes sent so far by the current attempt (each
+    /// retry starts again from 0).
     public func send(
         _ operation: String, method: String, bucket: String, key: String, query: [(name: String, value: String)] = [],
         headers: [(name: String, value: String)] = [], body: HTTPBody? = nil, payloadHash: String? = nil,
         deadline: ContinuousClock.Instant? = nil,
-        session: CurlSession, isCancelled: @escaping @Sendable () -> Bool = { Task.isCancelled }
+        session: CurlSession, isCancelled: @escaping @Sendable () -> Bool = { Task.isCancelled },
+        bodySent: (@Sendable (Int64) -> Void)? = nil
     ) throws -> HTTPResponse {
         let (base, host, path) = target(bucket: bucket, key: key)
         let hash = payloadHash ?? body.map { $0.withUnsafeBytes(SigV4.payloadHash) } ?? SigV4.emptyPayloadHash
@@ -120,6 +128,7 @@ public struct S3Client: Sendable {
                     timeout: limits.timeout, connectTimeout: limits.connectTimeout)
                 http.lowSpeedTime = limits.lowSpeedTime
                 http.isCancelled = isCancelled
+                http.bodySent = bodySent
                 let response = try session.perform(http)
                 if (200..<300).contains(response.status), !Self.isErrorDocument(response) {
                     return response

@@ -44,11 +44,9 @@ public struct S3Stage: Stage {
         inputs: [InputPort(accepts: .having(.bytes), doc: "bytes to upload, e.g. an EncodedImage")],
         output: .fixed(.storedObject))
 
+    let parameters: Parameters
     let bucket: String
     let keyTemplate: String
-    let region: String?
-    let endpoint: String?
-    let addressing: String
     let contentType: String?
     let metadata: [String: String]
     let storageClass: String?
@@ -59,11 +57,9 @@ public struct S3Stage: Stage {
     let overwrite: Bool
 
     public init(parameters: Parameters) throws {
+        self.parameters = parameters
         bucket = parameters.string("bucket")
         keyTemplate = parameters.string("key")
-        region = parameters.optionalString("region")
-        endpoint = parameters.optionalString("endpoint")
-        addressing = parameters.string("addressing")
         contentType = parameters.optionalString("content_type")
         metadata = parameters.mapping("metadata") ?? [:]
         storageClass = parameters.optionalString("storage_class")
@@ -75,12 +71,32 @@ public struct S3Stage: Stage {
         if let problem = Self.bucketNameProblem(bucket) {
             throw ParameterError("bucket", "is '\(bucket)', which \(problem)", help: "bucket names are 3-63 characters: a-z, 0-9, '.' and '-'")
         }
-        if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+        if let endpoint = parameters.optionalString("endpoint"), !Self.isHTTPURL(endpoint) {
             throw ParameterError("endpoint", "must start with http:// or https://, got '\(endpoint)'")
         }
         for name in metadata.keys where !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
             throw ParameterError("metadata", "name '\(name)' must be ASCII letters, digits, '-' or '_'")
         }
+    }
+
+    static func isHTTPURL(_ text: String) -> Bool {
+        text.hasPrefix("http://") || text.hasPrefix("https://")
+    }
+
+    /// Where the stage's requests go: the endpoint ('endpoint', AWS_ENDPOINT_URL_S3,
+    /// AWS_ENDPOINT_URL, else AWS's), the region ('region', AWS_REGION,
+    /// AWS_DEFAULT_REGION, the profile, else us-east-1) and the addressing.
+    static func configuration(parameters: Parameters, environment: AWSEnvironment) -> S3Configuration {
+        let endpoint = parameters.optionalString("endpoint") ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
+        let region = parameters.optionalString("region") ?? environment.region ?? "us-east-1"
+        let addressing = parameters.optionalString("addressing") ?? "auto"
+        return S3Configuration(endpoint: endpoint, region: region, pathStyle: addressing == "path" || (addressing == "auto" && endpoint != nil))
+    }
+
+    /// A client for the stage's endpoint and region, with the standard credential chain.
+    static func client(parameters: Parameters, environment: AWSEnvironment = AWSEnvironment()) -> S3Client {
+        S3Client(configuration: configuration(parameters: parameters, environment: environment),
+                 credentials: AWSCredentialChain(environment: environment))
     }
 
     static func bucketNameProblem(_ name: String) -> String? {
@@ -102,12 +118,7 @@ public struct S3Stage: Stage {
         guard !key.isEmpty, key.utf8.count <= 1024 else {
             throw StageFailure("object key must be 1 to 1024 bytes long, got \(key.utf8.count)", retryable: false)
         }
-        let environment = AWSEnvironment()
-        let endpoint = self.endpoint ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
-        let region = self.region ?? environment.region ?? "us-east-1"
-        let pathStyle = addressing == "path" || (addressing == "auto" && endpoint != nil)
-        let client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: region, pathStyle: pathStyle),
-                              credentials: AWSCredentialChain(environment: environment))
+        let client = Self.client(parameters: parameters)
         let bytes = artifact.bytes
         var headers: [(name: String, value: String)] = [("Content-Type", contentType ?? artifact.mediaType)]
         for (name, value) in metadata.sorted(by: { $0.key < $1.key }) {
@@ -133,13 +144,7 @@ public struct S3Stage: Stage {
         let path = object.uri.dropFirst("s3://".count)
         let bucket = String(path.prefix { $0 != "/" })
         let key = String(path.dropFirst(bucket.count + 1))
-        let environment = AWSEnvironment()
-        let endpoint = parameters.optionalString("endpoint") ?? environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
-        let region = parameters.optionalString("region") ?? environment.region ?? "us-east-1"
-        let addressing = parameters.optionalString("addressing") ?? "auto"
-        let client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: region,
-                                                             pathStyle: addressing == "path" || (addressing == "auto" && endpoint != nil)),
-                              credentials: AWSCredentialChain(environment: environment))
+        let client = Self.client(parameters: parameters)
         let uri = object.uri
         let response: HTTPResponse
         do {
@@ -159,5 +164,65 @@ public struct S3Stage: Stage {
             return .changed("\(uri) has the ETag \(bare(current)), not the recorded \(bare(recorded)): it was replaced")
         }
         return .verified
+    }
+
+    /// Before a run: credentials from the chain (environment, shared files, and the
+    /// container or instance metadata endpoints when configured, within 5 seconds), an
+    /// endpoint that is an http(s) URL, the region and bucket. The deep check also
+    /// lists at most one key of the bucket (ListObjectsV2, max-keys 1), which proves
+    /// that the credentials are accepted and the bucket exists. Facts: endpoint,
+    /// region, bucket, addressing, and where the credentials came from.
+    public static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
+        try await checkAccess(parameters: parameters, depth: depth, environment: AWSEnvironment())
+    }
+
+    static func checkAccess(parameters: Parameters, depth: AccessCheckDepth, environment: AWSEnvironment) async throws -> AccessReport {
+        // The 'endpoint' parameter was checked with the pipeline; the variable that
+        // stands in for it was not.
+        if parameters.optionalString("endpoint") == nil,
+           let name = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].first(where: { environment[$0] != nil }),
+           let value = environment[name], !isHTTPURL(value) {
+            throw AccessProblem("the endpoint from \(name) is '\(FilePaths.printable(value))', which does not start with http:// or https://",
+                                help: "set \(name) to http(s)://host[:port], or give the stage an 'endpoint'")
+        }
+        var configuration = configuration(parameters: parameters, environment: environment)
+        // A check, not an upload: fail soon rather than retry for a minute.
+        configuration.maxAttempts = 2
+        configuration.retryBudget = .seconds(15)
+        configuration.connectTimeout = .seconds(5)
+        let bucket = parameters.string("bucket")
+        let chain = AWSCredentialChain(environment: environment)
+        let client = S3Client(configuration: configuration, credentials: chain)
+        let source: AWSCredentialSource = try await Blocking.run { cancel in
+            do {
+                return try chain.resolveWithSource(deadline: .now + .seconds(5), isCancelled: cancel.isSet).source
+            } catch let error as AWSCredentialError {
+                // Nothing found anywhere: what to do first, then where the chain looked, on one line.
+                guard let remedy = error.remedy else { throw error }
+                throw AccessProblem("no AWS credentials found", help: remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
+            }
+        }
+        var facts: [String: JSONValue] = [
+            "endpoint": .string(configuration.resolvedEndpoint),
+            "region": .string(configuration.region),
+            "bucket": .string(bucket),
+            "addressing": .string(configuration.pathStyle || bucket.contains(".") ? "path" : "virtual"),
+            "credentials": .string(source.description),
+        ]
+        if depth == .deep {
+            do {
+                _ = try await Blocking.run { cancel in
+                    try client.send("ListObjectsV2 s3://\(bucket)", method: "GET", bucket: bucket, key: "",
+                                    query: [("list-type", "2"), ("max-keys", "1")], session: try CurlSession(), isCancelled: cancel.isSet)
+                }
+            } catch let error as S3Error where error.code == "AccessDenied" {
+                // S3's error code, not its text: the credentials work, the listing is not allowed.
+                throw AccessProblem("the credentials (from \(source)) may not list bucket '\(bucket)' (AccessDenied, HTTP 403)",
+                                    help: "the check lists at most one key, which needs s3:ListBucket on the bucket; uploads need "
+                                        + "s3:PutObject (and the multipart actions) instead, so without s3:ListBucket run without --check-access")
+            }
+            facts["bucket_listed"] = .boolean(true)
+        }
+        return AccessReport(facts: facts)
     }
 }

@@ -137,9 +137,10 @@ public struct S3Upload: Sendable {
         var headers = self.headers + conditional()
         let digests = bytes.withUnsafeBytes { S3Digests.forRequest($0, checksum: checksum) }
         if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
+        let progress = UploadProgress(total: bytes.count, context: context)
         let response = try client.send("PutObject s3://\(bucket)/\(key)", method: "PUT", bucket: bucket, key: key, headers: headers,
                                        body: .shared(bytes, 0..<bytes.count), payloadHash: digests.payloadHash, session: session,
-                                       isCancelled: cancel.isSet)
+                                       isCancelled: cancel.isSet, bodySent: { progress.update(part: 0, sent: $0) })
         let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
         let echoed = response.header("x-amz-checksum-sha256")
         if Self.etagIsMD5(response) {
@@ -262,10 +263,13 @@ public struct S3Upload: Sendable {
     private func uploadParts(uploadID: String, cancel: CancelFlag) throws -> [Part] {
         let count = (bytes.count + partSize - 1) / partSize
         let state = PartState(count: count)
+        let progress = UploadProgress(total: bytes.count, context: context)
         let workers = min(concurrency, count)
         Blocking.parallel(workers) { _ in
             do {
-                try sessions.withSession { session in try uploadParts(uploadID: uploadID, count: count, state: state, session: session, cancel: cancel) }
+                try sessions.withSession { session in
+                    try uploadParts(uploadID: uploadID, count: count, state: state, progress: progress, session: session, cancel: cancel)
+                }
             } catch {
                 state.fail(error)
                 cancel.set()
@@ -277,7 +281,8 @@ public struct S3Upload: Sendable {
     }
 
     /// One part worker: uploads parts with `session` until none is left.
-    private func uploadParts(uploadID: String, count: Int, state: PartState, session: CurlSession, cancel: CancelFlag) throws {
+    private func uploadParts(uploadID: String, count: Int, state: PartState, progress: UploadProgress, session: CurlSession,
+                             cancel: CancelFlag) throws {
         while let index = state.next(), !cancel.isSet() {
             let range = (index * partSize)..<min(bytes.count, (index + 1) * partSize)
             var headers: [(name: String, value: String)] = []
@@ -286,11 +291,12 @@ public struct S3Upload: Sendable {
             let response = try client.send("UploadPart \(index + 1)/\(count) of s3://\(bucket)/\(key)", method: "PUT", bucket: bucket,
                                            key: key, query: [("partNumber", String(index + 1)), ("uploadId", uploadID)],
                                            headers: headers, body: .shared(bytes, range), payloadHash: digests.payloadHash,
-                                           session: session, isCancelled: cancel.isSet)
+                                           session: session, isCancelled: cancel.isSet,
+                                           bodySent: { progress.update(part: index, sent: $0) })
             let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
             try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
-            let done = state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
-            context.reportProgress(Double(done) / Double(count))
+            state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
+            progress.update(part: index, sent: Int64(range.count))
         }
     }
 }
@@ -315,16 +321,38 @@ final class PartState: @unchecked Sendable {
         return nextIndex - 1
     }
 
-    func finish(_ part: S3Upload.Part) -> Int {
+    func finish(_ part: S3Upload.Part) {
         lock.lock()
         defer { lock.unlock() }
         parts.append(part)
-        return parts.count
     }
 
     func fail(_ error: any Error) {
         lock.lock()
         if self.error == nil { self.error = error }
         lock.unlock()
+    }
+}
+
+/// The bytes an upload's requests have sent, reported to the stage as one fraction
+/// of the object, at most once per percent. Each part's count only grows: a retried
+/// part counts again only past what its earlier attempt sent, so the fraction never
+/// goes back.
+final class UploadProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var sent: [Int: Int64] = [:]
+    private let counter: RowProgress
+
+    init(total: Int, context: StageContext) {
+        counter = RowProgress(total: total, report: { context.reportProgress($0) })
+    }
+
+    /// Part `part` (0 for a single PUT) has sent `bytes` of its body so far.
+    func update(part: Int, sent bytes: Int64) {
+        lock.lock()
+        let grown = bytes - (sent[part] ?? 0)
+        if grown > 0 { sent[part] = bytes }
+        lock.unlock()
+        if grown > 0 { counter.add(Int(grown)) }
     }
 }

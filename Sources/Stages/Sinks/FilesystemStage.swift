@@ -52,6 +52,7 @@ public struct FilesystemStage: Stage {
         let absolute = FilePaths.absolute(path)
         let bytes = artifact.bytes
         let (overwrite, stageID) = (overwrite, context.stageID)
+        let progress = RowProgress(total: bytes.count, report: { context.reportProgress($0) })
         // A re-run that meets its own output: the same bytes are already there.
         let wrote = try await Blocking.run { cancel in
             let sameBytes = {
@@ -59,8 +60,12 @@ public struct FilesystemStage: Stage {
             }
             if !overwrite, access(absolute, F_OK) == 0, try sameBytes() { return false }
             do {
+                var reported = 0
                 try bytes.withUnsafeBytes { buffer in
-                    try AtomicFile.write(buffer, to: absolute, overwrite: overwrite, isCancelled: { cancel.isSet() })
+                    try AtomicFile.write(buffer, to: absolute, overwrite: overwrite, isCancelled: { cancel.isSet() }, written: { count in
+                        progress.add(count - reported)
+                        reported = count
+                    })
                 }
             } catch let failure as StageFailure where !overwrite && access(absolute, F_OK) == 0 {
                 // The file appeared after the check above (the link found it): compare again.
@@ -69,6 +74,7 @@ public struct FilesystemStage: Stage {
             }
             return true
         }
+        context.reportProgress(1)
         if wrote {
             context.logger.debug("wrote \(artifact.bytes.count) bytes to \(absolute)")
         } else {
@@ -141,5 +147,48 @@ public struct FilesystemStage: Stage {
             }
             return .verified
         }
+    }
+
+    /// Before a run: the directory the path template names before its first run-time
+    /// placeholder exists and is writable, or can be created (its nearest existing
+    /// ancestor is a writable directory). Nothing is created. Facts: the directory.
+    public static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
+        let template = parameters.string("path")
+        let directory = try fixedDirectory(of: template)
+        var existing = directory
+        while true {
+            var info = stat()
+            if stat(existing, &info) == 0 {
+                guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                    throw AccessProblem("'\(FilePaths.printable(existing))' is not a directory, so 'path' ('\(FilePaths.printable(template))') cannot be written",
+                                        help: "change 'path', or move that file away")
+                }
+                guard access(existing, W_OK | X_OK) == 0 else {
+                    let reason = SystemError("write in", path: existing).reason
+                    let what = existing == directory ? "cannot write in directory" : "cannot create '\(FilePaths.printable(directory))' in"
+                    throw AccessProblem("\(what) '\(FilePaths.printable(existing))' (\(reason))",
+                                        help: "change 'path', or the directory's permissions")
+                }
+                break
+            }
+            let failure = SystemError("look at", path: existing)
+            guard failure.code == ENOENT || failure.code == ENOTDIR, existing != "/" else {
+                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'")
+            }
+            existing = FilePaths.split(existing).directory
+        }
+        return AccessReport(facts: ["directory": .string(directory)])
+    }
+
+    /// The absolute directory a path template names before its first placeholder:
+    /// `out/{run_id}/a.jpg` gives `$PWD/out`.
+    static func fixedDirectory(of template: String) throws -> String {
+        let placeholders = try Template.placeholders(in: template)
+        let scalars = Array(template.unicodeScalars)
+        let end = placeholders.first?.offset ?? scalars.count
+        // The literal text before the placeholder, its '{{' and '}}' turned into braces.
+        let prefix = try Template.expand(String(String.UnicodeScalarView(scalars[..<end])), values: [:])
+        let directory = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
+        return FilePaths.absolute(directory.isEmpty ? "." : directory)
     }
 }
