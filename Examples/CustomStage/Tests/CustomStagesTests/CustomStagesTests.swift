@@ -110,6 +110,29 @@ import Testing
         #expect(Array(read.bytes) == Array(made.bytes))
     }
 
+    /// The same through this package's runner: its registry's codecs reach the plan.
+    @Test func customRunnerStoresAndResumesTheExamplePipeline() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("custom-runner")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("custom-store-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let pipeline = root.appendingPathComponent("pipelines/threshold.yaml").path
+        for arguments in [["--run-id", "s1", "--seed", "3"], ["--resume", "s1", "--report", "again.json"]] {
+            let process = Process()
+            process.executableURL = runner
+            process.arguments = [pipeline, "--artifact-store", "store", "-q"] + arguments
+            process.currentDirectoryURL = directory
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(arguments)")
+        }
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("store/s1/counts/artifact.json").path))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("again.json"))) as? [String: Any]
+        let stages = report?["stages"] as? [[String: Any]] ?? []
+        #expect(!stages.isEmpty && stages.allSatisfy { $0["reused"] as? Bool == true })
+    }
+
     @Test func withoutTheCodecTheRunFailsBeforeAnyStageRuns() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("report-store-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
