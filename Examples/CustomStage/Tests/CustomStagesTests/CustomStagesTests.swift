@@ -53,10 +53,8 @@ import Testing
 
     /// The shipped pipeline, through this package's own runner executable.
     @Test func customRunnerRunsTheExamplePipeline() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("custom-runner")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("custom-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (root, runner) = (ExamplePackage.root, ExamplePackage.runner)
+        let directory = try ExamplePackage.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let process = Process()
         process.executableURL = runner
@@ -112,15 +110,12 @@ import Testing
 
     /// The same through this package's runner: its registry's codecs reach the plan.
     @Test func customRunnerStoresAndResumesTheExamplePipeline() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("custom-runner")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("custom-store-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try ExamplePackage.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let pipeline = root.appendingPathComponent("pipelines/threshold.yaml").path
+        let pipeline = ExamplePackage.root.appendingPathComponent("pipelines/threshold.yaml").path
         for arguments in [["--run-id", "s1", "--seed", "3"], ["--resume", "s1", "--report", "again.json"]] {
             let process = Process()
-            process.executableURL = runner
+            process.executableURL = ExamplePackage.runner
             process.arguments = [pipeline, "--artifact-store", "store", "-q"] + arguments
             process.currentDirectoryURL = directory
             try process.run()
@@ -145,5 +140,18 @@ import Testing
         #expect(message.contains("register an ArtifactCodec for 'Report'"), "\(message)")
         // Nothing ran, nothing was stored.
         #expect(!FileManager.default.fileExists(atPath: root.path))
+    }
+}
+
+/// This package's root, its built `custom-runner`, and scratch directories for runs.
+enum ExamplePackage {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let runner = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("custom-runner")
+
+    /// A new empty directory; the caller removes it.
+    static func temporaryDirectory() throws -> URL {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("custom-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
     }
 }
