@@ -115,7 +115,8 @@ struct RunCommand: AsyncParsableCommand {
         let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
         if let failure = plan.failures(in: access).first {
             console.log(.error, "\(failure); nothing was run", ["event": .string("access_check_failed"), "stage": .string(failure.stageID),
-                                                               "type": .string(failure.stageType), "error": .string(failure.reason)])
+                                                               "type": .string(failure.stageType), "error": .string(failure.reason),
+                                                               "error_code": .string(failure.code.rawValue)])
             throw ExitCode(RunnerMain.ExitStatus.stageFailed)
         }
         if let artifactStore {
@@ -132,6 +133,10 @@ struct RunCommand: AsyncParsableCommand {
                 console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))")
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
+        }
+        options.accessFacts = access.compactMapValues { result in
+            guard case .success(let report) = result, report.checked else { return nil }
+            return report.facts
         }
         let executor = Executor(plan: plan, options: options)
 

@@ -27,8 +27,11 @@ import TestFixtures
         #expect(try FileManager.default.attributesOfItem(atPath: file.path)[.systemFileNumber] as? Int == inode, "the file was replaced")
         #expect(try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path) == [file.lastPathComponent])
 
-        let other = try RunnerProcess.run([pipeline, "--set", "params.size=256", "--run-id", "again", "--seed", "8"], in: directory)
+        let other = try RunnerProcess.run([pipeline, "--set", "params.size=256", "--run-id", "again", "--seed", "8", "--report", "other.json"],
+                                          in: directory)
         #expect(other.status == 1)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("other.json"))) as? [String: Any]
+        #expect(report?["error_code"] as? String == "output_exists")
         #expect(other.stderr.contains("stage 'store' (filesystem) failed"), "\(other.stderr)")
         #expect(other.stderr.contains("already exists"))
         #expect(other.stderr.contains(Self.hint), "\(other.stderr)")

@@ -47,4 +47,29 @@ import Testing
         #expect(finished["not_run"] as? [String] == ["normalize", "encode", "store"])
         #expect(finished["status"] as? String == "failed")
     }
+
+    /// The codes of a program's failures: an exit status may pass on a retry, a command
+    /// the shell cannot find will not; the retry is in the events.
+    @Test(arguments: [
+        ("{command: [sh, -c, 'exit 3'], output: Grid<UInt8>}", true, 2),
+        ("{command: ['no-such-tool-here'], shell: true, output: Grid<UInt8>}", false, 1),
+    ])
+    func execFailuresHaveCodesAndRetryability(with: String, retryable: Bool, attempts: Int) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            stages:
+              generate: {type: poisson, with: {width: 4, height: 4, lambda: 3}}
+              run: {type: exec, input: generate, with: \(with), retries: {count: 1, delay: 1ms}}
+            """.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        let result = try RunnerProcess.run(["p.yaml", "--report", "report.json", "--log-format", "json"], in: directory)
+        #expect(result.status == 1, "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("report.json"))) as? [String: Any]
+        let entry = (report?["stages"] as? [[String: Any]])?.first { $0["id"] as? String == "run" }
+        #expect(entry?["error_code"] as? String == "child_failed", "\(String(describing: entry))")
+        #expect(entry?["retryable"] as? Bool == retryable)
+        #expect(entry?["attempts"] as? Int == attempts)
+        let retries = result.stderr.split(separator: "\n").filter { $0.contains("\"event\":\"stage_retrying\"") }
+        #expect(retries.count == attempts - 1, "\(result.stderr)")
+    }
 }

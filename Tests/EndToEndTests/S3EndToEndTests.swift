@@ -46,6 +46,14 @@ import TestFixtures
         #expect(output?["byte_count"] as? Int == file.count)
         #expect((output?["etag"] as? String)?.count == 32)
         #expect((output?["sha256"] as? String)?.count == 64)
+        // The endpoint, region and bucket the sink used, and where its credentials came from.
+        let access = store?["access"] as? [String: Any]
+        #expect(access?["endpoint"] as? String == s3.endpoint)
+        #expect(access?["region"] as? String == "us-east-1")
+        #expect(access?["bucket"] as? String == "pipeline-e2e")
+        #expect((access?["credentials"] as? String)?.contains("environment") == true, "\(String(describing: access))")
+        let reportText = try String(contentsOf: directory.appendingPathComponent("report.json"), encoding: .utf8)
+        #expect(!reportText.contains(s3.secretKey))
     }
 
     @Test func missingCredentialsSayWhereTheRunnerLooked() throws {

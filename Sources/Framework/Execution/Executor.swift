@@ -22,6 +22,9 @@ public struct RunOptions: Sendable {
     public var reuse: Bool = false
     /// Where stages make temporary files (`StageContext.temporaryDirectory`).
     public var temporaryDirectory: String = StageContext.defaultTemporaryDirectory
+    /// What each stage's access check found (`Plan.checkAccess`, by stage id): the S3
+    /// endpoint, region and bucket a sink will use, for the run's events and report.
+    public var accessFacts: [String: [String: JSONValue]] = [:]
 
     /// - Parameter events: By default, swift-log records through a `Logger` labelled
     ///   `pipeline` (whatever `LoggingSystem` the program bootstrapped).
@@ -128,7 +131,8 @@ public struct Executor: Sendable {
             stages: stages.map { stage in
                 RunEvent.PlannedStageSummary(id: stage.id, type: stage.typeName,
                                              seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
-                                             parameters: stage.parameters.values.mapValues(\.jsonValue))
+                                             parameters: stage.parameters.values.mapValues(\.jsonValue),
+                                             access: options.accessFacts[stage.id])
             })))
     }
 

@@ -70,6 +70,14 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible, Hashable 
         if let stageType { self.stageType = stageType }
     }
 
+    /// The same error, with `isRetryable` set: a stage that knows better than the
+    /// error's type whether another attempt could help.
+    public func with(retryable: Bool) -> PipelineError {
+        var copy = self
+        copy.isRetryable = retryable
+        return copy
+    }
+
     /// The message, and the help on a line of its own when there is some.
     public var description: String {
         help.map { message + "\n  help: " + $0 } ?? message

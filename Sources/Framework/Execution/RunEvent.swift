@@ -48,6 +48,8 @@ public struct RunEvent: Sendable {
         public var type: String
         public var seed: UInt64?
         public var parameters: [String: JSONValue]
+        /// What the stage's access check found (endpoint, region, bucket), if it made one.
+        public var access: [String: JSONValue]?
     }
 
     public struct StageStarted: Sendable {

@@ -75,9 +75,13 @@ public struct StageReport: Sendable, Codable {
     public var retryable: Bool?
     /// True when the output came from the artifact store instead of a run.
     public var reused: Bool?
+    /// What the stage's access check found before the run: for an `s3` sink its
+    /// `endpoint`, `region`, `bucket`, `addressing` and where its `credentials` came
+    /// from (never the keys); for a `filesystem` sink its `directory`.
+    public var access: [String: JSONValue]?
 
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
-        case seed, parameters, output, error, errorCode = "error_code", retryable, reused
+        case seed, parameters, output, error, errorCode = "error_code", retryable, reused, access
     }
 }

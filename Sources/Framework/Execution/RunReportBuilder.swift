@@ -25,7 +25,8 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                 runID: started.runID, seed: started.seed, pipeline: started.pipeline, file: started.file, status: .cancelled,
                 startedAt: event.time, durationSeconds: 0,
                 stages: started.stages.map {
-                    StageReport(id: $0.id, type: $0.type, status: .skipped, attempts: 0, seed: $0.seed, parameters: $0.parameters)
+                    StageReport(id: $0.id, type: $0.type, status: .skipped, attempts: 0, seed: $0.seed, parameters: $0.parameters,
+                                access: $0.access)
                 })
             index = Dictionary(started.stages.enumerated().map { ($1.id, $0) }) { first, _ in first }
             return

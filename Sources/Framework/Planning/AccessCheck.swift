@@ -53,15 +53,20 @@ public struct AccessReport: Sendable, Hashable {
 
 /// A stage's access check found something missing. Thrown by stages from
 /// `checkAccess(parameters:depth:)`; the plan's check adds the stage's name.
-public struct AccessProblem: Error, Sendable, CustomStringConvertible {
+public struct AccessProblem: Error, Sendable, CustomStringConvertible, CodedError {
     /// What is missing or wrong, naming the parameter or value at fault.
     public var message: String
     /// How to provide it, if there is something to say.
     public var help: String?
+    /// What kind of problem (`invalid_parameter` for a value that cannot work, `io` for
+    /// a directory that cannot be written, `credentials`, ...).
+    public var errorCode: PipelineError.Code
+    public var isRetryable: Bool { false }
 
-    public init(_ message: String, help: String? = nil) {
+    public init(_ message: String, help: String? = nil, code: PipelineError.Code = .invalidParameter) {
         self.message = message
         self.help = help
+        self.errorCode = code
     }
 
     public var description: String { help.map { "\(message); \($0)" } ?? message }
@@ -74,11 +79,14 @@ public struct AccessCheckFailure: Error, Sendable, CustomStringConvertible {
     /// What the check found, from the stage's error (`ErrorDescription.readable`),
     /// line breaks folded so that it prints as one line.
     public var reason: String
+    /// The code of the stage's error (`credentials`, `no_such_bucket`, ...).
+    public var code: PipelineError.Code
 
-    public init(stageID: String, stageType: String, reason: String) {
+    public init(stageID: String, stageType: String, reason: String, code: PipelineError.Code = .stageFailed) {
         self.stageID = stageID
         self.stageType = stageType
         self.reason = reason
+        self.code = code
     }
 
     public var description: String {
@@ -105,7 +113,8 @@ extension Plan {
                     } catch {
                         let reason = ErrorDescription.readable(error).split(whereSeparator: \.isNewline)
                             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
-                        return (stage.id, .failure(AccessCheckFailure(stageID: stage.id, stageType: stage.typeName, reason: reason)))
+                        return (stage.id, .failure(AccessCheckFailure(stageID: stage.id, stageType: stage.typeName, reason: reason,
+                                                                              code: PipelineError(error).code)))
                     }
                 }
             }

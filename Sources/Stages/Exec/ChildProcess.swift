@@ -102,12 +102,12 @@ struct ChildProcess {
         let status = posix_spawnp(&child, command[0], &actions, &attributes, argv, envp)
         guard status == 0 else {
             if status == ENOENT || status == ENOTDIR, LibC.addChdir != nil, access(directory, F_OK) != 0 {
-                throw StageFailure("working directory '\(directory)' does not exist", retryable: false)
+                throw StageFailure("working directory '\(directory)' does not exist", retryable: false, code: .childFailed)
             }
             if status == ENOENT {
-                throw StageFailure("command '\(arguments[0])' not found (check 'command' and PATH)", retryable: false)
+                throw StageFailure("command '\(arguments[0])' not found (check 'command' and PATH)", retryable: false, code: .childFailed)
             }
-            throw StageFailure("cannot start '\(arguments[0])': \(String(cString: strerror(status)))", retryable: false)
+            throw StageFailure("cannot start '\(arguments[0])': \(String(cString: strerror(status)))", retryable: false, code: .childFailed)
         }
         return child
     }

@@ -170,23 +170,24 @@ public struct ExecStage: Stage {
         let tail = RecentLines.quote(outcome.lastErrorLines.suffix(RecentLines.maxLines))
         let stderrPart = tail.isEmpty ? "" : "; last lines of its stderr:\n" + tail
         if outcome.timedOut {
-            throw StageFailure("'\(name)' timed out after \(Duration.milliseconds(Int64((timeout ?? 0) * 1000)).humanDescription); its process group was killed\(stderrPart)")
+            throw StageFailure("'\(name)' timed out after \(Duration.milliseconds(Int64((timeout ?? 0) * 1000)).humanDescription); its process group was killed\(stderrPart)",
+                               code: .timeout)
         }
         if let signal = outcome.signal {
-            throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)")
+            throw StageFailure("'\(name)' was killed by signal \(signal)\(stderrPart)", code: .childFailed)
         }
         // POSIX shells exit 127 when a command is not found and 126 when it is found
         // but cannot be run: the status says it, whatever language the shell speaks.
         if shell && outcome.status == 127 {
             throw StageFailure("'sh -c' exited with status 127, which the shell gives when it cannot find a command: check the spelling "
-                + "of each command in '\(arguments[0])' and that its directory is on PATH\(stderrPart)", retryable: false)
+                + "of each command in '\(arguments[0])' and that its directory is on PATH\(stderrPart)", retryable: false, code: .childFailed)
         }
         if shell && outcome.status == 126 {
             throw StageFailure("'sh -c' exited with status 126, which the shell gives when it cannot run a command: check that each program "
-                + "'\(arguments[0])' runs is executable (chmod +x) and is a binary or a script with a #! line\(stderrPart)", retryable: false)
+                + "'\(arguments[0])' runs is executable (chmod +x) and is a binary or a script with a #! line\(stderrPart)", retryable: false, code: .childFailed)
         }
         guard outcome.status == 0 else {
-            throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)")
+            throw StageFailure("'\(name)' exited with status \(outcome.status)\(stderrPart)", code: .childFailed)
         }
         return try readOutput(outputPath, name: name)
     }
@@ -223,14 +224,14 @@ public struct ExecStage: Stage {
     func readOutput(_ path: String, name: String) throws -> any Artifact {
         guard access(path, F_OK) == 0 else {
             throw StageFailure("'\(name)' exited with status 0 but did not write its output \(FilePaths.split(path).name) "
-                + "(the path is in {output} and $PIPELINE_OUTPUT)", retryable: false)
+                + "(the path is in {output} and $PIPELINE_OUTPUT)", retryable: false, code: .childFailed)
         }
         if outputType == .encodedImage {
             let bytes: SharedBytes
             do {
                 bytes = try FileContents.read(path)
             } catch {
-                throw StageFailure("cannot read its output: \(error)", retryable: false)
+                throw StageFailure("cannot read its output: \(ErrorDescription.readable(error))", retryable: false, code: .io)
             }
             do {
                 let (width, height): (Int, Int)
@@ -243,18 +244,18 @@ public struct ExecStage: Stage {
                 }
                 return EncodedImage(bytes: bytes, format: outputFormat!, mediaType: "image/\(outputFormat!)", width: width, height: height)
             } catch {
-                throw StageFailure("output is not a valid \(outputFormat!) image: \(error)", retryable: false)
+                throw StageFailure("output is not a valid \(outputFormat!) image: \(error)", retryable: false, code: .invalidData)
             }
         }
         let grid: any AnyGrid
         do {
             grid = try NPY.read(contentsOf: path, name: "output.npy")
         } catch {
-            throw StageFailure("\(error)", retryable: false)
+            throw PipelineError(error).with(retryable: false)
         }
         guard grid.artifactType == outputType else {
             throw StageFailure("output.npy holds \(grid.elementType.rawValue) (\(grid.artifactType)), but the stage declares \(outputType)",
-                               retryable: false)
+                               retryable: false, code: .invalidData)
         }
         return grid
     }

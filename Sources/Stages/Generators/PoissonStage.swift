@@ -98,7 +98,7 @@ public struct PoissonStage: Stage {
                             let slice = buffer.slice(firstRow * width..<(firstRow + rows) * width)
                             if let value = sampler.fill(slice, rng: &rng) {
                                 throw StageFailure("a sample (\(value)) does not fit in \(T.elementType.swiftName); use a wider dtype",
-                                                   retryable: false)
+                                                   retryable: false, code: .invalidParameter)
                             }
                             progress.add(1)
                         }

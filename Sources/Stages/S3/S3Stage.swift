@@ -199,7 +199,8 @@ public struct S3Stage: Stage {
             } catch let error as AWSCredentialError {
                 // Nothing found anywhere: what to do first, then where the chain looked, on one line.
                 guard let remedy = error.remedy else { throw error }
-                throw AccessProblem("no AWS credentials found", help: remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
+                throw AccessProblem("no AWS credentials found", help: remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")",
+                                    code: .credentials)
             }
         }
         var facts: [String: JSONValue] = [
@@ -219,7 +220,8 @@ public struct S3Stage: Stage {
                 // S3's error code, not its text: the credentials work, the listing is not allowed.
                 throw AccessProblem("the credentials (from \(source)) may not list bucket '\(bucket)' (AccessDenied, HTTP 403)",
                                     help: "the check lists at most one key, which needs s3:ListBucket on the bucket; uploads need "
-                                        + "s3:PutObject (and the multipart actions) instead, so without s3:ListBucket run without --check-access")
+                                        + "s3:PutObject (and the multipart actions) instead, so without s3:ListBucket run without --check-access",
+                                    code: .accessDenied)
             }
             facts["bucket_listed"] = .boolean(true)
         }

@@ -46,7 +46,7 @@ public struct FilesystemStage: Stage {
         }
         let path = try context.expand(pathTemplate, with: artifact)
         if let offset = FilePaths.controlCharacterOffset(in: path) {
-            throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false)
+            throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false, code: .invalidParameter)
         }
         // Taken literally: '~' is a directory name here, never the home directory.
         let absolute = FilePaths.absolute(path)
@@ -92,7 +92,7 @@ public struct FilesystemStage: Stage {
         let shown = FilePaths.printable(path)
         let hint = "to replace it, run again with --set stages.\(stageID).with.overwrite=true (or set 'overwrite: true' in the file)"
         func differs(_ why: String) -> StageFailure {
-            StageFailure("'\(shown)' already exists and \(why); \(hint)", retryable: false)
+            StageFailure("'\(shown)' already exists and \(why); \(hint)", retryable: false, code: .outputExists)
         }
         let descriptor: Int32
         do {
@@ -167,13 +167,13 @@ public struct FilesystemStage: Stage {
                     let reason = SystemError("write in", path: existing).reason
                     let what = existing == directory ? "cannot write in directory" : "cannot create '\(FilePaths.printable(directory))' in"
                     throw AccessProblem("\(what) '\(FilePaths.printable(existing))' (\(reason))",
-                                        help: "change 'path', or the directory's permissions")
+                                        help: "change 'path', or the directory's permissions", code: .io)
                 }
                 break
             }
             let failure = SystemError("look at", path: existing)
             guard failure.code == ENOENT || failure.code == ENOTDIR, existing != "/" else {
-                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'")
+                throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'", code: .io)
             }
             existing = FilePaths.split(existing).directory
         }
