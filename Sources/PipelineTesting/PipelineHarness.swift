@@ -44,10 +44,24 @@ public struct PipelineHarness: Sendable {
     /// Each run has its own run id unless `runID` is given, so what `memory` sinks
     /// store (under `{run_id}/{stage}` by default) never collides with what another
     /// test, running at the same time, stores.
-    public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil) async throws -> RunOutcome {
+    ///
+    /// With a `store`, every stage's output is persisted there, as with `runner
+    /// --artifact-store` (`RunOptions.useStore`); `resume: true` resumes run `runID`,
+    /// which must be in the store: stages whose stage, parameters, seed and inputs are
+    /// unchanged reuse their stored outputs, and the run's recorded seed is used
+    /// (`seed` is ignored). Store problems throw `ArtifactStoreError` before anything runs.
+    public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil,
+                    store: (any ArtifactStore)? = nil, resume: Bool = false) async throws -> RunOutcome {
         let plan = try plan(yaml, overrides: overrides).get()
+        if resume && (store == nil || runID == nil) {
+            throw ArtifactStoreError(message: "resume needs a store and the runID of the run to resume", code: .unknownRun)
+        }
         let id = runID ?? "test-" + UUID().uuidString.lowercased()
-        return await Executor(plan: plan, options: RunOptions(runID: id, seed: seed, jobs: jobs, events: events)).run()
+        var options = RunOptions(runID: id, seed: seed, jobs: jobs, events: events)
+        if let store {
+            try options.useStore(store, for: plan, start: resume ? .resume : .run, seed: resume ? nil : seed)
+        }
+        return await Executor(plan: plan, options: options).run()
     }
 }
 

@@ -123,12 +123,9 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 // Chosen by URI scheme: a plain path or file:// is a directory, s3:// a bucket.
                 let store = try ArtifactStoreRegistry.builtin.open(artifactStore)
-                options.store = store
-                options.reuse = resume != nil
-                // Resumed and single-stage runs use the seed the run started with; a run
-                // started by --only alone derives it from the run id.
-                options.seed = try store.startRun(options.runID, resume != nil ? .resume : (only != nil ? .only : .run),
-                                                  seed: seed, newSeed: options.seed)
+                // Checks the codecs and access, then: resumed and single-stage runs use the seed
+                // the run started with; a run started by --only alone derives it from the run id.
+                try options.useStore(store, for: plan, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed, only: only)
             } catch let error as ArtifactStoreError where error.isUsageError {
                 console.log(.error, error.message)
                 throw ExitCode(RunnerMain.ExitStatus.invalid)

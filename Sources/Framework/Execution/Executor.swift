@@ -285,7 +285,7 @@ public struct Executor: Sendable {
                     return failed("the stored output of stage '\(producer)' was made with other parameters, inputs or seed; "
                         + "run stage '\(producer)' again first")
                 }
-                guard let artifact = try await Blocking.run({ try store.load(runID: runID, stage: producer)?.artifact }) else {
+                guard let artifact = try await Blocking.run({ try store.load(runID: runID, stage: producer, codecs: plan.codecs)?.artifact }) else {
                     return failed("the output of stage '\(producer)' vanished from \(store)")
                 }
                 inputs[port] = artifact
@@ -333,7 +333,7 @@ public struct Executor: Sendable {
            stored.fingerprint == fingerprints[stage.id] {
             do {
                 // Store I/O blocks: on a thread of its own, off the cooperative pool.
-                if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id)?.artifact }) {
+                if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id, codecs: plan.codecs)?.artifact }) {
                     // A sink's output stands for a file or object elsewhere: reuse it only
                     // if that is still there as recorded.
                     switch try await stage.type.verifyStored(artifact, parameters: stage.parameters) {
@@ -353,7 +353,7 @@ public struct Executor: Sendable {
             let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
                 let saved = try await Blocking.run { () throws -> ArtifactManifest? in
-                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id)
+                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs)
                     return try store.manifest(runID: runID, stage: stage.id)
                 }
                 if let saved {

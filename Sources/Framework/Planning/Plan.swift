@@ -9,10 +9,14 @@ public struct Plan: Sendable {
     public let params: [String: String]
     /// Stages in dependency order (ties keep file order).
     public let stages: [PlannedStage]
+    /// How stage outputs are stored and read back when the run has an artifact store:
+    /// the registry's codecs (`StageRegistry.codecs`).
+    public let codecs: ArtifactCodecs
     /// Each stage's position in `stages`, so that lookups by id take constant time.
     private let positions: [String: Int]
 
-    public init(name: String, file: String, params: [String: String], stages: [PlannedStage]) {
+    public init(name: String, file: String, params: [String: String], stages: [PlannedStage], codecs: ArtifactCodecs = .builtin) {
+        self.codecs = codecs
         self.name = name
         self.file = file
         self.params = params

@@ -140,7 +140,7 @@ public struct Planner: Sendable {
                                 after: partial.declaration.after.map(\.stage), outputType: outputType,
                                 retry: partial.declaration.retry, timeout: partial.declaration.timeout)
         }
-        return Plan(name: document.name, file: document.file, params: document.params, stages: stages)
+        return Plan(name: document.name, file: document.file, params: document.params, stages: stages, codecs: registry.codecs)
     }
 
     private func conversionHint(from produced: ArtifactType, to accepts: TypeRequirement) -> String? {

@@ -3,19 +3,30 @@
 /// A registry is a value built from an explicit list; registration checks each
 /// description and reports every problem at once instead of crashing. A program that
 /// embeds the framework builds its own (`try StageRegistry(BuiltinStages.all + [MyStage])`).
+///
+/// A registry also carries the artifact codecs (`codecs`) through which runs with an
+/// artifact store persist stage outputs: the framework's own, plus those a package
+/// registers for its own artifact types.
 public struct StageRegistry: Sendable {
     private var byName: [String: StageType] = [:]
     /// Registered types, in registration order.
     public private(set) var types: [StageType] = []
+    /// How each artifact type is stored (`ArtifactCodecs.builtin` and the registered ones);
+    /// the planner puts them on the plan (`Plan.codecs`).
+    public private(set) var codecs: ArtifactCodecs = .builtin
 
-    public init(_ types: [StageType] = []) throws(RegistrationError) {
+    /// A registry of `types`, with the built-in codecs and `codecs`.
+    public init(_ types: [StageType] = [], codecs: [ArtifactCodec] = []) throws(RegistrationError) {
         try register(types)
+        self.codecs = try self.codecs.adding(codecs)
     }
 
-    /// A registry holding these types and the given ones.
-    public func adding(_ more: [StageType]) throws(RegistrationError) -> StageRegistry {
+    /// A registry holding these types and codecs and the given ones. A codec for a
+    /// type that already has one is a `RegistrationError`.
+    public func adding(_ more: [StageType], codecs: [ArtifactCodec] = []) throws(RegistrationError) -> StageRegistry {
         var copy = self
         try copy.register(more)
+        copy.codecs = try copy.codecs.adding(codecs)
         return copy
     }
 

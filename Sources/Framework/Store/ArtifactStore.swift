@@ -3,13 +3,15 @@ import Foundation
 /// Where a run's artifacts are persisted, under `{run_id}/{stage}/`, for resuming a
 /// run or running one stage at a time (`--artifact-store`, `--resume`, `--only`).
 public protocol ArtifactStore: Sendable, CustomStringConvertible {
-    /// Persists a stage's output with its manifest; atomically: a reader sees the
-    /// whole artifact and manifest, or nothing.
-    func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws
+    /// Persists a stage's output, already encoded (`ArtifactCodecs.encode`), with its
+    /// manifest; atomically: a reader sees the whole artifact and manifest, or nothing.
+    /// The manifest goes last. `manifest.file` names the bytes' file (or object).
+    func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws
     /// The manifest of a stored output, or nil when there is none.
     func manifest(runID: String, stage: String) throws -> ArtifactManifest?
-    /// Reads a stored output back, checking its size and SHA-256 against the manifest.
-    func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)?
+    /// A stored output's bytes and manifest, after checking the bytes' size and
+    /// SHA-256 against the manifest (`ArtifactManifest.check`); nil when there is none.
+    func read(runID: String, stage: String) throws -> (data: Data, manifest: ArtifactManifest)?
     /// The run seed recorded for a run (in its `run.json`), so `--resume` and `--only`
     /// use the same one; nil when the store has no such run. A record that cannot be
     /// read (not JSON, no seed) throws `ArtifactStoreError` with code `.damagedRun`.
@@ -18,10 +20,32 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     /// The ids of the runs the store holds, sorted, for messages about a run that is
     /// not there; nil when the store cannot list them cheaply (the default).
     func runIDs() throws -> [String]?
+    /// Checks, before anything runs, that the store can be used: a remote store
+    /// resolves its credentials and endpoint and makes one cheap request, and fails
+    /// within a few seconds with an `ArtifactStoreError` saying what is wrong (code
+    /// `.invalidLocation` when the store itself does not exist). The default does nothing.
+    func checkAccess() throws
 }
 
 extension ArtifactStore {
     public func runIDs() throws -> [String]? { nil }
+
+    public func checkAccess() throws {}
+
+    /// Encodes `artifact` with `codecs` and persists it with `manifest` (`write`).
+    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String,
+                     codecs: ArtifactCodecs = .builtin) throws {
+        let (data, manifest) = try codecs.encode(artifact, manifest: manifest)
+        try write(data, manifest: manifest, runID: runID, stage: stage)
+    }
+
+    /// Reads a stored output back (`read`) and decodes it with `codecs`; nil when
+    /// there is none.
+    public func load(runID: String, stage: String, codecs: ArtifactCodecs = .builtin) throws
+        -> (artifact: any Artifact, manifest: ArtifactManifest)? {
+        guard let (data, manifest) = try read(runID: runID, stage: stage) else { return nil }
+        return (try codecs.decode(data, manifest: manifest, name: "\(description)/\(runID)/\(stage)/\(manifest.file)"), manifest)
+    }
 }
 
 /// What is known about a stored artifact: enough to check it and to decide whether
@@ -47,11 +71,26 @@ public struct ArtifactManifest: Codable, Sendable, Hashable {
     /// Hash of the stage type and version, parameters, seed and input fingerprints: equal
     /// fingerprints mean the stage would compute the same output.
     public var fingerprint: String
+    /// What the artifact's codec recorded besides the fields above (`ArtifactCodec.Encoded.fields`);
+    /// absent from the JSON when nil.
+    public var fields: [String: JSONValue]? = nil
+
+    /// Checks that `data` is what the manifest describes (its size and SHA-256);
+    /// `name` says where it came from in the error.
+    public func check(_ data: Data, name: String) throws {
+        guard data.count == byteCount else {
+            throw ArtifactStoreError(message: "\(name) is \(data.count) bytes, its manifest says \(byteCount): truncated or replaced")
+        }
+        let digest = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        guard digest == sha256 else {
+            throw ArtifactStoreError(message: "\(name) does not match the SHA-256 in its manifest: the file is corrupt")
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case artifactType = "artifact_type", file, byteCount = "byte_count", sha256, width, height, elementType = "element_type"
         case format, mediaType = "media_type", stageType = "stage_type", stageVersion = "stage_version", parameters, parametersHash = "parameters_hash"
-        case inputFingerprints = "input_fingerprints", fingerprint
+        case inputFingerprints = "input_fingerprints", fingerprint, fields
     }
 }
 
@@ -70,6 +109,8 @@ public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
         public static let unknownRun = Code(rawValue: "unknown_run")
         /// A run's `run.json` cannot be read: not JSON, or no seed.
         public static let damagedRun = Code(rawValue: "damaged_run")
+        /// A stage's output type has no codec (`ArtifactCodec`), so a run with a store cannot hold it.
+        public static let noCodec = Code(rawValue: "no_codec")
 
         public var description: String { rawValue }
     }
@@ -88,76 +129,8 @@ public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// How artifacts become stored bytes and back, for every store: grids as NumPy
-/// `.npy`, encoded images as their bytes, stored-object references as JSON; the
-/// manifest records the file name, size and SHA-256 that reading checks.
-public enum ArtifactCodec {
-    /// The bytes to store and the manifest completed with what they are.
-    public static func encode(_ artifact: any Artifact, manifest: ArtifactManifest) throws -> (data: Data, manifest: ArtifactManifest) {
-        var manifest = manifest
-        let data: Data
-        switch artifact {
-        case let grid as any AnyGrid:
-            manifest.file = "artifact.npy"
-            data = try NPY.data(grid)
-            manifest.width = grid.width
-            manifest.height = grid.height
-            manifest.elementType = grid.elementType.rawValue
-        case let image as EncodedImage:
-            manifest.file = "artifact.\(image.format)"
-            data = image.bytes.withUnsafeBytes { Data($0) }
-            manifest.width = image.width
-            manifest.height = image.height
-            manifest.format = image.format
-            manifest.mediaType = image.mediaType
-        case let object as StoredObject:
-            manifest.file = "artifact.json"
-            var fields: [String: JSONValue] = ["uri": .string(object.uri), "byte_count": .integer(object.byteCount), "sha256": .string(object.sha256)]
-            if let etag = object.etag { fields["etag"] = .string(etag) }
-            if let mediaType = object.mediaType { fields["media_type"] = .string(mediaType) }
-            if let version = object.versionID { fields["version_id"] = .string(version) }
-            data = try encoder.encode(JSONValue.object(fields))
-        default:
-            throw ArtifactStoreError(message: "artifact type \(artifact.artifactType) has no stored form")
-        }
-        manifest.byteCount = data.count
-        manifest.sha256 = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
-        return (data, manifest)
-    }
-
-    /// The artifact in `data`, after checking its size and SHA-256 against `manifest`;
-    /// `name` says where it came from in messages.
-    public static func decode(_ data: Data, manifest: ArtifactManifest, name: String) throws -> any Artifact {
-        guard data.count == manifest.byteCount else {
-            throw ArtifactStoreError(message: "\(name) is \(data.count) bytes, its manifest says \(manifest.byteCount): truncated or replaced")
-        }
-        let digest = data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
-        guard digest == manifest.sha256 else {
-            throw ArtifactStoreError(message: "\(name) does not match the SHA-256 in its manifest: the file is corrupt")
-        }
-        let artifact: any Artifact
-        switch manifest.artifactType {
-        case let type where type.hasPrefix("Grid<"):
-            artifact = try data.withUnsafeBytes { try NPY.read($0, name: name) }
-        case ArtifactType.encodedImage.name:
-            artifact = EncodedImage(bytes: SharedBytes(data), format: manifest.format ?? "bin", mediaType: manifest.mediaType ?? "application/octet-stream",
-                                    width: manifest.width ?? 0, height: manifest.height ?? 0)
-        case ArtifactType.storedObject.name:
-            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let uri = object["uri"] as? String,
-                  let count = object["byte_count"] as? Int, let sha = object["sha256"] as? String else {
-                throw ArtifactStoreError(message: "\(name): not a stored-object reference")
-            }
-            artifact = StoredObject(uri: uri, byteCount: count, sha256: sha, mediaType: object["media_type"] as? String,
-                                    etag: object["etag"] as? String, versionID: object["version_id"] as? String)
-        default:
-            throw ArtifactStoreError(message: "\(name): artifact type \(manifest.artifactType) cannot be read back from a store")
-        }
-        guard artifact.artifactType.name == manifest.artifactType else {
-            throw ArtifactStoreError(message: "\(name) holds \(artifact.artifactType), its manifest says \(manifest.artifactType)")
-        }
-        return artifact
-    }
-
+/// The manifest's JSON form, shared by every store.
+extension ArtifactCodec {
     /// Parses a manifest and checks the fields that name things: `file` must be one
     /// bare file name (no `/`, `..`, control characters), so that reading a stored
     /// artifact never leaves its stage's directory or prefix.

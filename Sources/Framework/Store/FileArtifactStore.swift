@@ -33,10 +33,9 @@ public struct FileArtifactStore: ArtifactStore {
 
     func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
 
-    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
+    public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws {
         let directory = directory(runID, stage)
         try FilePaths.createDirectories(directory)
-        let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
         try Self.atomicWrite(data, to: directory + "/" + manifest.file)
         // The manifest goes last: its presence says the artifact is complete.
         try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
@@ -48,13 +47,14 @@ public struct FileArtifactStore: ArtifactStore {
         return try ArtifactCodec.decodeManifest(data, name: path)
     }
 
-    public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
+    public func read(runID: String, stage: String) throws -> (data: Data, manifest: ArtifactManifest)? {
         guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
         let path = directory(runID, stage) + "/" + manifest.file
         guard let data = try Self.contents(path) else {
             throw ArtifactStoreError(message: "\(path) is missing, though its manifest is there")
         }
-        return (try ArtifactCodec.decode(data, manifest: manifest, name: path), manifest)
+        try manifest.check(data, name: path)
+        return (data, manifest)
     }
 
     public func recordedSeed(runID: String) throws -> UInt64? {

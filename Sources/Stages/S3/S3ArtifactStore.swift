@@ -2,12 +2,26 @@ import Foundation
 import Framework
 
 /// An artifact store in S3 (`--artifact-store s3://bucket/prefix`): the same layout
-/// and manifests as a directory store, under `prefix/RUN_ID/STAGE/`. Each object
-/// appears whole or not at all (a PUT is atomic), and the manifest is written last.
+/// and manifests as a directory store, under `prefix/RUN_ID/STAGE/`.
+///
+/// Artifacts go up the way the `s3` sink uploads: through `S3Upload`, with a SHA-256
+/// checksum S3 verifies, retries with backoff, and in parts (concurrently) above
+/// `multipartThreshold`. Each object appears whole or not at all (a PUT, or the
+/// completion of a multipart upload, is atomic; a failed multipart upload is
+/// aborted), and the manifest is written last, so a failed upload leaves none.
+/// Requests reuse the store's connections (`sessions`), from any thread.
 public struct S3ArtifactStore: ArtifactStore {
     public let bucket: String
     public let prefix: String
     let client: S3Client
+    /// The store's connections, shared by its uploads, reads and listings.
+    let sessions = CurlSessionPool()
+    /// Artifacts larger than this many bytes are uploaded in parts.
+    public var multipartThreshold = 16 << 20
+    /// Bytes per part of a multipart upload (S3 needs at least 5 MiB, but the last).
+    public var partSize = 8 << 20
+    /// Parts uploaded at once.
+    public var concurrency = 4
 
     /// A store for `s3://bucket/prefix`, with the region, endpoint and credentials
     /// of `environment` (as the s3 stage finds them).
@@ -36,38 +50,52 @@ public struct S3ArtifactStore: ArtifactStore {
         ([prefix, runID, stage].compactMap { $0 }.filter { !$0.isEmpty } + [file]).joined(separator: "/")
     }
 
-    private func put(_ data: Data, key: String, contentType: String) throws {
-        _ = try client.send("PutObject \(description)/\(key)", method: "PUT", bucket: bucket, key: key,
-                            headers: [("Content-Type", contentType)], body: .bytes(Array(data)), session: CurlSession())
+    private func put(_ bytes: SharedBytes, key: String, contentType: String, runID: String, stage: String) throws {
+        let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: [("Content-Type", contentType)],
+                              checksum: true, overwrite: true, partSize: partSize, concurrency: concurrency,
+                              context: .forStore(stageID: stage, runID: runID), sessions: sessions)
+        _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: CancelFlag())
+    }
+
+    /// Sends one request on one of the store's connections.
+    private func send(_ operation: String, method: String, key: String, query: [(name: String, value: String)] = [],
+                      client: S3Client? = nil) throws -> HTTPResponse {
+        try sessions.withSession { session in
+            try (client ?? self.client).send("\(operation) s3://\(bucket)/\(key)", method: method, bucket: bucket, key: key, query: query,
+                                             session: session)
+        }
     }
 
     /// The object's bytes, or nil when there is no such key.
     private func get(key: String) throws -> Data? {
         do {
-            return Data(try client.send("GetObject \(description)/\(key)", method: "GET", bucket: bucket, key: key, session: CurlSession()).body)
+            return Data(try send("GetObject", method: "GET", key: key).body)
         } catch let error as S3Error where error.code == "NoSuchKey" || error.status == 404 {
             return nil
         }
     }
 
-    public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String) throws {
-        let (data, manifest) = try ArtifactCodec.encode(artifact, manifest: manifest)
-        try put(data, key: key(runID, stage, manifest.file), contentType: manifest.mediaType ?? "application/octet-stream")
-        try put(try ArtifactCodec.encoder.encode(manifest), key: key(runID, stage, "manifest.json"), contentType: "application/json")
+    public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        try put(SharedBytes(data), key: key(runID, stage, manifest.file), contentType: manifest.mediaType ?? "application/octet-stream",
+                runID: runID, stage: stage)
+        // Last: its presence says the artifact is complete.
+        try put(SharedBytes(try ArtifactCodec.encoder.encode(manifest)), key: key(runID, stage, "manifest.json"),
+                contentType: "application/json", runID: runID, stage: stage)
     }
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
         let name = key(runID, stage, "manifest.json")
-        return try get(key: name).map { try ArtifactCodec.decodeManifest($0, name: "\(description)/\(name)") }
+        return try get(key: name).map { try ArtifactCodec.decodeManifest($0, name: "s3://\(bucket)/\(name)") }
     }
 
-    public func load(runID: String, stage: String) throws -> (artifact: any Artifact, manifest: ArtifactManifest)? {
+    public func read(runID: String, stage: String) throws -> (data: Data, manifest: ArtifactManifest)? {
         guard let manifest = try manifest(runID: runID, stage: stage) else { return nil }
         let name = key(runID, stage, manifest.file)
         guard let data = try get(key: name) else {
-            throw ArtifactStoreError(message: "\(description)/\(name) is missing, though its manifest is there")
+            throw ArtifactStoreError(message: "s3://\(bucket)/\(name) is missing, though its manifest is there")
         }
-        return (try ArtifactCodec.decode(data, manifest: manifest, name: "\(description)/\(name)"), manifest)
+        try manifest.check(data, name: "s3://\(bucket)/\(name)")
+        return (data, manifest)
     }
 
     public func recordedSeed(runID: String) throws -> UInt64? {
@@ -79,8 +107,7 @@ public struct S3ArtifactStore: ArtifactStore {
     /// first page, up to 1,000 names, which is plenty for a message).
     public func runIDs() throws -> [String]? {
         let base = prefix.isEmpty ? "" : prefix + "/"
-        let response = try client.send("ListObjectsV2 \(description)", method: "GET", bucket: bucket, key: "",
-                                       query: [("delimiter", "/"), ("list-type", "2"), ("prefix", base)], session: CurlSession())
+        let response = try send("ListObjectsV2", method: "GET", key: "", query: [("delimiter", "/"), ("list-type", "2"), ("prefix", base)])
         var rest = String(decoding: response.body, as: UTF8.self)[...]
         var runs: [String] = []
         while let start = rest.range(of: "<CommonPrefixes>"), let end = rest.range(of: "</CommonPrefixes>", range: start.upperBound..<rest.endIndex) {
@@ -97,6 +124,51 @@ public struct S3ArtifactStore: ArtifactStore {
     }
 
     public func recordSeed(_ seed: UInt64, runID: String) throws {
-        try put(RunRecord.data(seed: seed), key: key(runID, nil, "run.json"), contentType: "application/json")
+        try put(SharedBytes(RunRecord.data(seed: seed)), key: key(runID, nil, "run.json"), contentType: "application/json",
+                runID: runID, stage: "run.json")
+    }
+
+    /// The most time `checkAccess` takes.
+    public static let accessCheckBudget: Duration = .seconds(3)
+
+    /// Resolves the credentials and lists at most one key under the prefix (a
+    /// ListObjectsV2 with max-keys=1, which needs s3:ListBucket), with one retry and
+    /// within `accessCheckBudget`. A bucket that does not exist is an
+    /// `ArtifactStoreError` with the code `.invalidLocation`; missing credentials,
+    /// access denied and an unreachable endpoint have the code `.io`. Messages are
+    /// one line.
+    public func checkAccess() throws {
+        let deadline = ContinuousClock.now + Self.accessCheckBudget
+        do {
+            _ = try client.credentials.credentials(deadline: deadline, isCancelled: { false })
+        } catch let error as AWSCredentialError {
+            // Nothing found anywhere: what to do first, then where the chain looked.
+            guard let remedy = error.remedy else { throw ArtifactStoreError(message: Self.oneLine(error.message)) }
+            throw ArtifactStoreError(message: "no AWS credentials found; " + remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
+        }
+        var configuration = client.configuration
+        configuration.maxAttempts = 2
+        configuration.backoffCap = .milliseconds(200)
+        configuration.retryBudget = Self.accessCheckBudget
+        configuration.connectTimeout = .seconds(2)
+        configuration.lowSpeedTime = .seconds(2)
+        let probe = S3Client(configuration: configuration, credentials: client.credentials)
+        let base = prefix.isEmpty ? "" : prefix + "/"
+        do {
+            _ = try send("ListObjectsV2", method: "GET", key: "", query: [("list-type", "2"), ("max-keys", "1"), ("prefix", base)], client: probe)
+        } catch let error as S3Error where error.code == "NoSuchBucket" {
+            let endpoint = configuration.endpoint ?? "AWS region \(configuration.region)"
+            throw ArtifactStoreError(message: "artifact store '\(description)': bucket '\(bucket)' does not exist at \(endpoint); "
+                + "create it, or check the bucket name, AWS_ENDPOINT_URL_S3 and AWS_REGION", code: .invalidLocation)
+        } catch let error as S3Error {
+            throw ArtifactStoreError(message: Self.oneLine(error.description))
+        }
+    }
+
+    /// `text` on one line: its lines joined with "; ", list bullets dropped.
+    static func oneLine(_ text: String) -> String {
+        text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .map { $0.hasPrefix("- ") ? String($0.dropFirst(2)) : $0 }
+            .joined(separator: "; ").replacingOccurrences(of: ":; ", with: ": ")
     }
 }

@@ -2,8 +2,10 @@ import Foundation
 import Framework
 
 /// One upload: a single PUT, or a multipart upload whose parts go out concurrently
-/// on threads of their own (transfers block), each with its own connection. A
-/// multipart upload that fails or is cancelled is aborted, so no parts are left.
+/// on threads of their own (transfers block), each with its own connection, taken
+/// from `sessions` (by default a pool of the upload's own; the artifact store passes
+/// its pool so that its uploads reuse connections). A multipart upload that fails or
+/// is cancelled is aborted, so no parts are left.
 ///
 /// Deadlines: every request (the PUT; or CreateMultipartUpload, each UploadPart and
 /// CompleteMultipartUpload) has the client's retry budget, its retries and
@@ -27,9 +29,12 @@ public struct S3Upload: Sendable {
     let partSize: Int
     let concurrency: Int
     let context: StageContext
+    let sessions: CurlSessionPool
 
     public init(client: S3Client, bucket: String, key: String, bytes: SharedBytes, headers: [(name: String, value: String)],
-                checksum: Bool, overwrite: Bool, partSize: Int, concurrency: Int, context: StageContext) {
+                checksum: Bool, overwrite: Bool, partSize: Int, concurrency: Int, context: StageContext,
+                sessions: CurlSessionPool = CurlSessionPool()) {
+        self.sessions = sessions
         self.client = client
         self.bucket = bucket
         self.key = key
@@ -76,8 +81,10 @@ public struct S3Upload: Sendable {
                     hint: "to replace it, run again with --set stages.\(context.stageID).with.overwrite=true "
                         + "(or set 'overwrite: true' in the file)", isTransient: false)
         }
-        let response = try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key,
-                                       headers: [("x-amz-checksum-mode", "ENABLED")], session: try CurlSession(), isCancelled: cancel.isSet)
+        let response = try sessions.withSession { session in
+            try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key,
+                            headers: [("x-amz-checksum-mode", "ENABLED")], session: session, isCancelled: cancel.isSet)
+        }
         let size = response.header("Content-Length").flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard size == bytes.count else {
             throw differs("holds \(size.map(String.init) ?? "an unknown number of") bytes, not the \(bytes.count) to be written")
@@ -123,7 +130,10 @@ public struct S3Upload: Sendable {
     }
 
     private func singlePut(_ cancel: CancelFlag) throws -> Result {
-        let session = try CurlSession()
+        try sessions.withSession { session in try singlePut(cancel, session: session) }
+    }
+
+    private func singlePut(_ cancel: CancelFlag, session: CurlSession) throws -> Result {
         var headers = self.headers + conditional()
         let digests = bytes.withUnsafeBytes { S3Digests.forRequest($0, checksum: checksum) }
         if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
@@ -188,7 +198,10 @@ public struct S3Upload: Sendable {
     }
 
     private func multipartUpload(_ cancel: CancelFlag) throws -> Result {
-        let session = try CurlSession()
+        try sessions.withSession { session in try multipartUpload(cancel, session: session) }
+    }
+
+    private func multipartUpload(_ cancel: CancelFlag, session: CurlSession) throws -> Result {
         var createHeaders = headers
         if checksum { createHeaders.append(("x-amz-checksum-algorithm", "SHA256")) }
         let created = try client.send("CreateMultipartUpload s3://\(bucket)/\(key)", method: "POST", bucket: bucket, key: key,
@@ -254,21 +267,8 @@ public struct S3Upload: Sendable {
         let workers = min(concurrency, count)
         Blocking.parallel(workers) { _ in
             do {
-                let session = try CurlSession()
-                while let index = state.next(), !cancel.isSet() {
-                    let range = (index * partSize)..<min(bytes.count, (index + 1) * partSize)
-                    var headers: [(name: String, value: String)] = []
-                    let digests = bytes.withUnsafeBytes { S3Digests.forRequest(UnsafeRawBufferPointer(rebasing: $0[range]), checksum: checksum) }
-                    if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
-                    let response = try client.send("UploadPart \(index + 1)/\(count) of s3://\(bucket)/\(key)", method: "PUT", bucket: bucket,
-                                                   key: key, query: [("partNumber", String(index + 1)), ("uploadId", uploadID)],
-                                                   headers: headers, body: .shared(bytes, range), payloadHash: digests.payloadHash,
-                                                   session: session, isCancelled: cancel.isSet,
-                                                   bodySent: { progress.update(part: index, sent: $0) })
-                    let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
-                    try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
-                    state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
-                    progress.update(part: index, sent: Int64(range.count))
+                try sessions.withSession { session in
+                    try uploadParts(uploadID: uploadID, count: count, state: state, progress: progress, session: session, cancel: cancel)
                 }
             } catch {
                 state.fail(error)
@@ -278,6 +278,26 @@ public struct S3Upload: Sendable {
         if let error = state.error { throw error }
         if cancel.isSet() { throw CancellationError() }
         return state.parts.sorted { $0.number < $1.number }
+    }
+
+    /// One part worker: uploads parts with `session` until none is left.
+    private func uploadParts(uploadID: String, count: Int, state: PartState, progress: UploadProgress, session: CurlSession,
+                             cancel: CancelFlag) throws {
+        while let index = state.next(), !cancel.isSet() {
+            let range = (index * partSize)..<min(bytes.count, (index + 1) * partSize)
+            var headers: [(name: String, value: String)] = []
+            let digests = bytes.withUnsafeBytes { S3Digests.forRequest(UnsafeRawBufferPointer(rebasing: $0[range]), checksum: checksum) }
+            if let sum = digests.checksum { headers.append(("x-amz-checksum-sha256", sum)) }
+            let response = try client.send("UploadPart \(index + 1)/\(count) of s3://\(bucket)/\(key)", method: "PUT", bucket: bucket,
+                                           key: key, query: [("partNumber", String(index + 1)), ("uploadId", uploadID)],
+                                           headers: headers, body: .shared(bytes, range), payloadHash: digests.payloadHash,
+                                           session: session, isCancelled: cancel.isSet,
+                                           bodySent: { progress.update(part: index, sent: $0) })
+            let etag = (response.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
+            try verify(checksum: response.header("x-amz-checksum-sha256"), expected: digests.checksum)
+            state.finish(Part(number: index + 1, etag: etag, md5: digests.md5, checksum: digests.checksum))
+            progress.update(part: index, sent: Int64(range.count))
+        }
     }
 }
 

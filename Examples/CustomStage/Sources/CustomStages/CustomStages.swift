@@ -9,8 +9,11 @@ public enum CustomStages {
         StageType(HistogramStage.self),
     ]
 
-    /// The built-in stage types and these.
+    /// This package's artifact codecs: how an artifact store keeps a `Report`.
+    public static let codecs: [ArtifactCodec] = [Report.codec]
+
+    /// The built-in stage types and these, with the codecs of this package's artifact types.
     public static func registry() throws -> StageRegistry {
-        try BuiltinStages.registry(adding: all)
+        try BuiltinStages.registry(adding: all).adding([], codecs: codecs)
     }
 }

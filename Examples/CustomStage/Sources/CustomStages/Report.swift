@@ -16,6 +16,25 @@ public final class Report: BytesArtifact {
         bytes = SharedBytes(data + Data("\n".utf8))
     }
 
+    /// A report holding `bytes`, which must be a JSON object (`ReportError` otherwise).
+    public init(json bytes: SharedBytes) throws {
+        let object = try? JSONSerialization.jsonObject(with: bytes.withUnsafeBytes { Data($0) })
+        guard object is [String: Any] else {
+            throw ReportError(message: "not a JSON object (\(bytes.count) bytes)")
+        }
+        self.bytes = bytes
+    }
+
+    /// How an artifact store keeps a report: its JSON as `artifact.json`. Registered
+    /// with this package's stage types (`CustomStages.registry()`), so runs with
+    /// `--artifact-store` can store and resume pipelines that make reports.
+    public static let codec = ArtifactCodec(Report.type, as: Report.self, encode: { report in
+        ArtifactCodec.Encoded(data: report.bytes.withUnsafeBytes { Data($0) }, fileExtension: "json", format: "json",
+                              mediaType: report.mediaType)
+    }, decode: { data, _ in
+        try Report(json: SharedBytes(data))
+    })
+
     public func summary() -> ArtifactSummary {
         var summary = ArtifactSummary(type: artifactType)
         summary.mediaType = mediaType
@@ -25,4 +44,10 @@ public final class Report: BytesArtifact {
     }
 
     public var templateValues: [String: String] { ["format": "json"] }
+}
+
+/// Bytes that cannot be a report.
+public struct ReportError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
