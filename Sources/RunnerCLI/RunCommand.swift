@@ -127,10 +127,11 @@ struct RunCommand: AsyncParsableCommand {
                 // the run started with; a run started by --only alone derives it from the run id.
                 try options.useStore(store, for: plan, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed, only: only)
             } catch let error as ArtifactStoreError where error.isUsageError {
-                console.log(.error, error.message)
+                console.log(.error, error.message, ["event": .string("store_refused"), "error_code": .string(error.code.rawValue)])
                 throw ExitCode(RunnerMain.ExitStatus.invalid)
             } catch {
-                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))")
+                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))",
+                            ["event": .string("store_refused"), "error_code": .string(PipelineError(error).code.rawValue)])
                 throw ExitCode(RunnerMain.ExitStatus.stageFailed)
             }
         }

@@ -352,14 +352,11 @@ public struct Executor: Sendable {
         if case .success(let artifact) = completion.result, let store = options.store {
             let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
-                let saved = try await Blocking.run { () throws -> ArtifactManifest? in
+                let saved = try await Blocking.run {
                     try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs)
-                    return try store.manifest(runID: runID, stage: stage.id)
                 }
-                if let saved {
-                    events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
-                                                                       byteCount: saved.byteCount, sha256: saved.sha256)))
-                }
+                events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
+                                                                   byteCount: saved.byteCount, sha256: saved.sha256)))
             } catch {
                 let cause = PipelineError(error)
                 completion.result = .failure(PipelineError("cannot store the output in \(store): \(cause.message)",

@@ -142,6 +142,8 @@ extension PipelineError.Code {
     public static let unknownRun: Self = "unknown_run"
     /// A run's `run.json` in the store cannot be read.
     public static let damagedRun: Self = "damaged_run"
+    /// A stage's output type has no codec, so it cannot go into an artifact store.
+    public static let noCodec: Self = "no_codec"
     /// `--only` needs a stored input that is missing or was made differently.
     public static let inputNotStored: Self = "input_not_stored"
     /// A stage broke its contract (returned another type than its spec promised): a bug.

@@ -32,11 +32,14 @@ extension ArtifactStore {
 
     public func checkAccess() throws {}
 
-    /// Encodes `artifact` with `codecs` and persists it with `manifest` (`write`).
+    /// Encodes `artifact` with `codecs` and persists it with `manifest` (`write`);
+    /// returns the manifest as written (file name, size, SHA-256 filled in).
+    @discardableResult
     public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String,
-                     codecs: ArtifactCodecs = .builtin) throws {
+                     codecs: ArtifactCodecs = .builtin) throws -> ArtifactManifest {
         let (data, manifest) = try codecs.encode(artifact, manifest: manifest)
         try write(data, manifest: manifest, runID: runID, stage: stage)
+        return manifest
     }
 
     /// Reads a stored output back (`read`) and decodes it with `codecs`; nil when
