@@ -53,15 +53,6 @@ struct AirflowCommand: AsyncParsableCommand {
         }
     }
 
-    /// Whether `store` is a URI (`s3://...`, `file://...`) rather than a path: URIs
-    /// go into the DAG as they are.
-    static func isURI(_ store: String) -> Bool {
-        guard let colon = store.range(of: "://") else { return false }
-        let scheme = store[..<colon.lowerBound]
-        return !scheme.isEmpty && scheme.first!.isLetter
-            && scheme.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "+.-".contains($0)) }
-    }
-
     /// The path of the running executable: argv[0] made absolute when it names a
     /// path, else (found through PATH) the file /proc/self/exe points at.
     static func currentExecutable(relativeTo cwd: String) -> String {
@@ -77,6 +68,14 @@ struct AirflowCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try pipeline.plan()
+        // The tasks will open the store: one they would refuse is refused here, before
+        // a DAG whose every task fails is written. Opening checks the location only.
+        do {
+            _ = try ArtifactStoreRegistry.builtin.open(artifactStore)
+        } catch let error as ArtifactStoreError {
+            FileHandle.standardError.write(Data("error: --artifact-store: \(Console.printable(error.message)); no DAG was written\n".utf8))
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
         let cwd = FileManager.default.currentDirectoryPath
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         var extra: [String] = []
@@ -89,7 +88,7 @@ struct AirflowCommand: AsyncParsableCommand {
         let executable = runner ?? Self.currentExecutable(relativeTo: cwd)
         let settings = AirflowExport.Settings(
             dagID: dagID, runner: executable, pipeline: pipelinePath ?? absolute(pipeline.file),
-            artifactStore: Self.isURI(artifactStore) ? artifactStore : absolute(artifactStore),
+            artifactStore: ArtifactStoreRegistry.scheme(of: artifactStore) != nil ? artifactStore : absolute(artifactStore),
             workingDirectory: absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule, owner: owner)
         let text = AirflowExport.render(plan, settings: settings)
         try AtomicFile.write(Array(text.utf8), to: output, overwrite: true)

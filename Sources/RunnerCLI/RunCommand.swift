@@ -24,6 +24,9 @@ struct RunCommand: AsyncParsableCommand {
             help: ArgumentHelp("How many stages run at once, and threads per stage (at least 1). Default: the number of cores.", valueName: "jobs"))
     var jobsText: String?
 
+    /// The most stages at once, and threads per stage, `--jobs` allows.
+    static let maxJobs = 1024
+
     /// `--seed` as a number; validate() has checked it.
     var seed: UInt64? { seedText.flatMap { UInt64($0) } }
     /// `--jobs` as a number; validate() has checked it.
@@ -58,11 +61,19 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--seed must be a whole number from 0 to \(UInt64.max), got '\(FilePaths.printable(seedText))'")
         }
         if let jobsText {
+            let digits = !jobsText.isEmpty && jobsText.allSatisfy { $0.isASCII && $0.isNumber }
             guard let jobs = Int(jobsText) else {
+                if digits {
+                    throw ValidationError("--jobs must be at most \(Self.maxJobs), got \(jobsText)")
+                }
                 throw ValidationError("--jobs must be a whole number, at least 1, got '\(FilePaths.printable(jobsText))'")
             }
             if jobs < 1 {
                 throw ValidationError("--jobs must be at least 1, got \(jobs)")
+            }
+            // Also the threads a stage may start: a bound keeps a typo from starting millions.
+            if jobs > Self.maxJobs {
+                throw ValidationError("--jobs must be at most \(Self.maxJobs), got \(jobs)")
             }
         }
         for (option, value) in [("--report", report), ("--artifact-store", artifactStore)] {
@@ -93,13 +104,16 @@ struct RunCommand: AsyncParsableCommand {
         // RunnerMain.run handles its own signals.
         let interruption = SignalWatcher.shared
         interruption.deferSignals()
+        let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
+        // Everything below goes through the console: with --log-format json, every
+        // line on stderr is a JSON object with an `event`.
+        let console = Console(format: logFormat, level: level)
         if let report, let problem = ReportPath.problem(with: report) {
-            FileHandle.standardError.write(Data("error: cannot write the report to '\(FilePaths.printable(report))': \(problem); nothing was run\n".utf8))
+            console.log(.error, "cannot write the report to '\(FilePaths.printable(report))': \(problem); nothing was run",
+                        ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
-        let plan = try pipeline.plan()
-        let level: Logger.Level = quiet ? .error : (verbose ? .debug : .info)
-        let console = Console(format: logFormat, level: level)
+        let plan = try pipeline.plan(console: console)
         var options = RunOptions(events: ConsoleEvents(console: console), logLevel: level)
         if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
@@ -107,7 +121,8 @@ struct RunCommand: AsyncParsableCommand {
         if let only, plan.stage(only) == nil {
             let help = Suggestions.didYouMean(only, in: plan.stages.map(\.id))
                 ?? "its stages: " + plan.stages.map { "'\($0.id)'" }.joined(separator: ", ")
-            console.log(.error, "--only: no stage '\(FilePaths.printable(only))' in \(pipeline.file)\n  help: \(help)")
+            console.log(.error, "--only: no stage '\(FilePaths.printable(only))' in \(FilePaths.printable(pipeline.file))\n  help: \(help)",
+                        ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
         // What the stages need from outside (credentials, a writable directory) is
@@ -157,12 +172,14 @@ struct RunCommand: AsyncParsableCommand {
                                                           overrides: pipeline.overrides)
                 try AtomicFile.write([UInt8](try written.jsonData()) + [10], to: report, overwrite: true)
             } catch {
-                console.log(.error, "cannot write the report to '\(report)': \(ErrorDescription.readable(error))")
+                console.log(.error, "cannot write the report to '\(FilePaths.printable(report))': \(ErrorDescription.readable(error))",
+                            ["event": .string("report_failed"), "error_code": .string(PipelineError(error).code.rawValue)])
                 reportWritten = false
             }
         }
         if let signal = interruption.received {
-            console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); run \(options.runID) cancelled")
+            console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); run \(options.runID) cancelled",
+                        ["event": .string("interrupted"), "signal": .string(signal == SIGINT ? "SIGINT" : "SIGTERM")])
             throw ExitCode(128 + signal)
         }
         // A run whose report was asked for and could not be written has not done

@@ -63,8 +63,11 @@ public enum RunnerMain {
                 return ExitStatus.success
             }
             // The message may quote what was typed (an unknown option, a bad value):
-            // escape control characters before they reach the terminal.
-            FileHandle.standardError.write(Data((message.isEmpty ? "" : Console.printable(message) + "\n").utf8))
+            // escape control characters before they reach the terminal. Errors start
+            // with "error:", as everywhere else.
+            var text = Console.printable(message)
+            if text.hasPrefix("Error: ") { text = "error: " + text.dropFirst("Error: ".count) }
+            FileHandle.standardError.write(Data((text.isEmpty ? "" : text + "\n").utf8))
             // ArgumentParser's usage errors (64) share the code of invalid pipelines.
             return code == .validationFailure ? ExitStatus.invalid : code.rawValue
         }
@@ -110,13 +113,28 @@ struct PipelineOptions: ParsableArguments {
         PipelineLoader(profiles: profiles, overrides: overrides)
     }
 
-    /// Loads and plans the pipeline, or prints every problem and throws exit code 2.
-    func plan() throws -> Plan {
+    /// Loads and plans the pipeline, or prints every problem and throws exit code 2:
+    /// with their source lines, or through `console` when it writes JSON (one
+    /// `pipeline_invalid` object per problem, with its file, line and column).
+    func plan(console: Console? = nil) throws -> Plan {
         let planner = Planner(registry: RunnerContext.registry)
         switch planner.plan(contentsOf: file, loader: loader) {
         case .success(let plan):
             return plan
         case .failure(let error):
+            if let console, console.format == .json {
+                for diagnostic in error.diagnostics {
+                    var fields: [String: JSONValue] = ["event": .string("pipeline_invalid"), "severity": .string(diagnostic.severity.rawValue)]
+                    if let location = diagnostic.location {
+                        fields["file"] = .string(location.file)
+                        fields["line"] = .integer(location.line)
+                        fields["column"] = .integer(location.column)
+                    }
+                    if let help = diagnostic.help { fields["help"] = .string(help) }
+                    console.log(diagnostic.severity == .error ? .error : .warning, diagnostic.message, fields)
+                }
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
             let count = error.diagnostics.filter { $0.severity == .error }.count
             let summary = "\(count) problem\(count == 1 ? "" : "s") in \(FilePaths.printable(file)); nothing was run"
             FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
@@ -136,18 +154,29 @@ struct ValidateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try pipeline.plan()
-        print("\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): \(plan.stages.map(\.id).joined(separator: ", "))")
-        guard checkAccess else { return }
+        let ok = "\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): "
+            + plan.stages.map { FilePaths.printable($0.id) }.joined(separator: ", ")
+        guard checkAccess else {
+            print(ok)
+            return
+        }
+        // "ok" only when everything checked is: a failed check says so on stderr alone.
         let results = await plan.checkAccess(depth: .deep)
+        let failures = plan.failures(in: results)
+        guard failures.isEmpty else {
+            for failure in failures {
+                FileHandle.standardError.write(Data("error: \(failure)\n".utf8))
+            }
+            let count = failures.count
+            FileHandle.standardError.write(Data(("\(FilePaths.printable(pipeline.file)) is valid, but \(count) stage\(count == 1 ? "" : "s") "
+                + "cannot run\n").utf8))
+            throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+        }
+        print(ok)
         for stage in plan.stages {
             guard case .success(let report)? = results[stage.id], report.checked else { continue }
             print("  \(FilePaths.printable(stage.id)) (\(stage.typeName)): access ok: \(report.summary)")
         }
-        let failures = plan.failures(in: results)
-        for failure in failures {
-            FileHandle.standardError.write(Data("error: \(failure)\n".utf8))
-        }
-        if !failures.isEmpty { throw ExitCode(RunnerMain.ExitStatus.stageFailed) }
     }
 }
 

@@ -169,6 +169,22 @@ import TestFixtures
         #expect(dag.cwd == "LiteralValue" && dag.command == "LiteralValue", "\(dag)")
     }
 
+    /// A store every task of the DAG would refuse is refused by the export.
+    @Test(arguments: [("foo://x", "unknown scheme 'foo://'"), ("s3://b/p", "bucket 'b'"), ("", "is empty"), ("file:/data", "without its '//'")])
+    func storesTheTasksWouldRefuseAreRefused(store: String, expected: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        let export = try RunnerProcess.run(["export", "airflow", pipeline, "-o", "p.py", "--artifact-store", store], in: directory)
+        #expect(export.status == 2, "\(export.stderr)")
+        #expect(export.stderr.hasPrefix("error: --artifact-store: ") && export.stderr.contains(expected), "\(export.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("p.py").path))
+        // The run refuses it the same way.
+        let run = try RunnerProcess.run([pipeline, "--set", "params.size=8", "--artifact-store", store], in: directory)
+        #expect(run.status == 2 && run.stderr.contains(expected), "\(run.stderr)")
+        #expect(files(below: directory).isEmpty, "\(files(below: directory))")
+    }
+
     @Test func theDefaultRunnerIsTheRealExecutableWhenFoundThroughPATH() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -180,6 +180,26 @@ struct CheckedStage: Stage {
             #expect(error?.message.contains("'\(record.path)' is damaged") == true)
             #expect(try Data(contentsOf: record) == Data(damaged.utf8), "the damaged record was replaced")
         }
+        // JSON whose seed is out of range is a bad seed, not "not JSON".
+        for (text, reason) in [("{\"seed\": -1}", "its 'seed' is not a whole number"), ("{\"seed\": 1.5}", "its 'seed' is not a whole number"),
+                               ("{\"seed\": 18446744073709551616}", "its 'seed' is not a whole number"), ("{", "not JSON"),
+                               ("[1]", "not a JSON object"), ("{}", "it has no 'seed'")] {
+            try Data(text.utf8).write(to: record)
+            let error = #expect(throws: ArtifactStoreError.self) { _ = try store.startRun("r1", .run, seed: nil, newSeed: 9) }
+            #expect(error?.message.contains("is damaged: \(reason)") == true, "\(text): \(String(describing: error))")
+        }
+        // A directory where the record should be is a damaged run too, not a read error.
+        try FileManager.default.removeItem(at: record)
+        try FileManager.default.createDirectory(at: record, withIntermediateDirectories: false)
+        let directory = #expect(throws: ArtifactStoreError.self) { _ = try store.startRun("r1", .resume, seed: nil, newSeed: 9) }
+        #expect(directory?.code == .damagedRun && directory?.message.contains("is damaged: it is a directory") == true,
+                "\(String(describing: directory))")
+        // A resume keeps the run's seed: another --seed is refused, the recorded one is not.
+        #expect(try store.startRun("s1", .run, seed: 5, newSeed: 0) == 5)
+        let conflict = #expect(throws: ArtifactStoreError.self) { _ = try store.startRun("s1", .resume, seed: 3, newSeed: 0) }
+        #expect(conflict?.code == .conflictingSeed && conflict?.isUsageError == true)
+        #expect(try store.recordedSeed(runID: "s1") == 5)
+        #expect(try store.startRun("s1", .resume, seed: 5, newSeed: 0) == 5)
     }
 
     @Test func aManifestThatIsNotJSONHasAReadableReason() {

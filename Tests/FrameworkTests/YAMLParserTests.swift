@@ -104,4 +104,20 @@ import Testing
         let noStages = diagnostics("name: x\n")
         #expect(noStages.first?.message == "pipeline has no 'stages'")
     }
+
+    /// A raw control character is reported where it is, not at 1:1.
+    @Test(arguments: [("\u{1B}", "U+001B"), ("\u{0}", "U+0000"), ("\u{7F}", "U+007F"), ("\u{85}", nil), ("\u{9B}", "U+009B")])
+    func rawControlCharactersArePlaced(character: String, code: String?) {
+        let text = "stages:\n  a:\n    type: poisson\n    with: {x: \"é\(character)\"}\n"
+        let parsed = YAMLParser.parse(text, file: "c.yaml")
+        guard let code else {
+            #expect(parsed.diagnostics.isEmpty, "NEL is allowed: \(parsed.diagnostics)")
+            return
+        }
+        #expect(parsed.root == nil)
+        #expect(parsed.diagnostics.first?.message == "the control character \(code) cannot appear in a YAML file")
+        #expect(parsed.diagnostics.first?.location == SourceLocation(file: "c.yaml", line: 4, column: 17), "\(parsed.diagnostics)")
+        // Tabs, CR and LF are fine.
+        #expect(YAMLParser.parse("a: 1\r\nb: \"x\ty\"\n", file: "t.yaml").diagnostics.isEmpty)
+    }
 }

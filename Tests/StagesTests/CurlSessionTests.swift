@@ -41,25 +41,29 @@ import Framework
     }
 
     /// The sockets of libcurl's transfers are close-on-exec, so a program started
-    /// meanwhile never inherits one. They are looked at from the transfer's own
-    /// progress callback while it waits on a server that accepted the connection and
-    /// never answers (libcurl calls it at least once a second), then the transfer is
-    /// abandoned.
+    /// meanwhile never inherits one. The transfer runs on a thread of its own against a
+    /// server that accepted the connection and never answers; this thread looks at the
+    /// process's descriptors until the connection shows, then abandons the transfer.
     @Test func socketsAreCloseOnExec() throws {
         let found = SocketsSeen()
-        // Up to five tries (a fresh server and session each): a callback does not
-        // always come while the connection is in /proc/net/tcp on a loaded machine.
-        for _ in 0..<5 where found.isEmpty {
-            let server = try S3StallTests.StalledServer()
-            let session = try CurlSession()
-            let port = String(format: "%04X", server.port)
-            var request = HTTPRequest(url: server.endpoint + "/x", timeout: .seconds(3), connectTimeout: .seconds(2))
-            request.isCancelled = {
-                found.record(Self.connections(toPort: port))
-                return !found.isEmpty
-            }
-            _ = try? session.perform(request)  // abandoned once looked at
+        let server = try S3StallTests.StalledServer()
+        let port = String(format: "%04X", server.port)
+        let endpoint = server.endpoint
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            defer { done.signal() }
+            guard let session = try? CurlSession() else { return }
+            var request = HTTPRequest(url: endpoint + "/x", timeout: .seconds(20), connectTimeout: .seconds(10))
+            request.isCancelled = { !found.isEmpty }
+            _ = try? session.perform(request)  // abandoned once looked at, or timed out
         }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while found.isEmpty && ContinuousClock.now < deadline {
+            found.record(Self.connections(toPort: port))
+            if found.isEmpty { usleep(5_000) }
+        }
+        done.wait()
+        withExtendedLifetime(server) {}
         #expect(!found.isEmpty, "no connection to the server was seen during the transfer")
         for (fd, closeOnExec) in found.sockets {
             #expect(closeOnExec, "TCP socket descriptor \(fd) would be inherited by child processes")

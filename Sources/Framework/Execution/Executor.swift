@@ -81,6 +81,9 @@ public struct Executor: Sendable {
         var startedAt: Date
         var duration: Duration
         var reused = false
+        /// The output's full summary (a scan of a grid, a hash of bytes), computed in
+        /// the stage's own task so that it overlaps other stages' work.
+        var summary: ArtifactSummary?
     }
 
     /// Each stage's fingerprint: a hash of its type and the type's version
@@ -143,7 +146,7 @@ public struct Executor: Sendable {
         case .success(let artifact):
             events.emit(.stageSucceeded(RunEvent.StageSucceeded(
                 stage: stage.id, type: stage.typeName, attempts: completion.attempts, startedAt: completion.startedAt,
-                duration: completion.duration, output: artifact.summary(), reused: completion.reused)))
+                duration: completion.duration, output: completion.summary ?? artifact.summary(), reused: completion.reused)))
             return nil
         case .failure(let error) where error is CancellationError:
             events.emit(.stageCancelled(RunEvent.StageCancelled(
@@ -211,6 +214,12 @@ public struct Executor: Sendable {
             while let completion = await group.next() {
                 running -= 1
                 let stage = stagesByID[completion.id]!
+                // The stage's end is told before anything that waited for it starts,
+                // so the events are in dependency order.
+                if let error = finished(stage, completion, events: events), failure == nil {
+                    failure = error
+                    group.cancelAll()
+                }
                 if case .success(let artifact) = completion.result {
                     succeeded += 1
                     if consumers[stage.id, default: 0] > 0 {
@@ -221,13 +230,6 @@ public struct Executor: Sendable {
                     for candidate in dependents[stage.id] ?? [] where waitingOn[candidate]!.remove(stage.id) != nil {
                         if waitingOn[candidate]!.isEmpty { ready.append(candidate) }
                     }
-                    // Start what waited for it before the full summary (a scan of a
-                    // grid, a hash of bytes) is computed for its event, so the two overlap.
-                    launch()
-                }
-                if let error = finished(stage, completion, events: events), failure == nil {
-                    failure = error
-                    group.cancelAll()
                 }
                 // Drop each input once its last consumer is done.
                 for producer in stage.inputs.values {
@@ -321,6 +323,15 @@ public struct Executor: Sendable {
     /// Runs one stage with its retries, or reuses its stored output; persists what it
     /// computes when there is a store. Never throws.
     private func execute(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String], events: Events) async -> Completion {
+        var completion = await executeUnsummarized(stage, inputs: inputs, fingerprints: fingerprints, events: events)
+        if case .success(let artifact) = completion.result { completion.summary = artifact.summary() }
+        return completion
+    }
+
+    private struct NothingToReuse: Error {}
+
+    private func executeUnsummarized(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String],
+                                     events: Events) async -> Completion {
         let clock = ContinuousClock()
         let startedAt = Date()
         let start = clock.now
@@ -328,11 +339,12 @@ public struct Executor: Sendable {
         func log(_ level: Logger.Level, _ message: String) {
             events.emit(.log(RunEvent.LogRecord(level: level, message: message, stage: stage.id)))
         }
-        if options.reuse, let store = options.store,
-           let stored = try? await Blocking.run({ try store.manifest(runID: runID, stage: stage.id) }),
-           stored.fingerprint == fingerprints[stage.id] {
+        if options.reuse, let store = options.store {
             do {
                 // Store I/O blocks: on a thread of its own, off the cooperative pool.
+                // No manifest: nothing stored yet. Another fingerprint: made differently.
+                guard let stored = try await Blocking.run({ try store.manifest(runID: runID, stage: stage.id) }),
+                      stored.fingerprint == fingerprints[stage.id] else { throw NothingToReuse() }
                 if let artifact = try await Blocking.run({ try store.load(runID: runID, stage: stage.id, codecs: plan.codecs)?.artifact }) {
                     // A sink's output stands for a file or object elsewhere: reuse it only
                     // if that is still there as recorded.
@@ -344,7 +356,9 @@ public struct Executor: Sendable {
                         log(.warning, "stored output cannot be reused (\(reason)); running the stage again")
                     }
                 }
+            } catch is NothingToReuse {
             } catch {
+                // A damaged manifest or artifact: said, then computed again.
                 log(.warning, "stored output cannot be reused (\(ErrorDescription.readable(error))); running the stage again")
             }
         }

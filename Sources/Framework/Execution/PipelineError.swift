@@ -142,6 +142,8 @@ extension PipelineError.Code {
     public static let unknownRun: Self = "unknown_run"
     /// A run's `run.json` in the store cannot be read.
     public static let damagedRun: Self = "damaged_run"
+    /// `--resume` with a `--seed` other than the one the run was made with.
+    public static let conflictingSeed: Self = "conflicting_seed"
     /// A stage's output type has no codec, so it cannot go into an artifact store.
     public static let noCodec: Self = "no_codec"
     /// `--only` needs a stored input that is missing or was made differently.

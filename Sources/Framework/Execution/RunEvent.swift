@@ -184,12 +184,12 @@ extension RunEvent {
     public var level: Logger.Level {
         switch kind {
         case .stageProgress: .trace
-        case .artifactStored, .stageCancelled: .debug
+        case .artifactStored: .debug
         case .stageRetrying: .warning
         case .stageFailed: .error
         case .runFinished(let finished): finished.status == .succeeded ? .info : .error
         case .log(let record): record.level
-        case .runStarted, .stageStarted, .stageSucceeded: .info
+        case .runStarted, .stageStarted, .stageSucceeded, .stageCancelled: .info
         }
     }
 
@@ -227,7 +227,7 @@ extension RunEvent {
         case .stageFailed(let event):
             return "stage '\(FilePaths.printable(event.stage))' (\(event.type)) failed: \(event.error.description)"
         case .stageCancelled(let event):
-            return "\(stage(event.stage, event.type)) cancelled"
+            return "✗ \(stage(event.stage, event.type)) cancelled after \(event.duration.humanDescription)"
         case .artifactStored(let event):
             return "\(FilePaths.printable(event.stage)): stored its output in \(event.store) "
                 + "(\(event.file), \(ByteCountFormatting.string(event.byteCount)))"

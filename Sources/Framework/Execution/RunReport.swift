@@ -17,6 +17,8 @@ public struct RunReport: Sendable, Codable {
     public var error: String?
     /// The failure's code (`PipelineError.Code`), for programs.
     public var errorCode: PipelineError.Code?
+    /// Whether the failure was one a retry could help with.
+    public var retryable: Bool?
     public var stages: [StageReport]
     /// The version of the runner that made the report (`RunnerVersion.current`).
     public var runnerVersion: String = RunnerVersion.current
@@ -38,7 +40,7 @@ public struct RunReport: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
-        case durationSeconds = "duration_seconds", error, errorCode = "error_code", stages, runnerVersion = "runner_version", invocation
+        case durationSeconds = "duration_seconds", error, errorCode = "error_code", retryable, stages, runnerVersion = "runner_version", invocation
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.

@@ -68,12 +68,16 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                 stage.retryable = failed.error.isRetryable
             }
         case .stageCancelled(let cancelled):
-            ended(cancelled.stage, .cancelled, cancelled.attempts, cancelled.startedAt, cancelled.duration) { _ in }
+            ended(cancelled.stage, .cancelled, cancelled.attempts, cancelled.startedAt, cancelled.duration) { stage in
+                stage.errorCode = .cancelled
+                stage.retryable = false
+            }
         case .runFinished(let finished):
             report!.status = finished.status
             report!.durationSeconds = finished.duration.seconds
             report!.error = finished.error?.summary ?? (finished.status == .cancelled ? "run cancelled" : nil)
             report!.errorCode = finished.error?.code ?? (finished.status == .cancelled ? .cancelled : nil)
+            report!.retryable = finished.error?.isRetryable ?? (finished.status == .cancelled ? false : nil)
         }
     }
 }

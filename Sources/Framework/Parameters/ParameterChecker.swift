@@ -27,6 +27,9 @@ enum ParameterChecker {
                              wholeValue: location == nil))
         }
         if case .list(let element, let count) = type {
+            if node.items == nil, spec.acceptsSingleItem, node.scalar != nil, count == nil || count == 1 {
+                return convert(node, type: element, spec: spec, templateNames: templateNames).map { .list([$0]) }
+            }
             guard let items = node.items else {
                 return fail("must be a list of \(element)s, got \(node.kindName)", help: "write it as [a, b]")
             }
@@ -62,6 +65,10 @@ enum ParameterChecker {
         switch type {
         case .integer:
             guard let parsed = parseInteger(text) else {
+                // A whole number too large for 64 bits is out of range, not "not an integer".
+                if let double = Double(text.replacingUnderscores()), double == double.rounded() {
+                    return fail("is out of range: integers go from \(Int.min) to \(Int.max), got '\(text)'")
+                }
                 return fail("must be an integer, got '\(text)'")
             }
             value = .integer(parsed)

@@ -15,6 +15,9 @@ public struct ParameterSpec: Sendable, Hashable {
     /// This is the stage's random seed: absent values are derived from the run
     /// seed and the stage id, so `--seed` reproduces a whole run.
     public var isSeed: Bool
+    /// For a list parameter: a single value (`command: "sh script"`) is taken as a
+    /// list of that one item.
+    public var acceptsSingleItem: Bool = false
 
     public init(
         _ name: String, _ type: ParameterType, default defaultValue: ParameterValue? = nil,
@@ -38,4 +41,11 @@ public struct ParameterSpec: Sendable, Hashable {
     }
 
     public var isRequired: Bool { defaultValue == nil && !isOptional && !isSeed }
+
+    /// This spec, taking a single value as a one-item list (`acceptsSingleItem`).
+    public func acceptingSingleItem() -> ParameterSpec {
+        var copy = self
+        copy.acceptsSingleItem = true
+        return copy
+    }
 }

@@ -36,14 +36,20 @@ public struct PipelineLoader: Sendable {
 
     /// Loads a file from disk.
     public func load(contentsOf path: String) -> Result {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            var isDirectory: ObjCBool = false
-            let reason = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-                ? (isDirectory.boolValue ? "is a directory" : "cannot be read (check its permissions)")
-                : "does not exist"
+        let bytes: SharedBytes
+        do {
+            bytes = try FileContents.read(path)
+        } catch {
+            let reason: String
+            switch error {
+            case let error as SystemError where error.code == ENOENT: reason = "does not exist"
+            case let error as SystemError where error.code == EISDIR: reason = "is a directory"
+            case let error as SystemError: reason = "cannot be read: " + error.reason
+            default: reason = "cannot be read: " + ErrorDescription.readable(error)
+            }
             return Result(document: nil, diagnostics: [.error("pipeline file '\(path)' \(reason)", at: nil)], sources: SourceTexts())
         }
-        return load(bytes: [UInt8](data), file: path)
+        return load(bytes: bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }, file: path)
     }
 
     /// Loads a pipeline from memory; `file` names it in messages.

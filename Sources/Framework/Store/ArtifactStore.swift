@@ -114,6 +114,8 @@ public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
         public static let damagedRun = Code(rawValue: "damaged_run")
         /// A stage's output type has no codec (`ArtifactCodec`), so a run with a store cannot hold it.
         public static let noCodec = Code(rawValue: "no_codec")
+        /// `--resume` with a `--seed` other than the one the run was made with.
+        public static let conflictingSeed = Code(rawValue: "conflicting_seed")
 
         public var description: String { rawValue }
     }

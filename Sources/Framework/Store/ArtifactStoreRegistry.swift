@@ -64,6 +64,17 @@ public struct ArtifactStoreRegistry: Sendable {
     /// anything else goes to its scheme. An unknown scheme is an `ArtifactStoreError`
     /// with the code `.invalidLocation` that lists the known ones.
     public func open(_ location: String) throws -> any ArtifactStore {
+        guard !location.isEmpty else {
+            throw ArtifactStoreError(message: "the artifact store location is empty; give a directory path or a URI such as "
+                + (schemes.first?.example ?? "file:///path/to/dir"), code: .invalidLocation)
+        }
+        // `file:/x` or `s3:bucket` is a URI with its `//` missing, not a directory
+        // named `file:`: say so rather than create one.
+        if Self.scheme(of: location) == nil, let colon = location.firstIndex(of: ":"),
+           let known = schemes.first(where: { $0.name == location[..<colon].lowercased() }) {
+            throw ArtifactStoreError(message: "artifact store '\(FilePaths.printable(location))' looks like a \(known.name) URI without its '//'; "
+                + "write it as \(known.example), or ./\(FilePaths.printable(location)) for a directory of that name", code: .invalidLocation)
+        }
         let name = Self.scheme(of: location) ?? "file"
         guard let scheme = schemes.first(where: { $0.name == name }) else {
             var known = schemes.map { "\($0.name):// (\($0.example))" }.joined(separator: ", ")

@@ -59,7 +59,15 @@ public struct FileArtifactStore: ArtifactStore {
 
     public func recordedSeed(runID: String) throws -> UInt64? {
         let path = "\(root)/\(runID)/run.json"
-        return try Self.contents(path).map { try RunRecord.seed(in: $0, name: path) }
+        let data: Data?
+        do {
+            data = try Self.contents(path)
+        } catch let error as SystemError where error.code == EISDIR || error.explanation != nil {
+            // Something that is not a file where the record should be: the run is damaged.
+            throw ArtifactStoreError(message: "'\(FilePaths.printable(path))' is damaged: \(error.code == EISDIR ? "it is a directory" : error.reason)"
+                + RunRecord.damagedHelp, code: .damagedRun)
+        }
+        return try data.map { try RunRecord.seed(in: $0, name: path) }
     }
 
     /// The directories under the root that hold a `run.json`.

@@ -4,10 +4,13 @@ import Foundation
 public enum RunRecord {
     public static func data(seed: UInt64) -> Data { Data("{\"seed\": \(seed)}\n".utf8) }
 
+    /// What a message about a damaged record ends with.
+    public static let damagedHelp = "; the run's stored outputs were left as they are: repair it as {\"seed\": N} or remove the run"
+
     /// The seed in a `run.json`; `name` says where it came from in the error, which
     /// has the code `.damagedRun` when the record is not JSON or holds no seed.
     public static func seed(in data: Data, name: String) throws -> UInt64 {
-        let help = "; the run's stored outputs were left as they are: repair it as {\"seed\": N} or remove the run"
+        let help = damagedHelp
         struct Record: Decodable { var seed: UInt64 }
         let seed: UInt64
         do {
@@ -15,7 +18,15 @@ public enum RunRecord {
         } catch let error as DecodingError {
             let reason: String
             switch error {
-            case .dataCorrupted(let context) where context.codingPath.isEmpty: reason = "not JSON"
+            case .dataCorrupted(let context) where context.codingPath.isEmpty:
+                // Foundation says the same of a seed it cannot hold (-1, 1.5, 2^64) as of
+                // text that is not JSON: tell them apart.
+                switch try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) {
+                case let object as [String: Any]:
+                    reason = object["seed"] == nil ? "it has no 'seed'" : "its 'seed' is not a whole number from 0 to 2^64-1"
+                case .some: reason = "not a JSON object"
+                case nil: reason = "not JSON"
+                }
             case .typeMismatch(_, let context) where context.codingPath.isEmpty: reason = "not a JSON object"
             case .keyNotFound: reason = "it has no 'seed'"
             default: reason = "its 'seed' is not a whole number from 0 to 2^64-1"
@@ -61,6 +72,12 @@ extension ArtifactStore {
                 }
             }
             throw ArtifactStoreError(message: message, code: .unknownRun)
+        }
+        // A resumed run reuses what its seed made; another seed would silently recompute
+        // (and overwrite) every seeded output.
+        if start == .resume, let seed, let recorded, seed != recorded {
+            throw ArtifactStoreError(message: "--resume \(FilePaths.printable(runID)) continues a run made with seed \(recorded); "
+                + "leave out --seed \(seed), or start a new run with another --run-id", code: .conflictingSeed)
         }
         let chosen = seed ?? recorded ?? (start == .only ? SeedDerivation.seed(runSeed: 0, stageID: runID) : newSeed)
         if chosen != recorded {

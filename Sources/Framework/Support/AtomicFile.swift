@@ -126,19 +126,27 @@ public enum FileContents {
         return bytes
     }
 
-    /// Opens a file for reading, close-on-exec.
+    /// Opens a file for reading, close-on-exec. Non-blocking, so that opening a FIFO
+    /// never waits for a writer (`size(of:path:)` then refuses it); reads of regular
+    /// files are not affected.
     public static func open(_ path: String) throws(SystemError) -> Int32 {
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw SystemError("open", path: path) }
         return descriptor
     }
 
-    /// The size of an open regular file.
+    /// The size of an open regular file; a directory, FIFO, socket or device is an
+    /// error that says which it is.
     public static func size(of descriptor: Int32, path: String) throws(SystemError) -> Int {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw SystemError("read the size of", path: path) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw SystemError("read", path: path, code: EINVAL) }
-        return Int(info.st_size)
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return Int(info.st_size)
+        case S_IFDIR: throw SystemError("read", path: path, code: EISDIR)
+        case S_IFIFO: throw SystemError("read", path: path, code: EINVAL, explanation: "it is a FIFO (a pipe), not a regular file")
+        case S_IFSOCK: throw SystemError("read", path: path, code: EINVAL, explanation: "it is a socket, not a regular file")
+        default: throw SystemError("read", path: path, code: EINVAL, explanation: "it is a device, not a regular file")
+        }
     }
 
     /// Fills `buffer` from `offset` of the file; a file that ends early is an error.

@@ -10,14 +10,17 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
     public var operation: String
     public var path: String?
     public var code: Int32
+    /// Words that say more than the errno's text (`it is a FIFO, not a regular file`).
+    public var explanation: String?
 
-    public init(_ operation: String, path: String? = nil, code: Int32 = errno) {
+    public init(_ operation: String, path: String? = nil, code: Int32 = errno, explanation: String? = nil) {
         self.operation = operation
         self.path = path
         self.code = code
+        self.explanation = explanation
     }
 
-    public var reason: String { String(cString: strerror(code)) }
+    public var reason: String { explanation ?? String(cString: strerror(code)) }
 
     public var description: String {
         if let path { return "cannot \(operation) '\(FilePaths.printable(path))': \(reason)" }

@@ -41,6 +41,15 @@ public enum YAMLParser {
         if bytes.isEmpty {
             return Result(root: nil, diagnostics: [])
         }
+        // libyaml refuses these too, but says where only as a byte offset.
+        if let control = firstControlCharacter(in: bytes) {
+            let code = String(format: "U+%04X", control.scalar.value)
+            return Result(root: nil, diagnostics: [.error(
+                "the control character \(code) cannot appear in a YAML file",
+                at: SourceLocation(file: file, line: control.line, column: control.column),
+                help: "remove it, or write it as an escape in a double-quoted string (\"\\x\(String(format: "%02X", control.scalar.value))\")"
+            )])
+        }
         var builder = TreeBuilder(file: file, aliasNodeLimit: max(maximumAliasNodes, bytes.count))
         bytes.withUnsafeBufferPointer { buffer in
             builder.run(buffer)
@@ -53,6 +62,29 @@ public enum YAMLParser {
         var byte: UInt8
         var line: Int
         var column: Int
+    }
+
+    /// The first character YAML does not allow in a file, raw: a C0 control other than
+    /// tab, line feed and carriage return, DEL, or a C1 control (U+0080 to U+009F other
+    /// than NEL), with its line and column (in Unicode scalars). `bytes` is valid UTF-8.
+    static func firstControlCharacter(in bytes: [UInt8]) -> (scalar: Unicode.Scalar, line: Int, column: Int)? {
+        func disallowed(_ value: UInt32) -> Bool {
+            (value < 0x20 && value != 0x09 && value != 0x0A && value != 0x0D) || value == 0x7F
+                || (value >= 0x80 && value <= 0x9F && value != 0x85)
+        }
+        // Fast path: no byte that could start such a character.
+        if !bytes.contains(where: { $0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D || $0 == 0x7F || $0 == 0xC2 }) { return nil }
+        var line = 1, column = 1
+        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
+            if disallowed(scalar.value) { return (scalar, line, column) }
+            if scalar == "\n" {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
+        }
+        return nil
     }
 
     static func firstInvalidUTF8(in bytes: [UInt8]) -> InvalidByte? {

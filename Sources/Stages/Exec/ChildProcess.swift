@@ -105,7 +105,18 @@ struct ChildProcess {
                 throw StageFailure("working directory '\(directory)' does not exist", retryable: false, code: .childFailed)
             }
             if status == ENOENT {
-                throw StageFailure("command '\(arguments[0])' not found (check 'command' and PATH)", retryable: false, code: .childFailed)
+                let program = arguments[0]
+                let hint: String
+                if program.contains("/") {
+                    // posix_spawnp runs a path with a slash as it is, from the working directory.
+                    hint = program.hasPrefix("/") ? "no such file" : "looked for it in the working directory '\(FilePaths.printable(directory))', "
+                        + "against which a relative program path is resolved (see 'workdir')"
+                } else if program.contains(" ") {
+                    hint = "a program's name with a space: without shell: true, command is a list of words, [program, argument, ...]"
+                } else {
+                    hint = "looked for it on PATH; check the spelling, or give its path"
+                }
+                throw StageFailure("command '\(FilePaths.printable(program))' not found (\(hint))", retryable: false, code: .childFailed)
             }
             throw StageFailure("cannot start '\(arguments[0])': \(String(cString: strerror(status)))", retryable: false, code: .childFailed)
         }

@@ -36,7 +36,9 @@ public struct ExecStage: Stage {
             removed in every case.
             """,
         parameters: [
-            ParameterSpec("command", .list(.string), doc: "program and arguments, e.g. [python3, stage.py, '{inputs.input}', '{output}']"),
+            ParameterSpec("command", .list(.string),
+                          doc: "program and arguments, e.g. [python3, stage.py, '{inputs.input}', '{output}']; with shell: true, one string")
+                .acceptingSingleItem(),
             ParameterSpec("output", .choice(outputTypes.map(\.name)), doc: "the artifact type the program writes"),
             ParameterSpec("output_format", .choice(["jpeg", "png"]), optional: true, doc: "the image format; required when output is EncodedImage"),
             ParameterSpec("shell", .boolean, default: .boolean(false), doc: "run command (one string) with /bin/sh -c"),
@@ -102,7 +104,11 @@ public struct ExecStage: Stage {
             timeout = nil
         }
         if command.isEmpty { throw ParameterError("command", "must name a program") }
-        if shell && command.count != 1 { throw ParameterError("command", "with shell: true must be one string for /bin/sh -c") }
+        if shell && command.count != 1 {
+            throw ParameterError("command", "with shell: true must be one string for /bin/sh -c, got a list of \(command.count) words",
+                                 help: "write the whole command line as one string: command: 'cp {inputs.input} {output}'; "
+                                     + "or leave out shell: true to run the list's words without a shell")
+        }
         if outputType == .encodedImage && outputFormat == nil {
             throw ParameterError("output_format", "is needed when output is EncodedImage", help: "add 'output_format: jpeg' or 'png'")
         }
