@@ -44,6 +44,12 @@ final class SignalWatcher: @unchecked Sendable {
         // A closed stdout or stderr (a pipe whose reader went) is an EPIPE error, not death.
         Glibc.signal(SIGPIPE, SIG_IGN)
         for number in [SIGINT, SIGTERM] {
+            // A signal ignored when the runner started (SIGINT for `runner ... &` in a
+            // script: the shell ignores it for background jobs) stays ignored, as shells
+            // and other tools leave it.
+            var current = sigaction()
+            if sigaction(number, nil, &current) == 0,
+               unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { number in
                 var byte = UInt8(truncatingIfNeeded: number)

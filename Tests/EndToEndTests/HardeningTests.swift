@@ -234,6 +234,18 @@ import TestFixtures
         #expect(box.leftovers.isEmpty, "left in TMPDIR: \(box.leftovers)")
     }
 
+    /// A runner started with SIGINT ignored (a background job of a script) keeps it
+    /// ignored, as shells do; SIGTERM still ends the run.
+    @Test func aSignalIgnoredAtStartStaysIgnored() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        let file = try box.write(shellPipeline("sleep 1.5; cp {inputs.input} {output}"))
+        let ignored = try box.run([file], signals: [(SIGINT, after: .milliseconds(500))], limit: .seconds(30), shell: "trap '' INT")
+        #expect(ignored.status == 0 && !ignored.stderr.contains("interrupted"), "\(ignored.stderr)")
+        let terminated = try box.run([file], signals: [(SIGTERM, after: .milliseconds(500))], limit: .seconds(30), shell: "trap '' INT")
+        #expect(terminated.status == 143, "\(terminated.stderr)")
+    }
+
     @Test func aHugeOutputLineIsCutAndTheErrorQuotesAtMost4KiB() throws {
         let box = try Sandbox()
         defer { box.remove() }
