@@ -202,6 +202,27 @@ struct CheckedStage: Stage {
         #expect(try store.startRun("s1", .resume, seed: 5, newSeed: 0) == 5)
     }
 
+    /// A cancelled run does not wait for its store write, and leaves nothing of it.
+    @Test func aCancelledWriteLeavesNothing() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cancel-store-" + UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let store = FileArtifactStore(root: root.path)
+        let grid = try Grid<UInt8>(width: 4096, height: 4096) { $0.initialize(repeating: 7) }
+        let manifest = ArtifactManifest(artifactType: "", file: "", byteCount: 0, sha256: "", stageType: "t", parameters: [:],
+                                        parametersHash: "", inputFingerprints: [:], fingerprint: "f")
+        let cancel = CancelFlag()
+        cancel.set()
+        #expect(throws: CancellationError.self) {
+            try store.save(grid, manifest: manifest, runID: "r", stage: "s", cancel: cancel)
+        }
+        #expect(try store.manifest(runID: "r", stage: "s") == nil)
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: root.path + "/r/s")) ?? []
+        #expect(left.isEmpty, "\(left)")
+        // Not cancelled, the same write succeeds.
+        let saved = try store.save(grid, manifest: manifest, runID: "r", stage: "s")
+        #expect(try store.manifest(runID: "r", stage: "s") == saved)
+    }
+
     @Test func aManifestThatIsNotJSONHasAReadableReason() {
         let error = #expect(throws: ArtifactStoreError.self) { _ = try ArtifactCodec.decodeManifest(Data("not json".utf8), name: "m.json") }
         #expect(error?.message == "m.json: not a valid manifest (not JSON)")

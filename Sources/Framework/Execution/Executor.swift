@@ -366,11 +366,14 @@ public struct Executor: Sendable {
         if case .success(let artifact) = completion.result, let store = options.store {
             let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
             do {
-                let saved = try await Blocking.run {
-                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs)
+                // Cancellable: a run stopped by a signal does not wait for a large write.
+                let saved = try await Blocking.run { cancel in
+                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs, cancel: cancel)
                 }
                 events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
                                                                    byteCount: saved.byteCount, sha256: saved.sha256)))
+            } catch where error is CancellationError || Task.isCancelled {
+                completion.result = .failure(CancellationError())
             } catch {
                 let cause = PipelineError(error)
                 completion.result = .failure(PipelineError("cannot store the output in \(store): \(cause.message)",

@@ -7,6 +7,9 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     /// manifest; atomically: a reader sees the whole artifact and manifest, or nothing.
     /// The manifest goes last. `manifest.file` names the bytes' file (or object).
     func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws
+    /// `write`, stopping soon after `cancel` is set (a cancelled run) with a
+    /// `CancellationError`, leaving nothing half-written. The default ignores `cancel`.
+    func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws
     /// The manifest of a stored output, or nil when there is none.
     func manifest(runID: String, stage: String) throws -> ArtifactManifest?
     /// A stored output's bytes and manifest, after checking the bytes' size and
@@ -32,13 +35,17 @@ extension ArtifactStore {
 
     public func checkAccess() throws {}
 
+    public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
+        try write(data, manifest: manifest, runID: runID, stage: stage)
+    }
+
     /// Encodes `artifact` with `codecs` and persists it with `manifest` (`write`);
     /// returns the manifest as written (file name, size, SHA-256 filled in).
     @discardableResult
     public func save(_ artifact: any Artifact, manifest: ArtifactManifest, runID: String, stage: String,
-                     codecs: ArtifactCodecs = .builtin) throws -> ArtifactManifest {
+                     codecs: ArtifactCodecs = .builtin, cancel: CancelFlag = CancelFlag()) throws -> ArtifactManifest {
         let (data, manifest) = try codecs.encode(artifact, manifest: manifest)
-        try write(data, manifest: manifest, runID: runID, stage: stage)
+        try write(data, manifest: manifest, runID: runID, stage: stage, cancel: cancel)
         return manifest
     }
 

@@ -34,10 +34,15 @@ public struct FileArtifactStore: ArtifactStore {
     func directory(_ runID: String, _ stage: String) -> String { "\(root)/\(runID)/\(stage)" }
 
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        try write(data, manifest: manifest, runID: runID, stage: stage, cancel: CancelFlag())
+    }
+
+    public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
         let directory = directory(runID, stage)
         try FilePaths.createDirectories(directory)
-        try Self.atomicWrite(data, to: directory + "/" + manifest.file)
+        try AtomicFile.write(data, to: directory + "/" + manifest.file, overwrite: true, isCancelled: cancel.isSet)
         // The manifest goes last: its presence says the artifact is complete.
+        if cancel.isSet() { throw CancellationError() }
         try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
     }
 

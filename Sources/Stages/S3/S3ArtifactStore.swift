@@ -50,11 +50,12 @@ public struct S3ArtifactStore: ArtifactStore {
         ([prefix, runID, stage].compactMap { $0 }.filter { !$0.isEmpty } + [file]).joined(separator: "/")
     }
 
-    private func put(_ bytes: SharedBytes, key: String, contentType: String, runID: String, stage: String) throws {
+    private func put(_ bytes: SharedBytes, key: String, contentType: String, runID: String, stage: String,
+                     cancel: CancelFlag = CancelFlag()) throws {
         let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: [("Content-Type", contentType)],
                               checksum: true, overwrite: true, partSize: partSize, concurrency: concurrency,
                               context: .forStore(stageID: stage, runID: runID), sessions: sessions)
-        _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: CancelFlag())
+        _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: cancel)
     }
 
     /// Sends one request on one of the store's connections.
@@ -76,11 +77,16 @@ public struct S3ArtifactStore: ArtifactStore {
     }
 
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String) throws {
+        try write(data, manifest: manifest, runID: runID, stage: stage, cancel: CancelFlag())
+    }
+
+    public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
         try put(SharedBytes(data), key: key(runID, stage, manifest.file), contentType: manifest.mediaType ?? "application/octet-stream",
-                runID: runID, stage: stage)
+                runID: runID, stage: stage, cancel: cancel)
         // Last: its presence says the artifact is complete.
+        if cancel.isSet() { throw CancellationError() }
         try put(SharedBytes(try ArtifactCodec.encoder.encode(manifest)), key: key(runID, stage, "manifest.json"),
-                contentType: "application/json", runID: runID, stage: stage)
+                contentType: "application/json", runID: runID, stage: stage, cancel: cancel)
     }
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
