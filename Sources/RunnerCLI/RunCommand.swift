@@ -141,13 +141,15 @@ struct RunCommand: AsyncParsableCommand {
                 // Checks the codecs and access, then: resumed and single-stage runs use the seed
                 // the run started with; a run started by --only alone derives it from the run id.
                 try options.useStore(store, for: plan, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed, only: only)
-            } catch let error as ArtifactStoreError where error.isUsageError {
-                console.log(.error, error.message, ["event": .string("store_refused"), "error_code": .string(error.code.rawValue)])
-                throw ExitCode(RunnerMain.ExitStatus.invalid)
             } catch {
-                console.log(.error, "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(ErrorDescription.readable(error))",
-                            ["event": .string("store_refused"), "error_code": .string(PipelineError(error).code.rawValue)])
-                throw ExitCode(RunnerMain.ExitStatus.stageFailed)
+                let failure = PipelineError(error)
+                let usage = (error as? ArtifactStoreError)?.isUsageError == true
+                let message = usage ? failure.message
+                    : "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(failure.message)"
+                console.log(.error, message + "; nothing was run",
+                            ["event": .string("store_refused"), "error_code": .string(failure.code.rawValue),
+                             "retryable": .boolean(failure.isRetryable)])
+                throw ExitCode(usage ? RunnerMain.ExitStatus.invalid : RunnerMain.ExitStatus.stageFailed)
             }
         }
         options.accessFacts = access.compactMapValues { result in

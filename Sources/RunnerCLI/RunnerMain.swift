@@ -41,6 +41,9 @@ public enum RunnerMain {
             print(VersionReport.text(), terminator: "")
             return ExitStatus.success
         }
+        // Known before parsing, so that even a message about the arguments is JSON.
+        let json = wantsJSON(arguments)
+        SignalWatcher.shared.jsonMessages = json
         do {
             var command = try RunnerCommand.parseAsRoot(arguments)
             try await RunnerContext.$registry.withValue(registry) {
@@ -64,14 +67,29 @@ public enum RunnerMain {
             }
             // The message may quote what was typed (an unknown option, a bad value):
             // escape control characters before they reach the terminal. Errors start
-            // with "error:", as everywhere else.
-            var text = Console.printable(message)
-            if text.hasPrefix("Error: ") { text = "error: " + text.dropFirst("Error: ".count) }
-            FileHandle.standardError.write(Data((text.isEmpty ? "" : text + "\n").utf8))
+            // with "error:", as everywhere else, and say what is wrong without the
+            // whole usage text (`runner --help` has it).
+            let short = RunnerCommand.message(for: error)
+            if json {
+                Console(format: .json, level: .info).log(.error, short, ["event": .string("usage_error")])
+            } else if !short.isEmpty {
+                FileHandle.standardError.write(Data("error: \(Console.printable(short))\n  help: runner --help lists the commands and options\n".utf8))
+            } else if !message.isEmpty {
+                FileHandle.standardError.write(Data((Console.printable(message) + "\n").utf8))
+            }
             // ArgumentParser's usage errors (64) share the code of invalid pipelines.
             return code == .validationFailure ? ExitStatus.invalid : code.rawValue
         }
     }
+}
+
+/// Whether `arguments` ask for JSON messages (`--log-format json` or `=json`).
+func wantsJSON(_ arguments: [String]) -> Bool {
+    for (index, argument) in arguments.enumerated() {
+        if argument == "--log-format=json" { return true }
+        if argument == "--log-format", index + 1 < arguments.count, arguments[index + 1] == "json" { return true }
+    }
+    return false
 }
 
 /// Values the commands need that the argument parser cannot carry.

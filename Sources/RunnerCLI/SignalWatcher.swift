@@ -82,6 +82,10 @@ final class SignalWatcher: @unchecked Sendable {
         if already { handler() }
     }
 
+    /// Whether the messages of a signal that ends the process are JSON lines
+    /// (`--log-format json`), set before the command runs.
+    nonisolated(unsafe) var jsonMessages = false
+
     private func watch(_ readEnd: Int32) {
         while true {
             var byte: UInt8 = 0
@@ -101,7 +105,12 @@ final class SignalWatcher: @unchecked Sendable {
                 continue
             } else {
                 let name = number == SIGINT ? "SIGINT" : "SIGTERM"
-                let message = isFirst ? "runner: \(name): exiting\n" : "runner: second \(name): killing child processes and exiting\n"
+                let text = isFirst ? "\(name): exiting" : "second \(name): killing child processes and exiting"
+                var message = "runner: " + text + "\n"
+                if jsonMessages {
+                    let line = "{\"event\":\"interrupted\",\"level\":\"error\",\"message\":\"\(text)\",\"signal\":\"\(name)\",\"time\":\"\(Console.timestamp())\"}"
+                    message = line + "\n"
+                }
                 _ = message.withCString { Glibc.write(2, $0, strlen($0)) }
                 Cleanup.forceCleanup()
                 Cleanup.killOrphans()

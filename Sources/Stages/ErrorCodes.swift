@@ -5,10 +5,15 @@ import Framework
 
 extension S3Error: CodedError {
     public var errorCode: PipelineError.Code {
-        switch (code, status) {
+        if let kind { return kind }
+        return switch (code, status) {
         case ("NoSuchBucket", _): .noSuchBucket
+        // Credentials S3 rejects come with 403 too: their codes say so first.
+        case ("InvalidAccessKeyId", _), ("SignatureDoesNotMatch", _), ("ExpiredToken", _), ("InvalidToken", _),
+             ("TokenRefreshRequired", _): .credentials
         case ("AccessDenied", _), (_, 403): .accessDenied
-        case ("InvalidAccessKeyId", _), ("SignatureDoesNotMatch", _), ("ExpiredToken", _), ("InvalidToken", _): .credentials
+        // A conditional write refused because the object exists (overwrite: false).
+        case ("PreconditionFailed", _), (_, 412): .outputExists
         case (nil, nil): .network
         default: .s3
         }

@@ -77,12 +77,57 @@ import TestFixtures
         let s3 = try LocalS3.shared()
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try RunnerProcess.run([pipeline, "--profile", "s3", "--set", "params.size=64", "--run-id", "badsecret", "-v"], in: directory,
+        let result = try RunnerProcess.run([pipeline, "--profile", "s3", "--set", "params.size=64", "--run-id", "badsecret", "-v",
+                                            "--report", "r.json"], in: directory,
                                            environment: environment(s3, secret: "wrong-secret-value", home: directory.path))
         #expect(result.status == 1)
+        // Rejected credentials, not a missing permission.
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
+        #expect(report?["error_code"] as? String == "credentials", "\(String(describing: report?["error_code"]))")
         #expect(result.stderr.contains("SignatureDoesNotMatch"))
         #expect(result.stderr.contains("the secret key may be wrong"))
         #expect(!result.stderr.contains("wrong-secret-value") && !result.stdout.contains("wrong-secret-value"))
+    }
+
+    /// Keys and store prefixes with dot segments or empty ones are refused at check
+    /// time: servers may resolve them as paths and write elsewhere.
+    @Test(arguments: [("key", "a/../k.jpg"), ("key", "./k.jpg"), ("key", "a//k.jpg"), ("key", "/k.jpg"), ("key", "dir/")])
+    func keysThatAreNotWrittenAsNamedAreRefused(parameter: String, value: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try RunnerProcess.run(["validate", pipeline, "--profile", "s3", "--set", "stages.store.with.\(parameter)=\(value)"],
+                                           in: directory, environment: ["OUTPUT_S3_BUCKET": "b-ok"])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("parameter 'key' of stage 'store' (s3) is '\(value)', which "), "\(result.stderr)")
+    }
+
+    @Test(arguments: ["s3://pipeline-e2e/a/../b", "s3://pipeline-e2e/..", "s3://pipeline-e2e/a/./b"])
+    func storePrefixesWithDotSegmentsAreRefused(store: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try RunnerProcess.run([pipeline, "--set", "params.size=8", "--artifact-store", store, "--log-format", "json"], in: directory)
+        #expect(result.status == 2, "\(result.stderr)")
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(result.stderr.utf8)) as? [String: Any])
+        #expect(line["event"] as? String == "store_refused" && line["error_code"] as? String == "invalid_store_location", "\(line)")
+        #expect((line["message"] as? String)?.contains("'.' or '..' segment") == true)
+    }
+
+    @Test func aStoreThatCannotBeUsedCarriesItsCausesCode() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var variables = environment(s3, home: directory.path)
+        let missing = try RunnerProcess.run([pipeline, "--set", "params.size=8", "--artifact-store", "s3://no-such-bucket-here/x",
+                                             "--log-format", "json"], in: directory, environment: variables)
+        #expect(missing.status == 2, "\(missing.stderr)")
+        #expect(missing.stderr.contains("\"error_code\":\"no_such_bucket\""), "\(missing.stderr)")
+        variables["AWS_ACCESS_KEY_ID"] = ""
+        variables["AWS_SECRET_ACCESS_KEY"] = ""
+        let uncredited = try RunnerProcess.run([pipeline, "--set", "params.size=8", "--artifact-store", "s3://pipeline-e2e/x",
+                                                "--log-format", "json"], in: directory, environment: variables)
+        #expect(uncredited.status == 1, "\(uncredited.stderr)")
+        #expect(uncredited.stderr.contains("\"error_code\":\"credentials\""), "\(uncredited.stderr)")
+        #expect(uncredited.stderr.contains("nothing was run"))
     }
 
     @Test func missingBucketVariableIsCaughtBeforeAnythingRuns() throws {

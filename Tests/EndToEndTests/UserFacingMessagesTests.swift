@@ -34,6 +34,7 @@ import Testing
         let events = jsonLines(result.stderr)
         let cancelled = events.first { $0["event"] as? String == "stage_cancelled" }
         #expect(cancelled?["stage"] as? String == "slow", "\(result.stderr)")
+        #expect(cancelled?["error_code"] as? String == "cancelled" && cancelled?["retryable"] as? Bool == false)
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
         let slow = (report?["stages"] as? [[String: Any]])?.first { $0["id"] as? String == "slow" }
         #expect(slow?["status"] as? String == "cancelled" && slow?["error_code"] as? String == "cancelled", "\(String(describing: slow))")
@@ -46,7 +47,7 @@ import Testing
         try "stages:\n  a: {type: nope}\n".write(to: directory.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
         try Self.small.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
         for arguments in [["bad.yaml"], ["p.yaml", "--run-id", "r", "--artifact-store", "s", "--only", "encdoe"],
-                          ["p.yaml", "--report", "."]] {
+                          ["p.yaml", "--report", "."], ["p.yaml", "--bogus"], ["p.yaml", "--jobs", "0"], ["p.yaml", "--run-id", "a/b"]] {
             let result = try RunnerProcess.run(arguments + ["--log-format", "json"], in: directory)
             #expect(result.status == 2)
             let lines = result.stderr.split(separator: "\n")
@@ -107,7 +108,7 @@ import Testing
         let result = try RunnerProcess.run(arguments, in: directory)
         #expect(result.status == 2)
         #expect(result.stderr.contains(expected), "\(result.stderr)")
-        #expect(!result.stderr.contains("Error:"), "\(result.stderr)")
+        #expect(!result.stderr.contains("Error:") && !result.stderr.contains("Usage:"), "\(result.stderr)")
         #expect(try String(contentsOf: directory.appendingPathComponent("s/r1/run.json"), encoding: .utf8).contains("5"))
         #expect(files(below: directory) == before, "something was written: \(files(below: directory))")
     }
@@ -171,5 +172,26 @@ import Testing
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
         let reused = (report?["stages"] as? [[String: Any]])?.map { $0["reused"] as? Bool ?? false }
         #expect(reused == [true, false])
+    }
+
+    /// A filesystem path must name a file: one ending with '/', '.' or '..' is refused
+    /// when the pipeline is checked, and one that turns out to be a directory says so,
+    /// without suggesting an overwrite that could not help.
+    @Test func aSinkPathMustNameAFile() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try (Self.small + "\n  store: {type: filesystem, input: encode, with: {path: 'out/x.png'}}\n")
+            .write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        for path in ["out/{run_id}/", "out/{run_id}/..", "out/."] {
+            let result = try RunnerProcess.run(["validate", "p.yaml", "--set", "stages.store.with.path=\(path)"], in: directory)
+            #expect(result.status == 2 && result.stderr.contains("it names a directory, not a file"), "\(path): \(result.stderr)")
+        }
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("out/taken.png"), withIntermediateDirectories: true)
+        let result = try RunnerProcess.run(["p.yaml", "--set", "stages.store.with.path=out/taken.png", "--report", "r.json"], in: directory)
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("out/taken.png' is a directory; 'path' must name a file"), "\(result.stderr)")
+        #expect(!result.stderr.contains("overwrite=true"), "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any]
+        #expect(report?["error_code"] as? String == "invalid_parameter")
     }
 }

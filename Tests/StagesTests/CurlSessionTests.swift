@@ -46,16 +46,21 @@ import Framework
     /// process's descriptors until the connection shows, then abandons the transfer.
     @Test func socketsAreCloseOnExec() throws {
         let found = SocketsSeen()
+        let outcome = Outcome()
         let server = try S3StallTests.StalledServer()
         let port = String(format: "%04X", server.port)
         let endpoint = server.endpoint
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             defer { done.signal() }
-            guard let session = try? CurlSession() else { return }
-            var request = HTTPRequest(url: endpoint + "/x", timeout: .seconds(20), connectTimeout: .seconds(10))
-            request.isCancelled = { !found.isEmpty }
-            _ = try? session.perform(request)  // abandoned once looked at, or timed out
+            do {
+                let session = try CurlSession()
+                var request = HTTPRequest(url: endpoint + "/x", timeout: .seconds(20), connectTimeout: .seconds(10))
+                request.isCancelled = { !found.isEmpty }
+                _ = try session.perform(request)  // abandoned once looked at, or timed out
+            } catch {
+                outcome.record(error)
+            }
         }
         let deadline = ContinuousClock.now + .seconds(20)
         while found.isEmpty && ContinuousClock.now < deadline {
@@ -64,7 +69,7 @@ import Framework
         }
         done.wait()
         withExtendedLifetime(server) {}
-        #expect(!found.isEmpty, "no connection to the server was seen during the transfer")
+        #expect(!found.isEmpty, "no connection to the server was seen during the transfer; it ended with \(outcome.text)")
         for (fd, closeOnExec) in found.sockets {
             #expect(closeOnExec, "TCP socket descriptor \(fd) would be inherited by child processes")
         }
@@ -74,7 +79,11 @@ import Framework
     static func connections(toPort port: String) -> [(Int32, Bool)] {
         var inodes = Set<String>()
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            // Read to the end: a /proc table says its size is 0, and may be many pages long.
+            let text = FileHandle(forReadingAtPath: table).flatMap { handle in
+                defer { try? handle.close() }
+                return (try? handle.readToEnd()).map { String(decoding: $0, as: UTF8.self) }
+            } ?? ""
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ")
                 if fields.count > 9, fields[2].hasSuffix(":" + port) { inodes.insert(String(fields[9])) }
@@ -87,12 +96,29 @@ import Framework
         }
     }
 
+    final class Outcome: @unchecked Sendable {
+        private let lock = NSLock()
+        private var error: (any Error)?
+        func record(_ error: any Error) { lock.withLock { self.error = error } }
+        var text: String { lock.withLock { error.map { "\($0)" } ?? "no error" } }
+    }
+
     final class SocketsSeen: @unchecked Sendable {
         private let lock = NSLock()
         private var seen: [(Int32, Bool)] = []
         func record(_ sockets: [(Int32, Bool)]) { lock.lock(); seen += sockets; lock.unlock() }
         var sockets: [(Int32, Bool)] { lock.lock(); defer { lock.unlock() }; return seen }
         var isEmpty: Bool { sockets.isEmpty }
+    }
+
+    /// The path goes out as written (and signed): dot segments are not resolved away.
+    @Test func dotSegmentsAreSentAsWritten() throws {
+        let server = try EchoServer()
+        let session = try CurlSession()
+        for path in ["/bucket/a/../k.jpg", "/bucket/./k.jpg", "/bucket/.."] {
+            let echoed = try json(try session.perform(HTTPRequest(url: server.base + path)))
+            #expect(echoed["path"] as? String == path)
+        }
     }
 
     @Test func getPutPostAndStatusCodes() throws {

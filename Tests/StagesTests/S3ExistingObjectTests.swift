@@ -22,10 +22,11 @@ import Framework
                  ])))
     }
 
-    func upload(_ client: S3Client, key: String, _ bytes: [UInt8], multipart: Bool, checksum: Bool) async throws -> S3Upload.Result {
+    func upload(_ client: S3Client, key: String, _ bytes: [UInt8], multipart: Bool, checksum: Bool,
+                partSize: Int = 5 << 20) async throws -> S3Upload.Result {
         try await S3Upload(client: client, bucket: bucket, key: key, bytes: SharedBytes(bytes),
                            headers: [("Content-Type", "application/octet-stream")], checksum: checksum, overwrite: false,
-                           partSize: 5 << 20, concurrency: 2, context: testContext()).run(multipart: multipart)
+                           partSize: partSize, concurrency: 2, context: testContext()).run(multipart: multipart)
     }
 
     func bytes(_ count: Int, seed: UInt64) -> [UInt8] {
@@ -58,5 +59,24 @@ import Framework
         }
         let stored = try client.send("GetObject", method: "GET", bucket: bucket, key: key, session: CurlSession()).body
         #expect(stored == original)
+    }
+
+    /// An object cut into other parts than these bytes would be is "different", never a
+    /// crash: more stored parts than this part size makes, and fewer.
+    @Test(arguments: [(5 << 20, 6 << 20), (6 << 20, 5 << 20)])
+    func anObjectCutIntoOtherPartsIsDifferent(stored: Int, now: Int) async throws {
+        let s3 = try LocalS3.shared()
+        let client = client(s3)
+        _ = try? client.send("CreateBucket", method: "PUT", bucket: bucket, key: "", session: CurlSession())
+        let key = "existing/\(UUID().uuidString.lowercased())-parts.bin"
+        let original = bytes(11 << 20, seed: 5)
+        _ = try await upload(client, key: key, original, multipart: true, checksum: true, partSize: stored)
+        do {
+            _ = try await upload(client, key: key, original, multipart: true, checksum: true, partSize: now)
+            Issue.record("an object of \(stored)-byte parts matched \(now)-byte parts")
+        } catch let error as S3Error {
+            #expect(error.description.contains("was uploaded in \((11 << 20 + stored - 1) / stored) parts"), "\(error)")
+            #expect(PipelineError(error).code == .outputExists)
+        }
     }
 }

@@ -184,6 +184,6 @@ extension ParameterError: CodedError {
 }
 
 extension ArtifactStoreError: CodedError {
-    public var errorCode: PipelineError.Code { PipelineError.Code(rawValue: code.rawValue) }
+    public var errorCode: PipelineError.Code { cause ?? PipelineError.Code(rawValue: code.rawValue) }
     public var isRetryable: Bool { code == .io }
 }

@@ -287,6 +287,8 @@ extension RunEvent {
         case .stageCancelled(let event):
             fields["type"] = .string(event.type)
             fields["attempts"] = .integer(event.attempts)
+            fields["error_code"] = .string(PipelineError.Code.cancelled.rawValue)
+            fields["retryable"] = .boolean(false)
         case .artifactStored(let event):
             fields["store"] = .string(event.store)
             fields["file"] = .string(event.file)
@@ -295,7 +297,12 @@ extension RunEvent {
         case .log(let record):
             for (key, value) in record.metadata where fields[key] == nil { fields[key] = .string(value) }
         case .runFinished(let event):
-            if let failure = event.error { fields.merge(error(failure)) { $1 } }
+            if let failure = event.error {
+                fields.merge(error(failure)) { $1 }
+            } else if event.status == .cancelled {
+                fields["error_code"] = .string(PipelineError.Code.cancelled.rawValue)
+                fields["retryable"] = .boolean(false)
+            }
             fields["run_id"] = .string(event.runID)
             fields["status"] = .string(event.status.rawValue)
             fields["duration_seconds"] = .number(event.duration.seconds)

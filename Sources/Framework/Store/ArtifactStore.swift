@@ -129,15 +129,19 @@ public struct ArtifactStoreError: Error, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// The run's error code for the cause, when it says more than `code` (a store
+    /// that cannot be reached for lack of `credentials`, a `no_such_bucket`).
+    public var cause: PipelineError.Code?
     public var description: String { message }
 
     /// Whether the problem is in what the user asked for (a usage error, exit 2)
     /// rather than in reading or writing.
     public var isUsageError: Bool { code != .io }
 
-    public init(message: String, code: Code = .io) {
+    public init(message: String, code: Code = .io, cause: PipelineError.Code? = nil) {
         self.message = message
         self.code = code
+        self.cause = cause
     }
 }
 

@@ -235,6 +235,8 @@ public final class CurlSession {
         try errorBuffer.withUnsafeMutableBufferPointer { errors in
             try check(CCurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errors.baseAddress))
             try check(CCurl_setopt_string(handle, CURLOPT_URL, request.url))
+            // The path goes out as written (and as signed): never with ./.. resolved.
+            try check(CCurl_setopt_long(handle, CURLOPT_PATH_AS_IS, 1))
             try check(CCurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
             try check(CCurl_setopt_cloexec_sockets(handle))
             try check(CCurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeout.milliseconds)))

@@ -35,7 +35,12 @@ public struct S3ArtifactStore: ArtifactStore {
             throw ArtifactStoreError(message: "artifact store bucket '\(FilePaths.printable(bucket))' \(problem)", code: .invalidLocation)
         }
         self.bucket = bucket
-        self.prefix = rest.dropFirst(bucket.count).split(separator: "/").joined(separator: "/")
+        let path = rest.dropFirst(bucket.count).drop { $0 == "/" }
+        if path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." }) {
+            throw ArtifactStoreError(message: "artifact store '\(FilePaths.printable(uri))' has a '.' or '..' segment in its prefix, "
+                + "which would not name the objects as written; write the prefix without them", code: .invalidLocation)
+        }
+        self.prefix = path.split(separator: "/").joined(separator: "/")
         let endpoint = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"]
         client = S3Client(configuration: S3Configuration(endpoint: endpoint, region: environment.region ?? "us-east-1", pathStyle: endpoint != nil),
                           credentials: AWSCredentialChain(environment: environment))
@@ -149,8 +154,9 @@ public struct S3ArtifactStore: ArtifactStore {
             _ = try client.credentials.credentials(deadline: deadline, isCancelled: { false })
         } catch let error as AWSCredentialError {
             // Nothing found anywhere: what to do first, then where the chain looked.
-            guard let remedy = error.remedy else { throw ArtifactStoreError(message: Self.oneLine(error.message)) }
-            throw ArtifactStoreError(message: "no AWS credentials found; " + remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")")
+            guard let remedy = error.remedy else { throw ArtifactStoreError(message: Self.oneLine(error.message), cause: .credentials) }
+            throw ArtifactStoreError(message: "no AWS credentials found; " + remedy + " (looked in: " + error.looked.joined(separator: "; ") + ")",
+                                     cause: .credentials)
         }
         var configuration = client.configuration
         configuration.maxAttempts = 2
@@ -165,9 +171,9 @@ public struct S3ArtifactStore: ArtifactStore {
         } catch let error as S3Error where error.code == "NoSuchBucket" {
             let endpoint = configuration.endpoint ?? "AWS region \(configuration.region)"
             throw ArtifactStoreError(message: "artifact store '\(description)': bucket '\(bucket)' does not exist at \(endpoint); "
-                + "create it, or check the bucket name, AWS_ENDPOINT_URL_S3 and AWS_REGION", code: .invalidLocation)
+                + "create it, or check the bucket name, AWS_ENDPOINT_URL_S3 and AWS_REGION", code: .invalidLocation, cause: .noSuchBucket)
         } catch let error as S3Error {
-            throw ArtifactStoreError(message: Self.oneLine(error.description))
+            throw ArtifactStoreError(message: Self.oneLine(error.description), cause: error.errorCode)
         }
     }
 

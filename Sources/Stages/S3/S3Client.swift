@@ -12,6 +12,9 @@ public struct S3Error: Error, Sendable, CustomStringConvertible {
     public var hint: String?
     /// Whether retrying could help.
     public var isTransient: Bool
+    /// The `PipelineError` code, when neither S3's code nor the status says it (a
+    /// credential problem found before sending, bytes the server reports otherwise).
+    public var kind: PipelineError.Code? = nil
 
     public var description: String {
         var text = "\(operation) failed: \(message)"
@@ -139,7 +142,8 @@ public struct S3Client: Sendable {
             } catch let error as CurlError {
                 failure = Self.transportError(operation, error, base: base)
             } catch let error as AWSCredentialError {
-                throw S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil, isTransient: false)
+                throw S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil, isTransient: false,
+                              kind: .credentials)
             }
             if isCancelled() { throw CancellationError() }
             // Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)], shortened

@@ -74,9 +74,27 @@ public struct S3Stage: Stage {
         if let endpoint = parameters.optionalString("endpoint"), !Self.isHTTPURL(endpoint) {
             throw ParameterError("endpoint", "must start with http:// or https://, got '\(endpoint)'")
         }
+        if let problem = Self.keyProblem(keyTemplate) {
+            throw ParameterError("key", "is '\(FilePaths.printable(keyTemplate))', which \(problem)",
+                                 help: "write the key without '.' and '..' segments or empty ones ('a//b')")
+        }
         for name in metadata.keys where !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
             throw ParameterError("metadata", "name '\(name)' must be ASCII letters, digits, '-' or '_'")
         }
+    }
+
+    /// Why an object key (or a store's prefix) cannot be used as written, or nil: a
+    /// `.` or `..` segment, which HTTP clients and servers may resolve as a path (and
+    /// so write elsewhere than named), or an empty segment.
+    static func keyProblem(_ key: String) -> String? {
+        let segments = key.split(separator: "/", omittingEmptySubsequences: false)
+        if segments.contains(where: { $0 == "." || $0 == ".." }) {
+            return "has a '.' or '..' segment: it would not name the object as written"
+        }
+        if key.hasPrefix("/") { return "starts with '/'" }
+        if segments.dropLast().contains(where: \.isEmpty) { return "has an empty segment ('//')" }
+        if key.isEmpty || key.hasSuffix("/") { return "names no object (it is empty or ends with '/')" }
+        return nil
     }
 
     static func isHTTPURL(_ text: String) -> Bool {

@@ -93,12 +93,14 @@ public struct S3Upload: Sendable {
         let parts = Self.partCount(etag) ?? response.header("x-amz-checksum-sha256").flatMap(Self.partCount)
         // A multipart object's digests depend on how it was cut: with a part size other
         // than this stage's, a match cannot be told and the object counts as different.
-        let ranges: [Range<Int>] = parts.map { count in
-            (0..<count).map { ($0 * partSize)..<min(bytes.count, ($0 + 1) * partSize) }
-        } ?? [0..<bytes.count]
+        // Checked before the part ranges are made: a stored object cut into more parts
+        // than these bytes make would give ranges past their end.
         if let parts, parts != (bytes.count + partSize - 1) / partSize {
             throw differs("was uploaded in \(parts) parts, so its bytes cannot be compared with these")
         }
+        let ranges: [Range<Int>] = parts.map { count in
+            (0..<count).map { ($0 * partSize)..<min(bytes.count, ($0 + 1) * partSize) }
+        } ?? [0..<bytes.count]
         let same: Bool
         if let stored = response.header("x-amz-checksum-sha256") {
             let sums = bytes.withUnsafeBytes { buffer in ranges.map { S3Digests.sha256Base64(UnsafeRawBufferPointer(rebasing: buffer[$0])) } }
@@ -169,7 +171,7 @@ public struct S3Upload: Sendable {
         if Self.isMD5Shaped(etag) && etag.lowercased() != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) does not match the bytes sent (\(expected))",
-                          hint: "the object may be corrupt; upload again", isTransient: false)
+                          hint: "the object may be corrupt; upload again", isTransient: false, kind: .s3)
         }
     }
 
@@ -184,7 +186,7 @@ public struct S3Upload: Sendable {
         if Self.isMD5Shaped(etag) && etag.dropFirst(32) != "-\(parts)" {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's ETag \(etag) is not that of an object of \(parts) parts",
-                          hint: "the object may not be the one uploaded; upload again", isTransient: false)
+                          hint: "the object may not be the one uploaded; upload again", isTransient: false, kind: .s3)
         }
     }
 
@@ -193,7 +195,7 @@ public struct S3Upload: Sendable {
         if let checksum, let expected, checksum != expected {
             throw S3Error(operation: "upload of s3://\(bucket)/\(key)", code: nil, status: nil,
                           message: "the server's SHA-256 checksum \(checksum) does not match the bytes sent (\(expected))",
-                          hint: "the object may be corrupt; upload again", isTransient: false)
+                          hint: "the object may be corrupt; upload again", isTransient: false, kind: .s3)
         }
     }
 
@@ -248,6 +250,10 @@ public struct S3Upload: Sendable {
             _ = try client.send("AbortMultipartUpload s3://\(bucket)/\(key)", method: "DELETE", bucket: bucket, key: key,
                                 query: [("uploadId", uploadID)], deadline: .now + budget, session: session, isCancelled: { false })
             context.logger.info("aborted multipart upload \(uploadID) of s3://\(bucket)/\(key)")
+        } catch let error as S3Error where error.code == "NoSuchUpload" {
+            // Gone already: completed just before the cancellation arrived (the object
+            // is whole), or aborted. Nothing remains either way.
+            context.logger.info("multipart upload \(uploadID) of s3://\(bucket)/\(key) had already ended (\(error.code ?? "")); no parts remain")
         } catch {
             context.logger.error("could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key): \(error); parts may remain")
         }

@@ -38,6 +38,19 @@ public struct FilesystemStage: Stage {
     public init(parameters: Parameters) throws {
         pathTemplate = parameters.string("path")
         overwrite = parameters.bool("overwrite")
+        if let problem = Self.fileNameProblem(pathTemplate) {
+            throw ParameterError("path", "'\(FilePaths.printable(pathTemplate))' \(problem)", help: "end the path with a file name, e.g. out/{run_id}/grid.{format}")
+        }
+    }
+
+    /// Why `path` names no file, or nil: it ends with `/`, or its last component is
+    /// `.` or `..` (a directory).
+    static func fileNameProblem(_ path: String) -> String? {
+        if path.isEmpty { return "is empty: it does not name a file" }
+        if path.hasSuffix("/") { return "ends with '/': it names a directory, not a file" }
+        let last = path.split(separator: "/").last.map(String.init) ?? ""
+        if last == "." || last == ".." { return "ends with '\(last)': it names a directory, not a file" }
+        return nil
     }
 
     public func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
@@ -48,8 +61,18 @@ public struct FilesystemStage: Stage {
         if let offset = FilePaths.controlCharacterOffset(in: path) {
             throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false, code: .invalidParameter)
         }
+        // A value filled in at run time can still leave no file name.
+        if let problem = Self.fileNameProblem(path) {
+            throw StageFailure("path '\(FilePaths.printable(path))' \(problem)", retryable: false, code: .invalidParameter)
+        }
         // Taken literally: '~' is a directory name here, never the home directory.
         let absolute = FilePaths.absolute(path)
+        var existing = stat()
+        if stat(absolute, &existing) == 0, (existing.st_mode & S_IFMT) == S_IFDIR {
+            // No flag replaces a directory with a file: say what to change instead.
+            throw StageFailure("'\(FilePaths.printable(absolute))' is a directory; 'path' must name a file", retryable: false,
+                               code: .invalidParameter, help: "change 'path' to a file inside it, e.g. \(FilePaths.printable(path))/grid.{format}")
+        }
         let bytes = artifact.bytes
         let (overwrite, stageID) = (overwrite, context.stageID)
         let progress = RowProgress(total: bytes.count, report: { context.reportProgress($0) })
