@@ -24,7 +24,7 @@ final class Console: @unchecked Sendable {
     }
 
     /// Writes one record: a text line or a JSON object.
-    func log(_ level: Logger.Level, _ message: String, _ fields: [String: JSONValue] = [:]) {
+    func log(_ level: Logger.Level, _ message: String, _ fields: [String: JSONValue] = [:], time: Date = Date()) {
         guard level >= self.level else { return }
         let line: String
         switch format {
@@ -33,7 +33,7 @@ final class Console: @unchecked Sendable {
             line = prefix + Self.printable(message)
         case .json:
             var object = fields
-            object["time"] = .string(Self.timestamp())
+            object["time"] = .string(Self.timestamp(time))
             object["level"] = .string(level.rawValue)
             object["message"] = .string(message)
             let encoder = JSONEncoder()
@@ -77,10 +77,10 @@ final class Console: @unchecked Sendable {
             .map { FilePaths.printable(String($0)) }.joined(separator: "\n")
     }
 
-    static func timestamp() -> String {
+    static func timestamp(_ date: Date = Date()) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
+        return formatter.string(from: date)
     }
 }
 
@@ -99,6 +99,6 @@ struct ConsoleEvents: RunEventHandler {
         guard let message = event.message else { return }
         var fields = event.fields
         fields["event"] = .string(event.name)
-        console.log(event.level, message, fields)
+        console.log(event.level, message, fields, time: event.time)
     }
 }

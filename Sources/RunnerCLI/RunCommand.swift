@@ -127,7 +127,15 @@ struct RunCommand: AsyncParsableCommand {
         }
         // What the stages need from outside (credentials, a writable directory) is
         // there, before any of them starts: a run that cannot finish fails now.
+        // A signal during the checks before the run is acted on before anything else.
+        func exitIfInterrupted() throws {
+            guard let signal = interruption.received else { return }
+            console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") before the run started; nothing was run",
+                        ["event": .string("interrupted"), "signal": .string(signal == SIGINT ? "SIGINT" : "SIGTERM")])
+            throw ExitCode(128 + signal)
+        }
         let access = await plan.checkAccess(depth: .shallow, only: only.map { [$0] })
+        try exitIfInterrupted()
         if let failure = plan.failures(in: access).first {
             console.log(.error, "\(failure); nothing was run", ["event": .string("access_check_failed"), "stage": .string(failure.stageID),
                                                                "type": .string(failure.stageType), "error": .string(failure.reason),
@@ -142,6 +150,7 @@ struct RunCommand: AsyncParsableCommand {
                 // the run started with; a run started by --only alone derives it from the run id.
                 try options.useStore(store, for: plan, start: resume != nil ? .resume : (only != nil ? .only : .run), seed: seed, only: only)
             } catch {
+                try exitIfInterrupted()
                 let failure = PipelineError(error)
                 let usage = (error as? ArtifactStoreError)?.isUsageError == true
                 let message = usage ? failure.message
@@ -152,6 +161,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(usage ? RunnerMain.ExitStatus.invalid : RunnerMain.ExitStatus.stageFailed)
             }
         }
+        try exitIfInterrupted()
         options.accessFacts = access.compactMapValues { result in
             guard case .success(let report) = result, report.checked else { return nil }
             return report.facts
@@ -179,7 +189,9 @@ struct RunCommand: AsyncParsableCommand {
                 reportWritten = false
             }
         }
-        if let signal = interruption.received {
+        // A signal that came after every stage had finished changes nothing: the run
+        // did what it was asked, and its exit code agrees with its report.
+        if let signal = interruption.received, !outcome.succeeded {
             console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); run \(options.runID) cancelled",
                         ["event": .string("interrupted"), "signal": .string(signal == SIGINT ? "SIGINT" : "SIGTERM")])
             throw ExitCode(128 + signal)

@@ -84,7 +84,11 @@ final class SignalWatcher: @unchecked Sendable {
 
     /// Whether the messages of a signal that ends the process are JSON lines
     /// (`--log-format json`), set before the command runs.
-    nonisolated(unsafe) var jsonMessages = false
+    var jsonMessages: Bool {
+        get { lock.withLock { json } }
+        set { lock.withLock { json = newValue } }
+    }
+    private var json = false
 
     private func watch(_ readEnd: Int32) {
         while true {

@@ -162,4 +162,9 @@ import Testing
         #expect(taker.wait(timeout: .now() + 5) == .success)
         #expect(thrown.all == ["cancelled"])
     }
+
+    @Test func aPoolThatCannotBeMadeSaysSo() {
+        #expect(throws: AllocationError.self) { _ = try BandPool<Float>(width: -1, rowsPerBand: 8, bands: 2) }
+        #expect(throws: AllocationError.self) { _ = try BandPool<Float>(width: Int.max / 2, rowsPerBand: 8, bands: 2) }
+    }
 }

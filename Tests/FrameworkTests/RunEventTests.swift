@@ -58,7 +58,7 @@ private final class RecordingLogHandler: LogHandler, @unchecked Sendable {
 }
 
 @Suite struct RunEventTests {
-    let registry = try! testRegistry.adding([StageType(ChattyStage.self)])
+    let registry = try! testRegistry.adding([StageType(ChattyStage.self), StageType(QuitterStage.self)])
 
     func run(_ yaml: String, events: any RunEventHandler) async throws -> RunOutcome {
         let plan = try planYAML(yaml, registry: registry).get()
@@ -174,5 +174,50 @@ private final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         struct Opaque: Error, CustomStringConvertible { var description: String { "timed out: access denied" } }
         let opaque = PipelineError(Opaque(), stage: "s", stageType: "t")
         #expect(opaque.code == .stageFailed && opaque.isRetryable && opaque.summary == "stage 's' (t) failed: timed out: access denied")
+    }
+
+    /// A stage that throws CancellationError while the run goes on has failed: the run
+    /// is "failed", with a stage_failed event, not "cancelled".
+    @Test func aStagesOwnCancellationIsAFailure() async throws {
+        let recorder = EventRecorder()
+        let outcome = try await run("stages:\n  src: {type: constant}\n  stop: {type: quitter, input: src}\n", events: recorder)
+        #expect(outcome.report.status == .failed)
+        #expect(outcome.failure?.stage == "stop" && outcome.failure?.isRetryable == false)
+        #expect(recorder.names.contains("stage_failed") && !recorder.names.contains("stage_cancelled"), "\(recorder.names)")
+    }
+
+    @Test func progressThatIsNotANumberIsDropped() {
+        let seen = EventRecorder()
+        let context = StageContext(stageID: "s", stageType: "t", runID: "r", seed: 1, logger: Logger(label: "t"), progress: { fraction in
+            seen.handle(RunEvent(.stageProgress(RunEvent.StageProgress(stage: "s", fraction: fraction))))
+        })
+        context.reportProgress(0.0 / 0.0)
+        context.reportProgress(.infinity)
+        context.reportProgress(0.5)
+        #expect(seen.all.count == 1)
+    }
+
+    @Test func decodingErrorsAreReadableAndInvalidData() {
+        struct Record: Decodable { var seed: Int }
+        do {
+            _ = try JSONDecoder().decode(Record.self, from: Data("{\"seed\": \"x\"}".utf8))
+            Issue.record("decoded")
+        } catch {
+            let failure = PipelineError(error)
+            #expect(failure.code == .invalidData && !failure.isRetryable)
+            #expect(failure.message == "cannot decode the data: 'seed' is not a whole number", "\(failure.message)")
+            #expect(!ErrorDescription.readable(error).contains("Context("))
+        }
+    }
+}
+
+/// Throws CancellationError although nothing cancelled the run.
+private struct QuitterStage: Stage {
+    static let spec = StageSpec(
+        name: "quitter", summary: "Stops with a cancellation of its own.",
+        inputs: [InputPort(accepts: .oneOf(.grid(.uint8)), doc: "a grid")], output: .fixed(.grid(.uint8)))
+    init(parameters: Parameters) throws {}
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        throw CancellationError()
     }
 }

@@ -200,6 +200,39 @@ struct CheckedStage: Stage {
         #expect(conflict?.code == .conflictingSeed && conflict?.isUsageError == true)
         #expect(try store.recordedSeed(runID: "s1") == 5)
         #expect(try store.startRun("s1", .resume, seed: 5, newSeed: 0) == 5)
+        // So does one stage of it.
+        let only = #expect(throws: ArtifactStoreError.self) { _ = try store.startRun("s1", .only, seed: 7, newSeed: 0) }
+        #expect(only?.code == .conflictingSeed)
+        #expect(try store.recordedSeed(runID: "s1") == 5)
+    }
+
+    /// Rewriting a stage's output removes its old manifest first: a write stopped
+    /// halfway leaves no manifest describing other bytes, and no new artifact.
+    @Test func aRewriteStoppedHalfwayLeavesNoManifest() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("rewrite-store-" + UUID().uuidString)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let store = FileArtifactStore(root: root.path)
+        let manifest = ArtifactManifest(artifactType: "", file: "", byteCount: 0, sha256: "", stageType: "t", parameters: [:],
+                                        parametersHash: "", inputFingerprints: [:], fingerprint: "f")
+        _ = try store.save(try Grid<UInt8>(width: 8, height: 8) { $0.initialize(repeating: 1) }, manifest: manifest, runID: "r", stage: "s")
+        #expect(try store.manifest(runID: "r", stage: "s") != nil)
+        let cancel = CancelFlag()
+        cancel.set()
+        #expect(throws: CancellationError.self) {
+            try store.save(try Grid<UInt8>(width: 8, height: 8) { $0.initialize(repeating: 2) }, manifest: manifest, runID: "r", stage: "s",
+                           cancel: cancel)
+        }
+        #expect(try store.manifest(runID: "r", stage: "s") == nil)
+        #expect(try store.read(runID: "r", stage: "s") == nil)
+    }
+
+    @Test func aStoredRunsIdCannotLeaveTheStore() throws {
+        let plan = try planYAML("stages:\n  a: {type: constant}\n").get()
+        var options = RunOptions(runID: "../outside", seed: 1, events: IgnoredEvents())
+        let error = #expect(throws: ArtifactStoreError.self) {
+            try options.useStore(FileArtifactStore(root: "/tmp/never-\(UUID().uuidString)"), for: plan, start: .run, seed: nil)
+        }
+        #expect(error?.code == .invalidLocation && error?.message.contains("run id '../outside'") == true)
     }
 
     /// A cancelled run does not wait for its store write, and leaves nothing of it.

@@ -372,7 +372,7 @@ public struct Executor: Sendable {
                 }
                 events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
                                                                    byteCount: saved.byteCount, sha256: saved.sha256)))
-            } catch where error is CancellationError || Task.isCancelled {
+            } catch where Task.isCancelled {
                 completion.result = .failure(CancellationError())
             } catch {
                 let cause = PipelineError(error)
@@ -406,8 +406,13 @@ public struct Executor: Sendable {
                 let artifact = try await runAttempt(stage, inputs: inputs, context: context)
                 return Completion(id: stage.id, result: .success(artifact), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             } catch {
-                let cancelled = Task.isCancelled || error is CancellationError
-                let failure = PipelineError(error, stage: stage.id, stageType: stage.typeName)
+                // Cancelled means the run was: a stage that throws CancellationError on
+                // its own has failed, and says so.
+                let cancelled = Task.isCancelled
+                let failure = error is CancellationError && !cancelled
+                    ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
+                        .located(stage: stage.id, stageType: stage.typeName)
+                    : PipelineError(error, stage: stage.id, stageType: stage.typeName)
                 if !cancelled && failure.isRetryable && attempt <= stage.retry.count {
                     let wait = stage.retry.delay(beforeRetry: attempt)
                     events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt,
@@ -417,7 +422,7 @@ public struct Executor: Sendable {
                         continue
                     } catch {}
                 }
-                let result: any Error = cancelled || Task.isCancelled ? CancellationError() : failure
+                let result: any Error = Task.isCancelled ? CancellationError() : failure
                 return Completion(id: stage.id, result: .failure(result), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             }
         }

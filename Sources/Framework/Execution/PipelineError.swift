@@ -60,6 +60,10 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible, Hashable 
             self.init(ErrorDescription.readable(error), retryable: error.isRetryable, code: error.errorCode)
         case is CancellationError:
             self.init("cancelled", retryable: false, code: .cancelled)
+        case let error as DecodingError:
+            self.init("cannot decode the data: " + ArtifactCodec.reason(error), retryable: false, code: .invalidData)
+        case is EncodingError:
+            self.init("cannot encode the data: \(ErrorDescription.readable(error))", retryable: false, code: .invalidData)
         case is CocoaError, is POSIXError:
             // Foundation's file errors: what the system said, in words.
             self.init(ErrorDescription.readable(error), retryable: false, code: .io)
@@ -68,6 +72,14 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible, Hashable 
         }
         if let stage { self.stage = stage }
         if let stageType { self.stageType = stageType }
+    }
+
+    /// The same error, with its stage filled in.
+    public func located(stage: String, stageType: String) -> PipelineError {
+        var copy = self
+        copy.stage = stage
+        copy.stageType = stageType
+        return copy
     }
 
     /// The same error, with `isRetryable` set: a stage that knows better than the
@@ -185,5 +197,7 @@ extension ParameterError: CodedError {
 
 extension ArtifactStoreError: CodedError {
     public var errorCode: PipelineError.Code { cause ?? PipelineError.Code(rawValue: code.rawValue) }
-    public var isRetryable: Bool { code == .io }
+    /// Only a store that could not be reached may pass on another attempt: not one
+    /// that lacks credentials or permission, or is not there.
+    public var isRetryable: Bool { cause.map { $0 == .network || $0 == .s3 } ?? (code == .io) }
 }

@@ -65,6 +65,8 @@ public struct StageContext: Sendable {
 
     /// Reports how far the stage is, from 0 to 1; shown as a progress bar on a terminal.
     public func reportProgress(_ fraction: Double) {
+        // A fraction of nothing (0/0) is not progress; never pass NaN on.
+        guard fraction.isFinite else { return }
         progressHandler(min(max(fraction, 0), 1))
     }
 

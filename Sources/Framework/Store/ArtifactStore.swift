@@ -182,7 +182,15 @@ extension ArtifactCodec {
         case .keyNotFound(let key, let context):
             return "'\(path(context, key))' is missing"
         case .typeMismatch(let type, let context):
-            return "'\(path(context))' is not \(type == String.self ? "a string" : "a \(type)")"
+            let kind: String
+            switch type {
+            case is String.Type: kind = "a string"
+            case is Bool.Type: kind = "true or false"
+            case is Int.Type, is Int64.Type, is UInt64.Type, is Int32.Type, is UInt32.Type, is UInt.Type: kind = "a whole number"
+            case is Double.Type, is Float.Type: kind = "a number"
+            default: kind = "a \(type)"
+            }
+            return "'\(path(context))' is not \(kind)"
         case .valueNotFound(_, let context):
             return "'\(path(context))' is null"
         @unknown default:

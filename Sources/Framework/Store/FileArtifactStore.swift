@@ -40,10 +40,21 @@ public struct FileArtifactStore: ArtifactStore {
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
         let directory = directory(runID, stage)
         try FilePaths.createDirectories(directory)
-        try AtomicFile.write(data, to: directory + "/" + manifest.file, overwrite: true, isCancelled: cancel.isSet)
-        // The manifest goes last: its presence says the artifact is complete.
-        if cancel.isSet() { throw CancellationError() }
-        try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
+        // An older output's manifest goes first, so that no manifest ever stands beside
+        // bytes it does not describe (a write replaced halfway, cancelled or killed).
+        if unlink(directory + "/manifest.json") != 0 && errno != ENOENT {
+            throw SystemError("remove the old manifest", path: directory + "/manifest.json")
+        }
+        let artifact = directory + "/" + manifest.file
+        try AtomicFile.write(data, to: artifact, overwrite: true, isCancelled: cancel.isSet)
+        do {
+            // The manifest goes last: its presence says the artifact is complete.
+            if cancel.isSet() { throw CancellationError() }
+            try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
+        } catch {
+            unlink(artifact)
+            throw error
+        }
     }
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {

@@ -20,6 +20,10 @@ extension RunOptions {
     ///   - only: The stage a `.only` run runs (`Executor.runOnly`): only its output and
     ///     its inputs pass through the store.
     public mutating func useStore(_ store: any ArtifactStore, for plan: Plan, start: RunStart, seed: UInt64?, only: String? = nil) throws {
+        // The run id names a directory or prefix in the store: nothing that leaves it.
+        if let problem = RunID.problem(with: runID) {
+            throw ArtifactStoreError(message: "run id '\(FilePaths.printable(runID))' \(problem)", code: .invalidLocation)
+        }
         let stages = only.flatMap(plan.stage).map { [$0] + $0.inputs.values.compactMap(plan.stage) } ?? plan.stages
         if let (stage, reason) = plan.codecs.unstorableOutput(stages) {
             throw ArtifactStoreError(message: "stage '\(stage.id)' (\(stage.typeName)) cannot run with an artifact store: " + reason,

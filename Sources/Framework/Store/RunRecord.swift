@@ -75,8 +75,9 @@ extension ArtifactStore {
         }
         // A resumed run reuses what its seed made; another seed would silently recompute
         // (and overwrite) every seeded output.
-        if start == .resume, let seed, let recorded, seed != recorded {
-            throw ArtifactStoreError(message: "--resume \(FilePaths.printable(runID)) continues a run made with seed \(recorded); "
+        if start != .run, let seed, let recorded, seed != recorded {
+            let option = start == .resume ? "--resume \(FilePaths.printable(runID))" : "--only with --run-id \(FilePaths.printable(runID))"
+            throw ArtifactStoreError(message: "\(option) continues a run made with seed \(recorded); "
                 + "leave out --seed \(seed), or start a new run with another --run-id", code: .conflictingSeed)
         }
         let chosen = seed ?? recorded ?? (start == .only ? SeedDerivation.seed(runSeed: 0, stageID: runID) : newSeed)

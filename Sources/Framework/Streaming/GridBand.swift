@@ -61,16 +61,23 @@ public final class BandPool<Element: GridElement>: @unchecked Sendable {
         self.rowsPerBand = max(1, rowsPerBand)
         self.bands = max(1, bands)
         free = BandQueue(capacity: self.bands)
-        let (bytes, overflow) = width.multipliedReportingOverflow(by: self.rowsPerBand * MemoryLayout<Element>.stride)
-        guard !overflow else { throw AllocationError(byteCount: Double(width) * Double(self.rowsPerBand) * 8, purpose: "a band") }
+        let stride = MemoryLayout<Element>.stride
+        let wanted = Double(max(0, width)) * Double(self.rowsPerBand) * Double(stride)
+        let (rowBytes, overflowA) = max(0, width).multipliedReportingOverflow(by: stride)
+        let (bytes, overflowB) = rowBytes.multipliedReportingOverflow(by: self.rowsPerBand)
+        let (total, overflowC) = bytes.multipliedReportingOverflow(by: self.bands)
+        let purpose = "a band of \(self.rowsPerBand) rows of \(width) \(Element.elementType.swiftName)"
+        guard width >= 0, !overflowA, !overflowB, !overflowC else { throw AllocationError(byteCount: wanted, purpose: purpose) }
+        byteCount = total
         for _ in 0..<self.bands {
-            // A full queue cannot refuse: it holds exactly `bands`.
-            try? free.push(try BandBuffer(byteCount: bytes, purpose: "a band of \(self.rowsPerBand) rows of \(width) \(Element.elementType.swiftName)"))
+            let buffer = try BandBuffer(byteCount: bytes, purpose: purpose)
+            // Cannot block or fail: the queue holds exactly `bands` and is new.
+            try? free.push(buffer)
         }
     }
 
     /// The memory the pool holds.
-    public var byteCount: Int { bands * rowsPerBand * width * MemoryLayout<Element>.stride }
+    public let byteCount: Int
 
     /// A band for `rows` (at most `rowsPerBand` of them), waiting for a free buffer.
     public func take(rows: Range<Int>) throws -> GridBand<Element> {

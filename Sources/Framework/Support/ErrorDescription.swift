@@ -14,6 +14,9 @@ public enum ErrorDescription {
             return foundation(domain: NSCocoaErrorDomain, code: error.errorCode, userInfo: error.errorUserInfo,
                               localized: error.localizedDescription)
         }
+        if let error = error as? DecodingError {
+            return "cannot decode the data: " + ArtifactCodec.reason(error)
+        }
         if let error = error as? POSIXError {
             return SystemError("complete the operation", code: error.code.rawValue).reason
         }

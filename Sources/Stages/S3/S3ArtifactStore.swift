@@ -86,6 +86,8 @@ public struct S3ArtifactStore: ArtifactStore {
     }
 
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
+        // An older output's manifest goes first: no manifest ever describes other bytes.
+        _ = try send("DeleteObject", method: "DELETE", key: key(runID, stage, "manifest.json"))
         try put(SharedBytes(data), key: key(runID, stage, manifest.file), contentType: manifest.mediaType ?? "application/octet-stream",
                 runID: runID, stage: stage, cancel: cancel)
         // Last: its presence says the artifact is complete.
