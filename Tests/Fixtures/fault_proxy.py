@@ -11,6 +11,7 @@ first COUNT requests (COUNT < 0: all of them) get the fault MODE instead:
     reset      the connection is reset without an answer
     stall      no answer for 30 s, then the connection is closed
     part2      only requests for part 2 of a multipart upload: 403 AccessDenied
+    part2abort part2, and the upload's abort (DELETE ...?uploadId=) too
 
 GET /__faults answers how many faults were injected. Stops when stdin closes.
 """
@@ -29,13 +30,15 @@ MODE = sys.argv[2]
 COUNT = int(sys.argv[3])
 lock = threading.Lock()
 injected = 0
+COMMAND = __import__("contextvars").ContextVar("command", default="")
 
 
 def take_fault(path):
     global injected
     with lock:
-        if MODE == "part2":
-            if "partNumber=2&" in path or path.endswith("partNumber=2"):
+        if MODE in ("part2", "part2abort"):
+            is_abort = MODE == "part2abort" and "uploadId=" in path and "partNumber=" not in path and COMMAND.get() == "DELETE"
+            if "partNumber=2&" in path or path.endswith("partNumber=2") or is_abort:
                 injected += 1
                 return True
             return False
@@ -65,12 +68,13 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if self.path == "/__faults":
             self.respond(200, str(injected).encode())
             return
+        COMMAND.set(self.command)
         if take_fault(self.path):
             if MODE == "slowdown":
                 self.respond(503, error_document("SlowDown", "Please reduce your request rate."))
             elif MODE == "error500":
                 self.respond(500, error_document("InternalError", "We encountered an internal error."))
-            elif MODE == "part2":
+            elif MODE in ("part2", "part2abort"):
                 self.respond(403, error_document("AccessDenied", "Access Denied"))
             elif MODE == "reset":
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -125,6 +125,30 @@ import Framework
         #expect(try openUploads(client(s3)) == 0, "parts were left behind")
     }
 
+    /// An abort that fails is said with the failure, so it reaches the user whoever
+    /// logs the upload (an artifact store's uploads have no log of their own).
+    @Test func aFailedAbortIsPartOfTheError() async throws {
+        let s3 = try LocalS3.shared()
+        let proxy = try PythonFixture(script: "fault_proxy.py", arguments: [String(s3.port), "part2abort", "-1"])
+        let failing = client(s3, endpoint: "http://127.0.0.1:\(proxy.firstLine)", fast: true)
+        do {
+            _ = try await upload(failing, key: "multi/abort-fails.bin", randomBytes(11 << 20, seed: 4), multipart: true, concurrency: 1)
+            Issue.record("a multipart upload with a failing part succeeded")
+        } catch let error as S3Error {
+            #expect(error.description.contains("could not abort multipart upload"), "\(error)")
+            #expect(error.description.contains("its parts may remain"))
+        }
+        // Clean up what the test left, so that the other tests' counts hold.
+        let direct = client(s3)
+        let body = String(decoding: try direct.send("ListMultipartUploads", method: "GET", bucket: bucket, key: "", query: [("uploads", "")],
+                                                    session: CurlSession()).body, as: UTF8.self)
+        for entry in body.components(separatedBy: "<Upload>").dropFirst() where entry.contains("<Key>multi/abort-fails.bin</Key>") {
+            guard let start = entry.range(of: "<UploadId>"), let end = entry.range(of: "</UploadId>") else { continue }
+            _ = try direct.send("AbortMultipartUpload", method: "DELETE", bucket: bucket, key: "multi/abort-fails.bin",
+                                query: [("uploadId", String(entry[start.upperBound..<end.lowerBound]))], session: CurlSession())
+        }
+    }
+
     @Test func overwriteFalseRefusesAnExistingObject() async throws {
         let s3 = try LocalS3.shared()
         let client = client(s3)

@@ -94,6 +94,26 @@ import Framework
         return outcome
     }
 
+    /// A store's read stops when the run is cancelled, though nothing passed it a flag:
+    /// it polls the flag of the `Blocking.run` thread it is on.
+    @Test func aStoreReadStopsWhenTheRunIsCancelled() async throws {
+        let server = try StalledServer()
+        let store = try S3ArtifactStore(uri: "s3://pipeline-tests/stalled", environment: AWSEnvironment(variables: [
+            "AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": "/nonexistent", "AWS_ENDPOINT_URL_S3": server.endpoint,
+        ]))
+        let clock = ContinuousClock()
+        let start = clock.now
+        let read = Task { try await Blocking.run { _ in try store.manifest(runID: "r", stage: "s") } }
+        try await Task.sleep(for: .milliseconds(300))
+        read.cancel()
+        let result = await read.result
+        #expect(clock.now - start < .seconds(5), "took \(clock.now - start)")
+        #expect(throws: CancellationError.self) { try result.get() }
+        #expect(CancelFlag.current == nil)
+        withExtendedLifetime(server) {}
+    }
+
     @Test func stalledServerFailsAPutWithinBudgetPlusOneSecond() async throws {
         let (text, elapsed) = try await stalledUpload(multipart: false)
         #expect(elapsed < .seconds(4), "the upload took \(elapsed) with a 3 s budget")

@@ -16,6 +16,19 @@ public final class CancelFlag: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return value
     }
+
+    private static let threadKey = "pipeline.cancel-flag"
+
+    /// The flag of the `Blocking.run` whose thread this is, or nil on any other
+    /// thread: what blocking code deep in a call (a store's request) polls without a
+    /// flag passed to it, as `Task.isCancelled` is for tasks.
+    public static var current: CancelFlag? {
+        Thread.current.threadDictionary[threadKey] as? CancelFlag
+    }
+
+    fileprivate func install() {
+        Thread.current.threadDictionary[Self.threadKey] = self
+    }
 }
 
 /// Blocking work (system calls that may wait, libcurl transfers, long C calls) on
@@ -29,7 +42,10 @@ public enum Blocking {
         let flag = CancelFlag()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let thread = Thread { continuation.resume(with: Result { try body(flag) }) }
+                let thread = Thread {
+                    flag.install()
+                    continuation.resume(with: Result { try body(flag) })
+                }
                 thread.stackSize = 1 << 20
                 thread.start()
             }

@@ -63,12 +63,14 @@ public struct S3ArtifactStore: ArtifactStore {
         _ = try upload.run(multipart: bytes.count > multipartThreshold, cancel: cancel)
     }
 
-    /// Sends one request on one of the store's connections.
+    /// Sends one request on one of the store's connections; a cancelled run stops it
+    /// (through the flag of the `Blocking.run` it is called on, if any).
     private func send(_ operation: String, method: String, key: String, query: [(name: String, value: String)] = [],
                       client: S3Client? = nil) throws -> HTTPResponse {
-        try sessions.withSession { session in
+        let flag = CancelFlag.current
+        return try sessions.withSession { session in
             try (client ?? self.client).send("\(operation) s3://\(bucket)/\(key)", method: method, bucket: bucket, key: key, query: query,
-                                             session: session)
+                                             session: session, isCancelled: { flag?.isSet() ?? false })
         }
     }
 

@@ -212,6 +212,7 @@ public struct S3Upload: Sendable {
             throw S3Error(operation: "CreateMultipartUpload", code: nil, status: created.status, message: "no UploadId in the response",
                           hint: nil, isTransient: false)
         }
+        var finished = false
         do {
             let parts = try uploadParts(uploadID: uploadID, cancel: cancel)
             if cancel.isSet() { throw CancellationError() }
@@ -225,6 +226,7 @@ public struct S3Upload: Sendable {
             let completed = try client.send("CompleteMultipartUpload s3://\(bucket)/\(key)", method: "POST", bucket: bucket, key: key,
                                             query: [("uploadId", uploadID)], headers: [("Content-Type", "application/xml")] + conditional(),
                                             body: .bytes(Array(xml.utf8)), session: session, isCancelled: cancel.isSet)
+            finished = true
             let etag = (XMLText.value(of: "ETag", in: completed.body) ?? completed.header("ETag") ?? "").replacingOccurrences(of: "\"", with: "")
             if Self.etagIsMD5(completed) {
                 try verify(multipartETag: etag, parts: parts.count)
@@ -237,25 +239,38 @@ public struct S3Upload: Sendable {
             }
             return Result(etag: etag, versionID: completed.header("x-amz-version-id"))
         } catch {
-            abort(uploadID: uploadID, session: session)
+            // After a completed upload there is nothing to abort: the object is there,
+            // and the error (a checksum the server reports otherwise) says to check it.
+            guard !finished else { throw error }
+            if let problem = abort(uploadID: uploadID, session: session), var failure = error as? S3Error {
+                // Said with the failure, so that it reaches the user whoever logs it.
+                failure.hint = (failure.hint.map { $0 + "; " } ?? "") + problem
+                throw failure
+            }
             throw error
         }
     }
 
-    /// Best effort, with the client's retries: a failed abort is logged, the
-    /// original error is what the user sees.
-    private func abort(uploadID: String, session: CurlSession) {
+    /// Best effort, with the client's retries: a failed abort is logged and returned,
+    /// for the failure's message; the original error is what the user sees.
+    @discardableResult
+    private func abort(uploadID: String, session: CurlSession) -> String? {
         do {
             let budget = min(Self.abortBudget, client.configuration.retryBudget)
             _ = try client.send("AbortMultipartUpload s3://\(bucket)/\(key)", method: "DELETE", bucket: bucket, key: key,
                                 query: [("uploadId", uploadID)], deadline: .now + budget, session: session, isCancelled: { false })
             context.logger.info("aborted multipart upload \(uploadID) of s3://\(bucket)/\(key)")
+            return nil
         } catch let error as S3Error where error.code == "NoSuchUpload" {
             // Gone already: completed just before the cancellation arrived (the object
             // is whole), or aborted. Nothing remains either way.
             context.logger.info("multipart upload \(uploadID) of s3://\(bucket)/\(key) had already ended (\(error.code ?? "")); no parts remain")
+            return nil
         } catch {
-            context.logger.error("could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key): \(error); parts may remain")
+            let problem = "could not abort multipart upload \(uploadID) of s3://\(bucket)/\(key) (\(ErrorDescription.readable(error))); "
+                + "its parts may remain: list them with ListMultipartUploads and abort them"
+            context.logger.error("\(problem)")
+            return problem
         }
     }
 
