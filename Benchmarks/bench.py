@@ -163,7 +163,7 @@ def main():
             say("| size | runner | libvips | runner / libvips (time) | RSS runner | RSS libvips | RSS ratio |")
             say("|---|---|---|---|---|---|---|")
             for size in large:
-                (rn, rn_rss) = measure(runner_command(size, 0), work)
+                (rn, rn_rss) = measure(runner_command(size, "large"), work)
                 (vp, vp_rss) = measure([sys.executable, VIPS_JOB, "--size", str(size), "--out", os.path.join(work, "vips.jpg")], work)
                 for name in os.listdir(work):
                     if name.endswith(".jpg"):
