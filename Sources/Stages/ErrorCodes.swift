@@ -23,8 +23,10 @@ extension S3Error: CodedError {
 }
 
 extension AWSCredentialError: CodedError {
-    public var errorCode: PipelineError.Code { .credentials }
-    public var isRetryable: Bool { false }
+    /// An endpoint that could not be reached is a network problem; missing or
+    /// malformed credentials are `credentials`.
+    public var errorCode: PipelineError.Code { isTransient ? .network : .credentials }
+    public var isRetryable: Bool { isTransient }
 }
 
 extension CurlError: CodedError {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Framework
 import TestFixtures
 @testable import Stages
 
@@ -58,6 +59,27 @@ import TestFixtures
         #expect(AWSEnvironment(variables: files.merging(["AWS_PROFILE": "other"]) { $1 }).region == "eu-central-1")
         #expect(AWSEnvironment(variables: files).region == "us-west-2")
         #expect(AWSEnvironment(variables: files.merging(["AWS_REGION": "ap-south-1"]) { $1 }).region == "ap-south-1")
+    }
+
+    /// An endpoint that cannot be reached may answer next time: a transient network
+    /// failure, not missing credentials.
+    @Test func anUnreachableCredentialsEndpointIsTransient() throws {
+        let listener = try S3StallTests.StalledServer()
+        listener.stop()  // nothing listens on its port now: connections are refused
+        do {
+            _ = try chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(listener.port)/creds"]).resolve()
+            Issue.record("credentials from nowhere")
+        } catch let error as AWSCredentialError {
+            #expect(error.isTransient, "\(error)")
+            #expect(PipelineError(error).code == .network && PipelineError(error).isRetryable)
+        }
+        // Nothing configured at all is not transient.
+        do {
+            _ = try chain([:]).resolve()
+            Issue.record("credentials from nowhere")
+        } catch let error as AWSCredentialError {
+            #expect(!error.isTransient && PipelineError(error).code == .credentials)
+        }
     }
 
     @Test func containerEndpointWithToken() throws {

@@ -38,6 +38,9 @@ public struct AWSCredentialError: Error, Sendable, CustomStringConvertible {
     public var looked: [String] = []
     /// When the chain found nothing: how to provide credentials.
     public var remedy: String?
+    /// A credentials endpoint that could not be reached or answered 5xx/429: another
+    /// try may pass (unlike credentials that are missing or malformed).
+    public var isTransient = false
     public var description: String { message }
 }
 
@@ -221,7 +224,8 @@ public final class AWSCredentialChain: @unchecked Sendable {
         let response = try session.perform(limits.apply(HTTPRequest(url: base + "/latest/meta-data/iam/security-credentials/" + role,
                                                                     headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2))))
         guard response.status == 200 else {
-            throw AWSCredentialError(message: "EC2 instance metadata: credentials for role '\(role)' answered \(response.status)")
+            throw AWSCredentialError(message: "EC2 instance metadata: credentials for role '\(role)' answered \(response.status)",
+                                     isTransient: response.status >= 500 || response.status == 429)
         }
         return (try Self.parseCredentialsJSON(response.body, source: "EC2 instance metadata role '\(role)'"), .instanceMetadata(role: String(role)))
     }
@@ -231,10 +235,11 @@ public final class AWSCredentialChain: @unchecked Sendable {
         do {
             response = try CurlSession().perform(request)
         } catch {
-            throw AWSCredentialError(message: "cannot reach the \(what): \(error)")
+            throw AWSCredentialError(message: "cannot reach the \(what): \(error)", isTransient: true)
         }
         guard response.status == 200 else {
-            throw AWSCredentialError(message: "the \(what) answered HTTP \(response.status)")
+            throw AWSCredentialError(message: "the \(what) answered HTTP \(response.status)",
+                                     isTransient: response.status >= 500 || response.status == 429)
         }
         return response.body
     }

@@ -142,8 +142,12 @@ public struct S3Client: Sendable {
             } catch let error as CurlError {
                 failure = Self.transportError(operation, error, base: base)
             } catch let error as AWSCredentialError {
-                throw S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil, isTransient: false,
-                              kind: .credentials)
+                // An endpoint that hiccuped is tried again like any transfer; missing
+                // or malformed credentials are not.
+                let converted = S3Error(operation: operation, code: nil, status: nil, message: error.message, hint: nil,
+                                        isTransient: error.isTransient, kind: error.isTransient ? .network : .credentials)
+                guard error.isTransient else { throw converted }
+                failure = converted
             }
             if isCancelled() { throw CancellationError() }
             // Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)], shortened
