@@ -47,6 +47,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "text or json.")
     var logFormat: LogFormat = .text
 
+    @Flag(help: "Run each stage once, ignoring its 'retries' (for a scheduler that retries tasks itself, as the Airflow export does).")
+    var noStageRetries = false
+
     @Flag(name: .shortAndLong, help: "Only print errors.")
     var quiet = false
 
@@ -118,6 +121,7 @@ struct RunCommand: AsyncParsableCommand {
         if let runID = runID ?? resume { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
+        options.stageRetries = !noStageRetries
         if let only, plan.stage(only) == nil {
             let help = Suggestions.didYouMean(only, in: plan.stages.map(\.id))
                 ?? "its stages: " + plan.stages.map { "'\($0.id)'" }.joined(separator: ", ")

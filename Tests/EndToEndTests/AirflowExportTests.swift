@@ -167,6 +167,9 @@ import TestFixtures
         #expect(dag.store == "s3://bucket/runs/{{ x }}")
         #expect(dag.doc?.contains("poisson-grid") == true && dag.doc?.contains("/srv/pipelines/poisson.yaml") == true, "\(dag)")
         #expect(dag.cwd == "LiteralValue" && dag.command == "LiteralValue", "\(dag)")
+        // Airflow retries the task; the runner inside runs the stage once per try.
+        #expect(text.components(separatedBy: "--only ").count - 1 == text.components(separatedBy: "--no-stage-retries").count - 1, "\(text)")
+        #expect(text.contains("--no-stage-retries"))
     }
 
     /// A store every task of the DAG would refuse is refused by the export.

@@ -72,4 +72,25 @@ import Testing
         let retries = result.stderr.split(separator: "\n").filter { $0.contains("\"event\":\"stage_retrying\"") }
         #expect(retries.count == attempts - 1, "\(result.stderr)")
     }
+
+    /// Under a scheduler that retries tasks (the Airflow export), the runner runs the
+    /// stage once: retries in one place only.
+    @Test func noStageRetriesRunsEachStageOnce() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            stages:
+              generate: {type: poisson, with: {width: 4, height: 4, lambda: 3}}
+              run: {type: exec, input: generate, with: {command: [sh, -c, 'exit 3'], output: Grid<UInt8>}, retries: {count: 2, delay: 1ms}}
+            """.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        let once = try RunnerProcess.run(["p.yaml", "--no-stage-retries", "--report", "once.json"], in: directory)
+        let retried = try RunnerProcess.run(["p.yaml", "--report", "retried.json"], in: directory)
+        #expect(once.status == 1 && retried.status == 1)
+        func attempts(_ name: String) throws -> Int? {
+            let report = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent(name))) as? [String: Any]
+            return (report?["stages"] as? [[String: Any]])?.first { $0["id"] as? String == "run" }?["attempts"] as? Int
+        }
+        #expect(try attempts("once.json") == 1)
+        #expect(try attempts("retried.json") == 3)
+    }
 }

@@ -20,6 +20,9 @@ public struct RunOptions: Sendable {
     /// Reuse stored outputs whose fingerprint (stage type, parameters, seed, inputs)
     /// is unchanged instead of running their stages again.
     public var reuse: Bool = false
+    /// Run each stage once, ignoring its `retries`: for a scheduler that retries tasks
+    /// itself (the Airflow export), so that a failing stage is not retried twice over.
+    public var stageRetries: Bool = true
     /// Where stages make temporary files (`StageContext.temporaryDirectory`).
     public var temporaryDirectory: String = StageContext.defaultTemporaryDirectory
     /// What each stage's access check found (`Plan.checkAccess`, by stage id): the S3
@@ -413,7 +416,7 @@ public struct Executor: Sendable {
                     ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
                         .located(stage: stage.id, stageType: stage.typeName)
                     : PipelineError(error, stage: stage.id, stageType: stage.typeName)
-                if !cancelled && failure.isRetryable && attempt <= stage.retry.count {
+                if !cancelled && failure.isRetryable && options.stageRetries && attempt <= stage.retry.count {
                     let wait = stage.retry.delay(beforeRetry: attempt)
                     events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt,
                                                                       error: failure, delay: wait)))
