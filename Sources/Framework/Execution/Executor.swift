@@ -412,10 +412,10 @@ public struct Executor: Sendable {
                 // Cancelled means the run was: a stage that throws CancellationError on
                 // its own has failed, and says so.
                 let cancelled = Task.isCancelled
-                let failure = error is CancellationError && !cancelled
+                let cause: any Error = error is CancellationError && !cancelled
                     ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
-                        .located(stage: stage.id, stageType: stage.typeName)
-                    : PipelineError(error, stage: stage.id, stageType: stage.typeName)
+                    : error
+                let failure = PipelineError(cause, stage: stage.id, stageType: stage.typeName)
                 if !cancelled && failure.isRetryable && options.stageRetries && attempt <= stage.retry.count {
                     let wait = stage.retry.delay(beforeRetry: attempt)
                     events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt,

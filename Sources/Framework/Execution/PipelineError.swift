@@ -74,14 +74,6 @@ public struct PipelineError: Error, Sendable, CustomStringConvertible, Hashable 
         if let stageType { self.stageType = stageType }
     }
 
-    /// The same error, with its stage filled in.
-    public func located(stage: String, stageType: String) -> PipelineError {
-        var copy = self
-        copy.stage = stage
-        copy.stageType = stageType
-        return copy
-    }
-
     /// The same error, with `isRetryable` set: a stage that knows better than the
     /// error's type whether another attempt could help.
     public func with(retryable: Bool) -> PipelineError {

@@ -254,6 +254,7 @@ extension RunEvent {
         func error(_ error: PipelineError) -> [String: JSONValue] {
             ["error": .string(error.description), "error_code": .string(error.code.rawValue), "retryable": .boolean(error.isRetryable)]
         }
+        let cancelled: [String: JSONValue] = ["error_code": .string(PipelineError.Code.cancelled.rawValue), "retryable": .boolean(false)]
         var fields: [String: JSONValue] = [:]
         if let stage { fields["stage"] = .string(stage) }
         switch kind {
@@ -287,8 +288,7 @@ extension RunEvent {
         case .stageCancelled(let event):
             fields["type"] = .string(event.type)
             fields["attempts"] = .integer(event.attempts)
-            fields["error_code"] = .string(PipelineError.Code.cancelled.rawValue)
-            fields["retryable"] = .boolean(false)
+            fields.merge(cancelled) { $1 }
         case .artifactStored(let event):
             fields["store"] = .string(event.store)
             fields["file"] = .string(event.file)
@@ -300,8 +300,7 @@ extension RunEvent {
             if let failure = event.error {
                 fields.merge(error(failure)) { $1 }
             } else if event.status == .cancelled {
-                fields["error_code"] = .string(PipelineError.Code.cancelled.rawValue)
-                fields["retryable"] = .boolean(false)
+                fields.merge(cancelled) { $1 }
             }
             fields["run_id"] = .string(event.runID)
             fields["status"] = .string(event.status.rawValue)

@@ -126,13 +126,6 @@ public final class BandQueue<Element: Sendable>: @unchecked Sendable {
         fail(Stopped())
     }
 
-    /// The failure that stopped the queue, if any.
-    public var stoppedBy: (any Error)? {
-        condition.lock()
-        defer { condition.unlock() }
-        return failure
-    }
-
     public var currentStatistics: Statistics {
         condition.lock()
         defer { condition.unlock() }

@@ -36,7 +36,7 @@ public struct S3ArtifactStore: ArtifactStore {
         }
         self.bucket = bucket
         let path = rest.dropFirst(bucket.count).drop { $0 == "/" }
-        if path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == "." || $0 == ".." }) {
+        if S3Stage.hasDotSegment(path) {
             throw ArtifactStoreError(message: "artifact store '\(FilePaths.printable(uri))' has a '.' or '..' segment in its prefix, "
                 + "which would not name the objects as written; write the prefix without them", code: .invalidLocation)
         }

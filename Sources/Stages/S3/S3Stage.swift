@@ -88,13 +88,18 @@ public struct S3Stage: Stage {
     /// so write elsewhere than named), or an empty segment.
     static func keyProblem(_ key: String) -> String? {
         let segments = key.split(separator: "/", omittingEmptySubsequences: false)
-        if segments.contains(where: { $0 == "." || $0 == ".." }) {
+        if hasDotSegment(key) {
             return "has a '.' or '..' segment: it would not name the object as written"
         }
         if key.hasPrefix("/") { return "starts with '/'" }
         if segments.dropLast().contains(where: \.isEmpty) { return "has an empty segment ('//')" }
         if key.isEmpty || key.hasSuffix("/") { return "names no object (it is empty or ends with '/')" }
         return nil
+    }
+
+    /// Whether `path` has a `.` or `..` segment.
+    static func hasDotSegment(_ path: some StringProtocol) -> Bool {
+        path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
     }
 
     static func isHTTPURL(_ text: String) -> Bool {
