@@ -51,6 +51,9 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
     public var uri: String?
     public var etag: String?
     public var versionID: String?
+    /// True when the artifact streamed to its consumer a band at a time and was never
+    /// held whole.
+    public var streamed: Bool?
 
     public init(type: ArtifactType) {
         self.type = type.name
@@ -58,7 +61,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case type, width, height, elementType = "element_type", encoding, min, max, format, mediaType = "media_type"
-        case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id"
+        case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id", streamed
     }
 
     /// A short human description: `Grid<UInt8> 2048x2048`, `EncodedImage jpeg 3.0 MB`.

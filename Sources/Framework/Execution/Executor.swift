@@ -28,6 +28,12 @@ public struct RunOptions: Sendable {
     /// What each stage's access check found (`Plan.checkAccess`, by stage id): the S3
     /// endpoint, region and bucket a sink will use, for the run's events and report.
     public var accessFacts: [String: [String: JSONValue]] = [:]
+    /// Stream data between streaming stages a band at a time (`StreamingLayout`);
+    /// false holds every artifact whole (`--no-stream`). A run with an artifact store
+    /// holds every artifact whole, since the store keeps each stage's output.
+    public var streaming: Bool = true
+    /// Rows per band of streamed grids; nil lets each segment choose (about 1 MiB).
+    public var bandRows: Int?
 
     /// - Parameter events: By default, swift-log records through a `Logger` labelled
     ///   `pipeline` (whatever `LoggingSystem` the program bootstrapped).
@@ -77,7 +83,7 @@ public struct Executor: Sendable {
         self.options = options
     }
 
-    private struct Completion: Sendable {
+    struct Completion: Sendable {
         var id: String
         var result: Result<any Artifact, any Error>
         var attempts: Int
@@ -87,6 +93,8 @@ public struct Executor: Sendable {
         /// The output's full summary (a scan of a grid, a hash of bytes), computed in
         /// the stage's own task so that it overlaps other stages' work.
         var summary: ArtifactSummary?
+        /// How its data flowed, when it streamed.
+        var flow: StageFlow?
     }
 
     /// Each stage's fingerprint: a hash of its type and the type's version
@@ -120,7 +128,7 @@ public struct Executor: Sendable {
     }
 
     /// The run's events go to the report builder and to `options.events`.
-    private struct Events: Sendable {
+    struct Events: Sendable {
         let builder = RunReportBuilder()
         let handler: any RunEventHandler
 
@@ -149,7 +157,8 @@ public struct Executor: Sendable {
         case .success(let artifact):
             events.emit(.stageSucceeded(RunEvent.StageSucceeded(
                 stage: stage.id, type: stage.typeName, attempts: completion.attempts, startedAt: completion.startedAt,
-                duration: completion.duration, output: completion.summary ?? artifact.summary(), reused: completion.reused)))
+                duration: completion.duration, output: completion.summary ?? artifact.summary(), reused: completion.reused,
+                flow: completion.flow)))
             return nil
         case .failure(let error) where error is CancellationError:
             events.emit(.stageCancelled(RunEvent.StageCancelled(
@@ -174,6 +183,14 @@ public struct Executor: Sendable {
         return events.builder.current!
     }
 
+    /// Which edges stream and how much memory the run needs: streaming unless
+    /// `options.streaming` is off or the run has an artifact store.
+    public var layout: StreamingLayout {
+        options.streaming && options.store == nil
+            ? StreamingLayout.layout(plan, bandRows: options.bandRows, jobs: options.jobs)
+            : StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+    }
+
     public func run() async -> RunOutcome {
         let clock = ContinuousClock()
         let runStart = clock.now
@@ -185,66 +202,84 @@ public struct Executor: Sendable {
         for stage in plan.stages {
             for producer in stage.inputs.values { consumers[producer, default: 0] += 1 }
         }
-        var waitingOn: [String: Set<String>] = Dictionary(uniqueKeysWithValues: plan.stages.map { ($0.id, Set($0.dependencies)) })
-        // Who waits for each stage, so a completion visits only its dependents.
-        var dependents: [String: [String]] = [:]
+        // What runs as one: a streamed segment, or a single stage.
+        let layout = self.layout
+        var units: [[String]] = []
         for stage in plan.stages {
-            for producer in waitingOn[stage.id]! { dependents[producer, default: []].append(stage.id) }
+            if let segment = layout.segment(of: stage.id) {
+                if segment[0] == stage.id { units.append(segment) }
+            } else {
+                units.append([stage.id])
+            }
+        }
+        var waitingOn: [Set<String>] = units.map { members in
+            Set(members.flatMap { stagesByID[$0]!.dependencies }).subtracting(members)
+        }
+        // Who waits for each stage, so a completion visits only its dependents.
+        var dependents: [String: [Int]] = [:]
+        for (unit, producers) in waitingOn.enumerated() {
+            for producer in producers { dependents[producer, default: []].append(unit) }
         }
         var available: [String: any Artifact] = [:]
         var outputs: [String: any Artifact] = [:]
         var failure: PipelineError?
         var succeeded = 0
-        var ready = plan.stages.filter { waitingOn[$0.id]!.isEmpty }.map(\.id)
+        var ready = units.indices.filter { waitingOn[$0].isEmpty }
         var nextReady = 0  // ready[..<nextReady] have been launched
         // Fingerprints only matter to a store; a run without one skips hashing parameters.
         let fingerprints = options.store == nil ? [:] : self.fingerprints
 
-        await withTaskGroup(of: Completion.self) { group in
+        await withTaskGroup(of: [Completion].self) { group in
             var running = 0
             func launch() {
                 while failure == nil, !Task.isCancelled, running < options.jobs, nextReady < ready.count {
-                    let stage = stagesByID[ready[nextReady]]!
+                    let members = units[ready[nextReady]].map { stagesByID[$0]! }
                     nextReady += 1
                     var inputs: [String: any Artifact] = [:]
-                    for (port, producer) in stage.inputs { inputs[port] = available[producer] }
+                    for (port, producer) in members[0].inputs { inputs[port] = available[producer] }
                     let stageInputs = StageInputs(inputs)
                     running += 1
-                    group.addTask { await self.execute(stage, inputs: stageInputs, fingerprints: fingerprints, events: events) }
+                    if members.count > 1 {
+                        group.addTask { await self.executeSegment(members, inputs: stageInputs, layout: layout, events: events) }
+                    } else {
+                        group.addTask { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
+                    }
                 }
             }
             launch()
-            while let completion = await group.next() {
+            while let completions = await group.next() {
                 running -= 1
-                let stage = stagesByID[completion.id]!
-                // The stage's end is told before anything that waited for it starts,
-                // so the events are in dependency order.
-                if let error = finished(stage, completion, events: events), failure == nil {
-                    failure = error
-                    group.cancelAll()
-                }
-                if case .success(let artifact) = completion.result {
-                    succeeded += 1
-                    if consumers[stage.id, default: 0] > 0 {
-                        available[stage.id] = artifact
-                    } else {
-                        outputs[stage.id] = artifact
+                for completion in completions {
+                    let stage = stagesByID[completion.id]!
+                    // The stage's end is told before anything that waited for it starts,
+                    // so the events are in dependency order.
+                    if let error = finished(stage, completion, events: events), failure == nil {
+                        failure = error
+                        group.cancelAll()
                     }
-                    for candidate in dependents[stage.id] ?? [] where waitingOn[candidate]!.remove(stage.id) != nil {
-                        if waitingOn[candidate]!.isEmpty { ready.append(candidate) }
+                    if case .success(let artifact) = completion.result {
+                        succeeded += 1
+                        if consumers[stage.id, default: 0] > 0 {
+                            available[stage.id] = artifact
+                        } else {
+                            outputs[stage.id] = artifact
+                        }
+                        for unit in dependents[stage.id] ?? [] where waitingOn[unit].remove(stage.id) != nil {
+                            if waitingOn[unit].isEmpty { ready.append(unit) }
+                        }
                     }
-                }
-                // Drop each input once its last consumer is done.
-                for producer in stage.inputs.values {
-                    consumers[producer, default: 1] -= 1
-                    if consumers[producer] == 0 { available[producer] = nil }
+                    // Drop each input once its last consumer is done.
+                    for producer in stage.inputs.values {
+                        consumers[producer, default: 1] -= 1
+                        if consumers[producer] == 0 { available[producer] = nil }
+                    }
                 }
                 launch()
             }
         }
         available.removeAll()
 
-        let launched = Set(ready[..<nextReady])
+        let launched = Set(ready[..<nextReady].flatMap { units[$0] })
         let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
                                  notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
                                  duration: clock.now - runStart, events: events)
@@ -386,24 +421,29 @@ public struct Executor: Sendable {
         return completion
     }
 
-    private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant,
-                         events: Events) async -> Completion {
-        let clock = ContinuousClock()
+    /// The context of one attempt of `stage`: its seed, templates, logger and progress.
+    func context(for stage: PlannedStage, attempt: Int, events: Events) -> StageContext {
         var values = templateValues
         values["stage"] = stage.id
         var logger = Logger(label: "pipeline.stage") { _ in
             EventLogHandler(stage: stage.id, events: events.handler, logLevel: options.logLevel)
         }
         logger.logLevel = options.logLevel
+        let id = stage.id
+        return StageContext(
+            stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
+            concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
+            pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file),
+            progress: { fraction in events.emit(.stageProgress(RunEvent.StageProgress(stage: id, fraction: fraction))) })
+    }
+
+    private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant,
+                         events: Events) async -> Completion {
+        let clock = ContinuousClock()
         var attempt = 0
         while true {
             attempt += 1
-            let id = stage.id
-            let context = StageContext(
-                stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
-                concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
-                pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file),
-                progress: { fraction in events.emit(.stageProgress(RunEvent.StageProgress(stage: id, fraction: fraction))) })
+            let context = context(for: stage, attempt: attempt, events: events)
             events.emit(.stageStarted(RunEvent.StageStarted(stage: stage.id, type: stage.typeName, attempt: attempt)))
             do {
                 let artifact = try await runAttempt(stage, inputs: inputs, context: context)

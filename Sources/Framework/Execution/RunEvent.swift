@@ -73,6 +73,8 @@ public struct RunEvent: Sendable {
         public var duration: Duration
         public var output: ArtifactSummary
         public var reused: Bool
+        /// How its data flowed, when it streamed.
+        public var flow: StageFlow? = nil
     }
 
     public struct StageRetrying: Sendable {
@@ -275,6 +277,14 @@ extension RunEvent {
             fields["duration_seconds"] = .number(event.duration.seconds)
             fields["output"] = .string(event.output.shortDescription)
             fields["reused"] = .boolean(event.reused)
+            if let flow = event.flow {
+                fields["streamed"] = .boolean(true)
+                fields["bands_in"] = .integer(flow.bandsIn)
+                fields["bands_out"] = .integer(flow.bandsOut)
+                fields["busy_seconds"] = .number(flow.busySeconds)
+                fields["waiting_for_input_seconds"] = .number(flow.waitingForInputSeconds)
+                fields["waiting_for_output_seconds"] = .number(flow.waitingForOutputSeconds)
+            }
         case .stageRetrying(let event):
             fields.merge(error(event.error)) { $1 }
             fields["type"] = .string(event.type)

@@ -81,9 +81,12 @@ public struct StageReport: Sendable, Codable {
     /// `endpoint`, `region`, `bucket`, `addressing` and where its `credentials` came
     /// from (never the keys); for a `filesystem` sink its `directory`.
     public var access: [String: JSONValue]?
+    /// How its data flowed when it streamed: bands and bytes in and out, and its time
+    /// busy against its time waiting for input or for room downstream.
+    public var flow: StageFlow?
 
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
-        case seed, parameters, output, error, errorCode = "error_code", retryable, reused, access
+        case seed, parameters, output, error, errorCode = "error_code", retryable, reused, access, flow
     }
 }

@@ -60,6 +60,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
             ended(finished.stage, .succeeded, finished.attempts, finished.startedAt, finished.duration) { stage in
                 stage.output = finished.output
                 stage.reused = finished.reused ? true : nil
+                stage.flow = finished.flow
             }
         case .stageFailed(let failed):
             ended(failed.stage, .failed, failed.attempts, failed.startedAt, failed.duration) { stage in

@@ -85,6 +85,12 @@ public struct StageContext: Sendable {
         }
         return try Template.expand(template, values: values)
     }
+
+    /// Fills a run-time template with `values` (a streamed image's `{width}`,
+    /// `{height}` and `{format}`, from `EncodedStreamInfo.templateValues`) as well.
+    public func expand(_ template: String, adding values: [String: String]) throws -> String {
+        try Template.expand(template, values: templateValues.merging(values) { _, new in new })
+    }
 }
 
 /// Derives per-stage seeds from a run seed, stably across machines and versions.

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Memory for one band of rows, allocated once and used again for band after band:
-/// a streamed segment touches the same few buffers instead of new memory for every
-/// band (first-touch page faults cost about 0.5 ms per MB on these machines).
+/// Memory for one band of rows or one chunk of bytes, allocated once and used again
+/// for band after band: a streamed segment touches the same few buffers instead of
+/// new memory for every band (first-touch page faults cost about 0.5 ms per MB on
+/// these machines).
 public final class BandBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
@@ -19,80 +20,154 @@ public final class BandBuffer: @unchecked Sendable {
     deinit { free(pointer) }
 }
 
-/// Rows `rows` of a grid `width` elements wide, in a buffer of a `BandPool`: what
-/// flows along a streamed edge between grid stages. Immutable once pushed.
-public struct GridBand<Element: GridElement>: Sendable {
-    public let width: Int
-    /// The band's rows, as row numbers of the whole grid.
-    public let rows: Range<Int>
+/// A buffer lent by a `BufferPool`: it goes back to the pool when its last holder
+/// releases it. A stage that hands a band to two consumers (a JPEG band that
+/// straddles two strips) retains it once more first.
+public final class BandLease: @unchecked Sendable {
     public let buffer: BandBuffer
+    private weak var pool: BufferPool?
+    private let lock = NSLock()
+    private var holders = 1
 
-    public init(width: Int, rows: Range<Int>, buffer: BandBuffer) {
-        precondition(buffer.byteCount >= width * rows.count * MemoryLayout<Element>.stride, "band buffer too small")
-        self.width = width
-        self.rows = rows
+    init(buffer: BandBuffer, pool: BufferPool?) {
         self.buffer = buffer
+        self.pool = pool
     }
 
-    /// The band's elements, row after row.
-    public func withElements<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
-        try body(UnsafeBufferPointer(start: buffer.pointer.assumingMemoryBound(to: Element.self), count: width * rows.count))
+    /// A buffer of one's own, not from a pool (for tests and adapters).
+    public convenience init(byteCount: Int, purpose: String) throws(AllocationError) {
+        self.init(buffer: try BandBuffer(byteCount: byteCount, purpose: purpose), pool: nil)
     }
 
-    /// The band's elements, writable: only by the stage filling it, before it is pushed.
-    public func withMutableElements<R>(_ body: (UnsafeMutableBufferPointer<Element>) throws -> R) rethrows -> R {
-        try body(UnsafeMutableBufferPointer(start: buffer.pointer.assumingMemoryBound(to: Element.self), count: width * rows.count))
+    public var pointer: UnsafeMutableRawPointer { buffer.pointer }
+
+    /// One more holder: each `retain` needs its own `release`.
+    public func retain() {
+        lock.lock(); holders += 1; lock.unlock()
+    }
+
+    /// Gives the buffer back to its pool once every holder has released it.
+    public func release() {
+        lock.lock()
+        holders -= 1
+        let done = holders == 0
+        lock.unlock()
+        if done { pool?.giveBack(buffer) }
     }
 }
 
-/// A fixed set of band buffers, handed out and given back: the memory of a streamed
-/// edge is `bands x rowsPerBand x width x element size`, whatever the grid's height.
-/// `take` waits while every buffer is out (backpressure, like `BandQueue.push`), and
-/// wakes with the queue's failure when the segment stops.
-public final class BandPool<Element: GridElement>: @unchecked Sendable {
-    public let width: Int
-    public let rowsPerBand: Int
-    public let bands: Int
-    private let free: BandQueue<BandBuffer>
+/// A fixed number of equal buffers, allocated when first needed and handed out again
+/// and again: the memory of a streamed edge is `count x bufferSize`, whatever the
+/// size of the image. `take` waits while every buffer is out (backpressure, like
+/// `BandQueue.push`) and wakes with the failure when the segment stops.
+public final class BufferPool: @unchecked Sendable {
+    public let bufferSize: Int
+    public let count: Int
+    private let purpose: String
+    private let condition = NSCondition()
+    private var free: [BandBuffer] = []
+    private var allocated = 0
+    private var failure: (any Error)?
+    private var waited: Duration = .zero
 
-    /// `bands` buffers of `rowsPerBand` rows of `width` elements, allocated now.
-    public init(width: Int, rowsPerBand: Int, bands: Int) throws(AllocationError) {
-        self.width = width
-        self.rowsPerBand = max(1, rowsPerBand)
-        self.bands = max(1, bands)
-        free = BandQueue(capacity: self.bands)
-        let stride = MemoryLayout<Element>.stride
-        let wanted = Double(max(0, width)) * Double(self.rowsPerBand) * Double(stride)
-        let (rowBytes, overflowA) = max(0, width).multipliedReportingOverflow(by: stride)
-        let (bytes, overflowB) = rowBytes.multipliedReportingOverflow(by: self.rowsPerBand)
-        let (total, overflowC) = bytes.multipliedReportingOverflow(by: self.bands)
-        let purpose = "a band of \(self.rowsPerBand) rows of \(width) \(Element.elementType.swiftName)"
-        guard width >= 0, !overflowA, !overflowB, !overflowC else { throw AllocationError(byteCount: wanted, purpose: purpose) }
-        byteCount = total
-        for _ in 0..<self.bands {
-            let buffer = try BandBuffer(byteCount: bytes, purpose: purpose)
-            // Cannot block or fail: the queue holds exactly `bands` and is new.
-            try? free.push(buffer)
+    /// At most `count` buffers of `bufferSize` bytes each, for `purpose` (named in an
+    /// allocation failure). Nothing is allocated yet.
+    public init(bufferSize: Int, count: Int, purpose: String) {
+        self.bufferSize = max(1, bufferSize)
+        self.count = max(1, count)
+        self.purpose = purpose
+    }
+
+    /// The most memory the pool can hold.
+    public var byteCount: Int { bufferSize.multipliedReportingOverflow(by: count).partialValue }
+
+    /// A buffer, allocated if fewer than `count` exist, else the next one given back.
+    public func take() throws -> BandLease {
+        condition.lock()
+        defer { condition.unlock() }
+        if free.isEmpty && allocated >= count && failure == nil {
+            let clock = ContinuousClock()
+            let start = clock.now
+            while free.isEmpty && failure == nil { condition.wait() }
+            waited += clock.now - start
+        }
+        if let failure { throw failure }
+        if let buffer = free.popLast() { return BandLease(buffer: buffer, pool: self) }
+        allocated += 1
+        do {
+            return BandLease(buffer: try BandBuffer(byteCount: bufferSize, purpose: purpose), pool: self)
+        } catch {
+            allocated -= 1
+            throw error
         }
     }
 
-    /// The memory the pool holds.
-    public let byteCount: Int
-
-    /// A band for `rows` (at most `rowsPerBand` of them), waiting for a free buffer.
-    public func take(rows: Range<Int>) throws -> GridBand<Element> {
-        precondition(rows.count <= rowsPerBand, "a band of \(rows.count) rows from a pool of \(rowsPerBand)-row bands")
-        guard let buffer = try free.pop() else { throw BandQueue<BandBuffer>.Stopped() }
-        return GridBand(width: width, rows: rows, buffer: buffer)
+    func giveBack(_ buffer: BandBuffer) {
+        condition.lock()
+        if failure == nil { free.append(buffer) }
+        condition.broadcast()
+        condition.unlock()
     }
 
-    /// Gives a band's buffer back once its consumer is done with it.
-    public func give(_ band: GridBand<Element>) {
-        try? free.push(band.buffer)
-    }
-
-    /// Wakes every `take` with `error` (the segment stopped).
+    /// Wakes every `take` with `error` (the segment stopped); buffers given back from
+    /// now on are freed.
     public func fail(_ error: any Error) {
-        free.fail(error)
+        condition.lock()
+        if failure == nil { failure = error }
+        free.removeAll()
+        condition.broadcast()
+        condition.unlock()
     }
+
+    /// How long `take` waited for a buffer to come back.
+    public var waitedForBuffers: Duration {
+        condition.lock(); defer { condition.unlock() }
+        return waited
+    }
+}
+
+/// Rows `rows` of a streamed grid, in a leased buffer: what flows along a streamed
+/// edge between grid stages. The elements are `GridStreamInfo.storedElementType`,
+/// `GridStreamInfo.width` to a row, row after row. Immutable once pushed; its last
+/// consumer releases it.
+public struct GridBand: Sendable {
+    /// The band's rows, as row numbers of the whole grid.
+    public let rows: Range<Int>
+    public let lease: BandLease
+
+    public init(rows: Range<Int>, lease: BandLease) {
+        self.rows = rows
+        self.lease = lease
+    }
+
+    public var pointer: UnsafeMutableRawPointer { lease.pointer }
+
+    /// The band's elements, row after row.
+    public func elements<T>(_: T.Type, width: Int) -> UnsafeBufferPointer<T> {
+        precondition(lease.buffer.byteCount >= width * rows.count * MemoryLayout<T>.stride, "band buffer too small")
+        return UnsafeBufferPointer(start: lease.pointer.assumingMemoryBound(to: T.self), count: width * rows.count)
+    }
+
+    /// Writable: only for the stage filling the band, before it pushes it.
+    public func mutableElements<T>(_: T.Type, width: Int) -> UnsafeMutableBufferPointer<T> {
+        precondition(lease.buffer.byteCount >= width * rows.count * MemoryLayout<T>.stride, "band buffer too small")
+        return UnsafeMutableBufferPointer(start: lease.pointer.assumingMemoryBound(to: T.self), count: width * rows.count)
+    }
+
+    public func release() { lease.release() }
+}
+
+/// An ordered piece of a streamed byte artifact (an encoded image).
+public struct ByteChunk: Sendable {
+    public let count: Int
+    public let lease: BandLease
+
+    public init(count: Int, lease: BandLease) {
+        self.count = count
+        self.lease = lease
+    }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: lease.pointer, count: count) }
+
+    public func release() { lease.release() }
 }

@@ -1,0 +1,348 @@
+import Foundation
+public import Logging
+
+/// How a stage's data flowed while it streamed: what came in and went out, and how
+/// long it waited on each side. The stage that waits least is the bottleneck.
+public struct StageFlow: Sendable, Hashable, Codable {
+    public var bandsIn: Int
+    public var bytesIn: Int
+    public var bandsOut: Int
+    public var bytesOut: Int
+    /// Seconds spent waiting for input (the producer was behind).
+    public var waitingForInputSeconds: Double
+    /// Seconds spent waiting for room downstream (the consumer was behind).
+    public var waitingForOutputSeconds: Double
+    /// The rest of the stage's time: working.
+    public var busySeconds: Double
+    /// Whether its input was materialised before it, and why (`StreamingLayout.notes`).
+    public var note: String?
+
+    public init(bandsIn: Int = 0, bytesIn: Int = 0, bandsOut: Int = 0, bytesOut: Int = 0, waitingForInputSeconds: Double = 0,
+                waitingForOutputSeconds: Double = 0, busySeconds: Double = 0, note: String? = nil) {
+        self.bandsIn = bandsIn
+        self.bytesIn = bytesIn
+        self.bandsOut = bandsOut
+        self.bytesOut = bytesOut
+        self.waitingForInputSeconds = waitingForInputSeconds
+        self.waitingForOutputSeconds = waitingForOutputSeconds
+        self.busySeconds = busySeconds
+        self.note = note
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bandsIn = "bands_in", bytesIn = "bytes_in", bandsOut = "bands_out", bytesOut = "bytes_out"
+        case waitingForInputSeconds = "waiting_for_input_seconds", waitingForOutputSeconds = "waiting_for_output_seconds"
+        case busySeconds = "busy_seconds", note
+    }
+}
+
+/// The first failure of a segment attempt, and who had it.
+private final class SegmentFailure: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: (index: Int, error: any Error)?
+    private var ios: [StreamIO] = []
+
+    func register(_ io: StreamIO) {
+        lock.lock(); ios.append(io); lock.unlock()
+    }
+
+    /// Records `error` for member `index` if nothing failed before, and stops every
+    /// stream and pool of the segment with it.
+    func fail(_ index: Int, _ error: any Error) {
+        lock.lock()
+        if first == nil { first = (index, error) }
+        let stopping = first!.error
+        let ios = ios
+        lock.unlock()
+        for io in ios { io.stop(stopping) }
+    }
+
+    var failure: (index: Int, error: any Error)? {
+        lock.lock(); defer { lock.unlock() }
+        return first
+    }
+}
+
+extension Executor {
+    /// What ends a streamed output: the next member, a materialiser, or a range reducer.
+    private enum TaskEnd: Sendable {
+        case member(Int, Duration)
+        case adapter
+        case timer
+    }
+
+    private enum Tail {
+        case materialise
+        case reduceRange
+    }
+
+    /// One pass over members `chain` of a segment; the tail's output is materialised
+    /// (the real pass) or reduced to its value range (a range pass).
+    private struct ChainResult: @unchecked Sendable {
+        var outputs: [(any Artifact)?]
+        var flows: [StageFlow]
+        var range: (min: Double, max: Double)?
+    }
+
+    private static func streamable(_ type: ArtifactType) -> Bool {
+        ArtifactType.allGrids.contains(type) || type == .encodedImage
+    }
+
+    /// Runs a streamed segment with its retries: every member on a thread of its own,
+    /// bands flowing between them. A failure anywhere stops the whole segment, and a
+    /// retry (when the failing stage's `retries` allow) runs it again from its head.
+    func executeSegment(_ members: [PlannedStage], inputs: StageInputs, layout: StreamingLayout, events: Events) async -> [Completion] {
+        let clock = ContinuousClock()
+        let startedAt = Date()
+        let start = clock.now
+        var attempt = 0
+        while true {
+            attempt += 1
+            for member in members {
+                events.emit(.stageStarted(RunEvent.StageStarted(stage: member.id, type: member.typeName, attempt: attempt)))
+            }
+            let contexts = members.map { context(for: $0, attempt: attempt, events: events) }
+            var ranges: [Int: (min: Double, max: Double)?] = [:]
+            var result: Result<ChainResult, SegmentError>
+            do {
+                for (index, member) in members.enumerated() where layout.rangePasses[member.id] != nil {
+                    let pass = try await runChain(members, count: index, tail: .reduceRange, inputs: inputs, ranges: ranges,
+                                                  contexts: contexts, layout: layout)
+                    ranges[index] = .some(pass.range)
+                    events.emit(.log(RunEvent.LogRecord(level: .debug, message: "range pass over \(members[..<index].map(\.id).joined(separator: ", ")): "
+                        + (pass.range.map { "[\($0.min), \($0.max)]" } ?? "no values"), stage: member.id)))
+                }
+                result = .success(try await runChain(members, count: members.count, tail: .materialise, inputs: inputs, ranges: ranges,
+                                                     contexts: contexts, layout: layout))
+            } catch let error as SegmentError {
+                result = .failure(error)
+            } catch {
+                result = .failure(SegmentError(index: 0, error: error))
+            }
+            switch result {
+            case .success(let chain):
+                var completions: [Completion] = []
+                for (index, member) in members.enumerated() {
+                    var output = chain.outputs[index]
+                    if let artifact = output, artifact.artifactType != member.outputType {
+                        let failure = PipelineError("returned \(artifact.artifactType), but its spec promised \(member.outputType) (a bug in the stage type)",
+                                                    retryable: false, code: .stageBug)
+                        output = nil
+                        completions.append(Completion(id: member.id, result: .failure(failure), attempts: attempt, startedAt: startedAt,
+                                                      duration: clock.now - start))
+                        continue
+                    }
+                    guard let output else {
+                        let failure = PipelineError("streamed no output (a bug in the stage type)", retryable: false, code: .stageBug)
+                        completions.append(Completion(id: member.id, result: .failure(failure), attempts: attempt, startedAt: startedAt,
+                                                      duration: clock.now - start))
+                        continue
+                    }
+                    var completion = Completion(id: member.id, result: .success(output), attempts: attempt, startedAt: startedAt,
+                                                duration: clock.now - start)
+                    completion.summary = output.summary()
+                    var flow = chain.flows[index]
+                    flow.note = layout.notes[member.id]
+                    completion.flow = flow
+                    completions.append(completion)
+                }
+                return completions
+            case .failure(let failed):
+                let cancelled = Task.isCancelled
+                let member = members[failed.index]
+                let cause: any Error = failed.error is CancellationError && !cancelled
+                    ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
+                    : failed.error
+                let failure = PipelineError(cause, stage: member.id, stageType: member.typeName)
+                if !cancelled && failure.isRetryable && options.stageRetries && attempt <= member.retry.count {
+                    let wait = member.retry.delay(beforeRetry: attempt)
+                    events.emit(.stageRetrying(RunEvent.StageRetrying(stage: member.id, type: member.typeName, attempt: attempt,
+                                                                      error: failure, delay: wait)))
+                    do {
+                        try await Task.sleep(for: wait)
+                        continue
+                    } catch {}
+                }
+                let duration = clock.now - start
+                return members.enumerated().map { index, stage in
+                    let result: any Error = index == failed.index && !Task.isCancelled ? failure : CancellationError()
+                    return Completion(id: stage.id, result: .failure(result), attempts: attempt, startedAt: startedAt, duration: duration)
+                }
+            }
+        }
+    }
+
+    /// A segment attempt's failure: the member that failed first, and how.
+    struct SegmentError: Error {
+        var index: Int
+        var error: any Error
+    }
+
+    /// Runs `members[..<count]` once, each on a thread of its own.
+    private func runChain(_ members: [PlannedStage], count: Int, tail: Tail, inputs: StageInputs,
+                          ranges: [Int: (min: Double, max: Double)?], contexts: [StageContext], layout: StreamingLayout) async throws -> ChainResult {
+        let chain = Array(members[..<count])
+        let capacity = layout.bandBuffers
+        let bandRows = options.bandRows ?? layout.bandRows[members[0].id] ?? 64
+        // streams[k] runs from chain[k] to chain[k + 1]; the last one (when there is
+        // one) from the tail to its materialiser or reducer.
+        var gridStreamList: [GridStream?] = []
+        var byteStreamList: [ByteStream?] = []
+        for (index, member) in chain.enumerated() {
+            let isLast = index == chain.count - 1
+            let streams = !isLast || Self.streamable(member.outputType)
+            if streams, ArtifactType.allGrids.contains(member.outputType) {
+                gridStreamList.append(GridStream(capacity: capacity))
+                byteStreamList.append(nil)
+            } else if streams && member.outputType == .encodedImage {
+                gridStreamList.append(nil)
+                byteStreamList.append(ByteStream(capacity: capacity))
+            } else {
+                gridStreamList.append(nil)
+                byteStreamList.append(nil)
+            }
+        }
+        let gridStreams = gridStreamList, byteStreams = byteStreamList
+        // The head's whole input, sliced into a stream.
+        let headInput = inputs.artifacts.values.first
+        let headGrid = (headInput as? any AnyGrid).map { _ in GridStream(capacity: capacity) }
+        let headBytes = headGrid == nil ? (headInput as? any BytesArtifact).map { _ in ByteStream(capacity: capacity) } : nil
+        let failures = SegmentFailure()
+        let ios = chain.indices.map { index in
+            StreamIO(gridInput: index == 0 ? headGrid : gridStreams[index - 1], bytesInput: index == 0 ? headBytes : byteStreams[index - 1],
+                     gridOutput: gridStreams[index], bytesOutput: byteStreams[index], inputRange: ranges[index] ?? nil,
+                     bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
+        }
+        let adapterIO = StreamIO(gridInput: gridStreams.last ?? nil, bytesInput: byteStreams.last ?? nil, gridOutput: headGrid, bytesOutput: headBytes,
+                                 bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
+        for io in ios + [adapterIO] { failures.register(io) }
+
+        final class Outputs: @unchecked Sendable {
+            let lock = NSLock()
+            var artifacts: [(any Artifact)?]
+            var tail: (any Artifact)?
+            var range: (min: Double, max: Double)?
+            init(count: Int) { artifacts = Array(repeating: nil, count: count) }
+        }
+        let outputs = Outputs(count: chain.count)
+        let clock = ContinuousClock()
+        let started = clock.now
+        var ended: [Duration] = Array(repeating: .zero, count: chain.count)
+        let timeout = chain.enumerated().compactMap { index, member in member.timeout.map { (index, $0) } }.min { $0.1 < $1.1 }
+
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: TaskEnd.self) { group in
+                for (index, member) in chain.enumerated() {
+                    let io = ios[index], context = contexts[index]
+                    guard let instance = member.instance as? any StreamingStage else { continue }
+                    group.addTask {
+                        do {
+                            let artifact = try await Blocking.run { _ in try instance.stream(io, context: context) }
+                            outputs.lock.withLock { outputs.artifacts[index] = artifact }
+                        } catch {
+                            failures.fail(index, error)
+                        }
+                        return .member(index, clock.now - started)
+                    }
+                }
+                if let headInput {
+                    group.addTask {
+                        do {
+                            try await Blocking.run { _ in
+                                if let grid = headInput as? any AnyGrid, let stream = headGrid {
+                                    try StreamAdapters.sliceGrid(grid, into: stream, bandRows: bandRows, io: adapterIO)
+                                } else if let bytes = headInput as? any BytesArtifact, let stream = headBytes {
+                                    try StreamAdapters.sliceBytes(bytes, into: stream, io: adapterIO)
+                                }
+                            }
+                        } catch {
+                            failures.fail(0, error)
+                        }
+                        return .adapter
+                    }
+                }
+                let last = chain.count - 1
+                if gridStreams[last] != nil || byteStreams[last] != nil {
+                    group.addTask {
+                        do {
+                            switch tail {
+                            case .materialise:
+                                let artifact = try await Blocking.run { _ in
+                                    if let stream = gridStreams[last] { return try StreamAdapters.materializeGrid(stream, cancel: adapterIO.cancel) }
+                                    return try StreamAdapters.materializeBytes(byteStreams[last]!, cancel: adapterIO.cancel)
+                                }
+                                outputs.lock.withLock { outputs.tail = artifact }
+                            case .reduceRange:
+                                let range = try await Blocking.run { _ in
+                                    let stream = gridStreams[last]!
+                                    let info = try stream.start()
+                                    var accumulator = ValueRangeAccumulator()
+                                    while let band = try stream.next() {
+                                        accumulator.add(band, info: info)
+                                        band.release()
+                                    }
+                                    return accumulator.range.map { [$0.min, $0.max] }
+                                }
+                                outputs.lock.withLock { outputs.range = range.map { ($0[0], $0[1]) } }
+                            }
+                        } catch {
+                            failures.fail(last, error)
+                        }
+                        return .adapter
+                    }
+                }
+                let workers = chain.count + (headInput != nil ? 1 : 0) + (gridStreams[last] != nil || byteStreams[last] != nil ? 1 : 0)
+                if let (index, limit) = timeout {
+                    group.addTask {
+                        do {
+                            try await Task.sleep(for: limit)
+                            failures.fail(index, StageTimeoutError(timeout: limit))
+                        } catch {}
+                        return .timer
+                    }
+                }
+                var finished = 0
+                while let end = await group.next() {
+                    switch end {
+                    case .member(let index, let time):
+                        ended[index] = time
+                        finished += 1
+                    case .adapter:
+                        finished += 1
+                    case .timer:
+                        break
+                    }
+                    // Everything has ended: the timer has nothing left to time.
+                    if finished == workers { group.cancelAll() }
+                }
+            }
+        } onCancel: {
+            failures.fail(0, CancellationError())
+        }
+        if let failure = failures.failure { throw SegmentError(index: failure.index, error: failure.error) }
+
+        // Outputs: a streamed output is described by its stream; the tail's is what
+        // its stage returned, or the materialised stream.
+        var artifacts: [(any Artifact)?] = []
+        var flows: [StageFlow] = []
+        for index in chain.indices {
+            if let stream = gridStreams[index], index < chain.count - 1, let info = stream.currentHeader {
+                artifacts.append(StreamedOutput(grid: info, statistics: stream.statistics))
+            } else if let stream = byteStreams[index], index < chain.count - 1, let info = stream.currentHeader {
+                artifacts.append(StreamedOutput(bytes: info, statistics: stream.statistics))
+            } else if index == chain.count - 1, let materialised = outputs.tail {
+                artifacts.append(materialised)
+            } else {
+                artifacts.append(outputs.artifacts[index])
+            }
+            let input = ios[index].gridInput?.statistics ?? ios[index].bytesInput?.statistics
+            let output = ios[index].gridOutput?.statistics ?? ios[index].bytesOutput?.statistics
+            let waitingIn = input?.consumerWaited.seconds ?? 0
+            let waitingOut = output?.producerWaited.seconds ?? 0
+            flows.append(StageFlow(bandsIn: input?.items ?? 0, bytesIn: input?.bytes ?? 0, bandsOut: output?.items ?? 0,
+                                   bytesOut: output?.bytes ?? 0, waitingForInputSeconds: waitingIn, waitingForOutputSeconds: waitingOut,
+                                   busySeconds: max(0, ended[index].seconds - waitingIn - waitingOut)))
+        }
+        return ChainResult(outputs: artifacts, flows: flows, range: outputs.range)
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+
+/// Which edges of a plan stream, how the stages group into streamed segments, and
+/// how much memory the run will need: decided before anything runs, from the stages'
+/// `StreamingSupport` and estimates.
+///
+/// An edge from producer P to consumer C streams when both are streaming stages (P's
+/// output and C's input can stream), C has that one input, and P's output goes to C
+/// alone. When C needs its input's range first (min-max `normalize`), the edge streams
+/// only if every stage from the segment's head to P is replayable, so that the
+/// executor can run them twice (a range pass, then the real pass); otherwise the edge
+/// materialises and the layout says why (`notes`). Stages joined by streamed edges
+/// form a segment, which runs as one: each stage on a thread of its own, bands
+/// flowing between them through bounded queues.
+public struct StreamingLayout: Sendable {
+    /// Streamed segments, each a chain of stage ids from head to tail.
+    public var segments: [[String]] = []
+    /// The producers whose output edge streams.
+    public var streamedOutputs: Set<String> = []
+    /// For a stage that needs its input's range and gets it by a range pass: the
+    /// members of its segment that run in that pass (head to its producer).
+    public var rangePasses: [String: [String]] = [:]
+    /// Why an edge that could have streamed does not, by consumer stage id.
+    public var notes: [String: String] = [:]
+    /// What each stage's output is expected to be.
+    public var estimates: [String: ArtifactEstimate] = [:]
+    /// The memory each stage is expected to hold: its streaming buffers, or its whole
+    /// output when that is materialised.
+    public var stageMemory: [String: Double] = [:]
+    /// Stages whose output is held whole, though the stage itself streams or its
+    /// size is known: what a memory limit must make room for.
+    public var materialised: [String] = []
+    /// Rows per band for each segment (by its head), as the producers should make them.
+    public var bandRows: [String: Int] = [:]
+    /// Buffers each streaming stage's pool holds.
+    public var bandBuffers: Int = 4
+
+    /// The process's own memory before any stage holds anything (code, libraries,
+    /// the Swift runtime): measured on Debian 12 for the runner, rounded up.
+    public static let baseBytes: Double = 24 * 1_048_576
+
+    /// The estimated peak memory of the run: the base, plus every stage's streaming
+    /// buffers, plus every output held whole whose size is known. An upper bound for
+    /// what the layout knows (outputs held at once are counted as if all were), and a
+    /// lower bound when a stage's output size is unknown (`unknownSizes`).
+    public var peakBytes: Double {
+        Self.baseBytes + stageMemory.values.reduce(0, +)
+    }
+
+    /// Stages whose output size cannot be estimated before the run (an `exec` stage's).
+    public var unknownSizes: [String] = []
+
+    /// The segment `id` belongs to, if any.
+    public func segment(of id: String) -> [String]? {
+        segments.first { $0.contains(id) }
+    }
+
+    public func streams(from producer: String) -> Bool { streamedOutputs.contains(producer) }
+
+    /// No stage streams: every artifact is held whole (`--no-stream`, or a run with an
+    /// artifact store).
+    public static func whole(_ plan: Plan, bandRows: Int? = nil, jobs: Int = 2) -> StreamingLayout {
+        layout(plan, streaming: false, bandRows: bandRows, jobs: jobs)
+    }
+
+    /// Decides the layout of `plan`. `bandRows` overrides the rows per band (tests,
+    /// tuning); `jobs` sets how many band buffers each stage holds (jobs + 2).
+    public static func layout(_ plan: Plan, streaming: Bool = true, bandRows: Int? = nil, jobs: Int = 2) -> StreamingLayout {
+        var layout = StreamingLayout()
+        layout.bandBuffers = max(2, jobs) + 2
+        var consumers: [String: [String]] = [:]
+        for stage in plan.stages {
+            for producer in stage.inputs.values { consumers[producer, default: []].append(stage.id) }
+        }
+        func support(_ stage: PlannedStage) -> StreamingSupport? {
+            guard let instance = stage.instance as? any StreamingStage else { return nil }
+            return type(of: instance).streaming(parameters: stage.parameters)
+        }
+        func streamable(_ type: ArtifactType) -> Bool {
+            ArtifactType.allGrids.contains(type) || type == .encodedImage
+        }
+        // Heads of the segments being built, by member.
+        var headOf: [String: String] = [:]
+        var members: [String: [String]] = [:]
+        for stage in plan.stages {
+            guard streaming, let consumerSupport = support(stage), consumerSupport.input, stage.inputs.count == 1,
+                  let producerID = stage.inputs.values.first, let producer = plan.stage(producerID),
+                  let producerSupport = support(producer), producerSupport.output, streamable(producer.outputType),
+                  consumers[producerID]?.count == 1,
+                  // A segment's head takes nothing, or one input that can be sliced into a stream.
+                  headOf[producerID] != nil || producer.inputs.isEmpty
+                    || (producer.inputs.count == 1 && plan.stage(producer.inputs.values.first!).map { streamable($0.outputType) } == true)
+            else { continue }
+            let head = headOf[producerID] ?? producerID
+            let chain = members[head] ?? [producerID]
+            if consumerSupport.needsInputRange {
+                let replayable = chain.allSatisfy { id in plan.stage(id).flatMap(support)?.replayable == true }
+                guard replayable else {
+                    let culprit = chain.first { id in plan.stage(id).flatMap(support)?.replayable != true } ?? producerID
+                    layout.notes[stage.id] = "input materialised: '\(stage.id)' needs the range of its input before its first band, "
+                        + "and '\(culprit)' is not replayable"
+                    continue
+                }
+                layout.rangePasses[stage.id] = chain
+            }
+            headOf[producerID] = head
+            headOf[stage.id] = head
+            members[head] = chain + [stage.id]
+            layout.streamedOutputs.insert(producerID)
+        }
+        for stage in plan.stages where headOf[stage.id] == stage.id {
+            layout.segments.append(members[stage.id]!)
+        }
+        // Estimates in dependency order.
+        var held: Set<String> = []
+        for stage in plan.stages {
+            let input = stage.inputs.count == 1 ? stage.inputs.values.first.flatMap { layout.estimates[$0] } : nil
+            var output: ArtifactEstimate?
+            if let instance = stage.instance as? any StreamingStage {
+                let kind = type(of: instance)
+                let segmentHead = headOf[stage.id]
+                var rows = bandRows ?? segmentHead.flatMap { layout.bandRows[$0] } ?? 64
+                var estimate = kind.estimate(parameters: stage.parameters, input: input, bandRows: rows, bandBuffers: layout.bandBuffers)
+                if let head = segmentHead, head == stage.id {
+                    // A segment's bands are as many rows as its head's output makes about 1 MiB.
+                    rows = bandRows ?? Self.defaultBandRows(for: estimate.output)
+                    layout.bandRows[head] = rows
+                    estimate = kind.estimate(parameters: stage.parameters, input: input, bandRows: rows, bandBuffers: layout.bandBuffers)
+                }
+                output = estimate.output
+                if segmentHead != nil { layout.stageMemory[stage.id] = estimate.streamingBytes }
+            }
+            if let output { layout.estimates[stage.id] = output } else if stage.outputType != .storedObject {
+                layout.unknownSizes.append(stage.id)
+            }
+            if !layout.streamedOutputs.contains(stage.id), let output, output.byteCount > 0, stage.outputType != .storedObject {
+                layout.stageMemory[stage.id, default: 0] += output.byteCount
+                held.insert(stage.id)
+            }
+        }
+        layout.materialised = plan.stages.map(\.id).filter { held.contains($0) }
+        return layout
+    }
+
+    /// About 1 MiB of rows of the widest element a grid of this width may become
+    /// (4-byte floats), at least 8 rows and at most 4096; 64 rows when the width is
+    /// not known before the run.
+    public static func defaultBandRows(for estimate: ArtifactEstimate?) -> Int {
+        guard let width = estimate?.width, width > 0 else { return 64 }
+        let byteWidth = max(1, estimate?.elementType?.byteWidth ?? 1)
+        return min(4096, max(8, (1 << 20) / (width * byteWidth)))
+    }
+
+    /// The largest output held whole, for the message of a refused memory limit.
+    public var largestMaterialised: (stage: String, bytes: Double)? {
+        materialised.compactMap { id in stageMemory[id].map { (id, $0) } }.max { $0.1 < $1.1 }
+    }
+}
