@@ -108,7 +108,9 @@ CJPEG_Encoder *CJPEG_encoder_begin(CJPEG_EncodeOptions options, int width, int h
   // Start with room for one byte per pixel: pages never written are never
   // resident, and most images then need no reallocation.
   size_t initial = 65536;
-  if (width > 0 && height > 0 && width <= JPEG_MAX_DIMENSION && height <= JPEG_MAX_DIMENSION) {
+  if (options.output_capacity > 0) {
+    initial = options.output_capacity;
+  } else if (width > 0 && height > 0 && width <= JPEG_MAX_DIMENSION && height <= JPEG_MAX_DIMENSION) {
     initial += (size_t)width * (size_t)height;
   }
   encoder->buffer = malloc(initial);
@@ -187,6 +189,18 @@ int CJPEG_encoder_finish(CJPEG_Encoder *encoder, unsigned char **out, size_t *ou
   encoder->buffer = NULL;
   encoder->capacity = 0;
   encoder->state = CJPEG_FINISHED;
+  return 0;
+}
+
+int CJPEG_encoder_drain(CJPEG_Encoder *encoder, const unsigned char **out, size_t *out_size) {
+  *out = NULL;
+  *out_size = 0;
+  if (encoder->state != CJPEG_WRITING) return -1;
+  // Between calls libjpeg holds no pointer into the buffer but the destination's.
+  *out = encoder->buffer;
+  *out_size = encoder->capacity - encoder->destination.free_in_buffer;
+  encoder->destination.next_output_byte = encoder->buffer;
+  encoder->destination.free_in_buffer = encoder->capacity;
   return 0;
 }
 

@@ -124,7 +124,11 @@ CPNG_Encoder *CPNG_encoder_begin(CPNG_EncodeOptions options, int width, int heig
     return encoder;
   }
   // Room for the raw samples up front; untouched pages are never resident.
-  if (width > 0 && height > 0) {
+  if (options.output_capacity > 0) {
+    encoder->capacity = options.output_capacity;
+    encoder->buffer = malloc(encoder->capacity);
+    if (!encoder->buffer) encoder->capacity = 0;
+  } else if (width > 0 && height > 0) {
     encoder->capacity = (size_t)width * (size_t)height * (size_t)(options.bit_depth / 8) + 65536;
     encoder->buffer = malloc(encoder->capacity);
     if (!encoder->buffer) encoder->capacity = 0;  // grown on first write instead
@@ -170,6 +174,16 @@ int CPNG_encoder_write_rows(CPNG_Encoder *encoder, const void *rows, size_t stri
     png_write_row(encoder->png, (png_const_bytep)rows + (size_t)i * stride);
     encoder->rows_written++;
   }
+  return 0;
+}
+
+int CPNG_encoder_drain(CPNG_Encoder *encoder, const unsigned char **out, size_t *out_size) {
+  *out = NULL;
+  *out_size = 0;
+  if (encoder->state != CPNG_WRITING) return -1;
+  *out = encoder->buffer;
+  *out_size = encoder->size;
+  encoder->size = 0;
   return 0;
 }
 

@@ -47,6 +47,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "text or json.")
     var logFormat: LogFormat = .text
 
+    @OptionGroup var streaming: StreamingOptions
+
     @Flag(help: "Run each stage once, ignoring its 'retries' (for a scheduler that retries tasks itself, as the Airflow export does).")
     var noStageRetries = false
 
@@ -122,6 +124,8 @@ struct RunCommand: AsyncParsableCommand {
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
         options.stageRetries = !noStageRetries
+        options.streaming = !streaming.noStream
+        options.bandRows = streaming.bandRows.flatMap { Int($0) }
         if let only, plan.stage(only) == nil {
             let help = Suggestions.didYouMean(only, in: plan.stages.map(\.id))
                 ?? "its stages: " + plan.stages.map { "'\($0.id)'" }.joined(separator: ", ")
@@ -171,6 +175,7 @@ struct RunCommand: AsyncParsableCommand {
             return report.facts
         }
         let executor = Executor(plan: plan, options: options)
+        try streaming.check(executor.layout, of: plan, console: console)
 
         let only = self.only
         let runTask = Task {

@@ -117,6 +117,67 @@ struct RunnerCommand: AsyncParsableCommand {
 }
 
 /// Options every command that reads a pipeline takes.
+/// `--memory-limit`, `--band-rows` and `--no-stream`: how a run streams and how much
+/// memory it may plan for.
+struct StreamingOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Refuse to run when the plan's estimated peak memory is above this: bytes, or a number with K, M, G or T (powers of 1024). "
+            + "Default: the process's limit (physical memory, ulimit, cgroup) less a margin.", valueName: "size"))
+    var memoryLimit: String?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows per band of streamed grids (default: about 1 MiB of rows).", valueName: "rows"))
+    var bandRows: String?
+
+    @Flag(help: "Hold every artifact whole instead of streaming bands between stages.")
+    var noStream = false
+
+    func validate() throws {
+        if let memoryLimit, MemorySize.parse(memoryLimit) == nil {
+            throw ValidationError("--memory-limit must be a size such as 512M, 2G or 1073741824, got '\(FilePaths.printable(memoryLimit))'")
+        }
+        if let bandRows, Int(bandRows).map({ $0 >= 1 && $0 <= 1 << 20 }) != true {
+            throw ValidationError("--band-rows must be a whole number from 1 to \(1 << 20), got '\(FilePaths.printable(bandRows))'")
+        }
+    }
+
+    /// The limit and what set it.
+    var limit: (bytes: Double, description: String) {
+        if let memoryLimit, let bytes = MemorySize.parse(memoryLimit) { return (bytes, "--memory-limit \(memoryLimit)") }
+        return StreamingLayout.defaultMemoryLimit()
+    }
+
+    /// Prints the layout with `-v` and refuses a plan that cannot fit (exit 2).
+    func check(_ layout: StreamingLayout, of plan: Plan, console: Console) throws {
+        for line in layout.describe(plan) { console.log(.debug, line, ["event": .string("plan_memory")]) }
+        let (bytes, description) = limit
+        if let problem = layout.memoryProblem(plan, limit: bytes, limitDescription: description) {
+            console.log(.error, problem + "; nothing was run\n  help: let the stage stream (see 'runner stages'), make the image smaller, "
+                + "or raise --memory-limit", ["event": .string("memory_limit"), "error_code": .string(PipelineError.Code.invalidParameter.rawValue)])
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
+    }
+}
+
+/// Sizes as `--memory-limit` takes them: bytes, or a number with K, M, G or T
+/// (optionally followed by "iB" or "B"), powers of 1024.
+enum MemorySize {
+    static func parse(_ text: String) -> Double? {
+        var digits = text.trimmingCharacters(in: .whitespaces).uppercased()
+        for suffix in ["IB", "B"] where digits.hasSuffix(suffix) && digits.count > suffix.count {
+            digits.removeLast(suffix.count)
+            break
+        }
+        let units: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
+        var scale = 1.0
+        if let last = digits.last, let unit = units[last] {
+            scale = unit
+            digits.removeLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isNumber || $0 == "." }), let value = Double(digits), value.isFinite, value > 0 else { return nil }
+        return value * scale
+    }
+}
+
 struct PipelineOptions: ParsableArguments {
     @Argument(help: "The pipeline file.")
     var file: String
@@ -170,8 +231,16 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also check what the stages need from outside: credentials, endpoints, buckets (one cheap request each), directories.")
     var checkAccess = false
 
+    @OptionGroup var streaming: StreamingOptions
+
+    @Flag(name: .shortAndLong, help: "Also print which stages stream together and the estimated peak memory.")
+    var verbose = false
+
     func run() async throws {
         let plan = try pipeline.plan()
+        let console = Console(format: .text, level: verbose ? .debug : .info)
+        try streaming.check(StreamingLayout.layout(plan, streaming: !streaming.noStream, bandRows: streaming.bandRows.flatMap { Int($0) },
+                                                   jobs: ProcessInfo.processInfo.activeProcessorCount), of: plan, console: console)
         let ok = "\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): "
             + plan.stages.map { FilePaths.printable($0.id) }.joined(separator: ", ")
         guard checkAccess else {
@@ -213,6 +282,7 @@ struct GraphCommand: AsyncParsableCommand {
 
     func run() async throws {
         let plan = try pipeline.plan()
-        print(PlanRendering.render(plan, as: format == .dot ? .dot : .mermaid), terminator: "")
+        let layout = StreamingLayout.layout(plan, jobs: ProcessInfo.processInfo.activeProcessorCount)
+        print(PlanRendering.render(plan, as: format == .dot ? .dot : .mermaid, layout: layout), terminator: "")
     }
 }

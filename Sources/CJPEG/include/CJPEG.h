@@ -14,6 +14,7 @@ typedef struct {
   int progressive;  // non-zero: progressive scan script
   int optimize;     // non-zero: optimal Huffman tables
   int restart_rows; // > 0: a restart marker every this many MCU rows (8 pixel rows each)
+  size_t output_capacity;  // initial output buffer; 0: room for one byte per pixel
 } CJPEG_EncodeOptions;
 
 /// An encoder for one single-channel 8-bit image, fed rows in any number of calls.
@@ -35,6 +36,12 @@ int CJPEG_encoder_write_rows(CJPEG_Encoder *encoder, const unsigned char *rows, 
 /// CJPEG_free) and the encoder holds nothing more; fewer rows than the height is an
 /// error. Returns 0, or -1 with the message kept.
 int CJPEG_encoder_finish(CJPEG_Encoder *encoder, unsigned char **out, size_t *out_size);
+
+/// The output written since the last drain (headers and compressed rows), for a
+/// caller that streams it: *out points into the encoder's buffer, valid until the
+/// next call on the encoder, which reuses the buffer from its start. Returns 0, or -1
+/// once the encoder has failed or finished.
+int CJPEG_encoder_drain(CJPEG_Encoder *encoder, const unsigned char **out, size_t *out_size);
 
 /// Lets a caller stop libjpeg's long passes: the final passes of progressive and
 /// optimized images run inside CJPEG_encoder_finish. `poll(context)` is called about

@@ -12,6 +12,7 @@ typedef struct {
   int compression_level;  // zlib level 0...9
   int filters;            // PNG_FILTER_* mask (PNG_NO_FILTERS = 0 means "None" only)
   int strategy;           // zlib strategy (Z_DEFAULT_STRATEGY, Z_FILTERED, Z_HUFFMAN_ONLY, Z_RLE, Z_FIXED)
+  size_t output_capacity; // initial output buffer; 0: room for the raw samples
 } CPNG_EncodeOptions;
 
 /// An encoder for one grayscale image, fed rows in any number of calls. It keeps its
@@ -28,6 +29,12 @@ CPNG_Encoder *CPNG_encoder_begin(CPNG_EncodeOptions options, int width, int heig
 /// bytes after the previous: bytes at bit depth 8, native-endian uint16_t at 16.
 /// More rows than the image has is an error. Returns 0, or -1 with the message kept.
 int CPNG_encoder_write_rows(CPNG_Encoder *encoder, const void *rows, size_t stride, int count);
+
+/// The output written since the last drain, for a caller that streams it: *out
+/// points into the encoder's buffer, valid until the next call on the encoder, which
+/// reuses the buffer from its start. Returns 0, or -1 once the encoder has failed or
+/// finished.
+int CPNG_encoder_drain(CPNG_Encoder *encoder, const unsigned char **out, size_t *out_size);
 
 /// Completes the image. On success *out is the malloc'd PNG (the caller frees it with
 /// CPNG_free) and the encoder holds nothing more; fewer rows than the height is an

@@ -4,22 +4,34 @@ public enum PlanRendering {
         case dot, mermaid
     }
 
-    public static func render(_ plan: Plan, as format: Format) -> String {
+    /// With `layout`, streamed edges are drawn bold (DOT) or thick (Mermaid) and
+    /// labelled "streamed", and the estimated peak memory is noted.
+    public static func render(_ plan: Plan, as format: Format, layout: StreamingLayout? = nil) -> String {
         switch format {
-        case .dot: dot(plan)
-        case .mermaid: mermaid(plan)
+        case .dot: dot(plan, layout: layout)
+        case .mermaid: mermaid(plan, layout: layout)
         }
     }
 
-    static func dot(_ plan: Plan) -> String {
+    private static func peakNote(_ layout: StreamingLayout) -> String {
+        "estimated peak memory: about \(ByteCountFormatting.string(layout.peakBytes))"
+            + (layout.segments.isEmpty ? "" : "; bold edges stream a band at a time")
+    }
+
+    static func dot(_ plan: Plan, layout: StreamingLayout? = nil) -> String {
         var lines = ["digraph \(dotString(plan.name)) {", "  rankdir=LR;", "  node [shape=box, style=rounded, fontname=\"Helvetica\"];",
                      "  edge [fontname=\"Helvetica\", fontsize=10];"]
+        if let layout { lines.append("  label=\(dotString(peakNote(layout))); labelloc=b; fontname=\"Helvetica\"; fontsize=10;") }
         for stage in plan.stages {
             lines.append("  \(dotString(stage.id)) [label=\(dotString("\(stage.id)\n(\(stage.typeName))"))];")
         }
         for stage in plan.stages {
             for (producer, label) in edgeLabels(plan, stage) {
-                lines.append("  \(dotString(producer)) -> \(dotString(stage.id)) [label=\(dotString(label))];")
+                if layout?.streams(from: producer) == true {
+                    lines.append("  \(dotString(producer)) -> \(dotString(stage.id)) [label=\(dotString(label + " (streamed)")), style=bold, penwidth=2];")
+                } else {
+                    lines.append("  \(dotString(producer)) -> \(dotString(stage.id)) [label=\(dotString(label))];")
+                }
             }
             for before in stage.after {
                 lines.append("  \(dotString(before)) -> \(dotString(stage.id)) [style=dashed, label=\"after\"];")
@@ -29,14 +41,19 @@ public enum PlanRendering {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func mermaid(_ plan: Plan) -> String {
+    static func mermaid(_ plan: Plan, layout: StreamingLayout? = nil) -> String {
         var lines = ["flowchart LR"]
+        if let layout { lines.append("  %% " + peakNote(layout)) }
         for stage in plan.stages {
             lines.append("  \(mermaidID(stage.id))[\"\(mermaidText(stage.id))<br/>(\(mermaidText(stage.typeName)))\"]")
         }
         for stage in plan.stages {
             for (producer, label) in edgeLabels(plan, stage) {
-                lines.append("  \(mermaidID(producer)) -- \"\(mermaidText(label))\" --> \(mermaidID(stage.id))")
+                if layout?.streams(from: producer) == true {
+                    lines.append("  \(mermaidID(producer)) == \"\(mermaidText(label + " (streamed)"))\" ==> \(mermaidID(stage.id))")
+                } else {
+                    lines.append("  \(mermaidID(producer)) -- \"\(mermaidText(label))\" --> \(mermaidID(stage.id))")
+                }
             }
             for before in stage.after {
                 lines.append("  \(mermaidID(before)) -. after .-> \(mermaidID(stage.id))")

@@ -156,3 +156,53 @@ public struct StreamingLayout: Sendable {
         materialised.compactMap { id in stageMemory[id].map { (id, $0) } }.max { $0.1 < $1.1 }
     }
 }
+
+extension StreamingLayout {
+    /// The memory a run may use by default: the process's limit (physical memory,
+    /// rlimits, cgroup) less a margin for what no estimate covers (1/16, at least
+    /// 64 MiB).
+    public static func defaultMemoryLimit() -> (bytes: Double, description: String) {
+        let limit = MemoryLimit.current
+        let bytes = Double(limit.bytes)
+        return (max(0, bytes - max(bytes / 16, 64 * 1_048_576)), limit.description)
+    }
+
+    /// Why the run cannot fit in `limit` bytes, naming the stage that must hold the
+    /// most and how much; nil when it fits.
+    public func memoryProblem(_ plan: Plan, limit: Double, limitDescription: String) -> String? {
+        guard peakBytes > limit else { return nil }
+        var message = "the run needs about \(ByteCountFormatting.string(peakBytes)) of memory, more than the "
+            + "\(ByteCountFormatting.string(limit)) it may use (\(limitDescription))"
+        if let (stage, bytes) = largestMaterialised, let planned = plan.stage(stage) {
+            let shape = estimates[stage].flatMap { estimate in estimate.width.flatMap { w in estimate.height.map { h in " \(w)x\(h)" } } } ?? ""
+            message += ": stage '\(stage)' must hold its output (\(planned.outputType)\(shape)) whole, \(ByteCountFormatting.string(bytes))"
+            if let note = notes.values.first(where: { $0.contains("'\(stage)'") }) { message += " (\(note))" }
+        }
+        return message
+    }
+
+    /// What `-v` prints: which stages stream together, which edges materialise and
+    /// why, and the estimated peak memory.
+    public func describe(_ plan: Plan) -> [String] {
+        var lines: [String] = []
+        for segment in segments {
+            var line = "streamed: " + segment.joined(separator: " -> ") + " (bands of \(bandRows[segment[0]] ?? 64) rows"
+            for id in segment where rangePasses[id] != nil {
+                line += "; a range pass over \(rangePasses[id]!.joined(separator: " -> ")) first, for '\(id)'"
+            }
+            lines.append(line + ")")
+        }
+        for stage in plan.stages where notes[stage.id] != nil {
+            lines.append("materialised: \(notes[stage.id]!)")
+        }
+        for id in materialised {
+            lines.append("held whole: \(id)'s output, about \(ByteCountFormatting.string(stageMemory[id] ?? 0))")
+        }
+        var peak = "estimated peak memory: about \(ByteCountFormatting.string(peakBytes))"
+        if !unknownSizes.isEmpty {
+            peak += ", plus the outputs of \(unknownSizes.map { "'\($0)'" }.joined(separator: ", ")), whose size is known only when they run"
+        }
+        lines.append(peak)
+        return lines
+    }
+}

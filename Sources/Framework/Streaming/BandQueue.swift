@@ -132,3 +132,38 @@ public final class BandQueue<Element: Sendable>: @unchecked Sendable {
         return statistics
     }
 }
+
+/// Turns taken in order by threads that work out of order: thread `n` waits in
+/// `wait(for: n)` until turns `0..<n` are done, then calls `advance()`. A streaming
+/// producer that fills bands on several threads pushes them in row order this way.
+public final class Sequencer: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var next = 0
+    private var failure: (any Error)?
+
+    public init() {}
+
+    /// Waits for turn `turn`; throws the failure that stopped the sequence.
+    public func wait(for turn: Int) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while next != turn && failure == nil { condition.wait() }
+        if let failure { throw failure }
+    }
+
+    /// Ends the current turn.
+    public func advance() {
+        condition.lock()
+        next += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Wakes every waiter with `error`.
+    public func fail(_ error: any Error) {
+        condition.lock()
+        if failure == nil { failure = error }
+        condition.broadcast()
+        condition.unlock()
+    }
+}

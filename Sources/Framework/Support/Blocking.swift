@@ -73,4 +73,28 @@ public enum Blocking {
         }
         group.wait()
     }
+
+    /// Runs `body(0..<count)` on `count` threads of their own and waits for all. The
+    /// first error any of them throws is passed to `stop` at once (so that it can wake
+    /// the others, e.g. by failing their queues) and thrown when all have ended.
+    public static func parallel(_ count: Int, stop: @escaping @Sendable (any Error) -> Void,
+                                _ body: @escaping @Sendable (Int) throws -> Void) throws {
+        final class First: @unchecked Sendable {
+            let lock = NSLock()
+            var error: (any Error)?
+        }
+        let first = First()
+        parallel(count) { index in
+            do {
+                try body(index)
+            } catch {
+                first.lock.lock()
+                let isFirst = first.error == nil
+                if isFirst { first.error = error }
+                first.lock.unlock()
+                if isFirst { stop(error) }
+            }
+        }
+        if let error = first.error { throw error }
+    }
 }

@@ -85,7 +85,7 @@ public enum JPEGCodec {
         return try RestartJoin.join(try results.outputs(), height: grid.height, intervalsPerStrip: intervalsPerStrip)
     }
 
-    private static func checkSize(width: Int, height: Int) throws {
+    static func checkSize(width: Int, height: Int) throws {
         guard width >= 1, height >= 1, width <= 65_500, height <= 65_500 else {
             throw CodecError(library: "libjpeg", message: "JPEG images are 1 to 65500 pixels on a side; got \(width)x\(height)")
         }
@@ -234,36 +234,48 @@ enum RestartJoin {
             output[length + 1] = b
             length += 2
         }
-        for (index, strip) in strips.enumerated().dropFirst() {
-            strip.withUnsafeBytes { bytes in
-                let firstInterval = index * intervalsPerStrip
-                append(0xFF, 0xD0 + UInt8((firstInterval - 1) % 8))
-                // Entropy-coded data: 0xFF is always followed by 0x00 (stuffing) or an
-                // RSTn marker, which is renumbered from the strip's own count. Copy the
-                // runs between 0xFF bytes whole.
-                let base = bytes.baseAddress!
-                var position = scanStarts[index]
-                let end = bytes.count - 2
-                while position < end {
-                    let found = memchr(base + position, 0xFF, end - position)
-                    let next = found.map { base.distance(to: UnsafeRawPointer($0)) } ?? end
-                    append(UnsafeRawBufferPointer(rebasing: bytes[position..<next]))
-                    guard next + 1 < end else {
-                        if next < end { append(UnsafeRawBufferPointer(rebasing: bytes[next..<end])) }
-                        break
-                    }
-                    let marker = bytes[next + 1]
-                    if marker >= 0xD0 && marker <= 0xD7 {
-                        append(0xFF, 0xD0 + UInt8((firstInterval + Int(marker - 0xD0)) % 8))
-                    } else {
-                        append(0xFF, marker)
-                    }
-                    position = next + 2
+        do {
+            for (index, strip) in strips.enumerated().dropFirst() {
+                try strip.withUnsafeBytes { bytes in
+                    try appendRenumbered(bytes, from: scanStarts[index], firstInterval: index * intervalsPerStrip) { append($0) }
                 }
             }
+        } catch {
+            free(grown)  // cannot happen: `append` does not throw
+            throw error
         }
         append(0xFF, 0xD9)
         return SharedBytes(takingOwnershipOf: grown, count: length) { free($0) }
+    }
+
+    /// Gives `emit` what a strip after the first adds to the joined image: a restart
+    /// marker, then its entropy-coded data (from `scanStart` to before its EOI) with
+    /// its restart markers renumbered to run on from `firstInterval`. 0xFF in the data
+    /// is always followed by 0x00 (stuffing) or an RSTn marker; the runs between 0xFF
+    /// bytes are passed whole.
+    static func appendRenumbered(_ bytes: UnsafeRawBufferPointer, from scanStart: Int, firstInterval: Int,
+                                 _ emit: (UnsafeRawBufferPointer) throws -> Void) throws {
+        func marker(_ interval: Int) throws {
+            try withUnsafeBytes(of: (UInt8(0xFF), UInt8(0xD0 + interval % 8))) { try emit($0) }
+        }
+        try marker(firstInterval - 1)
+        let base = bytes.baseAddress!
+        let end = bytes.count - 2
+        var runStart = scanStart  // the data not yet emitted starts here
+        var position = scanStart
+        while position < end {
+            guard let found = memchr(base + position, 0xFF, end - position) else { break }
+            let next = base.distance(to: UnsafeRawPointer(found))
+            guard next + 1 < end else { break }
+            let code = bytes[next + 1]
+            if code >= 0xD0 && code <= 0xD7 {
+                if next > runStart { try emit(UnsafeRawBufferPointer(rebasing: bytes[runStart..<next])) }
+                try marker(firstInterval + Int(code - 0xD0))
+                runStart = next + 2
+            }
+            position = next + 2
+        }
+        if end > runStart { try emit(UnsafeRawBufferPointer(rebasing: bytes[runStart..<end])) }
     }
 
     /// The offset just past the SOS segment, where entropy-coded data begins.

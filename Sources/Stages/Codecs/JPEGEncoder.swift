@@ -14,9 +14,12 @@ final class JPEGEncoder {
     /// Starts a width x height image. Sizes and options libjpeg refuses throw its
     /// message; once `cancel` is set, the next call or libjpeg pass throws
     /// `CancellationError`.
-    init(options: JPEGCodec.Options, width: Int, height: Int, cancel: CancelFlag? = nil) throws {
+    /// `outputCapacity` is the output buffer's first size (0: a byte per pixel); one
+    /// that streams its output with `drain` needs little.
+    init(options: JPEGCodec.Options, width: Int, height: Int, cancel: CancelFlag? = nil, outputCapacity: Int = 0) throws {
         let cOptions = CJPEG_EncodeOptions(quality: Int32(clamping: options.quality), progressive: options.progressive ? 1 : 0,
-                                           optimize: options.optimize ? 1 : 0, restart_rows: Int32(clamping: options.restartRows))
+                                           optimize: options.optimize ? 1 : 0, restart_rows: Int32(clamping: options.restartRows),
+                                           output_capacity: max(0, outputCapacity))
         guard let encoder = CJPEG_encoder_begin(cOptions, Int32(clamping: width), Int32(clamping: height)) else {
             throw CodecError(library: "libjpeg", message: "out of memory for the encoder")
         }
@@ -37,6 +40,14 @@ final class JPEGEncoder {
     /// Compresses `count` rows of bytes, `stride` bytes apart.
     func write(_ rows: UnsafeRawPointer, stride: Int, count: Int) throws {
         try check(CJPEG_encoder_write_rows(encoder, rows.assumingMemoryBound(to: UInt8.self), stride, Int32(clamping: count)))
+    }
+
+    /// Gives `body` the output written since the last drain (valid during the call).
+    func drain(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var output: UnsafePointer<UInt8>?
+        var size = 0
+        try check(CJPEG_encoder_drain(encoder, &output, &size))
+        if let output, size > 0 { try body(UnsafeRawBufferPointer(start: output, count: size)) }
     }
 
     /// The JPEG, once every row was written.

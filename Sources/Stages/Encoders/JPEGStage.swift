@@ -48,3 +48,37 @@ public struct JPEGStage: Stage {
         return EncodedImage(bytes: bytes, format: "jpeg", mediaType: "image/jpeg", width: width, height: height)
     }
 }
+
+extension JPEGStage: StreamingStage {
+    public static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: true, output: true, replayable: true)
+    }
+
+    public static func estimate(parameters: Parameters, input: ArtifactEstimate?, bandRows: Int, bandBuffers: Int) -> StreamingEstimate {
+        guard let input, let width = input.width, let height = input.height else { return StreamingEstimate(output: nil, streamingBytes: 0) }
+        // At most about a byte a pixel at quality 100 on noise; far less on most images.
+        let output = ArtifactEstimate(width: width, height: height, byteCount: Double(width) * Double(height))
+        let restartRows = parameters.int("restart_rows")
+        let workers = Double(max(1, bandBuffers - 2))
+        let chunks = Double(bandBuffers) * Double(1 << 20)
+        guard restartRows > 0, !parameters.bool("progressive"), !parameters.bool("optimize") else {
+            // One encoder; progressive and optimized ones keep every coefficient (2 bytes a sample).
+            let coefficients = parameters.bool("progressive") || parameters.bool("optimize") ? 2 * Double(width) * Double(height) : 0
+            return StreamingEstimate(output: output, streamingBytes: chunks + coefficients + 16 * Double(width))
+        }
+        let intervalRows = min(restartRows, 65_535 / ((width + 7) / 8)) * 8
+        let strip = Double(JPEGCodec.stripRows(width: width, intervalRows: intervalRows)) * Double(width)
+        // Strips of samples being gathered and encoded, and encoded strips waiting their turn.
+        return StreamingEstimate(output: output, streamingBytes: chunks + (workers + 1) * strip + 2 * workers * strip)
+    }
+
+    public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireGridInput(), output = try io.requireBytesOutput()
+        let info = try input.start()
+        try output.begin(EncodedStreamInfo(format: "jpeg", mediaType: "image/jpeg", width: info.width, height: info.height))
+        let writer = try io.bytesWriter()
+        try JPEGCodec.stream(input, info: info, options: options, workers: context.concurrency, io: io, to: writer,
+                             progress: RowProgress(total: info.height, report: { context.reportProgress($0) }))
+        return nil
+    }
+}

@@ -66,3 +66,29 @@ public struct PNGStage: Stage {
         return EncodedImage(bytes: bytes, format: "png", mediaType: "image/png", width: width, height: height)
     }
 }
+
+extension PNGStage: StreamingStage {
+    public static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: true, output: true, replayable: true)
+    }
+
+    public static func estimate(parameters: Parameters, input: ArtifactEstimate?, bandRows: Int, bandBuffers: Int) -> StreamingEstimate {
+        guard let input, let width = input.width, let height = input.height else { return StreamingEstimate(output: nil, streamingBytes: 0) }
+        let depth: Double = parameters.string("bit_depth") == "16" || (parameters.string("bit_depth") == "auto" && input.elementType == .uint16) ? 2 : 1
+        // Deflate never grows data by more than a few bytes per 16 KiB block.
+        let output = ArtifactEstimate(width: width, height: height, byteCount: Double(width) * Double(height) * depth * 1.01 + Double(height) + 1024)
+        return StreamingEstimate(output: output, streamingBytes: Double(bandBuffers) * Double(1 << 20) + 2 * Double(1 << 20))
+    }
+
+    public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireGridInput(), output = try io.requireBytesOutput()
+        let info = try input.start()
+        var options = options
+        if bitDepth == "auto" && info.elementType == .uint16 { options.bitDepth = 16 }
+        try output.begin(EncodedStreamInfo(format: "png", mediaType: "image/png", width: info.width, height: info.height))
+        let writer = try io.bytesWriter()
+        try PNGCodec.stream(input, info: info, options: options, to: writer, cancel: io.cancel,
+                            progress: RowProgress(total: info.height, report: { context.reportProgress($0) }))
+        return nil
+    }
+}

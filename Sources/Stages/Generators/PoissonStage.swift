@@ -40,14 +40,8 @@ public struct PoissonStage: Stage {
         height = parameters.int("height")
         lambda = parameters.double("lambda")
         elementType = try Self.elementType(lambda: lambda, dtype: parameters.string("dtype"))
-        // In Double: a product of two sizes from the pipeline file must not wrap.
-        let bytes = Double(width) * Double(height) * Double(elementType.byteWidth)
-        let limit = MemoryLimit.current
-        if bytes > Double(limit.bytes) {
-            throw ParameterError("width", "makes a \(width)x\(height) grid of \(elementType.swiftName), "
-                + "\(ByteCountFormatting.string(bytes)), more than the memory this process may use (\(limit))",
-                help: "use a smaller width or height")
-        }
+        // Whether the grid fits in memory depends on whether it streams: the plan's
+        // memory estimate (`StreamingLayout`) decides, before the run.
     }
 
     static func elementType(lambda: Double, dtype: String) throws -> ElementType {
@@ -107,5 +101,83 @@ public struct PoissonStage: Stage {
                 try await group.waitForAll()
             }
         }
+    }
+}
+
+extension PoissonStage: StreamingStage {
+    /// A source: its output streams, and it is replayable (any band is reproduced from
+    /// the seed, so a range pass can run it twice).
+    public static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: false, output: true, replayable: true)
+    }
+
+    public static func estimate(parameters: Parameters, input: ArtifactEstimate?, bandRows: Int, bandBuffers: Int) -> StreamingEstimate {
+        let width = parameters.int("width"), height = parameters.int("height")
+        let elementType = (try? elementType(lambda: parameters.double("lambda"), dtype: parameters.string("dtype"))) ?? .uint32
+        let unit = rowsPerBlock(width: width)
+        let rows = max(unit, (bandRows + unit - 1) / unit * unit)
+        return StreamingEstimate(output: .grid(width: width, height: height, elementType: elementType),
+                                 streamingBytes: Double(bandBuffers) * Double(min(rows, height)) * Double(width) * Double(elementType.byteWidth))
+    }
+
+    /// Bands of whole row blocks, filled on `context.concurrency` threads (each band's
+    /// blocks from their own streams, as `run` fills them) and pushed in row order:
+    /// the same bytes as `run`, whatever the band size or the number of threads.
+    public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        switch elementType {
+        case .uint8: try stream(UInt8.self, io: io, context: context)
+        case .uint16: try stream(UInt16.self, io: io, context: context)
+        default: try stream(UInt32.self, io: io, context: context)
+        }
+        return nil
+    }
+
+    func stream<T: FixedWidthInteger & GridElement>(_: T.Type, io: StreamIO, context: StageContext) throws {
+        let output = try io.requireGridOutput()
+        let info = GridStreamInfo(width: width, height: height, elementType: T.elementType)
+        try output.begin(info)
+        let sampler = PoissonSampler(lambda: lambda)
+        let (seed, width, height) = (context.seed, width, height)
+        let rowsPerBlock = Self.rowsPerBlock(width: width)
+        let (pool, bandRows) = io.bandPool(rowBytes: info.rowBytes, granularity: rowsPerBlock, purpose: "a band of \(width)-wide rows")
+        let bands = (height + bandRows - 1) / bandRows
+        let workers = max(1, min(context.concurrency, bands, io.bandBuffers - 1))
+        let taking = Sequencer(), pushing = Sequencer()
+        let progress = RowProgress(total: height, report: { context.reportProgress($0) })
+        try Blocking.parallel(workers, stop: { error in
+            taking.fail(error)
+            pushing.fail(error)
+            io.stop(error)
+        }) { worker in
+            for band in stride(from: worker, to: bands, by: workers) {
+                try io.checkCancellation()
+                let rows = (band * bandRows)..<min(height, (band + 1) * bandRows)
+                // Buffers are taken in band order too, so the band whose turn it is to
+                // be pushed never waits for a buffer held by a later one.
+                try taking.wait(for: band)
+                let lease = try pool.take()
+                taking.advance()
+                let gridBand = GridBand(rows: rows, lease: lease)
+                let elements = gridBand.mutableElements(T.self, width: width)
+                var row = rows.lowerBound
+                while row < rows.upperBound {
+                    let block = row / rowsPerBlock
+                    let count = min(rowsPerBlock, height - row)
+                    var rng = Xoshiro256StarStar(seed: seed, stream: UInt64(block))
+                    let start = (row - rows.lowerBound) * width
+                    if let value = sampler.fill(UnsafeMutableBufferPointer(rebasing: elements[start..<(start + count * width)]), rng: &rng) {
+                        lease.release()
+                        throw StageFailure("a sample (\(value)) does not fit in \(T.elementType.swiftName); use a wider dtype",
+                                           retryable: false, code: .invalidParameter)
+                    }
+                    row += count
+                }
+                try pushing.wait(for: band)
+                try output.push(gridBand, byteCount: rows.count * info.rowBytes)
+                pushing.advance()
+                progress.add(rows.count)
+            }
+        }
+        output.finish()
     }
 }

@@ -57,22 +57,7 @@ public struct FilesystemStage: Stage {
         guard let artifact = inputs.input as? any BytesArtifact else {
             throw StageFailure("input is not a bytes artifact", retryable: false)
         }
-        let path = try context.expand(pathTemplate, with: artifact)
-        if let offset = FilePaths.controlCharacterOffset(in: path) {
-            throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false, code: .invalidParameter)
-        }
-        // A value filled in at run time can still leave no file name.
-        if let problem = Self.fileNameProblem(path) {
-            throw StageFailure("path '\(FilePaths.printable(path))' \(problem)", retryable: false, code: .invalidParameter)
-        }
-        // Taken literally: '~' is a directory name here, never the home directory.
-        let absolute = FilePaths.absolute(path)
-        var existing = stat()
-        if stat(absolute, &existing) == 0, (existing.st_mode & S_IFMT) == S_IFDIR {
-            // No flag replaces a directory with a file: say what to change instead.
-            throw StageFailure("'\(FilePaths.printable(absolute))' is a directory; 'path' must name a file", retryable: false,
-                               code: .invalidParameter, help: "change 'path' to a file inside it, e.g. \(FilePaths.printable(path))/grid.{format}")
-        }
+        let absolute = try Self.target(try context.expand(pathTemplate, with: artifact))
         let bytes = artifact.bytes
         let (overwrite, stageID) = (overwrite, context.stageID)
         let progress = RowProgress(total: bytes.count, report: { context.reportProgress($0) })
@@ -105,6 +90,27 @@ public struct FilesystemStage: Stage {
         }
         return StoredObject(uri: StoredObject.fileURI(absolute), byteCount: artifact.bytes.count,
                             sha256: artifact.sha256, mediaType: artifact.mediaType)
+    }
+
+    /// The absolute path a filled-in `path` names, checked: no control character, a
+    /// file name, not a directory. Taken literally: '~' is a directory name here,
+    /// never the home directory.
+    static func target(_ path: String) throws -> String {
+        if let offset = FilePaths.controlCharacterOffset(in: path) {
+            throw StageFailure("path '\(FilePaths.printable(path))' has a control character at offset \(offset)", retryable: false, code: .invalidParameter)
+        }
+        // A value filled in at run time can still leave no file name.
+        if let problem = Self.fileNameProblem(path) {
+            throw StageFailure("path '\(FilePaths.printable(path))' \(problem)", retryable: false, code: .invalidParameter)
+        }
+        let absolute = FilePaths.absolute(path)
+        var existing = stat()
+        if stat(absolute, &existing) == 0, (existing.st_mode & S_IFMT) == S_IFDIR {
+            // No flag replaces a directory with a file: say what to change instead.
+            throw StageFailure("'\(FilePaths.printable(absolute))' is a directory; 'path' must name a file", retryable: false,
+                               code: .invalidParameter, help: "change 'path' to a file inside it, e.g. \(FilePaths.printable(path))/grid.{format}")
+        }
+        return absolute
     }
 
     /// Whether the existing file at `path` holds exactly the bytes to be written: its
@@ -213,5 +219,67 @@ public struct FilesystemStage: Stage {
         let prefix = try Template.expand(String(String.UnicodeScalarView(scalars[..<end])), values: [:])
         let directory = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
         return FilePaths.absolute(directory.isEmpty ? "." : directory)
+    }
+}
+
+extension FilesystemStage: StreamingStage {
+    public static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: true, output: false)
+    }
+
+    /// As `run`, with the bytes arriving in chunks: each chunk goes to the temporary
+    /// file as it arrives (hashed on the way), and the file is flushed and moved into
+    /// place once the stream ends. A stream that stops early (a failure upstream, a
+    /// cancellation) removes the temporary file. Without `overwrite`, a file already
+    /// there is compared with the stream's bytes (hashed, not written) instead.
+    public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireBytesInput()
+        let info = try input.start()
+        let absolute = try Self.target(try context.expand(pathTemplate, adding: info.templateValues))
+        var hasher = SHA256()
+        var count = 0
+        func consume(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
+            while let chunk = try input.next() {
+                defer { chunk.release() }
+                try io.checkCancellation()
+                hasher.update(bufferPointer: chunk.bytes)
+                try write(chunk.bytes)
+                count += chunk.count
+            }
+        }
+        func digest() -> String { hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+        var wrote = true
+        if !overwrite, access(absolute, F_OK) == 0 {
+            // A re-run that meets its own output succeeds; other bytes are an error.
+            try consume { _ in }
+            _ = try Self.holdsSameBytes(absolute, count: count, sha256: digest(), stageID: context.stageID, isCancelled: io.cancel.isSet)
+            wrote = false
+        } else {
+            do {
+                try AtomicFile.write(to: absolute, overwrite: overwrite, isCancelled: io.cancel.isSet) { descriptor, temporary in
+                    try consume { bytes in
+                        var offset = 0
+                        while offset < bytes.count {
+                            let written = try retryingOnInterrupt("write", path: temporary) {
+                                Int32(truncatingIfNeeded: Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset))
+                            }
+                            offset += Int(written)
+                        }
+                    }
+                }
+            } catch let failure as StageFailure where !overwrite && access(absolute, F_OK) == 0 {
+                // The file appeared meanwhile (the link found it): compare.
+                guard try Self.holdsSameBytes(absolute, count: count, sha256: digest(), stageID: context.stageID) else { throw failure }
+                wrote = false
+            }
+        }
+        let sha256 = digest()
+        if wrote {
+            context.logger.debug("wrote \(count) bytes to \(absolute)")
+        } else {
+            context.logger.info("'\(FilePaths.printable(absolute))' already holds these \(count) bytes; left as it is")
+        }
+        context.reportProgress(1)
+        return StoredObject(uri: StoredObject.fileURI(absolute), byteCount: count, sha256: sha256, mediaType: info.mediaType)
     }
 }

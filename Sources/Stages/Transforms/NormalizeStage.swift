@@ -121,3 +121,88 @@ public struct NormalizeStage: Stage {
         return Float(clamp ? min(max(mapped, 0), 1) : mapped)
     }
 }
+
+extension NormalizeStage: StreamingStage {
+    /// Streams in one pass with `range:`; min-max needs its input's range first (a
+    /// range pass over a replayable upstream, else a materialised input).
+    public static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: true, output: true, replayable: true, needsInputRange: parameters.doubles("range") == nil)
+    }
+
+    public static func estimate(parameters: Parameters, input: ArtifactEstimate?, bandRows: Int, bandBuffers: Int) -> StreamingEstimate {
+        guard let input, let width = input.width, let height = input.height else { return StreamingEstimate(output: nil, streamingBytes: 0) }
+        // A byte grid comes out dictionary-encoded: its bands pass through as they are.
+        let bytes = input.elementType == .uint8
+        return StreamingEstimate(output: ArtifactEstimate(width: width, height: height, elementType: .float32,
+                                                          byteCount: Double(width) * Double(height) * (bytes ? 1 : 4)),
+                                 streamingBytes: bytes ? 0 : Double(bandBuffers) * Double(min(bandRows, height)) * Double(width) * 4)
+    }
+
+    /// As `run`, a band at a time: a byte grid's bands pass through with a table of
+    /// the 256 mapped values (as `run` makes a dictionary-encoded grid), a
+    /// dictionary-encoded grid's table is mapped, and other grids are mapped into
+    /// float bands of the stage's own.
+    public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireGridInput(), output = try io.requireGridOutput()
+        let info = try input.start()
+        let (scale, offset, clamp): (Double, Double, Bool)
+        if let (low, high) = fixedRange {
+            (scale, offset, clamp) = (1 / (high - low), -low / (high - low), true)
+        } else if let (low, high) = io.inputRange, high > low {
+            (scale, offset, clamp) = (1 / (high - low), -low / (high - low), false)
+        } else {
+            (scale, offset, clamp) = (0, 0, false)  // constant (or empty, or all-NaN) grid: all zeros
+        }
+        let progress = RowProgress(total: info.height, report: { context.reportProgress($0) })
+        func map(_ value: Double) -> Float { value.isNaN ? .nan : Self.map(value, scale, offset, clamp) }
+        if info.table != nil || info.elementType == .uint8 {
+            let table = info.table.map { $0.map { map(Double($0)) } } ?? (0..<256).map { map(Double($0)) }
+            let outputInfo = GridStreamInfo(width: info.width, height: info.height, elementType: .float32, table: table)
+            try output.begin(outputInfo)
+            while let band = try input.next() {
+                try io.checkCancellation()
+                try output.push(band, byteCount: band.rows.count * outputInfo.rowBytes)
+                progress.add(band.rows.count)
+            }
+            output.finish()
+            return nil
+        }
+        let outputInfo = GridStreamInfo(width: info.width, height: info.height, elementType: .float32)
+        try output.begin(outputInfo)
+        let (pool, _) = io.bandPool(rowBytes: outputInfo.rowBytes, purpose: "a band of \(info.width)-wide rows of Float32")
+        let words: [Float]? = info.elementType == .uint16 ? (0..<65536).map { map(Double($0)) } : nil
+        var lease: BandLease?
+        defer { lease?.release() }
+        while let band = try input.next() {
+            defer { band.release() }
+            try io.checkCancellation()
+            // Input bands may be taller than the pool's: map them a pool band at a time.
+            let rowsPerBand = pool.bufferSize / outputInfo.rowBytes
+            var row = band.rows.lowerBound
+            while row < band.rows.upperBound {
+                let end = min(band.rows.upperBound, row + rowsPerBand)
+                lease = try pool.take()
+                let target = GridBand(rows: row..<end, lease: lease!)
+                let range = ((row - band.rows.lowerBound) * info.width)..<((end - band.rows.lowerBound) * info.width)
+                let into = target.mutableElements(Float.self, width: info.width)
+                func apply<T: GridElement>(_: T.Type) {
+                    Self.map(UnsafeBufferPointer(rebasing: band.elements(T.self, width: info.width)[range]), into: into, table: words,
+                             scale: scale, offset: offset, clamp: clamp)
+                }
+                switch info.elementType {
+                case .uint8: apply(UInt8.self)
+                case .uint16: apply(UInt16.self)
+                case .uint32: apply(UInt32.self)
+                case .float32: apply(Float.self)
+                case .float64: apply(Double.self)
+                }
+                lease = nil
+                try output.push(target, byteCount: (end - row) * outputInfo.rowBytes)
+                row = end
+            }
+            progress.add(band.rows.count)
+        }
+        output.finish()
+        return nil
+    }
+}
