@@ -50,14 +50,20 @@ public struct PipelineHarness: Sendable {
     /// which must be in the store: stages whose stage, parameters, seed and inputs are
     /// unchanged reuse their stored outputs, and the run's recorded seed is used
     /// (`seed` is ignored). Store problems throw `ArtifactStoreError` before anything runs.
+    ///
+    /// `streaming: false` holds every artifact whole (`--no-stream`); `bandRows` sets
+    /// the rows per band of streamed grids (`--band-rows`).
     public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil,
-                    store: (any ArtifactStore)? = nil, resume: Bool = false) async throws -> RunOutcome {
+                    store: (any ArtifactStore)? = nil, resume: Bool = false, streaming: Bool = true,
+                    bandRows: Int? = nil) async throws -> RunOutcome {
         let plan = try plan(yaml, overrides: overrides).get()
         if resume && (store == nil || runID == nil) {
             throw ArtifactStoreError(message: "resume needs a store and the runID of the run to resume", code: .unknownRun)
         }
         let id = runID ?? "test-" + UUID().uuidString.lowercased()
         var options = RunOptions(runID: id, seed: seed, jobs: jobs, events: events)
+        options.streaming = streaming
+        options.bandRows = bandRows
         if let store {
             try options.useStore(store, for: plan, start: resume ? .resume : .run, seed: resume ? nil : seed)
         }

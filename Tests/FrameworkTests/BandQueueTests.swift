@@ -110,16 +110,16 @@ import Testing
     /// A pool's memory is fixed: a producer that has every buffer out waits until a
     /// consumer gives one back, whatever the grid's height.
     @Test func aPoolBoundsTheBandsInFlight() throws {
-        let pool = try BandPool<Float>(width: 1000, rowsPerBand: 8, bands: 3)
+        let pool = BufferPool(bufferSize: 8 * 1000 * 4, count: 3, purpose: "test")
         #expect(pool.byteCount == 3 * 8 * 1000 * 4)
-        let queue = BandQueue<GridBand<Float>>(capacity: 8)
+        let queue = BandQueue<GridBand>(capacity: 8)
         let taken = Log()
         let height = 100
         let producer = thread {
             do {
                 for start in stride(from: 0, to: height, by: 8) {
-                    let band = try pool.take(rows: start..<min(height, start + 8))
-                    band.withMutableElements { $0.initialize(repeating: Float(start)) }
+                    let band = GridBand(rows: start..<min(height, start + 8), lease: try pool.take())
+                    band.mutableElements(Float.self, width: 1000).initialize(repeating: Float(start))
                     taken.add("\(start)")
                     try queue.push(band)
                 }
@@ -135,23 +135,35 @@ import Testing
         var rows = 0
         var seen: Set<ObjectIdentifier> = []
         while let band = try queue.pop() {
-            #expect(band.withElements { $0.allSatisfy { $0 == Float(band.rows.lowerBound) } })
+            #expect(band.elements(Float.self, width: 1000).allSatisfy { $0 == Float(band.rows.lowerBound) })
             rows += band.rows.count
-            seen.insert(ObjectIdentifier(band.buffer))
-            pool.give(band)
+            seen.insert(ObjectIdentifier(band.lease.buffer))
+            band.release()
         }
         producer.wait()
         #expect(rows == height && seen.count <= 3)
     }
 
+    /// A band held by two consumers goes back to its pool when both have released it.
+    @Test func aRetainedLeaseReturnsAfterItsLastRelease() throws {
+        let pool = BufferPool(bufferSize: 16, count: 1, purpose: "test")
+        let lease = try pool.take()
+        lease.retain()
+        lease.release()
+        let taker = thread { _ = try? pool.take() }
+        #expect(taker.wait(timeout: .now() + 0.1) == .timedOut)  // still held once
+        lease.release()
+        #expect(taker.wait(timeout: .now() + 5) == .success)
+    }
+
     @Test func aStoppedPoolWakesItsTaker() throws {
-        let pool = try BandPool<UInt8>(width: 16, rowsPerBand: 2, bands: 1)
-        let first = try pool.take(rows: 0..<2)
+        let pool = BufferPool(bufferSize: 32, count: 1, purpose: "test")
+        let first = try pool.take()
         _ = first
         let thrown = Log()
         let taker = thread {
             do {
-                _ = try pool.take(rows: 2..<4)
+                _ = try pool.take()
                 thrown.add("took")
             } catch {
                 thrown.add(error is CancellationError ? "cancelled" : "\(error)")
@@ -163,8 +175,40 @@ import Testing
         #expect(thrown.all == ["cancelled"])
     }
 
-    @Test func aPoolThatCannotBeMadeSaysSo() {
-        #expect(throws: AllocationError.self) { _ = try BandPool<Float>(width: -1, rowsPerBand: 8, bands: 2) }
-        #expect(throws: AllocationError.self) { _ = try BandPool<Float>(width: Int.max / 2, rowsPerBand: 8, bands: 2) }
+    @Test func aBufferThatCannotBeMadeSaysSo() {
+        let pool = BufferPool(bufferSize: Int.max / 2, count: 2, purpose: "a huge band")
+        #expect(throws: AllocationError.self) { _ = try pool.take() }
+    }
+
+    /// A stream's header arrives before its items, and a failure wakes a consumer
+    /// waiting for either.
+    @Test func aStreamSendsItsHeaderFirstAndAFailureWakesItsConsumer() throws {
+        let stream = ArtifactStream<String, Int>(capacity: 2)
+        let seen = Log()
+        let consumer = thread {
+            do {
+                seen.add(try stream.start())
+                while let item = try stream.next() { seen.add("\(item)") }
+                seen.add("end")
+            } catch {
+                seen.add("failed")
+            }
+        }
+        try stream.begin("header")
+        try stream.push(1, byteCount: 10)
+        stream.finish()
+        #expect(consumer.wait(timeout: .now() + 5) == .success)
+        #expect(seen.all == ["header", "1", "end"])
+        #expect(stream.statistics.items == 1 && stream.statistics.bytes == 10)
+
+        let stopped = ArtifactStream<String, Int>(capacity: 2)
+        let waiting = Log()
+        let waiter = thread {
+            do { _ = try stopped.start() } catch { waiting.add("woke") }
+        }
+        usleep(50_000)
+        stopped.fail(CancellationError())
+        #expect(waiter.wait(timeout: .now() + 5) == .success)
+        #expect(waiting.all == ["woke"])
     }
 }

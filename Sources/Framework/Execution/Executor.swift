@@ -280,9 +280,11 @@ public struct Executor: Sendable {
         available.removeAll()
 
         let launched = Set(ready[..<nextReady].flatMap { units[$0] })
-        let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
+        var report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
                                  notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
                                  duration: clock.now - runStart, events: events)
+        report.memory = RunReport.MemoryReport(estimatedPeakBytes: layout.peakBytes, measuredPeakBytes: PeakMemory.residentBytes,
+                                               streamed: layout.segments, materialised: layout.notes.isEmpty ? nil : layout.notes)
         return RunOutcome(report: report, outputs: report.status == .succeeded ? outputs : [:], failure: failure)
     }
 

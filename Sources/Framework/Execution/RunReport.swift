@@ -24,6 +24,24 @@ public struct RunReport: Sendable, Codable {
     public var runnerVersion: String = RunnerVersion.current
     /// How the run was asked for, when it came from a command line.
     public var invocation: Invocation?
+    /// What the plan expected the run's memory to be, and what it was.
+    public var memory: MemoryReport?
+
+    /// The plan's memory estimate (`StreamingLayout`) and the process's measured peak.
+    public struct MemoryReport: Sendable, Codable, Hashable {
+        /// The estimated peak resident memory of the run, in bytes.
+        public var estimatedPeakBytes: Double
+        /// The process's peak resident set size when the run ended (getrusage), in bytes.
+        public var measuredPeakBytes: Double
+        /// The stages that streamed together, each chain from head to tail.
+        public var streamed: [[String]]
+        /// Why an edge that could have streamed held its data whole, by consumer stage.
+        public var materialised: [String: String]?
+
+        enum CodingKeys: String, CodingKey {
+            case estimatedPeakBytes = "estimated_peak_bytes", measuredPeakBytes = "measured_peak_bytes", streamed, materialised
+        }
+    }
 
     /// The command line of a run, and the profiles and `--set`s it applied, in order.
     public struct Invocation: Sendable, Codable, Hashable {
@@ -41,6 +59,7 @@ public struct RunReport: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
         case durationSeconds = "duration_seconds", error, errorCode = "error_code", retryable, stages, runnerVersion = "runner_version", invocation
+        case memory
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.

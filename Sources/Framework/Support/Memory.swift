@@ -81,3 +81,12 @@ public struct MemoryLimit: Sendable, CustomStringConvertible {
         return result
     }
 }
+
+/// The process's peak resident set size so far.
+public enum PeakMemory {
+    public static var residentBytes: Double {
+        var usage = rusage()
+        guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+        return Double(usage.ru_maxrss) * 1024  // kilobytes on Linux
+    }
+}

@@ -1,0 +1,317 @@
+import Foundation
+import Testing
+import Framework
+import PipelineTesting
+@testable import Stages
+
+/// Streaming execution: bands flow between stages in bounded memory, with the same
+/// output as whole artifacts.
+@Suite struct StreamingTests {
+    static let harness = PipelineHarness(registry: try! BuiltinStages.registry(adding: [StageType(CountingSource.self), StageType(TallySink.self)]))
+
+    /// The bytes of `stage`'s output after running `yaml`.
+    static func bytes(_ yaml: String, stage: String = "encode", jobs: Int, streaming: Bool, bandRows: Int? = nil) async throws -> [UInt8] {
+        let outcome = try await harness.run(yaml, seed: 11, jobs: jobs, streaming: streaming, bandRows: bandRows)
+        try #require(outcome.succeeded, "\(outcome.failure?.description ?? "")")
+        let image = try #require(outcome.outputs[stage] as? EncodedImage)
+        return image.bytes.withUnsafeBytes { Array($0) }
+    }
+
+    /// Every built-in chain from a generator to an encoder, on a 2000x1001 grid (a
+    /// height that is not a multiple of 8, of a band or of a JPEG strip).
+    static let chains: [(String, String)] = {
+        let size = "width: 2000, height: 1001"
+        func chain(_ generate: String, _ middle: String, _ encode: String) -> String {
+            var yaml = "stages:\n  generate: {type: poisson, with: {\(size), \(generate)}}\n"
+            var input = "generate"
+            if !middle.isEmpty {
+                yaml += "  normalize: {type: normalize, input: generate\(middle)}\n"
+                input = "normalize"
+            }
+            return yaml + "  encode: {type: \(encode.split(separator: ",")[0]), input: \(input)\(encode.contains(",") ? ", with: {" + encode.split(separator: ",", maxSplits: 1)[1] + "}" : "")}\n"
+        }
+        return [
+            ("reference jpeg", chain("lambda: 3", ",", "jpeg")),
+            ("jpeg restart every 8 rows", chain("lambda: 3", ",", "jpeg, restart_rows: 1")),
+            ("jpeg without restarts", chain("lambda: 3", ",", "jpeg, restart_rows: 0")),
+            ("jpeg progressive", chain("lambda: 3", ",", "jpeg, progressive: true")),
+            ("jpeg optimized", chain("lambda: 3", ",", "jpeg, optimize: true")),
+            ("bytes straight to jpeg", chain("lambda: 3", "", "jpeg")),
+            ("fixed range", chain("lambda: 3", ", with: {range: [0, 8]}", "jpeg")),
+            ("16-bit grid normalized (float bands)", chain("lambda: 300", ",", "jpeg")),
+            ("png", chain("lambda: 3", ",", "png")),
+            ("16-bit png from floats", chain("lambda: 3", ",", "png, bit_depth: '16'")),
+            ("16-bit grid straight to png", chain("lambda: 300", "", "png")),
+            ("png level 9 with filters", chain("lambda: 3", ",", "png, compression: 9, filter: all")),
+        ]
+    }()
+
+    @Test(arguments: chains)
+    func streamedOutputIsByteIdenticalToWholeArtifacts(_ name: String, _ yaml: String) async throws {
+        let whole = try await Self.bytes(yaml, jobs: 2, streaming: false)
+        for (jobs, bandRows) in [(1, nil), (2, nil), (3, 7), (2, 1), (4, 64)] as [(Int, Int?)] {
+            let streamed = try await Self.bytes(yaml, jobs: jobs, streaming: true, bandRows: bandRows)
+            #expect(streamed == whole, "\(name): --jobs \(jobs) --band-rows \(bandRows.map(String.init) ?? "auto") differs from the whole-artifact bytes")
+        }
+    }
+
+    @Test func theLayoutStreamsTheReferenceChainWithARangePass() throws {
+        let plan = try Self.harness.plan(Self.chains[0].1).get()
+        let layout = StreamingLayout.layout(plan)
+        #expect(layout.segments == [["generate", "normalize", "encode"]])
+        #expect(layout.rangePasses["normalize"] == ["generate"])
+        // The encoder's output is the pipeline's result: held whole.
+        #expect(layout.materialised == ["encode"])
+        #expect(StreamingLayout.whole(plan).segments.isEmpty)
+    }
+
+    @Test func aNonReplayableUpstreamMaterialisesBeforeMinMaxNormalize() throws {
+        let yaml = """
+            stages:
+              source: {type: counting_source, with: {width: 16, height: 16, tag: layout}}
+              normalize: {type: normalize, input: source}
+              encode: {type: png, input: normalize}
+            """
+        let plan = try Self.harness.plan(yaml).get()
+        let layout = StreamingLayout.layout(plan)
+        #expect(layout.segments == [["normalize", "encode"]])
+        #expect(layout.notes["normalize"]?.contains("'source' is not replayable") == true, "\(layout.notes)")
+        #expect(layout.describe(plan).contains { $0.hasPrefix("materialised: ") })
+    }
+
+    @Test func aFailingSinkStopsTheGenerator() async throws {
+        let tag = "fail-\(UUID().uuidString)"
+        let yaml = """
+            stages:
+              source: {type: counting_source, with: {width: 1000, height: 100000, tag: \(tag)}}
+              sink: {type: tally_sink, input: source, with: {tag: \(tag), fail_after: 3}}
+            """
+        let outcome = try await Self.harness.run(yaml, jobs: 2, bandRows: 10)
+        #expect(!outcome.succeeded)
+        #expect(outcome.failure?.stage == "sink", "\(outcome.failure?.description ?? "")")
+        #expect(outcome.report.stages.first { $0.id == "source" }?.status == .cancelled)
+        let tally = Tally.named(tag)
+        // 10000 bands were to come; the source stopped within a pool's worth of the failure.
+        #expect(tally.pushed < 20, "the source pushed \(tally.pushed) bands after the sink failed at its 3rd")
+    }
+
+    @Test func aSlowSinkHoldsTheSourceBackInsteadOfGrowingMemory() async throws {
+        let tag = "slow-\(UUID().uuidString)"
+        let yaml = """
+            stages:
+              source: {type: counting_source, with: {width: 1000, height: 600, tag: \(tag)}}
+              sink: {type: tally_sink, input: source, with: {tag: \(tag), delay_ms: 2}}
+            """
+        let outcome = try await Self.harness.run(yaml, jobs: 2, bandRows: 2)
+        #expect(outcome.succeeded, "\(outcome.failure?.description ?? "")")
+        let tally = Tally.named(tag)
+        #expect(tally.consumed == 300)
+        // Bands in flight never exceed the source's pool (jobs + 2 buffers).
+        #expect(tally.maxOutstanding <= 4, "up to \(tally.maxOutstanding) bands were in flight")
+        let flow = try #require(outcome.report.stages.first { $0.id == "source" }?.flow)
+        #expect(flow.bandsOut == 300)
+        #expect(flow.waitingForOutputSeconds > 0.2, "the source waited \(flow.waitingForOutputSeconds) s for the slow sink")
+        let sinkFlow = try #require(outcome.report.stages.first { $0.id == "sink" }?.flow)
+        #expect(sinkFlow.bandsIn == 300 && sinkFlow.bytesIn == 600_000)
+    }
+
+    @Test func cancellingMidStreamLeavesNoFiles() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let file = try box.write("""
+            stages:
+              generate: {type: poisson, with: {width: 8192, height: 8192, lambda: 3, seed: 1}}
+              encode: {type: png, input: generate, with: {compression: 9}}
+              store: {type: filesystem, input: encode, with: {path: out/image.png}}
+            """)
+        let result = try box.run([file, "--jobs", "2"], signals: [(SIGINT, after: .milliseconds(700))])
+        #expect(result.status == 130, "\(result.stderr)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: box.root.appendingPathComponent("out").path)) ?? []
+        #expect(left.isEmpty, "left in out/: \(left)")
+        #expect(box.leftovers.isEmpty, "left in TMPDIR: \(box.leftovers)")
+    }
+
+    @Test func an8192SquarePNGStreamsInBoundedMemory() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let file = try box.write("""
+            stages:
+              generate: {type: poisson, with: {width: 8192, height: 8192, lambda: 3, seed: 1}}
+              normalize: {type: normalize, input: generate}
+              encode: {type: png, input: normalize, with: {compression: 1}}
+              store: {type: filesystem, input: encode, with: {path: out/image.png}}
+            """)
+        for streaming in [true, false] {
+            let result = try box.run([file, "--report", "report.json", "--set", "stages.store.with.overwrite=true"]
+                                     + (streaming ? [] : ["--no-stream"]), limit: .seconds(300))
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try JSONDecoder().decode(ReportMemory.self, from: Data(contentsOf: box.root.appendingPathComponent("report.json")))
+            let peak = report.memory.measured_peak_bytes / 1_048_576
+            if streaming {
+                // Whole, the grid alone is 64 MiB and the PNG about as much again.
+                #expect(peak < 72, "peak RSS \(peak) MiB while streaming")
+                #expect(report.memory.streamed == [["generate", "normalize", "encode", "store"]])
+            } else {
+                #expect(peak > 120, "peak RSS \(peak) MiB holding whole artifacts: the bound above would not tell them apart")
+            }
+        }
+    }
+
+    struct ReportMemory: Decodable {
+        struct Memory: Decodable {
+            var measured_peak_bytes: Double
+            var streamed: [[String]]
+        }
+        var memory: Memory
+    }
+
+    @Test func theMemoryLimitRefusesAPlanThatCannotFitAndNamesTheStage() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let file = try box.write("""
+            stages:
+              generate: {type: poisson, with: {width: 20000, height: 20000, lambda: 3, seed: 1}}
+              encode: {type: jpeg, input: generate}
+              store: {type: filesystem, input: encode, with: {path: out/image.jpg}}
+            """)
+        // Streamed, it needs tens of MB; whole, the grid alone is 400 MB.
+        let streamed = try box.run(["validate", "-v", file, "--memory-limit", "300M"])
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        #expect(streamed.stderr.contains("streamed: generate -> encode -> store"), "\(streamed.stderr)")
+        let whole = try box.run([file, "--no-stream", "--memory-limit", "300M"])
+        #expect(whole.status == 2, "\(whole.stderr)")
+        #expect(whole.stderr.contains("stage 'generate' must hold its output") && whole.stderr.contains("400.0 MB"), "\(whole.stderr)")
+        #expect(!box.exists("out"))
+        let bad = try box.run([file, "--memory-limit", "lots"])
+        #expect(bad.status == 2 && bad.stderr.contains("--memory-limit must be a size"), "\(bad.stderr)")
+    }
+
+    @Test func graphMarksStreamedEdges() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let result = try box.run(["graph", RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("\"generate\" -> \"normalize\" [label=\"Grid<UInt8> (streamed)\", style=bold"), "\(result.stdout)")
+        #expect(result.stdout.contains("estimated peak memory"))
+    }
+}
+
+/// What a counting source pushed and a tally sink took, by tag.
+final class Tally: @unchecked Sendable {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var all: [String: Tally] = [:]
+    static func named(_ tag: String) -> Tally {
+        lock.lock(); defer { lock.unlock() }
+        if let tally = all[tag] { return tally }
+        let tally = Tally()
+        all[tag] = tally
+        return tally
+    }
+
+    private let lock = NSLock()
+    private(set) var pushed = 0
+    private(set) var consumed = 0
+    private(set) var maxOutstanding = 0
+
+    func push() {
+        lock.lock(); pushed += 1; maxOutstanding = max(maxOutstanding, pushed - consumed); lock.unlock()
+    }
+
+    func consume() {
+        lock.lock(); consumed += 1; lock.unlock()
+    }
+}
+
+/// A streaming grid source that is not replayable and counts what it pushes.
+struct CountingSource: StreamingStage {
+    static let spec = StageSpec(
+        name: "counting_source", summary: "Rows of bytes, counted.",
+        parameters: [
+            ParameterSpec("width", .integer, range: .atLeast(1), doc: "columns"),
+            ParameterSpec("height", .integer, range: .atLeast(1), doc: "rows"),
+            ParameterSpec("tag", .string, doc: "the tally to count in"),
+        ],
+        output: .fixed(.grid(.uint8)))
+
+    let width: Int, height: Int, tag: String
+
+    init(parameters: Parameters) throws {
+        width = parameters.int("width")
+        height = parameters.int("height")
+        tag = parameters.string("tag")
+    }
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        let width = width
+        return try Grid<UInt8>(width: width, height: height) { buffer in
+            for index in buffer.indices { buffer[index] = UInt8(truncatingIfNeeded: index / width) }
+        }
+    }
+
+    static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: false, output: true)
+    }
+
+    func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let output = try io.requireGridOutput()
+        try output.begin(GridStreamInfo(width: width, height: height, elementType: .uint8))
+        let (pool, rows) = io.bandPool(rowBytes: width, purpose: "test band")
+        let tally = Tally.named(tag)
+        var row = 0
+        while row < height {
+            let end = min(height, row + rows)
+            let band = GridBand(rows: row..<end, lease: try pool.take())
+            let elements = band.mutableElements(UInt8.self, width: width)
+            for index in elements.indices { elements[index] = UInt8(truncatingIfNeeded: row + index / width) }
+            try output.push(band, byteCount: elements.count)
+            tally.push()
+            row = end
+        }
+        output.finish()
+        return nil
+    }
+}
+
+/// A streaming grid sink that takes its time, or fails after some bands.
+struct TallySink: StreamingStage {
+    static let spec = StageSpec(
+        name: "tally_sink", summary: "Counts bands; slowly, or failing.",
+        parameters: [
+            ParameterSpec("tag", .string, doc: "the tally to count in"),
+            ParameterSpec("delay_ms", .integer, default: .integer(0), range: .atLeast(0), doc: "sleep per band"),
+            ParameterSpec("fail_after", .integer, default: .integer(-1), doc: "fail at this band; -1 never"),
+        ],
+        inputs: [InputPort(accepts: .oneOf(.grid(.uint8)), doc: "rows")],
+        output: .fixed(.storedObject))
+
+    let tag: String, delay: Int, failAfter: Int
+
+    init(parameters: Parameters) throws {
+        tag = parameters.string("tag")
+        delay = parameters.int("delay_ms")
+        failAfter = parameters.int("fail_after")
+    }
+
+    func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
+        StoredObject(uri: "test://whole", byteCount: 0, sha256: "")
+    }
+
+    static func streaming(parameters: Parameters) -> StreamingSupport {
+        StreamingSupport(input: true, output: false)
+    }
+
+    func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireGridInput()
+        _ = try input.start()
+        let tally = Tally.named(tag)
+        var count = 0
+        while let band = try input.next() {
+            defer { band.release() }
+            count += 1
+            if count == failAfter { throw PipelineError("the sink failed at band \(count)", retryable: false, code: .io) }
+            if delay > 0 { usleep(useconds_t(delay * 1000)) }
+            tally.consume()
+        }
+        return StoredObject(uri: "test://streamed", byteCount: count, sha256: "")
+    }
+}
