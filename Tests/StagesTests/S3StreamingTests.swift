@@ -177,6 +177,44 @@ import Framework
         #expect(try !exists(client, key: key))
     }
 
+    /// A part the server refuses (403 on part 2, through the fault proxy) fails the
+    /// stage with that error, stops the producer (the helper waits for it), and the
+    /// upload is aborted; when the abort fails too, the error says so.
+    @Test(arguments: ["part2", "part2abort"])
+    func aFailingPartAbortsTheUpload(mode: String) throws {
+        let s3 = try LocalS3.shared()
+        let client = prepare(s3)
+        let proxy = try PythonFixture(script: "fault_proxy.py", arguments: [String(s3.port), mode, "-1"])
+        let key = "stream/\(UUID().uuidString.lowercased())-part-fails.bin"
+        var stage = try S3Stage(parameters: parameters(S3Stage.spec, [
+            "bucket": .string(bucket), "key": .string(key), "endpoint": .string("http://127.0.0.1:\(proxy.firstLine)"),
+            "part_size": .integer(5 << 20), "multipart_threshold": .integer(5 << 20), "concurrency": .integer(2),
+        ]))
+        stage.environment = environment(s3)
+        do {
+            _ = try stream(stage, bytes(16 << 20, seed: 15), chunk: 1 << 20)
+            Issue.record("an upload with a failing part succeeded")
+        } catch let error as S3Error {
+            #expect(error.code == "AccessDenied", "\(error)")
+            #expect(error.description.contains("UploadPart 2"), "\(error)")
+            #expect(error.description.contains("could not abort multipart upload") == (mode == "part2abort"), "\(error)")
+        }
+        #expect(try !exists(client, key: key))
+        if mode == "part2" {
+            #expect(try openUploads(client, key: key) == 0, "parts were left behind")
+        } else {
+            // Clean up what the failed abort left.
+            let body = String(decoding: try client.send("ListMultipartUploads", method: "GET", bucket: bucket, key: "",
+                                                        query: [("uploads", ""), ("prefix", key)], session: CurlSession()).body, as: UTF8.self)
+            for entry in body.components(separatedBy: "<UploadId>").dropFirst() {
+                guard let end = entry.range(of: "</UploadId>") else { continue }
+                _ = try client.send("AbortMultipartUpload", method: "DELETE", bucket: bucket, key: key,
+                                    query: [("uploadId", String(entry[..<end.lowerBound]))], session: CurlSession())
+            }
+            #expect(try openUploads(client, key: key) == 0)
+        }
+    }
+
     /// overwrite false: the same bytes already there are a success (single PUT and
     /// multipart, compared through the digests computed while streaming); other bytes
     /// are the "already exists" error quoting the --set; no upload is left open.
