@@ -2,24 +2,46 @@ internal import CCurl
 import Foundation
 import Framework
 
-/// A request body: bytes of its own, or a range of shared bytes (a part of an
-/// artifact), sent without a copy.
+/// A request body: bytes of its own, a range of shared bytes (a part of an
+/// artifact), or shared bytes one after the other (buffers of a streamed upload),
+/// sent without a copy.
 public enum HTTPBody: Sendable {
     case bytes([UInt8])
     case shared(SharedBytes, Range<Int>)
+    case segments([SharedBytes])
 
     public var count: Int {
         switch self {
         case .bytes(let bytes): bytes.count
         case .shared(_, let range): range.count
+        case .segments(let segments): segments.reduce(0) { $0 + $1.count }
         }
     }
 
+    /// The bytes in one piece: for `segments`, a copy (pass the payload hash to avoid it).
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch self {
         case .bytes(let bytes): return try bytes.withUnsafeBytes(body)
         case .shared(let shared, let range):
             return try shared.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        case .segments(let segments):
+            return try segments.flatMap { $0 }.withUnsafeBytes(body)
+        }
+    }
+
+    /// Copies `count` bytes from `offset` on to `destination`, without joining segments.
+    func copy(from offset: Int, count: Int, to destination: UnsafeMutableRawPointer) {
+        guard case .segments(let segments) = self else {
+            withUnsafeBytes { destination.copyMemory(from: $0.baseAddress! + offset, byteCount: count) }
+            return
+        }
+        var skip = offset, written = 0
+        for segment in segments where written < count {
+            if skip >= segment.count { skip -= segment.count; continue }
+            let size = min(segment.count - skip, count - written)
+            segment.withUnsafeBytes { (destination + written).copyMemory(from: $0.baseAddress! + skip, byteCount: size) }
+            written += size
+            skip = 0
         }
     }
 }
@@ -289,10 +311,8 @@ public final class CurlSession {
                     let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
                     guard let body = transfer.body else { return 0 }
                     let length = min(size * count, body.count - transfer.offset)
-                    body.withUnsafeBytes { source in
-                        if length > 0, let buffer {
-                            UnsafeMutableRawPointer(buffer).copyMemory(from: source.baseAddress! + transfer.offset, byteCount: length)
-                        }
+                    if length > 0, let buffer {
+                        body.copy(from: transfer.offset, count: length, to: UnsafeMutableRawPointer(buffer))
                     }
                     transfer.offset += length
                     if length > 0 { transfer.sentAny = true }

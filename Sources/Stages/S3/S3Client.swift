@@ -299,9 +299,13 @@ enum S3Digests {
     }
 
     static func forRequest(_ bytes: UnsafeRawBufferPointer, checksum: Bool) -> Request {
-        let sha = Array(SHA256.hash(data: bytes))
-        return Request(payloadHash: SigV4.hex(sha), checksum: checksum ? Data(sha).base64EncodedString() : nil,
-                       md5: checksum ? nil : md5(bytes))
+        forRequest(sha256: Array(SHA256.hash(data: bytes)), md5: checksum ? nil : md5(bytes), checksum: checksum)
+    }
+
+    /// The same from digests computed elsewhere (as the bytes streamed by): the body's
+    /// SHA-256 and, without a checksum, its MD5.
+    static func forRequest(sha256: [UInt8], md5: [UInt8]?, checksum: Bool) -> Request {
+        Request(payloadHash: SigV4.hex(sha256), checksum: checksum ? Data(sha256).base64EncodedString() : nil, md5: checksum ? nil : md5)
     }
 
     /// The checksum S3 gives a multipart object: base64 SHA-256 of the parts' binary

@@ -21,7 +21,12 @@ public struct S3Stage: Stage {
             --set that replaces the object. checksum sha256 sends \
             x-amz-checksum-sha256 so S3 verifies the bytes, and the checksums S3 echoes are compared; \
             with checksum none (or, for a single PUT, when the server echoes no checksum) the ETag \
-            S3 returns is checked against the MD5 of the bytes sent instead. crc32c is not offered.
+            S3 returns is checked against the MD5 of the bytes sent instead. crc32c is not offered. \
+            Streamed input (bytes from a streaming encoder) is uploaded as it arrives: parts go out as they fill, at \
+            most concurrency at once, from (concurrency + 1) buffers of part_size bytes; an object that ends at \
+            multipart_threshold bytes or fewer goes up with a single PUT (when the threshold is more than those \
+            buffers hold, the upload turns multipart once they are full); checksums are computed on the fly, and \
+            a failure or cancellation aborts the multipart upload.
             """,
         parameters: [
             ParameterSpec("bucket", .string, doc: "bucket name"),
@@ -55,6 +60,8 @@ public struct S3Stage: Stage {
     let concurrency: Int
     let checksum: Bool
     let overwrite: Bool
+    /// Where the client's credentials, region and endpoint come from (tests give their own).
+    var environment = AWSEnvironment()
 
     public init(parameters: Parameters) throws {
         self.parameters = parameters
@@ -137,17 +144,10 @@ public struct S3Stage: Stage {
         guard let artifact = inputs.input as? any BytesArtifact else {
             throw StageFailure("input is not a bytes artifact", retryable: false)
         }
-        let key = try context.expand(keyTemplate, with: artifact)
-        guard !key.isEmpty, key.utf8.count <= 1024 else {
-            throw StageFailure("object key must be 1 to 1024 bytes long, got \(key.utf8.count)", retryable: false)
-        }
-        let client = Self.client(parameters: parameters)
+        let key = try Self.checkedKey(context.expand(keyTemplate, with: artifact))
+        let client = Self.client(parameters: parameters, environment: environment)
         let bytes = artifact.bytes
-        var headers: [(name: String, value: String)] = [("Content-Type", contentType ?? artifact.mediaType)]
-        for (name, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            headers.append(("x-amz-meta-\(name.lowercased())", value))
-        }
-        if let storageClass { headers.append(("x-amz-storage-class", storageClass)) }
+        let headers = requestHeaders(mediaType: artifact.mediaType)
         let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: headers, checksum: checksum,
                               overwrite: overwrite, partSize: partSize, concurrency: concurrency, context: context)
         // The client already retried what could pass; the stage's own 'retries' only
@@ -156,6 +156,25 @@ public struct S3Stage: Stage {
         context.logger.debug("uploaded \(bytes.count) bytes to s3://\(bucket)/\(key) (ETag \(result.etag))")
         return StoredObject(uri: "s3://\(bucket)/\(key)", byteCount: bytes.count, sha256: artifact.sha256,
                             mediaType: contentType ?? artifact.mediaType, etag: result.etag, versionID: result.versionID)
+    }
+
+    /// An expanded key, once it is 1 to 1024 bytes long.
+    static func checkedKey(_ key: String) throws -> String {
+        guard !key.isEmpty, key.utf8.count <= 1024 else {
+            throw StageFailure("object key must be 1 to 1024 bytes long, got \(key.utf8.count)", retryable: false)
+        }
+        return key
+    }
+
+    /// The headers of the PUT or CreateMultipartUpload: the content type ('content_type',
+    /// else `mediaType`), the metadata and the storage class.
+    func requestHeaders(mediaType: String) -> [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = [("Content-Type", contentType ?? mediaType)]
+        for (name, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            headers.append(("x-amz-meta-\(name.lowercased())", value))
+        }
+        if let storageClass { headers.append(("x-amz-storage-class", storageClass)) }
+        return headers
     }
 
     /// Before a resumed run reuses this sink: the object is still there (a HEAD
