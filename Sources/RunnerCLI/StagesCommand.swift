@@ -31,17 +31,18 @@ struct StagesCommand: AsyncParsableCommand {
         case .json:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            let value: JSONValue = name == nil ? .array(types.map { StageDocumentation.json($0.spec) }) : StageDocumentation.json(types[0].spec)
+            let value: JSONValue = name == nil ? .array(types.map { StageDocumentation.json($0) }) : StageDocumentation.json(types[0])
             print(String(decoding: try encoder.encode(value), as: UTF8.self))
         case .text:
-            print(types.map { StageDocumentation.text($0.spec, full: name != nil) }.joined(separator: "\n"))
+            print(types.map { StageDocumentation.text($0, full: name != nil) }.joined(separator: "\n"))
         }
     }
 }
 
 /// Renders stage specs for people (gst-inspect style) and for programs (JSON).
 enum StageDocumentation {
-    static func text(_ spec: StageSpec, full: Bool) -> String {
+    static func text(_ type: StageType, full: Bool) -> String {
+        let spec = type.spec
         var lines = ["\(spec.name): \(spec.summary)"]
         if full, !spec.discussion.isEmpty {
             lines.append("")
@@ -63,6 +64,7 @@ enum StageDocumentation {
             }
         }
         lines.append("  output:  \(spec.output.description)")
+        lines.append("  streams: \(type.streamingSummary)")
         if full { lines.append("  version: \(spec.version)  (part of every stored output's fingerprint)") }
         if spec.parameters.isEmpty {
             lines.append("  parameters: none")
@@ -88,8 +90,14 @@ enum StageDocumentation {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func json(_ spec: StageSpec) -> JSONValue {
-        .object([
+    static func json(_ type: StageType) -> JSONValue {
+        let spec = type.spec
+        let support = type.defaultStreaming
+        return .object([
+            "streaming": .object([
+                "input": .boolean(support?.input ?? false), "output": .boolean(support?.output ?? false),
+                "replayable": .boolean(support?.replayable ?? false), "needs_input_range": .boolean(support?.needsInputRange ?? false),
+            ]),
             "name": .string(spec.name),
             "summary": .string(spec.summary),
             "version": .integer(spec.version),

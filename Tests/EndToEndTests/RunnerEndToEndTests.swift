@@ -222,10 +222,12 @@ import Stages
 
         let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
         let dot = try RunnerProcess.run(["graph", path], in: directory)
-        #expect(dot.stdout.contains("\"generate\" -> \"normalize\" [label=\"Grid<UInt8>\"];"))
-        #expect(dot.stdout.contains("\"encode\" -> \"store\" [label=\"EncodedImage\"];"))
+        // Every edge of the reference job streams.
+        #expect(dot.stdout.contains("\"generate\" -> \"normalize\" [label=\"Grid<UInt8> (streamed)\", style=bold, penwidth=2];"))
+        #expect(dot.stdout.contains("\"encode\" -> \"store\" [label=\"EncodedImage (streamed)\", style=bold, penwidth=2];"))
         let mermaid = try RunnerProcess.run(["graph", path, "--format", "mermaid"], in: directory)
         #expect(mermaid.stdout.hasPrefix("flowchart LR"))
-        #expect(mermaid.stdout.contains("s_normalize -- \"Grid#lt;Float32#gt;\" --> s_encode"))
+        #expect(mermaid.stdout.contains("s_normalize == \"Grid#lt;Float32#gt; (streamed)\" ==> s_encode"))
+
     }
 }

@@ -81,7 +81,7 @@ extension Executor {
     private struct ChainResult: @unchecked Sendable {
         var outputs: [(any Artifact)?]
         var flows: [StageFlow]
-        var range: (min: Double, max: Double)?
+        var range: InputRange?
     }
 
     private static func streamable(_ type: ArtifactType) -> Bool {
@@ -102,15 +102,23 @@ extension Executor {
                 events.emit(.stageStarted(RunEvent.StageStarted(stage: member.id, type: member.typeName, attempt: attempt)))
             }
             let contexts = members.map { context(for: $0, attempt: attempt, events: events) }
-            var ranges: [Int: (min: Double, max: Double)?] = [:]
+            var ranges: [Int: InputRange] = [:]
             var result: Result<ChainResult, SegmentError>
             do {
+                // A head that needs its input's range and gets it whole scans it.
+                if let head = members.first?.instance as? any StreamingStage,
+                   type(of: head).streaming(parameters: members[0].parameters).needsInputRange,
+                   let grid = inputs.artifacts.values.first as? any AnyGrid {
+                    ranges[0] = InputRange(try await Blocking.run { try Self.valueRange(of: grid) })
+                }
                 for (index, member) in members.enumerated() where layout.rangePasses[member.id] != nil {
                     let pass = try await runChain(members, count: index, tail: .reduceRange, inputs: inputs, ranges: ranges,
                                                   contexts: contexts, layout: layout)
-                    ranges[index] = .some(pass.range)
+                    let range = pass.range ?? .noValues
+                    ranges[index] = range
+                    let found = if case .values(let low, let high) = range { "[\(low), \(high)]" } else { "no values" }
                     events.emit(.log(RunEvent.LogRecord(level: .debug, message: "range pass over \(members[..<index].map(\.id).joined(separator: ", ")): "
-                        + (pass.range.map { "[\($0.min), \($0.max)]" } ?? "no values"), stage: member.id)))
+                        + found, stage: member.id)))
                 }
                 result = .success(try await runChain(members, count: members.count, tail: .materialise, inputs: inputs, ranges: ranges,
                                                      contexts: contexts, layout: layout))
@@ -172,6 +180,18 @@ extension Executor {
         }
     }
 
+    /// The value range of a whole grid, NaN ignored.
+    static func valueRange(of grid: any AnyGrid) throws -> (min: Double, max: Double)? {
+        switch grid {
+        case let grid as Grid<UInt8>: try grid.cancellableValueRange()
+        case let grid as Grid<UInt16>: try grid.cancellableValueRange()
+        case let grid as Grid<UInt32>: try grid.cancellableValueRange()
+        case let grid as Grid<Float>: try grid.cancellableValueRange()
+        case let grid as Grid<Double>: try grid.cancellableValueRange()
+        default: nil
+        }
+    }
+
     /// A segment attempt's failure: the member that failed first, and how.
     struct SegmentError: Error {
         var index: Int
@@ -180,7 +200,7 @@ extension Executor {
 
     /// Runs `members[..<count]` once, each on a thread of its own.
     private func runChain(_ members: [PlannedStage], count: Int, tail: Tail, inputs: StageInputs,
-                          ranges: [Int: (min: Double, max: Double)?], contexts: [StageContext], layout: StreamingLayout) async throws -> ChainResult {
+                          ranges: [Int: InputRange], contexts: [StageContext], layout: StreamingLayout) async throws -> ChainResult {
         let chain = Array(members[..<count])
         let capacity = layout.bandBuffers
         let bandRows = options.bandRows ?? layout.bandRows[members[0].id] ?? 64
@@ -210,7 +230,7 @@ extension Executor {
         let failures = SegmentFailure()
         let ios = chain.indices.map { index in
             StreamIO(gridInput: index == 0 ? headGrid : gridStreams[index - 1], bytesInput: index == 0 ? headBytes : byteStreams[index - 1],
-                     gridOutput: gridStreams[index], bytesOutput: byteStreams[index], inputRange: ranges[index] ?? nil,
+                     gridOutput: gridStreams[index], bytesOutput: byteStreams[index], inputRange: ranges[index],
                      bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
         }
         let adapterIO = StreamIO(gridInput: gridStreams.last ?? nil, bytesInput: byteStreams.last ?? nil, gridOutput: headGrid, bytesOutput: headBytes,
@@ -221,7 +241,7 @@ extension Executor {
             let lock = NSLock()
             var artifacts: [(any Artifact)?]
             var tail: (any Artifact)?
-            var range: (min: Double, max: Double)?
+            var range: InputRange?
             init(count: Int) { artifacts = Array(repeating: nil, count: count) }
         }
         let outputs = Outputs(count: chain.count)
@@ -283,7 +303,7 @@ extension Executor {
                                     }
                                     return accumulator.range.map { [$0.min, $0.max] }
                                 }
-                                outputs.lock.withLock { outputs.range = range.map { ($0[0], $0[1]) } }
+                                outputs.lock.withLock { outputs.range = InputRange(range.map { ($0[0], $0[1]) }) }
                             }
                         } catch {
                             failures.fail(last, error)
@@ -338,7 +358,7 @@ extension Executor {
             let input = ios[index].gridInput?.statistics ?? ios[index].bytesInput?.statistics
             let output = ios[index].gridOutput?.statistics ?? ios[index].bytesOutput?.statistics
             let waitingIn = input?.consumerWaited.seconds ?? 0
-            let waitingOut = output?.producerWaited.seconds ?? 0
+            let waitingOut = (output?.producerWaited ?? .zero).seconds + ios[index].waitedForOutputBuffers.seconds
             flows.append(StageFlow(bandsIn: input?.items ?? 0, bytesIn: input?.bytes ?? 0, bandsOut: output?.items ?? 0,
                                    bytesOut: output?.bytes ?? 0, waitingForInputSeconds: waitingIn, waitingForOutputSeconds: waitingOut,
                                    busySeconds: max(0, ended[index].seconds - waitingIn - waitingOut)))

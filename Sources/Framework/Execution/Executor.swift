@@ -175,10 +175,13 @@ public struct Executor: Sendable {
     }
 
     private func runFinished(failure: PipelineError?, allSucceeded: Bool, notRun: [String], duration: Duration,
-                             events: Events) -> RunReport {
+                             events: Events, layout: StreamingLayout? = nil) -> RunReport {
         let status: RunReport.Status = failure != nil ? .failed : (allSucceeded ? .succeeded : .cancelled)
+        let layout = layout ?? StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+        let memory = RunReport.MemoryReport(estimatedPeakBytes: layout.peakBytes, measuredPeakBytes: PeakMemory.residentBytes,
+                                            streamed: layout.segments, materialised: layout.notes.isEmpty ? nil : layout.notes)
         events.emit(.runFinished(RunEvent.RunFinished(runID: options.runID, status: status, duration: duration, error: failure,
-                                                      notRun: notRun)))
+                                                      notRun: notRun, memory: memory)))
         // The builder has seen runStarted, so it has a report.
         return events.builder.current!
     }
@@ -280,11 +283,9 @@ public struct Executor: Sendable {
         available.removeAll()
 
         let launched = Set(ready[..<nextReady].flatMap { units[$0] })
-        var report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
+        let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
                                  notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
-                                 duration: clock.now - runStart, events: events)
-        report.memory = RunReport.MemoryReport(estimatedPeakBytes: layout.peakBytes, measuredPeakBytes: PeakMemory.residentBytes,
-                                               streamed: layout.segments, materialised: layout.notes.isEmpty ? nil : layout.notes)
+                                 duration: clock.now - runStart, events: events, layout: layout)
         return RunOutcome(report: report, outputs: report.status == .succeeded ? outputs : [:], failure: failure)
     }
 

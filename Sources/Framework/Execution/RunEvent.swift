@@ -135,6 +135,8 @@ public struct RunEvent: Sendable {
         public var error: PipelineError?
         /// The stages that never started, in dependency order.
         public var notRun: [String]
+        /// The plan's memory estimate and the process's measured peak.
+        public var memory: RunReport.MemoryReport? = nil
     }
 }
 

@@ -76,6 +76,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
         case .runFinished(let finished):
             report!.status = finished.status
             report!.durationSeconds = finished.duration.seconds
+            report!.memory = finished.memory
             report!.error = finished.error?.summary ?? (finished.status == .cancelled ? "run cancelled" : nil)
             report!.errorCode = finished.error?.code ?? (finished.status == .cancelled ? .cancelled : nil)
             report!.retryable = finished.error?.isRetryable ?? (finished.status == .cancelled ? false : nil)

@@ -104,8 +104,16 @@ public struct StageType: Sendable {
     let verify: @Sendable (any Artifact, Parameters) async throws -> StoredOutputCheck
     let access: @Sendable (Parameters, AccessCheckDepth) async throws -> AccessReport
 
+    /// For a streaming stage type: how it streams with given parameters.
+    public let streaming: (@Sendable (Parameters) -> StreamingSupport)?
+
     public init<S: Stage>(_ type: S.Type) {
         self.spec = S.spec
+        if let streamingType = S.self as? any StreamingStage.Type {
+            self.streaming = { streamingType.streaming(parameters: $0) }
+        } else {
+            self.streaming = nil
+        }
         self.make = { try S(parameters: $0) }
         self.verify = { try await S.verifyStored($0, parameters: $1) }
         self.access = { try await S.checkAccess(parameters: $0, depth: $1) }
@@ -122,6 +130,31 @@ public struct StageType: Sendable {
     }
 
     public var name: String { spec.name }
+
+    /// How the type streams with its default parameters, for listings; nil when it
+    /// takes and gives whole artifacts only.
+    public var defaultStreaming: StreamingSupport? {
+        guard let streaming else { return nil }
+        var values: [String: ParameterValue] = [:]
+        for parameter in spec.parameters {
+            if let value = parameter.defaultValue { values[parameter.name] = value }
+        }
+        return streaming(Parameters(values))
+    }
+
+    /// One line for `runner stages`: what streams, and whether the stage is replayable.
+    public var streamingSummary: String {
+        guard let support = defaultStreaming, support.input || support.output else {
+            return "no: takes and gives whole artifacts"
+        }
+        var sides: [String] = []
+        if support.input { sides.append("its input") }
+        if support.output { sides.append("its output") }
+        var text = sides.joined(separator: " and ") + " a band (or chunk) at a time"
+        if support.replayable { text += "; replayable (may be run twice instead of held)" }
+        if support.needsInputRange { text += "; needs its input's range first (a range pass over a replayable upstream), unless given one" }
+        return text
+    }
 }
 
 /// The static description of a stage type: what `runner stages NAME` prints.

@@ -158,6 +158,8 @@ public final class ByteStreamWriter: @unchecked Sendable {
     private var filled = 0
     /// Bytes written so far.
     public private(set) var count = 0
+    /// How far through the image the producer is (0 to 1), passed on with each chunk.
+    public var fraction: Double = 0
 
     public init(stream: ByteStream, pool: BufferPool) {
         self.stream = stream
@@ -185,11 +187,12 @@ public final class ByteStreamWriter: @unchecked Sendable {
     private func flush() throws {
         guard let lease = current, filled > 0 else { return }
         current = nil
-        try stream.push(ByteChunk(count: filled, lease: lease), byteCount: filled)
+        try stream.push(ByteChunk(count: filled, lease: lease, fraction: fraction), byteCount: filled)
     }
 
     /// Pushes what is left and ends the stream.
     public func finish() throws {
+        fraction = 1
         try flush()
         stream.finish()
     }

@@ -161,10 +161,14 @@ public struct GridBand: Sendable {
 public struct ByteChunk: Sendable {
     public let count: Int
     public let lease: BandLease
+    /// How far through the image its producer was when the chunk filled (rows
+    /// encoded over the height): what a sink shows as its progress.
+    public let fraction: Double
 
-    public init(count: Int, lease: BandLease) {
+    public init(count: Int, lease: BandLease, fraction: Double = 0) {
         self.count = count
         self.lease = lease
+        self.fraction = fraction
     }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: lease.pointer, count: count) }

@@ -92,6 +92,7 @@ public enum StreamAdapters {
             let end = min(bytes.count, offset + (1 << 20))
             try bytes.withUnsafeBytes { try writer.write(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
             offset = end
+            writer.fraction = Double(offset) / Double(bytes.count)
         }
         try writer.finish()
     }

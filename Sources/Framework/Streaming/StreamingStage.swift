@@ -101,6 +101,19 @@ public struct StreamingEstimate: Sendable, Hashable {
     }
 }
 
+/// What a range pass found of a stage's input.
+public enum InputRange: Sendable, Hashable {
+    /// The smallest and largest value, NaN ignored.
+    case values(min: Double, max: Double)
+    /// No values but NaN (or none at all).
+    case noValues
+
+    /// From a scan's result: nil is "no values".
+    public init(_ range: (min: Double, max: Double)?) {
+        self = range.map { .values(min: $0.min, max: $0.max) } ?? .noValues
+    }
+}
+
 /// A streaming stage's streams for one run of `stream(_:context:)`.
 public final class StreamIO: @unchecked Sendable {
     public let gridInput: GridStream?
@@ -108,9 +121,8 @@ public final class StreamIO: @unchecked Sendable {
     public let gridOutput: GridStream?
     public let bytesOutput: ByteStream?
     /// The smallest and largest value of the input (NaN ignored), when the stage
-    /// needs it (`StreamingSupport.needsInputRange`); nil when the input has no
-    /// values but NaN.
-    public let inputRange: (min: Double, max: Double)?
+    /// needs it (`StreamingSupport.needsInputRange`); nil otherwise.
+    public let inputRange: InputRange?
     /// About how many rows a producer's bands should hold.
     public let bandRows: Int
     /// How many band buffers a producer's pool should hold at most.
@@ -119,7 +131,7 @@ public final class StreamIO: @unchecked Sendable {
     public let cancel: CancelFlag
 
     public init(gridInput: GridStream? = nil, bytesInput: ByteStream? = nil, gridOutput: GridStream? = nil, bytesOutput: ByteStream? = nil,
-                inputRange: (min: Double, max: Double)? = nil, bandRows: Int, bandBuffers: Int, cancel: CancelFlag) {
+                inputRange: InputRange? = nil, bandRows: Int, bandBuffers: Int, cancel: CancelFlag) {
         self.gridInput = gridInput
         self.bytesInput = bytesInput
         self.gridOutput = gridOutput
@@ -158,15 +170,19 @@ public final class StreamIO: @unchecked Sendable {
 
     private let lock = NSLock()
     private var pools: [BufferPool] = []
+    private var outputPools: [BufferPool] = []
     private var stopped: (any Error)?
 
     /// A pool for the stage's buffers, stopped with the segment (so that a `take`
     /// waiting for a buffer a stopped consumer will never give back wakes up). Take
-    /// every pool a stage uses from here.
-    public func pool(bufferSize: Int, count: Int? = nil, purpose: String) -> BufferPool {
+    /// every pool a stage uses from here. Time spent waiting for a buffer of an
+    /// `output` pool (one whose buffers the consumer gives back) counts as waiting for
+    /// room downstream; a pool of the stage's own work (`output: false`) does not.
+    public func pool(bufferSize: Int, count: Int? = nil, purpose: String, output: Bool = true) -> BufferPool {
         let pool = BufferPool(bufferSize: bufferSize, count: count ?? bandBuffers, purpose: purpose)
         lock.lock()
         pools.append(pool)
+        if output { outputPools.append(pool) }
         let stopped = stopped
         lock.unlock()
         if let stopped { pool.fail(stopped) }
@@ -185,6 +201,14 @@ public final class StreamIO: @unchecked Sendable {
     public func bytesWriter(chunkSize: Int = 1 << 20) throws -> ByteStreamWriter {
         ByteStreamWriter(stream: try requireBytesOutput(),
                          pool: pool(bufferSize: chunkSize, purpose: "a chunk of \(chunkSize) bytes of a streamed output"))
+    }
+
+    /// How long the stage waited for buffers its consumer had not given back yet.
+    public var waitedForOutputBuffers: Duration {
+        lock.lock()
+        let pools = outputPools
+        lock.unlock()
+        return pools.reduce(.zero) { $0 + $1.waitedForBuffers }
     }
 
     /// Stops everything of this stage's: its streams and pools wake with `error`.

@@ -130,6 +130,7 @@ extension PNGCodec {
                 try encoder.drain { try writer.write($0) }
             }
             progress?.add(band.rows.count)
+            writer.fraction = Double(band.rows.upperBound) / Double(info.height)
         }
         let tail = try encoder.finish()
         try tail.withUnsafeBytes { try writer.write($0) }
@@ -166,6 +167,7 @@ extension JPEGCodec {
                     try encoder.drain { try writer.write($0) }
                 }
                 progress?.add(band.rows.count)
+                writer.fraction = Double(band.rows.upperBound) / Double(info.height)
             }
             let tail = try encoder.finish()
             try tail.withUnsafeBytes { try writer.write($0) }
@@ -212,7 +214,7 @@ private final class StripEncoder: @unchecked Sendable {
         self.io = io
         self.writer = writer
         stripPool = io.pool(bufferSize: stripRows * info.width, count: self.workers + 1,
-                            purpose: "a JPEG strip of \(stripRows) rows of \(info.width) samples")
+                            purpose: "a JPEG strip of \(stripRows) rows of \(info.width) samples", output: false)
         jobs = BandQueue(capacity: self.workers + 1)
     }
 
@@ -329,6 +331,7 @@ private final class StripEncoder: @unchecked Sendable {
             }
             let strip = done.removeValue(forKey: index)!
             nextToJoin = index + 1
+            writer.fraction = Double(index + 1) / Double(strips)
             condition.broadcast()
             condition.unlock()
             try strip.withUnsafeMutableBytes { bytes in

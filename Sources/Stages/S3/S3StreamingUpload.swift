@@ -97,6 +97,8 @@ struct S3StreamingUpload: S3ObjectRequests {
                 while let chunk = try input.next() {
                     defer { chunk.release() }
                     try io.checkCancellation()
+                    // The encoder's progress, as the bytes reach the upload.
+                    context.reportProgress(chunk.fraction)
                     var offset = 0
                     while offset < chunk.count {
                         if current == nil {

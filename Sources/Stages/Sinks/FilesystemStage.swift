@@ -245,6 +245,7 @@ extension FilesystemStage: StreamingStage {
                 hasher.update(bufferPointer: chunk.bytes)
                 try write(chunk.bytes)
                 count += chunk.count
+                context.reportProgress(chunk.fraction)
             }
         }
         func digest() -> String { hasher.finalize().map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }

@@ -148,10 +148,15 @@ extension NormalizeStage: StreamingStage {
         let (scale, offset, clamp): (Double, Double, Bool)
         if let (low, high) = fixedRange {
             (scale, offset, clamp) = (1 / (high - low), -low / (high - low), true)
-        } else if let (low, high) = io.inputRange, high > low {
-            (scale, offset, clamp) = (1 / (high - low), -low / (high - low), false)
         } else {
-            (scale, offset, clamp) = (0, 0, false)  // constant (or empty, or all-NaN) grid: all zeros
+            switch io.inputRange {
+            case .values(let low, let high) where high > low:
+                (scale, offset, clamp) = (1 / (high - low), -low / (high - low), false)
+            case .values, .noValues:
+                (scale, offset, clamp) = (0, 0, false)  // constant (or empty, or all-NaN) grid: all zeros
+            case nil:
+                throw PipelineError("streamed without its input's range (a bug in the plan)", retryable: false, code: .stageBug)
+            }
         }
         let progress = RowProgress(total: info.height, report: { context.reportProgress($0) })
         func map(_ value: Double) -> Float { value.isNaN ? .nan : Self.map(value, scale, offset, clamp) }
