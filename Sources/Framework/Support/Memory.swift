@@ -84,7 +84,16 @@ public struct MemoryLimit: Sendable, CustomStringConvertible {
 
 /// The process's peak resident set size so far.
 public enum PeakMemory {
+    /// VmHWM from /proc/self/status: the high-water mark of this program's own
+    /// memory. `getrusage`'s ru_maxrss is not: Linux carries into it the resident
+    /// size of the process before `exec`, which for a program started by a large
+    /// parent through `fork` is the parent's. getrusage is the fallback elsewhere.
     public static var residentBytes: Double {
+        if let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kilobytes = Double(line.dropFirst("VmHWM:".count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
+            return kilobytes * 1024
+        }
         var usage = rusage()
         guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
         return Double(usage.ru_maxrss) * 1024  // kilobytes on Linux
