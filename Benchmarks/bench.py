@@ -26,6 +26,7 @@ STAGE_BENCH = os.path.join(ROOT, ".build", "release", "stage-bench")
 PIPELINE = os.path.join(ROOT, "pipelines", "poisson.yaml")
 REFERENCE = os.path.join(ROOT, "Benchmarks", "reference_job.py")
 VIPS_JOB = os.path.join(ROOT, "Benchmarks", "vips_job.py")
+C_FLOOR = os.path.join(ROOT, ".build", "release", "c_floor")
 
 
 def measure(command, cwd):
@@ -113,8 +114,10 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", default="1024,2048,4096,8192")
     parser.add_argument("--big", type=int, default=16384, help="size of the memory check (0 to skip)")
-    parser.add_argument("--large", default="8192,16384",
-                        help="sizes of the runner-against-libvips memory table (empty to skip); issue 12 asks for 2048 to 65500")
+    parser.add_argument("--large", default="2048,8192,16384,32768,65500",
+                        help="sizes of the streaming table: runner against libvips and a C floor (empty to skip)")
+    parser.add_argument("--huge-png", type=int, default=100000,
+                        help="side of the PNG written to check bounded memory beyond the JPEG limit (0 to skip)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     out = []
@@ -157,19 +160,44 @@ def main():
 
         large = [int(s) for s in args.large.split(",") if s]
         if large:
-            say("\n### Large images: runner against libvips, one run each (peak RSS is what grows)\n")
+            say("\n### Streaming: runner against libvips and a C floor, one run each\n")
             say("libvips: `gaussnoise(N, N, mean=128, sigma=20).cast('uchar').jpegsave(Q=95)` in a process of its own "
-                "(pyvips-binary); the runner: the reference job, JPEG to a file.\n")
-            say("| size | runner | libvips | runner / libvips (time) | RSS runner | RSS libvips | RSS ratio |")
-            say("|---|---|---|---|---|---|---|")
-            for size in large:
-                (rn, rn_rss) = measure(runner_command(size, "large"), work)
-                (vp, vp_rss) = measure([sys.executable, VIPS_JOB, "--size", str(size), "--out", os.path.join(work, "vips.jpg")], work)
+                "(pyvips-binary). C floor: `Benchmarks/c_floor.c`, one thread, whole image: Poisson(3) by table inversion, "
+                "min-max to 8 bits, libjpeg q95, fwrite (no fsync). Runner: the reference job (JPEG q95 to a file, fsync'd), "
+                "streamed, and with `--no-stream` (whole artifacts) up to 32768. Times are process start to exit.\n")
+            say("| size | runner | RSS | runner --no-stream | RSS | libvips | RSS | C floor | RSS | runner / libvips | runner / C | RSS runner / libvips |")
+            say("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+            def clean():
                 for name in os.listdir(work):
-                    if name.endswith(".jpg"):
+                    if name.endswith(".jpg") or name.endswith(".png"):
                         os.remove(os.path.join(work, name))
                 shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
-                say(f"| {size} | {rn:.2f} s | {vp:.2f} s | {rn / vp:.2f}x | {rn_rss:.0f} MiB | {vp_rss:.0f} MiB | {rn_rss / vp_rss:.1f}x |")
+
+            for size in large:
+                (rn, rn_rss) = measure(runner_command(size, "large"), work)
+                clean()
+                whole = measure(runner_command(size, "whole", ["--no-stream"]), work) if size <= 32768 else None
+                clean()
+                (vp, vp_rss) = measure([sys.executable, VIPS_JOB, "--size", str(size), "--out", os.path.join(work, "vips.jpg")], work)
+                clean()
+                (cf, cf_rss) = measure([C_FLOOR, str(size), os.path.join(work, "c.jpg")], work)
+                clean()
+                whole_text = f"{whole[0]:.2f} s | {whole[1]:.0f} MiB" if whole else "- | -"
+                say(f"| {size} | {rn:.2f} s | {rn_rss:.0f} MiB | {whole_text} | {vp:.2f} s | {vp_rss:.0f} MiB | {cf:.2f} s | {cf_rss:.0f} MiB "
+                    f"| {rn / vp:.2f}x | {rn / cf:.2f}x | {rn_rss / vp_rss:.2f}x |")
+
+        if args.huge_png:
+            n = args.huge_png
+            command = [RUNNER, PIPELINE, "-q", "--run-id", "huge", "--profile", "png", "--set", f"params.size={n}",
+                       "--set", "stages.encode.with.compression=1"]
+            seconds, rss = measure(command, work)
+            image = os.path.join(work, "out", "poisson-grid-images", "huge", f"poisson_grid_{n}x{n}.png")
+            size = os.path.getsize(image)
+            shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
+            say(f"\n### Beyond the JPEG limit: a {n}x{n} PNG (compression 1), streamed\n")
+            say(f"runner: {seconds:.1f} s, peak RSS {rss:.0f} MiB, {size / 1e9:.2f} GB written "
+                f"(the grid alone would be {n * n / 2**30:.1f} GiB).")
 
         if args.big:
             seconds, rss = measure(runner_command(args.big, 0), work)

@@ -41,6 +41,47 @@ struct InvertStage: Stage {
     }
 }
 
+// 6. Optionally, stream: take and give the grid a band of rows at a time.
+extension InvertStage: StreamingStage {
+    static func streaming(parameters: Parameters) -> StreamingSupport {
+        // Deterministic, no side effects: the executor may run it twice (a range pass).
+        StreamingSupport(input: true, output: true, replayable: true)
+    }
+
+    func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
+        let input = try io.requireGridInput()
+        let info = try input.start()
+        if let table = info.table {
+            // Dictionary-encoded (normalize of bytes): invert the 256 values and pass
+            // the bands of indices on as they are.
+            var inverted = info
+            inverted.table = table.map { $0 + strength * (1 - 2 * $0) }
+            let output = try io.requireGridOutput()
+            try output.begin(inverted)
+            while let band = try input.next() {
+                try output.push(band, byteCount: band.rows.count * info.rowBytes)
+            }
+            output.finish()
+            return nil
+        }
+        let writer = try io.gridWriter(info)
+        while let band = try input.next() {
+            defer { band.release() }
+            try io.checkCancellation()
+            let values = band.elements(Float.self, width: info.width)
+            try writer.write(rows: band.rows) { rows, memory in
+                let output = memory.assumingMemoryBound(to: Float.self)
+                let first = (rows.lowerBound - band.rows.lowerBound) * info.width
+                for i in 0..<rows.count * info.width {
+                    output[i] = values[first + i] + strength * (1 - 2 * values[first + i])
+                }
+            }
+        }
+        writer.finish()
+        return nil
+    }
+}
+
 @Suite struct AddStageGuideTests {
     let pipeline = """
         name: inverted
@@ -108,6 +149,23 @@ struct InvertStage: Stage {
               i: {type: invert, input: n}
             """)
         #expect(outcome.outputs["i"] is Grid<Float>)
+    }
+
+    // 6. Streamed, the guide's pipeline gives the same image as with whole artifacts,
+    // from bytes (a dictionary-encoded grid) and from dense floats.
+    @Test func theStreamingInvertGivesTheSameImage() async throws {
+        let harness = PipelineHarness(registry: try BuiltinStages.registry(adding: [StageType(InvertStage.self)]))
+        for lambda in ["3", "300"] {
+            // Without the sink: the encoder's output is the result to compare.
+            let yaml = pipeline.replacingOccurrences(of: "lambda: 3", with: "lambda: \(lambda)")
+                .split(separator: "\n").filter { !$0.hasPrefix("  store:") }.joined(separator: "\n")
+            let plan = try harness.plan(yaml).get()
+            #expect(StreamingLayout.layout(plan).segments == [["generate", "normalize", "invert", "encode"]])
+            let streamed = try await harness.run(yaml, bandRows: 5)
+            let whole = try await harness.run(yaml, streaming: false)
+            let a = try #require(streamed.outputs["encode"] as? EncodedImage), b = try #require(whole.outputs["encode"] as? EncodedImage)
+            #expect(a.sha256 == b.sha256, "lambda \(lambda)")
+        }
     }
 
     @Test func invertIsCorrect() async throws {

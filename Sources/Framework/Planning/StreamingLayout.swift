@@ -142,13 +142,14 @@ public struct StreamingLayout: Sendable {
         return layout
     }
 
-    /// About 1 MiB of rows of the widest element a grid of this width may become
-    /// (4-byte floats), at least 8 rows and at most 4096; 64 rows when the width is
-    /// not known before the run.
+    /// About 256 KiB of rows of the segment head's elements, at least 1 row and at
+    /// most 4096; 64 rows when the width is not known before the run. Small bands
+    /// keep a segment's memory low and still cost little: a band is a queue push and
+    /// a pop, microseconds against the milliseconds of work on it.
     public static func defaultBandRows(for estimate: ArtifactEstimate?) -> Int {
         guard let width = estimate?.width, width > 0 else { return 64 }
         let byteWidth = max(1, estimate?.elementType?.byteWidth ?? 1)
-        return min(4096, max(8, (1 << 20) / (width * byteWidth)))
+        return min(4096, max(1, (256 << 10) / (width * byteWidth)))
     }
 
     /// The largest output held whole, for the message of a refused memory limit.

@@ -152,6 +152,10 @@ public struct StreamStatistics: Sendable, Hashable {
 /// Writes bytes of any size to a `ByteStream` in chunks of its pool's buffer size:
 /// a chunk is pushed when full, the last one by `finish`.
 public final class ByteStreamWriter: @unchecked Sendable {
+    /// 256 KiB: large enough for efficient writes and uploads, small enough that a
+    /// stream's chunks in flight hold about a megabyte.
+    public static let defaultChunkSize = 256 << 10
+
     private let stream: ByteStream
     private let pool: BufferPool
     private var current: BandLease?
@@ -194,6 +198,48 @@ public final class ByteStreamWriter: @unchecked Sendable {
     public func finish() throws {
         fraction = 1
         try flush()
+        stream.finish()
+    }
+}
+
+/// Writes a streamed grid's rows into bands of its pool's size, whatever rows the
+/// caller has at hand: `write(rows:_:)` cuts them into pieces of at most a band and
+/// has `fill` produce each piece in the band's memory.
+public final class GridStreamWriter: @unchecked Sendable {
+    public let info: GridStreamInfo
+    private let stream: GridStream
+    private let pool: BufferPool
+    /// The most rows a band holds.
+    public let rowsPerBand: Int
+
+    init(info: GridStreamInfo, stream: GridStream, pool: BufferPool, rowsPerBand: Int) {
+        self.info = info
+        self.stream = stream
+        self.pool = pool
+        self.rowsPerBand = max(1, rowsPerBand)
+    }
+
+    /// Pushes rows `rows`, a band at a time: `fill(piece, memory)` writes rows
+    /// `piece` (a part of `rows`) as elements of `info.storedElementType`, row after
+    /// row, at `memory`.
+    public func write(rows: Range<Int>, _ fill: (Range<Int>, UnsafeMutableRawPointer) throws -> Void) throws {
+        var row = rows.lowerBound
+        while row < rows.upperBound {
+            let end = min(rows.upperBound, row + rowsPerBand)
+            let lease = try pool.take()
+            do {
+                try fill(row..<end, lease.pointer)
+            } catch {
+                lease.release()
+                throw error
+            }
+            try stream.push(GridBand(rows: row..<end, lease: lease), byteCount: (end - row) * info.rowBytes)
+            row = end
+        }
+    }
+
+    /// Ends the stream.
+    public func finish() {
         stream.finish()
     }
 }

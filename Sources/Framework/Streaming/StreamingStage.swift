@@ -198,7 +198,7 @@ public final class StreamIO: @unchecked Sendable {
     }
 
     /// A writer for `bytesOutput` with chunks of `chunkSize` bytes.
-    public func bytesWriter(chunkSize: Int = 1 << 20) throws -> ByteStreamWriter {
+    public func bytesWriter(chunkSize: Int = ByteStreamWriter.defaultChunkSize) throws -> ByteStreamWriter {
         ByteStreamWriter(stream: try requireBytesOutput(),
                          pool: pool(bufferSize: chunkSize, purpose: "a chunk of \(chunkSize) bytes of a streamed output"))
     }
@@ -209,6 +209,15 @@ public final class StreamIO: @unchecked Sendable {
         let pools = outputPools
         lock.unlock()
         return pools.reduce(.zero) { $0 + $1.waitedForBuffers }
+    }
+
+    /// Begins `gridOutput` with `info` and gives a writer that cuts rows into bands
+    /// of about `bandRows` rows from a pool of the stage's.
+    public func gridWriter(_ info: GridStreamInfo) throws -> GridStreamWriter {
+        let output = try requireGridOutput()
+        try output.begin(info)
+        let (pool, rows) = bandPool(rowBytes: info.rowBytes, purpose: "a band of \(info.width)-wide rows of \(info.storedElementType.swiftName)")
+        return GridStreamWriter(info: info, stream: output, pool: pool, rowsPerBand: rows)
     }
 
     /// Stops everything of this stage's: its streams and pools wake with `error`.

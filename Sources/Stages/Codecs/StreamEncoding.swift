@@ -121,7 +121,7 @@ extension PNGCodec {
             throw CodecError(library: "libpng", message: "cannot encode a \(info.width)x\(info.height) image")
         }
         let samples = try BandSamples(info, depth: options.bitDepth, library: "libpng")
-        let encoder = try PNGEncoder(options: options, width: info.width, height: info.height, outputCapacity: 1 << 20)
+        let encoder = try PNGEncoder(options: options, width: info.width, height: info.height, outputCapacity: ByteStreamWriter.defaultChunkSize)
         while let band = try input.next() {
             defer { band.release() }
             try samples.pieces(of: band) { pointer, count in
@@ -147,8 +147,8 @@ extension JPEGCodec {
     /// while later rows are still arriving; the strips leave in order, joined at the
     /// markers, while later ones are encoded. Progressive and optimized images, and
     /// those without restart markers, go through one encoder a band at a time.
-    /// Memory: `workers + 1` strips of samples and at most `2 x workers` encoded strips
-    /// waiting for their turn.
+    /// Memory: `workers + 1` strips of samples, and at most `2 x workers` encoded
+    /// strips (those being encoded, and those waiting for their turn).
     static func stream(_ input: GridStream, info: GridStreamInfo, options: Options, workers: Int, io: StreamIO,
                        to writer: ByteStreamWriter, progress: RowProgress?) throws {
         try checkSize(width: info.width, height: info.height)
@@ -158,7 +158,7 @@ extension JPEGCodec {
         let intervalRows = options.restartRows * 8
         let samples = try BandSamples(info, depth: 8, library: "libjpeg")
         guard !options.progressive, !options.optimize, intervalRows > 0, workers > 1 else {
-            let encoder = try JPEGEncoder(options: options, width: info.width, height: info.height, cancel: io.cancel, outputCapacity: 1 << 20)
+            let encoder = try JPEGEncoder(options: options, width: info.width, height: info.height, cancel: io.cancel, outputCapacity: ByteStreamWriter.defaultChunkSize)
             while let band = try input.next() {
                 defer { band.release() }
                 try samples.pieces(of: band) { pointer, count in
@@ -310,7 +310,7 @@ private final class StripEncoder: @unchecked Sendable {
             // Hold back while the joiner is far behind (a slow consumer): encoded strips
             // waiting for their turn stay bounded. The strip the joiner needs next is
             // never held back.
-            while failure == nil && index > nextToJoin && done.count >= 2 * workers { condition.wait() }
+            while failure == nil && index > nextToJoin && done.count >= workers { condition.wait() }
             done[index] = output
             condition.broadcast()
             condition.unlock()

@@ -60,7 +60,7 @@ extension JPEGStage: StreamingStage {
         let output = ArtifactEstimate(width: width, height: height, byteCount: Double(width) * Double(height))
         let restartRows = parameters.int("restart_rows")
         let workers = Double(max(1, bandBuffers - 2))
-        let chunks = Double(bandBuffers) * Double(1 << 20)
+        let chunks = Double(bandBuffers) * Double(ByteStreamWriter.defaultChunkSize)
         guard restartRows > 0, !parameters.bool("progressive"), !parameters.bool("optimize") else {
             // One encoder; progressive and optimized ones keep every coefficient (2 bytes a sample).
             let coefficients = parameters.bool("progressive") || parameters.bool("optimize") ? 2 * Double(width) * Double(height) : 0
@@ -69,7 +69,7 @@ extension JPEGStage: StreamingStage {
         let intervalRows = min(restartRows, 65_535 / ((width + 7) / 8)) * 8
         let strip = Double(JPEGCodec.stripRows(width: width, intervalRows: intervalRows)) * Double(width)
         // Strips of samples being gathered and encoded, and encoded strips waiting their turn.
-        return StreamingEstimate(output: output, streamingBytes: chunks + (workers + 1) * strip + 2 * workers * strip)
+        return StreamingEstimate(output: output, streamingBytes: chunks + (workers + 1) * strip + 2 * workers * strip + 4 * 65_536)
     }
 
     public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {

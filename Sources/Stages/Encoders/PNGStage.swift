@@ -77,7 +77,8 @@ extension PNGStage: StreamingStage {
         let depth: Double = parameters.string("bit_depth") == "16" || (parameters.string("bit_depth") == "auto" && input.elementType == .uint16) ? 2 : 1
         // Deflate never grows data by more than a few bytes per 16 KiB block.
         let output = ArtifactEstimate(width: width, height: height, byteCount: Double(width) * Double(height) * depth * 1.01 + Double(height) + 1024)
-        return StreamingEstimate(output: output, streamingBytes: Double(bandBuffers) * Double(1 << 20) + 2 * Double(1 << 20))
+        // Chunks in flight, libpng's output buffer, zlib's state and a piece of converted samples.
+        return StreamingEstimate(output: output, streamingBytes: Double(bandBuffers) * Double(ByteStreamWriter.defaultChunkSize) + Double(1 << 20))
     }
 
     public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {

@@ -172,24 +172,14 @@ extension NormalizeStage: StreamingStage {
             output.finish()
             return nil
         }
-        let outputInfo = GridStreamInfo(width: info.width, height: info.height, elementType: .float32)
-        try output.begin(outputInfo)
-        let (pool, _) = io.bandPool(rowBytes: outputInfo.rowBytes, purpose: "a band of \(info.width)-wide rows of Float32")
+        let writer = try io.gridWriter(GridStreamInfo(width: info.width, height: info.height, elementType: .float32))
         let words: [Float]? = info.elementType == .uint16 ? (0..<65536).map { map(Double($0)) } : nil
-        var lease: BandLease?
-        defer { lease?.release() }
         while let band = try input.next() {
             defer { band.release() }
             try io.checkCancellation()
-            // Input bands may be taller than the pool's: map them a pool band at a time.
-            let rowsPerBand = pool.bufferSize / outputInfo.rowBytes
-            var row = band.rows.lowerBound
-            while row < band.rows.upperBound {
-                let end = min(band.rows.upperBound, row + rowsPerBand)
-                lease = try pool.take()
-                let target = GridBand(rows: row..<end, lease: lease!)
-                let range = ((row - band.rows.lowerBound) * info.width)..<((end - band.rows.lowerBound) * info.width)
-                let into = target.mutableElements(Float.self, width: info.width)
+            try writer.write(rows: band.rows) { rows, memory in
+                let range = ((rows.lowerBound - band.rows.lowerBound) * info.width)..<((rows.upperBound - band.rows.lowerBound) * info.width)
+                let into = UnsafeMutableBufferPointer(start: memory.assumingMemoryBound(to: Float.self), count: range.count)
                 func apply<T: GridElement>(_: T.Type) {
                     Self.map(UnsafeBufferPointer(rebasing: band.elements(T.self, width: info.width)[range]), into: into, table: words,
                              scale: scale, offset: offset, clamp: clamp)
@@ -201,13 +191,10 @@ extension NormalizeStage: StreamingStage {
                 case .float32: apply(Float.self)
                 case .float64: apply(Double.self)
                 }
-                lease = nil
-                try output.push(target, byteCount: (end - row) * outputInfo.rowBytes)
-                row = end
             }
             progress.add(band.rows.count)
         }
-        output.finish()
+        writer.finish()
         return nil
     }
 }
