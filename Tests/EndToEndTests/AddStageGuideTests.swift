@@ -168,6 +168,16 @@ extension InvertStage: StreamingStage {
         }
     }
 
+    /// The README's streaming example is this file's, word for word.
+    @Test func theReadmeShowsThisStreamingStage() throws {
+        let readme = try String(contentsOf: RunnerProcess.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let snippets = ReadmePackageSnippetTests.snippets(in: readme, section: "### Streaming stages")
+        let code = try #require(snippets.first?.text)
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        #expect(code.contains("extension InvertStage: StreamingStage"))
+        #expect(source.contains(code), "the README's streaming stage differs from AddStageGuideTests.swift")
+    }
+
     @Test func invertIsCorrect() async throws {
         let stage = try InvertStage(parameters: Parameters(["strength": .number(1)]))
         let grid = try Grid<Float>(width: 3, height: 1, values: [0, 0.25, 1])
