@@ -115,6 +115,45 @@ import PipelineTesting
         #expect(sinkFlow.bandsIn == 300 && sinkFlow.bytesIn == 600_000)
     }
 
+    @Test func aRetryRunsTheWholeSegmentAgain() async throws {
+        let tag = "retry-\(UUID().uuidString)"
+        let yaml = """
+            stages:
+              source: {type: counting_source, with: {width: 100, height: 1000, tag: \(tag)}}
+              sink:
+                type: tally_sink
+                input: source
+                with: {tag: \(tag), fail_after: 5, fail_attempts: 1}
+                retries: {count: 1, delay: 10ms}
+            """
+        let outcome = try await Self.harness.run(yaml, jobs: 2, bandRows: 10)
+        #expect(outcome.succeeded, "\(outcome.failure?.description ?? "")")
+        // The source ran again from its first band: its attempt 2 pushed all 100.
+        #expect(outcome.report.stages.map(\.attempts) == [2, 2])
+        #expect(Tally.named(tag).pushed >= 100 + 5)
+        #expect(outcome.report.stages.first { $0.id == "source" }?.flow?.bandsOut == 100)
+    }
+
+    @Test func aTimeoutOfOneStageEndsTheSegment() async throws {
+        let tag = "timeout-\(UUID().uuidString)"
+        let yaml = """
+            stages:
+              source: {type: counting_source, with: {width: 100, height: 100000, tag: \(tag)}}
+              sink:
+                type: tally_sink
+                input: source
+                with: {tag: \(tag), delay_ms: 5}
+                timeout: 300ms
+            """
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = try await Self.harness.run(yaml, jobs: 2, bandRows: 10)
+        #expect(clock.now - start < .seconds(5))
+        #expect(outcome.failure?.code == .timeout, "\(outcome.failure?.description ?? "")")
+        #expect(outcome.failure?.stage == "sink")
+        #expect(outcome.report.stages.first { $0.id == "source" }?.status == .cancelled)
+    }
+
     @Test func cancellingMidStreamLeavesNoFiles() throws {
         let box = try HardeningTests.Sandbox()
         defer { box.remove() }
@@ -286,16 +325,18 @@ struct TallySink: StreamingStage {
             ParameterSpec("tag", .string, doc: "the tally to count in"),
             ParameterSpec("delay_ms", .integer, default: .integer(0), range: .atLeast(0), doc: "sleep per band"),
             ParameterSpec("fail_after", .integer, default: .integer(-1), doc: "fail at this band; -1 never"),
+            ParameterSpec("fail_attempts", .integer, default: .integer(1000), doc: "fail (retryably) in this many attempts only"),
         ],
         inputs: [InputPort(accepts: .oneOf(.grid(.uint8)), doc: "rows")],
         output: .fixed(.storedObject))
 
-    let tag: String, delay: Int, failAfter: Int
+    let tag: String, delay: Int, failAfter: Int, failAttempts: Int
 
     init(parameters: Parameters) throws {
         tag = parameters.string("tag")
         delay = parameters.int("delay_ms")
         failAfter = parameters.int("fail_after")
+        failAttempts = parameters.int("fail_attempts")
     }
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
@@ -314,7 +355,9 @@ struct TallySink: StreamingStage {
         while let band = try input.next() {
             defer { band.release() }
             count += 1
-            if count == failAfter { throw PipelineError("the sink failed at band \(count)", retryable: false, code: .io) }
+            if count == failAfter && context.attempt <= failAttempts {
+                throw PipelineError("the sink failed at band \(count)", retryable: failAttempts < 1000, code: .io)
+            }
             if delay > 0 { usleep(useconds_t(delay * 1000)) }
             tally.consume()
         }
