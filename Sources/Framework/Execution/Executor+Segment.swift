@@ -1,5 +1,5 @@
 import Foundation
-public import Logging
+import Logging
 
 /// How a stage's data flowed while it streamed: what came in and went out, and how
 /// long it waited on each side. The stage that waits least is the bottleneck.

@@ -147,7 +147,7 @@ extension JPEGCodec {
     /// while later rows are still arriving; the strips leave in order, joined at the
     /// markers, while later ones are encoded. Progressive and optimized images, and
     /// those without restart markers, go through one encoder a band at a time.
-    /// Memory: `workers + 1` strips of samples, and at most `2 x workers` encoded
+    /// Memory: `workers + 1` strips of samples, and at most `2 x workers - 1` encoded
     /// strips (those being encoded, and those waiting for their turn).
     static func stream(_ input: GridStream, info: GridStreamInfo, options: Options, workers: Int, io: StreamIO,
                        to writer: ByteStreamWriter, progress: RowProgress?) throws {
@@ -310,7 +310,7 @@ private final class StripEncoder: @unchecked Sendable {
             // Hold back while the joiner is far behind (a slow consumer): encoded strips
             // waiting for their turn stay bounded. The strip the joiner needs next is
             // never held back.
-            while failure == nil && index > nextToJoin && done.count >= workers { condition.wait() }
+            while failure == nil && index > nextToJoin && done.count >= max(1, workers - 1) { condition.wait() }
             done[index] = output
             condition.broadcast()
             condition.unlock()

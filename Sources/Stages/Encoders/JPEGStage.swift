@@ -69,7 +69,7 @@ extension JPEGStage: StreamingStage {
         let intervalRows = min(restartRows, 65_535 / ((width + 7) / 8)) * 8
         let strip = Double(JPEGCodec.stripRows(width: width, intervalRows: intervalRows)) * Double(width)
         // Strips of samples being gathered and encoded, and encoded strips waiting their turn.
-        return StreamingEstimate(output: output, streamingBytes: chunks + (workers + 1) * strip + 2 * workers * strip + 4 * 65_536)
+        return StreamingEstimate(output: output, streamingBytes: chunks + (workers + 1) * strip + (2 * workers - 1) * strip + 4 * 65_536)
     }
 
     public func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
