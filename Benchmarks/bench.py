@@ -164,9 +164,12 @@ def main():
             say("libvips: `gaussnoise(N, N, mean=128, sigma=20).cast('uchar').jpegsave(Q=95)` in a process of its own "
                 "(pyvips-binary). C floor: `Benchmarks/c_floor.c`, one thread, whole image: Poisson(3) by table inversion, "
                 "min-max to 8 bits, libjpeg q95, fwrite (no fsync). Runner: the reference job (JPEG q95 to a file, fsync'd), "
-                "streamed, and with `--no-stream` (whole artifacts) up to 32768. Times are process start to exit.\n")
-            say("| size | runner | RSS | runner --no-stream | RSS | libvips | RSS | C floor | RSS | runner / libvips | runner / C | RSS runner / libvips |")
-            say("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                "streamed, and with `--no-stream` (whole artifacts) up to 32768. The Python reference and `cjpeg` (encoding a PGM "
+                "of such an image) up to 16384: beyond, their whole-image arrays or input files run to tens of GB. "
+                "Times are process start to exit.\n")
+            say("| size | runner | RSS | runner --no-stream | RSS | libvips | RSS | C floor | RSS | Python | RSS | cjpeg | RSS "
+                "| runner / libvips | runner / C | RSS runner / libvips |")
+            say("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
             def clean():
                 for name in os.listdir(work):
@@ -183,9 +186,20 @@ def main():
                 clean()
                 (cf, cf_rss) = measure([C_FLOOR, str(size), os.path.join(work, "c.jpg")], work)
                 clean()
-                whole_text = f"{whole[0]:.2f} s | {whole[1]:.0f} MiB" if whole else "- | -"
-                say(f"| {size} | {rn:.2f} s | {rn_rss:.0f} MiB | {whole_text} | {vp:.2f} s | {vp_rss:.0f} MiB | {cf:.2f} s | {cf_rss:.0f} MiB "
-                    f"| {rn / vp:.2f}x | {rn / cf:.2f}x | {rn_rss / vp_rss:.2f}x |")
+                python = cjpeg = None
+                if size <= 16384:
+                    python = measure(python_command(size, "large", work), work)
+                    clean()
+                    pgm = os.path.join(work, f"grid-{size}.pgm")
+                    reference_pgm(size, pgm)
+                    cjpeg = measure(["cjpeg", "-quality", "95", "-grayscale", "-outfile", os.path.join(work, "c.jpg"), pgm], work)
+                    os.remove(pgm)
+                    clean()
+
+                def pair(figure):
+                    return f"{figure[0]:.2f} s | {figure[1]:.0f} MiB" if figure else "- | -"
+                say(f"| {size} | {rn:.2f} s | {rn_rss:.0f} MiB | {pair(whole)} | {vp:.2f} s | {vp_rss:.0f} MiB | {cf:.2f} s | {cf_rss:.0f} MiB "
+                    f"| {pair(python)} | {pair(cjpeg)} | {rn / vp:.2f}x | {rn / cf:.2f}x | {rn_rss / vp_rss:.2f}x |")
 
         if args.huge_png:
             n = args.huge_png
