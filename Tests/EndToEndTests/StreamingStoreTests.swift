@@ -146,6 +146,66 @@ import PipelineTesting
         #expect(Self.files(root) == ["bad/run.json"], "\(Self.files(root))")
     }
 
+    @Test func aStoreWriteThatFailsMidSegmentIsAStoreErrorOfItsProducer() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let root = directory.appendingPathComponent("store")
+        // normalize's directory in the store is a file: its tee cannot begin its write.
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("bad"), withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: root.appendingPathComponent("bad/normalize"))
+        let store = FileArtifactStore(root: root.path)
+        let outcome = try await Self.harness.run(Self.uint16Chain, seed: 7, runID: "bad", store: store, bandRows: 16)
+        #expect(!outcome.succeeded)
+        #expect(outcome.report.memory?.streamed == [["generate", "normalize", "encode"]])
+        #expect(outcome.failure?.stage == "normalize" && outcome.failure?.code == .storeIO, "\(String(describing: outcome.failure))")
+        #expect(outcome.failure?.message.contains("cannot store the output in") == true, "\(outcome.failure?.message ?? "")")
+        #expect(Self.files(root) == ["bad/normalize", "bad/run.json"], "\(Self.files(root))")
+    }
+
+    @Test func cancellingAStoredStreamedRunLeavesNoManifestAndNoTemporaryFile() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let file = try box.write("""
+            stages:
+              generate: {type: poisson, with: {width: 8192, height: 8192, lambda: 3, seed: 1}}
+              encode: {type: png, input: generate, with: {compression: 9}}
+              store: {type: filesystem, input: encode, with: {path: out/image.png}}
+            """)
+        let result = try box.run([file, "--jobs", "2", "--artifact-store", "store", "--run-id", "c", "-v"],
+                                 signals: [(SIGINT, after: .milliseconds(700))])
+        #expect(result.status == 130, "\(result.stderr)")
+        #expect(result.stderr.contains("streamed: generate -> encode -> store"), "\(result.stderr)")
+        #expect(StreamingStoreTests.files(box.root.appendingPathComponent("store")) == ["c/run.json"])
+        #expect(box.leftovers.isEmpty, "left in TMPDIR: \(box.leftovers)")
+    }
+
+    /// The store's writes are progressive: a stored streamed run holds bands, not the
+    /// grids it stores (64 MiB of floats for normalize's output here).
+    @Test func aStoredStreamedRunStaysInBoundedMemory() throws {
+        let box = try HardeningTests.Sandbox()
+        defer { box.remove() }
+        let file = try box.write("""
+            stages:
+              generate: {type: poisson, with: {width: 4096, height: 4096, lambda: 3, seed: 1}}
+              normalize: {type: normalize, input: generate}
+              encode: {type: png, input: normalize, with: {compression: 1}}
+              store: {type: filesystem, input: encode, with: {path: out/image.png, overwrite: true}}
+            """)
+        for streaming in [true, false] {
+            let result = try box.run([file, "--report", "report.json", "--artifact-store", "store"] + (streaming ? [] : ["--no-stream"]),
+                                     limit: .seconds(300))
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try JSONDecoder().decode(StreamingTests.ReportMemory.self, from: Data(contentsOf: box.root.appendingPathComponent("report.json")))
+            let peak = report.memory.measured_peak_bytes / 1_048_576
+            if streaming {
+                #expect(peak < 60, "peak RSS \(peak) MiB while streaming to the store")
+                #expect(report.memory.streamed == [["generate", "normalize", "encode", "store"]])
+            } else {
+                #expect(peak > 80, "peak RSS \(peak) MiB holding whole artifacts: the bound above would not tell them apart")
+            }
+        }
+    }
+
     @Test func aCustomGridCodecDoesNotStreamWithAStore() throws {
         let custom = ArtifactCodec(types: ArtifactType.allGrids, encode: { artifact in
             .init(data: try NPY.data(artifact as! any AnyGrid), fileExtension: "npy")
