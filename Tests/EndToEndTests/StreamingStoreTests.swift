@@ -199,6 +199,23 @@ import PipelineTesting
         }
     }
 
+    @Test func theMemoryEstimateCountsTheStoresWriteBuffers() throws {
+        let plan = try Self.harness.plan(Self.uint16Chain).get()
+        func peak(_ store: (any ArtifactStore)?) -> Double {
+            var options = RunOptions(runID: "m", seed: 1, jobs: 2, events: IgnoredEvents())
+            options.store = store
+            return Executor(plan: plan, options: options).layout.peakBytes
+        }
+        let directory = FileArtifactStore(root: "/nonexistent")
+        var s3 = try S3ArtifactStore(uri: "s3://bucket/p", environment: AWSEnvironment(variables: [:]))
+        s3.partSize = 5 << 20
+        #expect(peak(directory) == peak(nil))
+        // Two streamed outputs, each with 5 parts of 5 MiB and 2 MiB of chunks.
+        #expect(peak(s3) - peak(nil) == 2 * (25 + 2) * 1_048_576)
+        // A store that buffers holds the outputs: 1500x1003 of uint16, then of floats.
+        #expect(peak(StreamingStoreTests.PlainStore(inner: directory)) - peak(nil) == 1500 * 1003 * 6)
+    }
+
     @Test func aCustomGridCodecDoesNotStreamWithAStore() throws {
         let custom = ArtifactCodec(types: ArtifactType.allGrids, encode: { artifact in
             .init(data: try NPY.data(artifact as! any AnyGrid), fileExtension: "npy")

@@ -197,9 +197,12 @@ public struct Executor: Sendable {
     /// mode, where each stage is reused or run on its own). With a store, streamed
     /// outputs are written to it as they pass (`Executor+StoreTee`).
     public var layout: StreamingLayout {
-        options.streaming && !(options.store != nil && options.reuse)
-            ? StreamingLayout.layout(plan, storing: options.store != nil, bandRows: options.bandRows, jobs: options.jobs)
-            : StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+        guard options.streaming && !(options.store != nil && options.reuse) else {
+            return StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+        }
+        var layout = StreamingLayout.layout(plan, storing: options.store != nil, bandRows: options.bandRows, jobs: options.jobs)
+        if let store = options.store { layout.addStoreWrites(store) }
+        return layout
     }
 
     public func run() async -> RunOutcome {

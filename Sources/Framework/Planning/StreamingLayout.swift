@@ -151,6 +151,14 @@ public struct StreamingLayout: Sendable {
         return layout
     }
 
+    /// Counts what a store's progressive writes hold (`ArtifactStore.progressiveWriteBytes`)
+    /// for each streamed output, with the stage that makes it.
+    public mutating func addStoreWrites(_ store: any ArtifactStore) {
+        for id in streamedOutputs {
+            stageMemory[id, default: 0] += store.progressiveWriteBytes(byteCount: estimates[id]?.byteCount ?? 0)
+        }
+    }
+
     /// About 1 MiB of rows of the widest element a grid of this width may become
     /// (4-byte floats), at least 8 rows and at most 4096; 64 rows when the width is
     /// not known before the run.

@@ -41,6 +41,10 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     /// any store, but not bounded in memory. `FileArtifactStore` and `S3ArtifactStore`
     /// write as the bytes come.
     func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter
+    /// The memory a progressive write of an output of about `byteCount` bytes holds
+    /// (its buffers), for the plan's memory estimate. The default, which holds the
+    /// bytes, is `byteCount`.
+    func progressiveWriteBytes(byteCount: Double) -> Double
 }
 
 /// A progressive write to an artifact store (`ArtifactStore.beginWrite`): `append`
@@ -127,6 +131,8 @@ extension ArtifactStore {
     public func runIDs() throws -> [String]? { nil }
 
     public func checkAccess() throws {}
+
+    public func progressiveWriteBytes(byteCount: Double) -> Double { byteCount }
 
     /// Keeps the bytes in memory and calls `write` at `commit` (not bounded in memory).
     public func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter {

@@ -73,6 +73,9 @@ public struct FileArtifactStore: ArtifactStore {
         }, abort: file.abort)
     }
 
+    /// Nothing but the system's page cache: the bytes go to the file as they come.
+    public func progressiveWriteBytes(byteCount: Double) -> Double { 0 }
+
     /// Removes a stage's older manifest, first, so that no manifest ever stands beside
     /// bytes it does not describe (a write replaced halfway, cancelled or killed).
     static func removeManifest(in directory: String) throws {

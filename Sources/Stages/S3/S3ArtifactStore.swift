@@ -107,6 +107,11 @@ public struct S3ArtifactStore: ArtifactStore {
         return S3StoreWriter(store: self, runID: runID, stage: stage, manifest: manifest, cancel: cancel)
     }
 
+    /// The part buffers (`(concurrency + 1) x partSize`) and two chunks of 1 MiB.
+    public func progressiveWriteBytes(byteCount: Double) -> Double {
+        Double(concurrency + 1) * Double(partSize) + 2 * 1_048_576
+    }
+
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
         let name = key(runID, stage, "manifest.json")
         return try get(key: name).map { try ArtifactCodec.decodeManifest($0, name: "s3://\(bucket)/\(name)") }
