@@ -6,13 +6,15 @@ import Testing
 @Suite struct RunEventsEndToEndTests {
     /// A run whose first stage cannot be stored: `store/blocked/generate` is a file
     /// where the store wants the stage's directory.
+    /// Whole mode (`--no-stream`): streamed, the failing stage's segment starts as one, and
+    /// its other members are cancelled rather than not run (StreamingStoreTests).
     func blockedRun(_ extra: [String]) throws -> (RunnerProcess.Result, URL) {
         let directory = try temporaryDirectory()
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("store/blocked"), withIntermediateDirectories: true)
         try Data().write(to: directory.appendingPathComponent("store/blocked/generate"))
         let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
         let result = try RunnerProcess.run([path, "--set", "params.size=32", "--run-id", "blocked", "--artifact-store", "store",
-                                            "--report", "report.json"] + extra, in: directory)
+                                            "--report", "report.json", "--no-stream"] + extra, in: directory)
         return (result, directory)
     }
 

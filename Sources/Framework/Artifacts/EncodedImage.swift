@@ -59,7 +59,12 @@ public enum SHA256Digest {
     }
 
     public static func hex(of buffer: UnsafeRawBufferPointer) -> String {
-        SHA256.hash(data: buffer).map { byte in
+        hex(digest: SHA256.hash(data: buffer))
+    }
+
+    /// A finished digest as lower-case hex.
+    static func hex(digest: some Sequence<UInt8>) -> String {
+        digest.map { byte in
             let hex = String(byte, radix: 16)
             return byte < 16 ? "0" + hex : hex
         }.joined()

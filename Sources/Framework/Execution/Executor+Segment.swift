@@ -91,7 +91,8 @@ extension Executor {
     /// Runs a streamed segment with its retries: every member on a thread of its own,
     /// bands flowing between them. A failure anywhere stops the whole segment, and a
     /// retry (when the failing stage's `retries` allow) runs it again from its head.
-    func executeSegment(_ members: [PlannedStage], inputs: StageInputs, layout: StreamingLayout, events: Events) async -> [Completion] {
+    func executeSegment(_ members: [PlannedStage], inputs: StageInputs, layout: StreamingLayout, fingerprints: [String: String] = [:],
+                        events: Events) async -> [Completion] {
         let clock = ContinuousClock()
         let startedAt = Date()
         let start = clock.now
@@ -104,6 +105,7 @@ extension Executor {
             let contexts = members.map { context(for: $0, attempt: attempt, events: events) }
             var ranges: [Int: InputRange] = [:]
             var result: Result<ChainResult, SegmentError>
+            let tees = storeTees(fingerprints: fingerprints)  // a run with a store: Executor+StoreTee
             do {
                 // A head that needs its input's range and gets it whole scans it.
                 if let head = members.first?.instance as? any StreamingStage,
@@ -121,11 +123,16 @@ extension Executor {
                         + found, stage: member.id)))
                 }
                 result = .success(try await runChain(members, count: members.count, tail: .materialise, inputs: inputs, ranges: ranges,
-                                                     contexts: contexts, layout: layout))
+                                                     contexts: contexts, layout: layout, tees: tees))
             } catch let error as SegmentError {
                 result = .failure(error)
             } catch {
                 result = .failure(SegmentError(index: 0, error: error))
+            }
+            // Store hook: commit the streamed outputs' writes and save the tail's output, or abort them all.
+            if let error = await storeSegment(members, outputs: (try? result.get())?.outputs, tees: tees, fingerprints: fingerprints,
+                                              events: events) {
+                result = .failure(error)
             }
             switch result {
             case .success(let chain):
@@ -162,7 +169,7 @@ extension Executor {
                     ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
                     : failed.error
                 let failure = PipelineError(cause, stage: member.id, stageType: member.typeName)
-                if !cancelled && failure.isRetryable && options.stageRetries && attempt <= member.retry.count {
+                if !cancelled && failure.isRetryable && failure.code != .storeIO && options.stageRetries && attempt <= member.retry.count {
                     let wait = member.retry.delay(beforeRetry: attempt)
                     events.emit(.stageRetrying(RunEvent.StageRetrying(stage: member.id, type: member.typeName, attempt: attempt,
                                                                       error: failure, delay: wait)))
@@ -200,7 +207,8 @@ extension Executor {
 
     /// Runs `members[..<count]` once, each on a thread of its own.
     private func runChain(_ members: [PlannedStage], count: Int, tail: Tail, inputs: StageInputs,
-                          ranges: [Int: InputRange], contexts: [StageContext], layout: StreamingLayout) async throws -> ChainResult {
+                          ranges: [Int: InputRange], contexts: [StageContext], layout: StreamingLayout,
+                          tees: StoreTees? = nil) async throws -> ChainResult {
         let chain = Array(members[..<count])
         let capacity = layout.bandBuffers
         let bandRows = options.bandRows ?? layout.bandRows[members[0].id] ?? 64
@@ -223,6 +231,7 @@ extension Executor {
             }
         }
         let gridStreams = gridStreamList, byteStreams = byteStreamList
+        tees?.insert(chain, gridStreams: gridStreams, byteStreams: byteStreams, capacity: capacity)
         // The head's whole input, sliced into a stream.
         let headInput = inputs.artifacts.values.first
         let headGrid = (headInput as? any AnyGrid).map { _ in GridStream(capacity: capacity) }
@@ -230,12 +239,14 @@ extension Executor {
         let failures = SegmentFailure()
         let ios = chain.indices.map { index in
             StreamIO(gridInput: index == 0 ? headGrid : gridStreams[index - 1], bytesInput: index == 0 ? headBytes : byteStreams[index - 1],
-                     gridOutput: gridStreams[index], bytesOutput: byteStreams[index], inputRange: ranges[index],
+                     gridOutput: tees?.gridOutput(index, gridStreams[index]) ?? gridStreams[index],
+                     bytesOutput: tees?.bytesOutput(index, byteStreams[index]) ?? byteStreams[index], inputRange: ranges[index],
                      bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
         }
         let adapterIO = StreamIO(gridInput: gridStreams.last ?? nil, bytesInput: byteStreams.last ?? nil, gridOutput: headGrid, bytesOutput: headBytes,
                                  bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
-        for io in ios + [adapterIO] { failures.register(io) }
+        let teeList = tees?.tees ?? []
+        for io in ios + [adapterIO] + teeList.map(\.io) { failures.register(io) }
 
         final class Outputs: @unchecked Sendable {
             let lock = NSLock()
@@ -281,6 +292,16 @@ extension Executor {
                         return .adapter
                     }
                 }
+                for tee in teeList {
+                    group.addTask {
+                        do {
+                            try await Blocking.run { _ in try tees!.run(tee) }
+                        } catch {
+                            failures.fail(tee.index, error)
+                        }
+                        return .adapter
+                    }
+                }
                 let last = chain.count - 1
                 if gridStreams[last] != nil || byteStreams[last] != nil {
                     group.addTask {
@@ -311,7 +332,7 @@ extension Executor {
                         return .adapter
                     }
                 }
-                let workers = chain.count + (headInput != nil ? 1 : 0) + (gridStreams[last] != nil || byteStreams[last] != nil ? 1 : 0)
+                let workers = chain.count + teeList.count + (headInput != nil ? 1 : 0) + (gridStreams[last] != nil || byteStreams[last] != nil ? 1 : 0)
                 if let (index, limit) = timeout {
                     group.addTask {
                         do {

@@ -30,7 +30,9 @@ public struct RunOptions: Sendable {
     public var accessFacts: [String: [String: JSONValue]] = [:]
     /// Stream data between streaming stages a band at a time (`StreamingLayout`);
     /// false holds every artifact whole (`--no-stream`). A run with an artifact store
-    /// holds every artifact whole, since the store keeps each stage's output.
+    /// streams too, each streamed output written to the store as it passes; a run that
+    /// reuses stored outputs (`reuse`, `--resume`) holds every artifact whole, since
+    /// each stage may be reused or run on its own.
     public var streaming: Bool = true
     /// Rows per band of streamed grids; nil lets each segment choose (about 1 MiB).
     public var bandRows: Int?
@@ -120,9 +122,13 @@ public struct Executor: Sendable {
     }
 
     func manifest(for stage: PlannedStage, _ artifact: any Artifact, fingerprints: [String: String]) -> ArtifactManifest {
+        manifest(for: stage, type: artifact.artifactType, fingerprints: fingerprints)
+    }
+
+    func manifest(for stage: PlannedStage, type: ArtifactType, fingerprints: [String: String]) -> ArtifactManifest {
         let parameters = Self.canonicalParameters(stage)
         return ArtifactManifest(
-            artifactType: artifact.artifactType.name, file: "", byteCount: 0, sha256: "", stageType: stage.typeName,
+            artifactType: type.name, file: "", byteCount: 0, sha256: "", stageType: stage.typeName,
             stageVersion: stage.type.spec.version, parameters: stage.parameters.values.mapValues(\.jsonValue), parametersHash: SHA256Digest.hex(of: Array(parameters.utf8)),
             inputFingerprints: stage.inputs.mapValues { fingerprints[$0] ?? "" }, fingerprint: fingerprints[stage.id] ?? "")
     }
@@ -187,11 +193,16 @@ public struct Executor: Sendable {
     }
 
     /// Which edges stream and how much memory the run needs: streaming unless
-    /// `options.streaming` is off or the run has an artifact store.
+    /// `options.streaming` is off or the run reuses stored outputs (`--resume`: whole
+    /// mode, where each stage is reused or run on its own). With a store, streamed
+    /// outputs are written to it as they pass (`Executor+StoreTee`).
     public var layout: StreamingLayout {
-        options.streaming && options.store == nil
-            ? StreamingLayout.layout(plan, bandRows: options.bandRows, jobs: options.jobs)
-            : StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+        guard options.streaming && !(options.store != nil && options.reuse) else {
+            return StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
+        }
+        var layout = StreamingLayout.layout(plan, storing: options.store != nil, bandRows: options.bandRows, jobs: options.jobs)
+        if let store = options.store { layout.addStoreWrites(store) }
+        return layout
     }
 
     public func run() async -> RunOutcome {
@@ -243,7 +254,9 @@ public struct Executor: Sendable {
                     let stageInputs = StageInputs(inputs)
                     running += 1
                     if members.count > 1 {
-                        group.addTask { await self.executeSegment(members, inputs: stageInputs, layout: layout, events: events) }
+                        group.addTask {
+                            await self.executeSegment(members, inputs: stageInputs, layout: layout, fingerprints: fingerprints, events: events)
+                        }
                     } else {
                         group.addTask { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
                     }
@@ -404,24 +417,42 @@ public struct Executor: Sendable {
             }
         }
         var completion = await attempt(stage, inputs: inputs, startedAt: startedAt, start: start, events: events)
-        if case .success(let artifact) = completion.result, let store = options.store {
-            let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
-            do {
-                // Cancellable: a run stopped by a signal does not wait for a large write.
-                let saved = try await Blocking.run { cancel in
-                    try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs, cancel: cancel)
-                }
-                events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
-                                                                   byteCount: saved.byteCount, sha256: saved.sha256)))
-            } catch where Task.isCancelled {
-                completion.result = .failure(CancellationError())
-            } catch {
-                let cause = PipelineError(error)
-                completion.result = .failure(PipelineError("cannot store the output in \(store): \(cause.message)",
-                                                           retryable: cause.isRetryable, code: .storeIO))
-            }
+        if case .success(let artifact) = completion.result, let store = options.store,
+           let failure = await storeOutput(stage, artifact, in: store, fingerprints: fingerprints, events: events) {
+            completion.result = .failure(failure)
         }
         return completion
+    }
+
+    /// Saves `artifact`, `stage`'s whole output, in `store` and says so
+    /// (`artifactStored`); the failure that replaces the stage's success if that fails.
+    func storeOutput(_ stage: PlannedStage, _ artifact: any Artifact, in store: any ArtifactStore, fingerprints: [String: String],
+                     events: Events) async -> (any Error)? {
+        let manifest = manifest(for: stage, artifact, fingerprints: fingerprints)
+        let runID = options.runID
+        do {
+            // Cancellable: a run stopped by a signal does not wait for a large write.
+            let saved = try await Blocking.run { cancel in
+                try store.save(artifact, manifest: manifest, runID: runID, stage: stage.id, codecs: plan.codecs, cancel: cancel)
+            }
+            emitStored(stage, saved, in: store, events: events)
+            return nil
+        } catch {
+            return storeFailure(error, in: store)
+        }
+    }
+
+    func emitStored(_ stage: PlannedStage, _ saved: ArtifactManifest, in store: any ArtifactStore, events: Events) {
+        events.emit(.artifactStored(RunEvent.ArtifactStored(stage: stage.id, store: store.description, file: saved.file,
+                                                           byteCount: saved.byteCount, sha256: saved.sha256)))
+    }
+
+    /// What a failed store write makes of a stage: cancelled when the run is, else
+    /// `store_io`, retryable as its cause.
+    func storeFailure(_ error: any Error, in store: any ArtifactStore) -> any Error {
+        if Task.isCancelled { return CancellationError() }
+        let cause = PipelineError(error)
+        return PipelineError("cannot store the output in \(store): \(cause.message)", retryable: cause.isRetryable, code: .storeIO)
     }
 
     /// The context of one attempt of `stage`: its seed, templates, logger and progress.

@@ -57,15 +57,19 @@ public struct StreamingLayout: Sendable {
 
     public func streams(from producer: String) -> Bool { streamedOutputs.contains(producer) }
 
-    /// No stage streams: every artifact is held whole (`--no-stream`, or a run with an
-    /// artifact store).
+    /// No stage streams: every artifact is held whole (`--no-stream`, or a resumed run
+    /// with an artifact store).
     public static func whole(_ plan: Plan, bandRows: Int? = nil, jobs: Int = 2) -> StreamingLayout {
         layout(plan, streaming: false, bandRows: bandRows, jobs: jobs)
     }
 
     /// Decides the layout of `plan`. `bandRows` overrides the rows per band (tests,
     /// tuning); `jobs` sets how many band buffers each stage holds (jobs + 2).
-    public static func layout(_ plan: Plan, streaming: Bool = true, bandRows: Int? = nil, jobs: Int = 2) -> StreamingLayout {
+    /// `storing` (a run with an artifact store, which keeps every output) streams an
+    /// edge only when the store can write the producer's output as it passes: when its
+    /// codec is a built-in one (`ArtifactCodecs.storesStreamed`).
+    public static func layout(_ plan: Plan, streaming: Bool = true, storing: Bool = false, bandRows: Int? = nil,
+                              jobs: Int = 2) -> StreamingLayout {
         var layout = StreamingLayout()
         layout.bandBuffers = max(2, jobs) + 2
         var consumers: [String: [String]] = [:]
@@ -91,6 +95,11 @@ public struct StreamingLayout: Sendable {
                   headOf[producerID] != nil || producer.inputs.isEmpty
                     || (producer.inputs.count == 1 && plan.stage(producer.inputs.values.first!).map { streamable($0.outputType) } == true)
             else { continue }
+            if storing && !plan.codecs.storesStreamed(producer.outputType) {
+                layout.notes[stage.id] = "input materialised: the artifact store keeps '\(producerID)''s output "
+                    + "(\(producer.outputType)) through a codec it cannot write while the data streams"
+                continue
+            }
             let head = headOf[producerID] ?? producerID
             let chain = members[head] ?? [producerID]
             if consumerSupport.needsInputRange {
@@ -140,6 +149,14 @@ public struct StreamingLayout: Sendable {
         }
         layout.materialised = plan.stages.map(\.id).filter { held.contains($0) }
         return layout
+    }
+
+    /// Counts what a store's progressive writes hold (`ArtifactStore.progressiveWriteBytes`)
+    /// for each streamed output, with the stage that makes it.
+    public mutating func addStoreWrites(_ store: any ArtifactStore) {
+        for id in streamedOutputs {
+            stageMemory[id, default: 0] += store.progressiveWriteBytes(byteCount: estimates[id]?.byteCount ?? 0)
+        }
     }
 
     /// About 256 KiB of rows of the segment head's elements, at least 1 row and at

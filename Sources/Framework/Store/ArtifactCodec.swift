@@ -57,6 +57,10 @@ public struct ArtifactCodec: Sendable {
 
     /// The artifact types this codec stores, by name.
     public let artifactTypes: [ArtifactType]
+    /// Whether this is a built-in codec whose stored form a streamed edge can write as
+    /// its bands or chunks pass (`.npy`, an image's bytes); false for any codec a
+    /// package registers.
+    var storesStreamed = false
     private let encodeArtifact: @Sendable (any Artifact) throws -> Encoded
     private let decodeArtifact: @Sendable (_ data: Data, _ manifest: ArtifactManifest, _ name: String) throws -> any Artifact
 
@@ -153,6 +157,21 @@ public struct ArtifactCodecs: Sendable {
             throw ArtifactStoreError(message: "artifact type \(type) has no codec, so it cannot be stored; " + Self.registrationHelp(type))
         }
         let encoded = try codec.encode(artifact)
+        var manifest = try describe(manifest, type: type, encoded)
+        manifest.byteCount = encoded.data.count
+        manifest.sha256 = encoded.data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
+        return (encoded.data, manifest)
+    }
+
+    /// Whether an output of `type` can be stored while it streams (its codec is a
+    /// built-in one: a grid's `.npy`, an image's bytes).
+    public func storesStreamed(_ type: ArtifactType) -> Bool {
+        byName[type.name]?.storesStreamed == true
+    }
+
+    /// `manifest` completed with what `encoded` (whose `data` is not used) says of an
+    /// artifact of the type named `type`: the file name and the codec's fields.
+    func describe(_ manifest: ArtifactManifest, type: String, _ encoded: ArtifactCodec.Encoded) throws -> ArtifactManifest {
         let file = "artifact." + encoded.fileExtension
         guard !encoded.fileExtension.isEmpty,
               encoded.fileExtension.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
@@ -168,9 +187,7 @@ public struct ArtifactCodecs: Sendable {
         manifest.format = encoded.format
         manifest.mediaType = encoded.mediaType
         manifest.fields = encoded.fields
-        manifest.byteCount = encoded.data.count
-        manifest.sha256 = encoded.data.withUnsafeBytes { SHA256Digest.hex(of: $0) }
-        return (encoded.data, manifest)
+        return manifest
     }
 
     /// The artifact in `data`, which a store has checked against `manifest`; `name`
@@ -220,27 +237,42 @@ public struct ArtifactCodecs: Sendable {
         }
     }()
 
-    static let gridCodec = ArtifactCodec(types: ArtifactType.allGrids, encode: { artifact in
+    /// How the grid codec stores a grid of this shape: `data` is its `.npy` bytes.
+    static func gridForm(_ data: Data, elementType: ElementType, width: Int, height: Int) -> ArtifactCodec.Encoded {
+        .init(data: data, fileExtension: "npy", width: width, height: height, elementType: elementType.rawValue)
+    }
+
+    /// How the encoded-image codec stores an image: `data` is its bytes.
+    static func imageForm(_ data: Data, format: String, mediaType: String, width: Int, height: Int) -> ArtifactCodec.Encoded {
+        .init(data: data, fileExtension: format, width: width, height: height, format: format, mediaType: mediaType)
+    }
+
+    static let gridCodec = streamed(ArtifactCodec(types: ArtifactType.allGrids, encode: { artifact in
         guard let grid = artifact as? any AnyGrid else {
             throw ArtifactStoreError(message: "the grid codec was given a \(artifact.artifactType) artifact")
         }
-        return .init(data: try NPY.data(grid), fileExtension: "npy", width: grid.width, height: grid.height,
-                     elementType: grid.elementType.rawValue)
+        return gridForm(try NPY.data(grid), elementType: grid.elementType, width: grid.width, height: grid.height)
     }, decode: { data, _, name in
         do {
             return try data.withUnsafeBytes { try NPY.read($0, name: name) }
         } catch let error as NPY.FormatError {
             throw ArtifactStoreError(message: error.message)
         }
-    })
+    }))
 
-    static let encodedImageCodec = ArtifactCodec(.encodedImage, as: EncodedImage.self, encode: { image in
-        .init(data: image.bytes.withUnsafeBytes { Data($0) }, fileExtension: image.format, width: image.width, height: image.height,
-              format: image.format, mediaType: image.mediaType)
+    private static func streamed(_ codec: ArtifactCodec) -> ArtifactCodec {
+        var codec = codec
+        codec.storesStreamed = true
+        return codec
+    }
+
+    static let encodedImageCodec = streamed(ArtifactCodec(.encodedImage, as: EncodedImage.self, encode: { image in
+        imageForm(image.bytes.withUnsafeBytes { Data($0) }, format: image.format, mediaType: image.mediaType, width: image.width,
+                  height: image.height)
     }, decode: { data, manifest in
         EncodedImage(bytes: SharedBytes(data), format: manifest.format ?? "bin", mediaType: manifest.mediaType ?? "application/octet-stream",
                      width: manifest.width ?? 0, height: manifest.height ?? 0)
-    })
+    }))
 
     static let storedObjectCodec = ArtifactCodec(types: [.storedObject], encode: { artifact in
         guard let object = artifact as? StoredObject else {

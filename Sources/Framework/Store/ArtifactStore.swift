@@ -1,3 +1,4 @@
+internal import Crypto
 import Foundation
 
 /// Where a run's artifacts are persisted, under `{run_id}/{stage}/`, for resuming a
@@ -28,12 +29,119 @@ public protocol ArtifactStore: Sendable, CustomStringConvertible {
     /// within a few seconds with an `ArtifactStoreError` saying what is wrong (code
     /// `.invalidLocation` when the store itself does not exist). The default does nothing.
     func checkAccess() throws
+    /// Starts a progressive write of a stage's output: its bytes come through
+    /// `ArtifactStoreWriter.append` as they are made (a streamed grid's `.npy`, an
+    /// image's chunks), and `commit` stores them with `manifest` (its `file` and the
+    /// codec's fields filled in; the size and SHA-256 are computed on the way), the
+    /// manifest last, as `write` does. Any older manifest of the stage is gone once this
+    /// returns. `abort` leaves nothing: no manifest, no half-written file or object.
+    /// `cancel` set (the segment stopped) makes a blocked `append` stop soon.
+    ///
+    /// The default keeps the bytes in memory and calls `write` at `commit`: correct for
+    /// any store, but not bounded in memory. `FileArtifactStore` and `S3ArtifactStore`
+    /// write as the bytes come.
+    func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter
+    /// The memory a progressive write of an output of about `byteCount` bytes holds
+    /// (its buffers), for the plan's memory estimate. The default, which holds the
+    /// bytes, is `byteCount`.
+    func progressiveWriteBytes(byteCount: Double) -> Double
+}
+
+/// A progressive write to an artifact store (`ArtifactStore.beginWrite`): `append`
+/// the bytes in order, then `commit` or `abort`, once, from one thread at a time.
+public protocol ArtifactStoreWriter: AnyObject, Sendable {
+    /// Adds bytes to the stored output.
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Makes the output whole: the bytes in place, then the manifest (with the size and
+    /// SHA-256 of what was appended); returns the manifest as written. After a failure,
+    /// nothing is stored (as after `abort`).
+    func commit() throws -> ArtifactManifest
+    /// Removes what was written (temporary files, a multipart upload); no manifest.
+    func abort()
+}
+
+/// The size and SHA-256 of bytes seen one piece at a time: what a progressive write
+/// puts in its manifest.
+public struct ArtifactDigest: Sendable {
+    private var hasher = SHA256()
+    public private(set) var byteCount = 0
+
+    public init() {}
+
+    public mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        hasher.update(bufferPointer: bytes)
+        byteCount += bytes.count
+    }
+
+    /// `manifest` with the size and SHA-256 of the bytes added.
+    public func complete(_ manifest: ArtifactManifest) -> ArtifactManifest {
+        var manifest = manifest
+        manifest.byteCount = byteCount
+        manifest.sha256 = SHA256Digest.hex(digest: hasher.finalize())
+        return manifest
+    }
+}
+
+/// A progressive write from three steps (append bytes, put them in place with the
+/// manifest, remove them): counts and hashes the bytes for the manifest, and stops
+/// with a `CancellationError` once `cancel` is set.
+public final class DigestingStoreWriter: ArtifactStoreWriter, @unchecked Sendable {
+    private let manifest: ArtifactManifest
+    private let cancel: CancelFlag
+    private let write: (UnsafeRawBufferPointer) throws -> Void
+    private let finish: (ArtifactManifest) throws -> Void
+    private let remove: () -> Void
+    private var digest = ArtifactDigest()
+
+    /// - Parameters:
+    ///   - append: Writes bytes after those before.
+    ///   - commit: Puts the bytes in place, then `manifest` (with their size and SHA-256).
+    ///   - abort: Removes what was written.
+    public init(manifest: ArtifactManifest, cancel: CancelFlag, append: @escaping (UnsafeRawBufferPointer) throws -> Void,
+                commit: @escaping (_ manifest: ArtifactManifest) throws -> Void, abort: @escaping () -> Void) {
+        self.manifest = manifest
+        self.cancel = cancel
+        write = append
+        finish = commit
+        remove = abort
+    }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        if cancel.isSet() { throw CancellationError() }
+        try write(bytes)
+        digest.add(bytes)
+    }
+
+    public func commit() throws -> ArtifactManifest {
+        if cancel.isSet() { throw CancellationError() }
+        let manifest = digest.complete(manifest)
+        try finish(manifest)
+        return manifest
+    }
+
+    public func abort() { remove() }
+}
+
+/// The bytes of the default progressive write.
+private final class WriteBuffer: @unchecked Sendable {
+    var data = Data()
 }
 
 extension ArtifactStore {
     public func runIDs() throws -> [String]? { nil }
 
     public func checkAccess() throws {}
+
+    public func progressiveWriteBytes(byteCount: Double) -> Double { byteCount }
+
+    /// Keeps the bytes in memory and calls `write` at `commit` (not bounded in memory).
+    public func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter {
+        let buffer = WriteBuffer()
+        return DigestingStoreWriter(manifest: manifest, cancel: cancel, append: { buffer.data.append(contentsOf: $0) }, commit: { manifest in
+            defer { buffer.data = Data() }
+            try write(buffer.data, manifest: manifest, runID: runID, stage: stage, cancel: cancel)
+        }, abort: { buffer.data = Data() })
+    }
 
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
         try write(data, manifest: manifest, runID: runID, stage: stage)

@@ -40,11 +40,7 @@ public struct FileArtifactStore: ArtifactStore {
     public func write(_ data: Data, manifest: ArtifactManifest, runID: String, stage: String, cancel: CancelFlag) throws {
         let directory = directory(runID, stage)
         try FilePaths.createDirectories(directory)
-        // An older output's manifest goes first, so that no manifest ever stands beside
-        // bytes it does not describe (a write replaced halfway, cancelled or killed).
-        if unlink(directory + "/manifest.json") != 0 && errno != ENOENT {
-            throw SystemError("remove the old manifest", path: directory + "/manifest.json")
-        }
+        try Self.removeManifest(in: directory)
         let artifact = directory + "/" + manifest.file
         try AtomicFile.write(data, to: artifact, overwrite: true, isCancelled: cancel.isSet)
         do {
@@ -54,6 +50,37 @@ public struct FileArtifactStore: ArtifactStore {
         } catch {
             unlink(artifact)
             throw error
+        }
+    }
+
+    /// Writes the bytes to a temporary file in the stage's directory as they come;
+    /// `commit` flushes it, moves it into place and writes the manifest, as `write` does.
+    public func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter {
+        let directory = directory(runID, stage)
+        try FilePaths.createDirectories(directory)
+        try Self.removeManifest(in: directory)
+        let file = try AtomicFileWriter(path: directory + "/" + manifest.file, overwrite: true)
+        return DigestingStoreWriter(manifest: manifest, cancel: cancel, append: file.append, commit: { manifest in
+            try file.commit(isCancelled: cancel.isSet)
+            do {
+                // The manifest goes last: its presence says the artifact is complete.
+                if cancel.isSet() { throw CancellationError() }
+                try Self.atomicWrite(try ArtifactCodec.encoder.encode(manifest), to: directory + "/manifest.json")
+            } catch {
+                unlink(file.path)
+                throw error
+            }
+        }, abort: file.abort)
+    }
+
+    /// Nothing but the system's page cache: the bytes go to the file as they come.
+    public func progressiveWriteBytes(byteCount: Double) -> Double { 0 }
+
+    /// Removes a stage's older manifest, first, so that no manifest ever stands beside
+    /// bytes it does not describe (a write replaced halfway, cancelled or killed).
+    static func removeManifest(in directory: String) throws {
+        if unlink(directory + "/manifest.json") != 0 && errno != ENOENT {
+            throw SystemError("remove the old manifest", path: directory + "/manifest.json")
         }
     }
 

@@ -44,49 +44,10 @@ public enum AtomicFile {
     /// whose path is the second argument) to `path`, atomically.
     public static func write(to path: String, overwrite: Bool, isCancelled: () -> Bool = { false },
                              fill: (_ descriptor: Int32, _ temporaryPath: String) throws -> Void) throws {
-        let (directory, name) = FilePaths.split(path)
-        guard FilePaths.isBareName(name) else {
-            throw StageFailure("'\(FilePaths.printable(path))' does not name a file", retryable: false, code: .invalidParameter)
-        }
-        if !overwrite, access(path, F_OK) == 0 {
-            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
-                                       code: .outputExists)
-        }
-        do {
-            try FilePaths.createDirectories(directory)
-        } catch {
-            throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false, code: .io)
-        }
-        let (descriptor, temporary) = try createTemporary(in: directory, for: name)
-        let registration = Cleanup.registerTemporary(temporary)
-        var linked = false
-        defer {
-            if !linked { unlink(temporary) }
-            Cleanup.unregister(registration)
-        }
-        do {
-            defer { close(descriptor) }
-            try fill(descriptor, temporary)
-            try retryingOnInterrupt("flush", path: temporary) { fsync(descriptor) }
-            try retryingOnInterrupt("set permissions of", path: temporary) { fchmod(descriptor, 0o644) }
-        }
-        if isCancelled() { throw CancellationError() }
-        if overwrite {
-            try retryingOnInterrupt("move into place", path: path) { rename(temporary, path) }
-            linked = true
-        } else {
-            // link() fails with EEXIST if the target appeared meanwhile: no overwrite race.
-            if link(temporary, path) != 0 {
-                if errno == EEXIST {
-                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
-                                       code: .outputExists)
-                }
-                throw SystemError("move into place", path: path)
-            }
-            unlink(temporary)
-            linked = true
-        }
-        try FilePaths.syncDirectory(directory)
+        let writer = try AtomicFileWriter(path: path, overwrite: overwrite)
+        defer { writer.abort() }
+        try fill(writer.descriptor, writer.temporaryPath)
+        try writer.commit(isCancelled: isCancelled)
     }
 
     /// Creates `.NAME.tmp-XXXXXX` in `directory`, exclusively and close-on-exec. NAME
@@ -111,6 +72,101 @@ public enum AtomicFile {
         }
         throw StageFailure("cannot create a temporary file in '\(directory)': every name tried exists", retryable: false, code: .io)
     }
+}
+
+/// An atomic write whose bytes come a piece at a time (`append`), for writers that
+/// are handed their bytes rather than asked for them (a streamed artifact going to a
+/// store): a temporary file next to the target until `commit` flushes it and moves it
+/// into place; `abort` (or a failed `commit`) removes it. One thread at a time.
+public final class AtomicFileWriter: @unchecked Sendable {
+    public let path: String
+    public let temporaryPath: String
+    /// The temporary file's descriptor, open until `commit` or `abort`.
+    public let descriptor: Int32
+    private let overwrite: Bool
+    private let directory: String
+    private let registration: Cleanup.Token
+    private var open = true
+    private var linked = false
+
+    /// Creates the temporary file for `path` (and its directory). Without `overwrite`
+    /// an existing file is an `output_exists` failure, now and at `commit`.
+    public init(path: String, overwrite: Bool) throws {
+        let (directory, name) = FilePaths.split(path)
+        guard FilePaths.isBareName(name) else {
+            throw StageFailure("'\(FilePaths.printable(path))' does not name a file", retryable: false, code: .invalidParameter)
+        }
+        if !overwrite, access(path, F_OK) == 0 {
+            throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
+                                       code: .outputExists)
+        }
+        do {
+            try FilePaths.createDirectories(directory)
+        } catch {
+            throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false, code: .io)
+        }
+        (descriptor, temporaryPath) = try AtomicFile.createTemporary(in: directory, for: name)
+        registration = Cleanup.registerTemporary(temporaryPath)
+        self.path = path
+        self.overwrite = overwrite
+        self.directory = directory
+    }
+
+    /// Writes `buffer` to the temporary file, at most `AtomicFile.writeSize` bytes a call.
+    public func append(_ buffer: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let count = try retryingOnInterrupt("write", path: temporaryPath) {
+                Int32(truncatingIfNeeded: Glibc.write(descriptor, buffer.baseAddress! + offset, min(buffer.count - offset, AtomicFile.writeSize)))
+            }
+            offset += Int(count)
+        }
+    }
+
+    private func closeFile() {
+        if open { close(descriptor) }
+        open = false
+    }
+
+    /// Flushes the file to disk and moves it into place (`isCancelled` is checked just
+    /// before), then flushes the directory. On a failure the temporary file is removed.
+    public func commit(isCancelled: () -> Bool = { false }) throws {
+        defer { abort() }
+        do {
+            defer { closeFile() }
+            try retryingOnInterrupt("flush", path: temporaryPath) { fsync(descriptor) }
+            try retryingOnInterrupt("set permissions of", path: temporaryPath) { fchmod(descriptor, 0o644) }
+        }
+        if isCancelled() { throw CancellationError() }
+        if overwrite {
+            try retryingOnInterrupt("move into place", path: path) { rename(temporaryPath, path) }
+            linked = true
+        } else {
+            // link() fails with EEXIST if the target appeared meanwhile: no overwrite race.
+            if link(temporaryPath, path) != 0 {
+                if errno == EEXIST {
+                    throw StageFailure("'\(path)' already exists; set 'overwrite: true' to replace it", retryable: false,
+                                       code: .outputExists)
+                }
+                throw SystemError("move into place", path: path)
+            }
+            unlink(temporaryPath)
+            linked = true
+        }
+        try FilePaths.syncDirectory(directory)
+    }
+
+    /// Closes and removes the temporary file (nothing once `commit` moved it into place).
+    public func abort() {
+        closeFile()
+        if !linked {
+            unlink(temporaryPath)
+            linked = true
+        }
+        Cleanup.unregister(registration)
+    }
+
+    deinit { abort() }
 }
 
 /// Reading whole files without Foundation's `Data`, whose allocation failure is a

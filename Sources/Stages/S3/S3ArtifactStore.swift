@@ -55,7 +55,7 @@ public struct S3ArtifactStore: ArtifactStore {
         ([prefix, runID, stage].compactMap { $0 }.filter { !$0.isEmpty } + [file]).joined(separator: "/")
     }
 
-    private func put(_ bytes: SharedBytes, key: String, contentType: String, runID: String, stage: String,
+    func put(_ bytes: SharedBytes, key: String, contentType: String, runID: String, stage: String,
                      cancel: CancelFlag = CancelFlag()) throws {
         let upload = S3Upload(client: client, bucket: bucket, key: key, bytes: bytes, headers: [("Content-Type", contentType)],
                               checksum: true, overwrite: true, partSize: partSize, concurrency: concurrency,
@@ -96,6 +96,20 @@ public struct S3ArtifactStore: ArtifactStore {
         if cancel.isSet() { throw CancellationError() }
         try put(SharedBytes(try ArtifactCodec.encoder.encode(manifest)), key: key(runID, stage, "manifest.json"),
                 contentType: "application/json", runID: runID, stage: stage, cancel: cancel)
+    }
+
+    /// Uploads the bytes as they come, as the `s3` sink streams (`S3StreamingUpload`):
+    /// a single PUT when the object ends at `multipartThreshold` bytes or fewer, else
+    /// parts of `partSize` as they fill, `concurrency` at once; then the manifest.
+    public func beginWrite(runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) throws -> any ArtifactStoreWriter {
+        // An older output's manifest goes first: no manifest ever describes other bytes.
+        _ = try send("DeleteObject", method: "DELETE", key: key(runID, stage, "manifest.json"))
+        return S3StoreWriter(store: self, runID: runID, stage: stage, manifest: manifest, cancel: cancel)
+    }
+
+    /// The part buffers (`(concurrency + 1) x partSize`) and two chunks of 1 MiB.
+    public func progressiveWriteBytes(byteCount: Double) -> Double {
+        Double(concurrency + 1) * Double(partSize) + 2 * 1_048_576
     }
 
     public func manifest(runID: String, stage: String) throws -> ArtifactManifest? {
@@ -186,5 +200,89 @@ public struct S3ArtifactStore: ArtifactStore {
         text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .map { $0.hasPrefix("- ") ? String($0.dropFirst(2)) : $0 }
             .joined(separator: "; ").replacingOccurrences(of: ":; ", with: ": ")
+    }
+}
+
+/// A progressive write to an S3 store: the appended bytes go through a byte stream
+/// (two 1 MiB chunks) to an `S3StreamingUpload` on a thread of its own, whose part
+/// buffers are bounded (`(concurrency + 1) x partSize`). `abort` stops the upload,
+/// which aborts a multipart upload; `commit` waits for it, then writes the manifest.
+final class S3StoreWriter: ArtifactStoreWriter, @unchecked Sendable {
+    private let store: S3ArtifactStore
+    private let runID: String
+    private let stage: String
+    private let manifest: ArtifactManifest
+    private let io: StreamIO
+    private let writer: ByteStreamWriter
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<S3StreamingUpload.Outcome, any Error>?
+    private var finished = false
+
+    init(store: S3ArtifactStore, runID: String, stage: String, manifest: ArtifactManifest, cancel: CancelFlag) {
+        self.store = store
+        self.runID = runID
+        self.stage = stage
+        self.manifest = manifest
+        let stream = ByteStream(capacity: 2)
+        let io = StreamIO(bytesInput: stream, bandRows: 1, bandBuffers: 2, cancel: cancel)
+        self.io = io
+        writer = ByteStreamWriter(stream: stream, pool: io.pool(bufferSize: 1 << 20, count: 2, purpose: "a chunk of 1 MiB for the artifact store"))
+        let target = S3ObjectTarget(client: store.client, bucket: store.bucket, key: store.key(runID, stage, manifest.file),
+                                    headers: [("Content-Type", manifest.mediaType ?? "application/octet-stream")], checksum: true,
+                                    overwrite: true, partSize: store.partSize, context: .forStore(stageID: stage, runID: runID),
+                                    sessions: store.sessions)
+        let upload = S3StreamingUpload(target: target, concurrency: store.concurrency, multipartThreshold: store.multipartThreshold)
+        let thread = Thread { [self] in
+            let outcome = Result { try upload.run(stream, io: io) }
+            // A failed upload stops the stream, so that `append` never waits for it.
+            if case .failure(let error) = outcome { io.stop(error) }
+            result = outcome
+            done.signal()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        try writer.write(bytes)
+    }
+
+    /// Waits for the upload's end, once; its outcome.
+    private func wait() -> Result<S3StreamingUpload.Outcome, any Error> {
+        if !finished {
+            done.wait()
+            finished = true
+        }
+        return result!
+    }
+
+    func commit() throws -> ArtifactManifest {
+        do {
+            try writer.finish()
+        } catch {
+            abort()
+            throw wait().failure ?? error
+        }
+        let outcome = try wait().get()
+        var manifest = manifest
+        manifest.byteCount = outcome.byteCount
+        manifest.sha256 = outcome.sha256
+        if io.cancel.isSet() { throw CancellationError() }
+        // Last: its presence says the artifact is complete.
+        try store.put(SharedBytes(try ArtifactCodec.encoder.encode(manifest)), key: store.key(runID, stage, "manifest.json"),
+                      contentType: "application/json", runID: runID, stage: stage, cancel: io.cancel)
+        return manifest
+    }
+
+    func abort() {
+        io.stop(CancellationError())
+        _ = wait()
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }
