@@ -133,7 +133,7 @@ struct StreamingOptions: ParsableArguments {
 
     func validate() throws {
         if let memoryLimit, MemorySize.parse(memoryLimit) == nil {
-            throw ValidationError("--memory-limit must be a size such as 512M, 2G or 1073741824, got '\(FilePaths.printable(memoryLimit))'")
+            throw ValidationError("--memory-limit must be a size from 1 byte to 1 EiB, such as 512M, 2G or 1073741824, got '\(FilePaths.printable(memoryLimit))'")
         }
         if let bandRows, Int(bandRows).map({ $0 >= 1 && $0 <= 1 << 20 }) != true {
             throw ValidationError("--band-rows must be a whole number from 1 to \(1 << 20), got '\(FilePaths.printable(bandRows))'")
@@ -173,7 +173,8 @@ enum MemorySize {
             scale = unit
             digits.removeLast()
         }
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isNumber || $0 == "." }), let value = Double(digits), value.isFinite, value > 0 else { return nil }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isNumber || $0 == "." }), let value = Double(digits), value.isFinite, value > 0,
+              value * scale <= 0x1p60 else { return nil }  // at most 1 EiB
         return value * scale
     }
 }

@@ -49,7 +49,7 @@ import PipelineTesting
     @Test(arguments: chains)
     func streamedOutputIsByteIdenticalToWholeArtifacts(_ name: String, _ yaml: String) async throws {
         let whole = try await Self.bytes(yaml, jobs: 2, streaming: false)
-        for (jobs, bandRows) in [(1, nil), (2, nil), (3, 7), (2, 1), (4, 64)] as [(Int, Int?)] {
+        for (jobs, bandRows) in [(1, nil), (2, nil), (3, 7), (2, 1), (4, 64), (2, 1_000_000)] as [(Int, Int?)] {
             let streamed = try await Self.bytes(yaml, jobs: jobs, streaming: true, bandRows: bandRows)
             #expect(streamed == whole, "\(name): --jobs \(jobs) --band-rows \(bandRows.map(String.init) ?? "auto") differs from the whole-artifact bytes")
         }
@@ -93,6 +93,38 @@ import PipelineTesting
         let tally = Tally.named(tag)
         // 10000 bands were to come; the source stopped within a pool's worth of the failure.
         #expect(tally.pushed < 20, "the source pushed \(tally.pushed) bands after the sink failed at its 3rd")
+    }
+
+    /// A stage whose own threads fail stops its streams; the failure is still its own,
+    /// not its neighbour's, whatever the threads and bands.
+    @Test func aFailureIsChargedToTheStageThatHadIt() async throws {
+        let yaml = """
+            stages:
+              generate: {type: poisson, with: {width: 500, height: 400, lambda: 200, dtype: uint8, seed: 1}}
+              normalize: {type: normalize, input: generate, with: {range: [0, 300]}}
+              encode: {type: jpeg, input: normalize}
+            """
+        for (jobs, bandRows) in [(1, 1), (3, 7), (2, nil)] as [(Int, Int?)] {
+            let outcome = try await Self.harness.run(yaml, jobs: jobs, bandRows: bandRows)
+            #expect(outcome.failure?.stage == "generate", "--jobs \(jobs): \(outcome.failure?.description ?? "no failure")")
+            #expect(outcome.failure?.message.contains("does not fit in UInt8") == true)
+        }
+    }
+
+    /// A stage that returns without finishing its output, or without reading all of
+    /// its input, is a bug said as one, not a run that waits forever.
+    @Test func aStageThatLeavesAStreamOpenFailsInsteadOfHanging() async throws {
+        let tag = "open-\(UUID().uuidString)"
+        for (source, sink, culprit) in [("finish: false", "", "source"), ("", ", stop_after: 2", "sink")] {
+            let yaml = """
+                stages:
+                  source: {type: counting_source, with: {width: 100, height: 1000, tag: \(tag)\(source.isEmpty ? "" : ", " + source)}}
+                  sink: {type: tally_sink, input: source, with: {tag: \(tag)\(sink)}}
+                """
+            let outcome = try await Self.harness.run(yaml, jobs: 2, bandRows: 10)
+            #expect(outcome.failure?.code == .stageBug, "\(outcome.failure?.description ?? "no failure")")
+            #expect(outcome.failure?.stage == culprit)
+        }
     }
 
     @Test func aSlowSinkHoldsTheSourceBackInsteadOfGrowingMemory() async throws {
@@ -255,15 +287,17 @@ struct CountingSource: StreamingStage {
             ParameterSpec("width", .integer, range: .atLeast(1), doc: "columns"),
             ParameterSpec("height", .integer, range: .atLeast(1), doc: "rows"),
             ParameterSpec("tag", .string, doc: "the tally to count in"),
+            ParameterSpec("finish", .boolean, default: .boolean(true), doc: "false: return without finishing the stream (a bug)"),
         ],
         output: .fixed(.grid(.uint8)))
 
-    let width: Int, height: Int, tag: String
+    let width: Int, height: Int, tag: String, finish: Bool
 
     init(parameters: Parameters) throws {
         width = parameters.int("width")
         height = parameters.int("height")
         tag = parameters.string("tag")
+        finish = parameters.bool("finish")
     }
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
@@ -280,7 +314,7 @@ struct CountingSource: StreamingStage {
     func stream(_ io: StreamIO, context: StageContext) throws -> (any Artifact)? {
         let output = try io.requireGridOutput()
         try output.begin(GridStreamInfo(width: width, height: height, elementType: .uint8))
-        let (pool, rows) = io.bandPool(rowBytes: width, purpose: "test band")
+        let (pool, rows) = try io.bandPool(rowBytes: width, height: height, purpose: "test band")
         let tally = Tally.named(tag)
         var row = 0
         while row < height {
@@ -292,7 +326,7 @@ struct CountingSource: StreamingStage {
             tally.push()
             row = end
         }
-        output.finish()
+        if finish { output.finish() }
         return nil
     }
 }
@@ -306,17 +340,19 @@ struct TallySink: StreamingStage {
             ParameterSpec("delay_ms", .integer, default: .integer(0), range: .atLeast(0), doc: "sleep per band"),
             ParameterSpec("fail_after", .integer, default: .integer(-1), doc: "fail at this band; -1 never"),
             ParameterSpec("fail_attempts", .integer, default: .integer(1000), doc: "fail (retryably) in this many attempts only"),
+            ParameterSpec("stop_after", .integer, default: .integer(-1), doc: "return after this many bands, the rest unread (a bug)"),
         ],
         inputs: [InputPort(accepts: .oneOf(.grid(.uint8)), doc: "rows")],
         output: .fixed(.storedObject))
 
-    let tag: String, delay: Int, failAfter: Int, failAttempts: Int
+    let tag: String, delay: Int, failAfter: Int, failAttempts: Int, stopAfter: Int
 
     init(parameters: Parameters) throws {
         tag = parameters.string("tag")
         delay = parameters.int("delay_ms")
         failAfter = parameters.int("fail_after")
         failAttempts = parameters.int("fail_attempts")
+        stopAfter = parameters.int("stop_after")
     }
 
     func run(inputs: StageInputs, context: StageContext) async throws -> any Artifact {
@@ -340,6 +376,7 @@ struct TallySink: StreamingStage {
             }
             if delay > 0 { usleep(useconds_t(delay * 1000)) }
             tally.consume()
+            if count == stopAfter { break }
         }
         return StoredObject(uri: "test://streamed", byteCount: count, sha256: "")
     }
@@ -348,6 +385,22 @@ struct TallySink: StreamingStage {
 /// Streaming tests that time the runner: run on their own (scripts/test's timed phase),
 /// since a timer in a test process whose other tests keep every thread busy fires late.
 @Suite struct StreamingTimingTests {
+    /// One deadline bounds a segment's attempt, its range pass included.
+    @Test func aTimeoutBoundsTheRangePassToo() async throws {
+        let yaml = """
+            stages:
+              generate: {type: poisson, with: {width: 8192, height: 8192, lambda: 3, seed: 1}}
+              normalize: {type: normalize, input: generate}
+              encode: {type: png, input: normalize, timeout: 300ms}
+            """
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = try await StreamingTests.harness.run(yaml, jobs: 2)
+        let elapsed = clock.now - start
+        #expect(outcome.failure?.code == .timeout && outcome.failure?.stage == "encode", "\(outcome.failure?.description ?? "")")
+        #expect(elapsed < .seconds(1.5), "the run ended after \(elapsed)")
+    }
+
     @Test func aTimeoutOfOneStageEndsTheSegment() async throws {
         let tag = "timeout-\(UUID().uuidString)"
         let yaml = """

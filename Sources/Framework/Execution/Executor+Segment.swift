@@ -16,6 +16,9 @@ public struct StageFlow: Sendable, Hashable, Codable {
     public var busySeconds: Double
     /// Whether its input was materialised before it, and why (`StreamingLayout.notes`).
     public var note: String?
+    /// Seconds the range pass over the stages before it took (min-max `normalize`):
+    /// they ran twice, and this stage waited for the first run.
+    public var rangePassSeconds: Double?
 
     public init(bandsIn: Int = 0, bytesIn: Int = 0, bandsOut: Int = 0, bytesOut: Int = 0, waitingForInputSeconds: Double = 0,
                 waitingForOutputSeconds: Double = 0, busySeconds: Double = 0, note: String? = nil) {
@@ -32,7 +35,7 @@ public struct StageFlow: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case bandsIn = "bands_in", bytesIn = "bytes_in", bandsOut = "bands_out", bytesOut = "bytes_out"
         case waitingForInputSeconds = "waiting_for_input_seconds", waitingForOutputSeconds = "waiting_for_output_seconds"
-        case busySeconds = "busy_seconds", note
+        case busySeconds = "busy_seconds", note, rangePassSeconds = "range_pass_seconds"
     }
 }
 
@@ -41,6 +44,20 @@ private final class SegmentFailure: @unchecked Sendable {
     private let lock = NSLock()
     private var first: (index: Int, error: any Error)?
     private var ios: [StreamIO] = []
+    private var ended = false
+
+    /// Every member has returned: a timer that fires now is too late to fail them.
+    func end() {
+        lock.lock(); ended = true; lock.unlock()
+    }
+
+    /// Fails the attempt with a timeout, unless every member has already returned.
+    func timeOut(_ index: Int, _ error: any Error) {
+        lock.lock()
+        let late = ended
+        lock.unlock()
+        if !late { fail(index, error) }
+    }
 
     func register(_ io: StreamIO) {
         lock.lock(); ios.append(io); lock.unlock()
@@ -106,16 +123,22 @@ extension Executor {
             var ranges: [Int: InputRange] = [:]
             var result: Result<ChainResult, SegmentError>
             let tees = storeTees(fingerprints: fingerprints)  // a run with a store: Executor+StoreTee
+            // One deadline for the whole attempt, range passes included.
+            let deadline = members.enumerated().compactMap { index, member in member.timeout.map { (index, $0) } }
+                .min { $0.1 < $1.1 }.map { Deadline(index: $0.0, limit: $0.1, at: clock.now + $0.1) }
+            var rangePassSeconds: [Int: Double] = [:]
             do {
                 // A head that needs its input's range and gets it whole scans it.
                 if let head = members.first?.instance as? any StreamingStage,
                    type(of: head).streaming(parameters: members[0].parameters).needsInputRange,
                    let grid = inputs.artifacts.values.first as? any AnyGrid {
-                    ranges[0] = InputRange(try await Blocking.run { try Self.valueRange(of: grid) })
+                    ranges[0] = InputRange(try await Self.within(deadline) { try await Blocking.run { try Self.valueRange(of: grid) } })
                 }
                 for (index, member) in members.enumerated() where layout.rangePasses[member.id] != nil {
+                    let passStart = clock.now
                     let pass = try await runChain(members, count: index, tail: .reduceRange, inputs: inputs, ranges: ranges,
-                                                  contexts: contexts, layout: layout)
+                                                  contexts: contexts, layout: layout, deadline: deadline)
+                    rangePassSeconds[index] = (clock.now - passStart).seconds
                     let range = pass.range ?? .noValues
                     ranges[index] = range
                     let found = if case .values(let low, let high) = range { "[\(low), \(high)]" } else { "no values" }
@@ -123,7 +146,7 @@ extension Executor {
                         + found, stage: member.id)))
                 }
                 result = .success(try await runChain(members, count: members.count, tail: .materialise, inputs: inputs, ranges: ranges,
-                                                     contexts: contexts, layout: layout, tees: tees))
+                                                     contexts: contexts, layout: layout, deadline: deadline, tees: tees))
             } catch let error as SegmentError {
                 result = .failure(error)
             } catch {
@@ -156,8 +179,15 @@ extension Executor {
                     var completion = Completion(id: member.id, result: .success(output), attempts: attempt, startedAt: startedAt,
                                                 duration: clock.now - start)
                     completion.summary = output.summary()
+                    // A range pass over a streamed output found its range: the report has it.
+                    if index + 1 < members.count, case .values(let low, let high)? = ranges[index + 1],
+                       layout.rangePasses[members[index + 1].id] != nil {
+                        completion.summary?.min = low
+                        completion.summary?.max = high
+                    }
                     var flow = chain.flows[index]
                     flow.note = layout.notes[member.id]
+                    flow.rangePassSeconds = rangePassSeconds[index]
                     completion.flow = flow
                     completions.append(completion)
                 }
@@ -199,6 +229,31 @@ extension Executor {
         }
     }
 
+    /// When a segment attempt times out: the smallest `timeout` of its members, from
+    /// the attempt's start (range passes included).
+    struct Deadline: Sendable {
+        var index: Int
+        var limit: Duration
+        var at: ContinuousClock.Instant
+    }
+
+    /// `body`, or a timeout of the stage `deadline` names if it comes first.
+    static func within<T: Sendable>(_ deadline: Deadline?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let deadline else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(until: deadline.at, clock: .continuous)
+                throw SegmentError(index: deadline.index, error: StageTimeoutError(timeout: deadline.limit))
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
+    }
+
     /// A segment attempt's failure: the member that failed first, and how.
     struct SegmentError: Error {
         var index: Int
@@ -208,7 +263,7 @@ extension Executor {
     /// Runs `members[..<count]` once, each on a thread of its own.
     private func runChain(_ members: [PlannedStage], count: Int, tail: Tail, inputs: StageInputs,
                           ranges: [Int: InputRange], contexts: [StageContext], layout: StreamingLayout,
-                          tees: StoreTees? = nil) async throws -> ChainResult {
+                          deadline: Deadline? = nil, tees: StoreTees? = nil) async throws -> ChainResult {
         let chain = Array(members[..<count])
         let capacity = layout.bandBuffers
         let bandRows = options.bandRows ?? layout.bandRows[members[0].id] ?? 64
@@ -237,11 +292,13 @@ extension Executor {
         let headGrid = (headInput as? any AnyGrid).map { _ in GridStream(capacity: capacity) }
         let headBytes = headGrid == nil ? (headInput as? any BytesArtifact).map { _ in ByteStream(capacity: capacity) } : nil
         let failures = SegmentFailure()
+        // A stage that stops its own streams (its threads failed) records the failure
+        // as its own first, before a neighbour receives it through a stream.
         let ios = chain.indices.map { index in
             StreamIO(gridInput: index == 0 ? headGrid : gridStreams[index - 1], bytesInput: index == 0 ? headBytes : byteStreams[index - 1],
                      gridOutput: tees?.gridOutput(index, gridStreams[index]) ?? gridStreams[index],
                      bytesOutput: tees?.bytesOutput(index, byteStreams[index]) ?? byteStreams[index], inputRange: ranges[index],
-                     bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
+                     bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag(), onStop: { failures.fail(index, $0) })
         }
         let adapterIO = StreamIO(gridInput: gridStreams.last ?? nil, bytesInput: byteStreams.last ?? nil, gridOutput: headGrid, bytesOutput: headBytes,
                                  bandRows: bandRows, bandBuffers: capacity, cancel: CancelFlag())
@@ -259,7 +316,6 @@ extension Executor {
         let clock = ContinuousClock()
         let started = clock.now
         var ended: [Duration] = Array(repeating: .zero, count: chain.count)
-        let timeout = chain.enumerated().compactMap { index, member in member.timeout.map { (index, $0) } }.min { $0.1 < $1.1 }
 
         await withTaskCancellationHandler {
             await withTaskGroup(of: TaskEnd.self) { group in
@@ -270,6 +326,16 @@ extension Executor {
                         do {
                             let artifact = try await Blocking.run { _ in try instance.stream(io, context: context) }
                             outputs.lock.withLock { outputs.artifacts[index] = artifact }
+                            // A stage that returns must have sent all of its output and
+                            // taken all of its input, or its neighbour would wait forever.
+                            if let output = io.gridOutput.map({ $0.isFinished }) ?? io.bytesOutput.map({ $0.isFinished }), !output {
+                                throw PipelineError("returned without finishing its output stream (a bug in the stage type: call finish())",
+                                                    retryable: false, code: .stageBug)
+                            }
+                            if let input = io.gridInput.map({ $0.isDrained }) ?? io.bytesInput.map({ $0.isDrained }), !input {
+                                throw PipelineError("returned before reading all of its input stream (a bug in the stage type)",
+                                                    retryable: false, code: .stageBug)
+                            }
                         } catch {
                             failures.fail(index, error)
                         }
@@ -333,11 +399,11 @@ extension Executor {
                     }
                 }
                 let workers = chain.count + teeList.count + (headInput != nil ? 1 : 0) + (gridStreams[last] != nil || byteStreams[last] != nil ? 1 : 0)
-                if let (index, limit) = timeout {
+                if let deadline {
                     group.addTask {
                         do {
-                            try await Task.sleep(for: limit)
-                            failures.fail(index, StageTimeoutError(timeout: limit))
+                            try await Task.sleep(until: deadline.at, clock: .continuous)
+                            failures.timeOut(deadline.index, StageTimeoutError(timeout: deadline.limit))
                         } catch {}
                         return .timer
                     }
@@ -354,7 +420,10 @@ extension Executor {
                         break
                     }
                     // Everything has ended: the timer has nothing left to time.
-                    if finished == workers { group.cancelAll() }
+                    if finished == workers {
+                        failures.end()
+                        group.cancelAll()
+                    }
                 }
             }
         } onCancel: {

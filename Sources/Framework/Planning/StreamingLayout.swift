@@ -165,8 +165,8 @@ public struct StreamingLayout: Sendable {
     /// a pop, microseconds against the milliseconds of work on it.
     public static func defaultBandRows(for estimate: ArtifactEstimate?) -> Int {
         guard let width = estimate?.width, width > 0 else { return 64 }
-        let byteWidth = max(1, estimate?.elementType?.byteWidth ?? 1)
-        return min(4096, max(1, (256 << 10) / (width * byteWidth)))
+        let rowBytes = Double(width) * Double(max(1, estimate?.elementType?.byteWidth ?? 1))
+        return Int(min(4096, max(1, (Double(256 << 10) / rowBytes).rounded(.down))))
     }
 
     /// The largest output held whole, for the message of a refused memory limit.

@@ -118,6 +118,12 @@ public final class ArtifactStream<Header: Sendable, Item: Sendable>: @unchecked 
         queue.fail(error)
     }
 
+    /// The producer sent its header and finished.
+    public var isFinished: Bool { currentHeader != nil && queue.isFinished }
+
+    /// Finished, and every item taken.
+    public var isDrained: Bool { queue.isDrained }
+
     /// What passed: items, bytes, and how long each side waited for the other.
     public var statistics: StreamStatistics {
         let queued = queue.currentStatistics

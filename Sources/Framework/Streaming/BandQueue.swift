@@ -126,6 +126,18 @@ public final class BandQueue<Element: Sendable>: @unchecked Sendable {
         fail(Stopped())
     }
 
+    /// The producer has called `finish`.
+    public var isFinished: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return finished
+    }
+
+    /// Finished, and every element taken.
+    public var isDrained: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return finished && count == 0
+    }
+
     public var currentStatistics: Statistics {
         condition.lock()
         defer { condition.unlock() }

@@ -14,7 +14,8 @@ public final class StreamedOutput: Artifact, @unchecked Sendable {
         summary.height = info.height
         summary.elementType = info.elementType.rawValue
         summary.encoding = info.table != nil ? "dictionary" : nil
-        summary.byteCount = info.width * info.height * info.elementType.byteWidth
+        // In Double: the product of two sides must not wrap.
+        summary.byteCount = Int(min(Double(info.width) * Double(info.height) * Double(info.elementType.byteWidth), Double(Int.max)))
         summary.streamed = true
         summaryValue = summary
         templateValues = ["width": String(info.width), "height": String(info.height)]
@@ -54,7 +55,7 @@ public enum StreamAdapters {
                 info = GridStreamInfo(width: grid.width, height: grid.height, elementType: T.elementType)
             }
             try stream.begin(info)
-            let (pool, rows) = io.bandPool(rowBytes: info.rowBytes, purpose: "a band of \(grid.width)-wide rows")
+            let (pool, rows) = try io.bandPool(rowBytes: info.rowBytes, height: info.height, purpose: "a band of \(grid.width)-wide rows")
             var row = 0
             while row < info.height {
                 try io.checkCancellation()

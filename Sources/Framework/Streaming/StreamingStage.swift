@@ -131,7 +131,9 @@ public final class StreamIO: @unchecked Sendable {
     public let cancel: CancelFlag
 
     public init(gridInput: GridStream? = nil, bytesInput: ByteStream? = nil, gridOutput: GridStream? = nil, bytesOutput: ByteStream? = nil,
-                inputRange: InputRange? = nil, bandRows: Int, bandBuffers: Int, cancel: CancelFlag) {
+                inputRange: InputRange? = nil, bandRows: Int, bandBuffers: Int, cancel: CancelFlag,
+                onStop: (@Sendable (any Error) -> Void)? = nil) {
+        self.onStop = onStop
         self.gridInput = gridInput
         self.bytesInput = bytesInput
         self.gridOutput = gridOutput
@@ -172,6 +174,9 @@ public final class StreamIO: @unchecked Sendable {
     private var pools: [BufferPool] = []
     private var outputPools: [BufferPool] = []
     private var stopped: (any Error)?
+    /// Called once, first, when the stage stops its own streams (the executor records
+    /// the failure as this stage's before a neighbour can receive it).
+    private let onStop: (@Sendable (any Error) -> Void)?
 
     /// A pool for the stage's buffers, stopped with the segment (so that a `take`
     /// waiting for a buffer a stopped consumer will never give back wakes up). Take
@@ -190,11 +195,15 @@ public final class StreamIO: @unchecked Sendable {
     }
 
     /// Bands of about `bandRows` rows of `rowBytes` bytes, the rows rounded up to a
-    /// multiple of `granularity`: a pool of `bandBuffers` of them.
-    public func bandPool(rowBytes: Int, granularity: Int = 1, purpose: String) -> (pool: BufferPool, rows: Int) {
+    /// multiple of `granularity` and at most `height` (the image's): a pool of
+    /// `bandBuffers` of them. A band too large to address is an `AllocationError`.
+    public func bandPool(rowBytes: Int, height: Int, granularity: Int = 1, purpose: String) throws -> (pool: BufferPool, rows: Int) {
         let unit = max(1, granularity)
-        let rows = max(unit, (bandRows + unit - 1) / unit * unit)
-        return (pool(bufferSize: rows * max(1, rowBytes), purpose: purpose), rows)
+        var rows = max(unit, bandRows / unit * unit + (bandRows % unit == 0 ? 0 : unit))
+        rows = max(1, min(rows, max(1, height)))
+        let (bytes, overflow) = rows.multipliedReportingOverflow(by: max(1, rowBytes))
+        guard !overflow else { throw AllocationError(byteCount: Double(rows) * Double(rowBytes), purpose: purpose) }
+        return (pool(bufferSize: bytes, purpose: purpose), rows)
     }
 
     /// A writer for `bytesOutput` with chunks of `chunkSize` bytes.
@@ -216,16 +225,22 @@ public final class StreamIO: @unchecked Sendable {
     public func gridWriter(_ info: GridStreamInfo) throws -> GridStreamWriter {
         let output = try requireGridOutput()
         try output.begin(info)
-        let (pool, rows) = bandPool(rowBytes: info.rowBytes, purpose: "a band of \(info.width)-wide rows of \(info.storedElementType.swiftName)")
+        let (pool, rows) = try bandPool(rowBytes: info.rowBytes, height: info.height, purpose: "a band of \(info.width)-wide rows of \(info.storedElementType.swiftName)")
         return GridStreamWriter(info: info, stream: output, pool: pool, rowsPerBand: rows)
     }
 
     /// Stops everything of this stage's: its streams and pools wake with `error`.
+    /// The first call counts; later ones do nothing.
     public func stop(_ error: any Error) {
         lock.lock()
-        if stopped == nil { stopped = error }
+        guard stopped == nil else {
+            lock.unlock()
+            return
+        }
+        stopped = error
         let pools = pools
         lock.unlock()
+        onStop?(error)
         cancel.set()
         for pool in pools { pool.fail(error) }
         gridInput?.fail(error)

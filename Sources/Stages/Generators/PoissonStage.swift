@@ -139,8 +139,9 @@ extension PoissonStage: StreamingStage {
         let sampler = PoissonSampler(lambda: lambda)
         let (seed, width, height) = (context.seed, width, height)
         let rowsPerBlock = Self.rowsPerBlock(width: width)
-        let (pool, bandRows) = io.bandPool(rowBytes: info.rowBytes, granularity: rowsPerBlock, purpose: "a band of \(width)-wide rows")
-        let bands = (height + bandRows - 1) / bandRows
+        let (pool, bandRows) = try io.bandPool(rowBytes: info.rowBytes, height: height, granularity: rowsPerBlock,
+                                               purpose: "a band of \(width)-wide rows")
+        let bands = height / bandRows + (height % bandRows == 0 ? 0 : 1)
         let workers = max(1, min(context.concurrency, bands, io.bandBuffers - 1))
         let taking = Sequencer(), pushing = Sequencer()
         let progress = RowProgress(total: height, report: { context.reportProgress($0) })
@@ -151,7 +152,7 @@ extension PoissonStage: StreamingStage {
         }) { worker in
             for band in stride(from: worker, to: bands, by: workers) {
                 try io.checkCancellation()
-                let rows = (band * bandRows)..<min(height, (band + 1) * bandRows)
+                let rows = (band * bandRows)..<(band * bandRows + min(bandRows, height - band * bandRows))
                 // Buffers are taken in band order too, so the band whose turn it is to
                 // be pushed never waits for a buffer held by a later one.
                 try taking.wait(for: band)
