@@ -175,6 +175,17 @@ import Testing
         #expect(thrown.all == ["cancelled"])
     }
 
+    /// `--band-rows` asks for bands; none is taller than the image, and one too large
+    /// to address is an allocation error, not a crash.
+    @Test func bandsAreNeverTallerThanTheImage() throws {
+        let io = StreamIO(bandRows: 1_000_000, bandBuffers: 2, cancel: CancelFlag())
+        let (pool, rows) = try io.bandPool(rowBytes: 100, height: 10, purpose: "test")
+        #expect(rows == 10 && pool.bufferSize == 1000)
+        let (_, rounded) = try io.bandPool(rowBytes: 100, height: 5_000_000, granularity: 3, purpose: "test")
+        #expect(rounded == 1_000_002)
+        #expect(throws: AllocationError.self) { _ = try io.bandPool(rowBytes: Int.max / 2, height: 10, purpose: "huge") }
+    }
+
     @Test func aBufferThatCannotBeMadeSaysSo() {
         let pool = BufferPool(bufferSize: Int.max / 2, count: 2, purpose: "a huge band")
         #expect(throws: AllocationError.self) { _ = try pool.take() }
