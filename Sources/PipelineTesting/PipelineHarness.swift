@@ -51,7 +51,9 @@ public struct PipelineHarness: Sendable {
     /// unchanged reuse their stored outputs, and the run's recorded seed is used
     /// (`seed` is ignored). Store problems throw `ArtifactStoreError` before anything runs.
     ///
-    /// `streaming: false` holds every artifact whole (`--no-stream`); `bandRows` sets
+    /// `streaming: true` streams every edge that can, however small its data
+    /// (`--stream`), so that tests of small pipelines exercise streaming;
+    /// `streaming: false` holds every artifact whole (`--no-stream`). `bandRows` sets
     /// the rows per band of streamed grids (`--band-rows`).
     public func run(_ yaml: String, seed: UInt64 = 1, jobs: Int = 2, overrides: [String] = [], runID: String? = nil,
                     store: (any ArtifactStore)? = nil, resume: Bool = false, streaming: Bool = true,
@@ -63,6 +65,7 @@ public struct PipelineHarness: Sendable {
         let id = runID ?? "test-" + UUID().uuidString.lowercased()
         var options = RunOptions(runID: id, seed: seed, jobs: jobs, events: events)
         options.streaming = streaming
+        options.streamingMinimumBytes = 0
         options.bandRows = bandRows
         if let store {
             try options.useStore(store, for: plan, start: resume ? .resume : .run, seed: resume ? nil : seed)

@@ -125,6 +125,7 @@ struct RunCommand: AsyncParsableCommand {
         if let jobs { options.jobs = jobs }
         options.stageRetries = !noStageRetries
         options.streaming = !streaming.noStream
+        options.streamingMinimumBytes = streaming.minimumBytes
         options.bandRows = streaming.bandRows.flatMap { Int($0) }
         if let only, plan.stage(only) == nil {
             let help = Suggestions.didYouMean(only, in: plan.stages.map(\.id))

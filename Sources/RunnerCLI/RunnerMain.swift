@@ -131,7 +131,22 @@ struct StreamingOptions: ParsableArguments {
     @Flag(help: "Hold every artifact whole instead of streaming bands between stages.")
     var noStream = false
 
+    @Flag(help: "Stream every edge that can stream, however small its data (by default data under 8 MiB is held whole).")
+    var stream = false
+
+    /// Data below this is held whole.
+    var minimumBytes: Double { stream ? 0 : StreamingLayout.defaultMinimumBytes }
+
+    /// The layout a run of `plan` without a store would have with these options.
+    func layout(_ plan: Plan) -> StreamingLayout {
+        StreamingLayout.layout(plan, streaming: !noStream, bandRows: bandRows.flatMap { Int($0) },
+                               jobs: ProcessInfo.processInfo.activeProcessorCount, minimumBytes: minimumBytes)
+    }
+
     func validate() throws {
+        if stream && noStream {
+            throw ValidationError("--stream and --no-stream cannot be used together")
+        }
         if let memoryLimit, MemorySize.parse(memoryLimit) == nil {
             throw ValidationError("--memory-limit must be a size from 1 byte to 1 EiB, such as 512M, 2G or 1073741824, got '\(FilePaths.printable(memoryLimit))'")
         }
@@ -240,8 +255,7 @@ struct ValidateCommand: AsyncParsableCommand {
     func run() async throws {
         let plan = try pipeline.plan()
         let console = Console(format: .text, level: verbose ? .debug : .info)
-        try streaming.check(StreamingLayout.layout(plan, streaming: !streaming.noStream, bandRows: streaming.bandRows.flatMap { Int($0) },
-                                                   jobs: ProcessInfo.processInfo.activeProcessorCount), of: plan, console: console)
+        try streaming.check(streaming.layout(plan), of: plan, console: console)
         let ok = "\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): "
             + plan.stages.map { FilePaths.printable($0.id) }.joined(separator: ", ")
         guard checkAccess else {
@@ -277,13 +291,15 @@ struct GraphCommand: AsyncParsableCommand {
     @Option(help: "dot or mermaid.")
     var format: GraphFormat = .dot
 
+    @OptionGroup var streaming: StreamingOptions
+
     enum GraphFormat: String, ExpressibleByArgument, CaseIterable {
         case dot, mermaid
     }
 
     func run() async throws {
         let plan = try pipeline.plan()
-        let layout = StreamingLayout.layout(plan, jobs: ProcessInfo.processInfo.activeProcessorCount)
+        let layout = streaming.layout(plan)
         print(PlanRendering.render(plan, as: format == .dot ? .dot : .mermaid, layout: layout), terminator: "")
     }
 }

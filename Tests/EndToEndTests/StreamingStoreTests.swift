@@ -204,6 +204,7 @@ import PipelineTesting
         func peak(_ store: (any ArtifactStore)?) -> Double {
             var options = RunOptions(runID: "m", seed: 1, jobs: 2, events: IgnoredEvents())
             options.store = store
+            options.streamingMinimumBytes = 0  // the 3 MB grid streams too
             return Executor(plan: plan, options: options).layout.peakBytes
         }
         let directory = FileArtifactStore(root: "/nonexistent")

@@ -65,6 +65,21 @@ import PipelineTesting
         #expect(StreamingLayout.whole(plan).segments.isEmpty)
     }
 
+    /// The runner holds small data whole (faster, as lean), and a small input whole
+    /// rather than computing it twice for a range pass.
+    @Test func smallDataIsHeldWholeByDefault() throws {
+        let minimum = StreamingLayout.defaultMinimumBytes
+        let small = try Self.harness.plan(Self.chains[0].1).get()  // 2000x1001: 2 MB a stage
+        #expect(StreamingLayout.layout(small, minimumBytes: minimum).segments.isEmpty)
+        let medium = try Self.harness.plan(Self.chains[0].1.replacingOccurrences(of: "width: 2000, height: 1001", with: "width: 3000, height: 3000")).get()
+        let layout = StreamingLayout.layout(medium, minimumBytes: minimum)  // 9 MB: streams, but no range pass
+        #expect(layout.segments == [["normalize", "encode"]])
+        #expect(layout.rangePasses.isEmpty)
+        #expect(layout.notes["normalize"]?.contains("holding it costs less than a range pass") == true, "\(layout.notes)")
+        let large = try Self.harness.plan(Self.chains[0].1.replacingOccurrences(of: "width: 2000, height: 1001", with: "width: 5000, height: 5000")).get()
+        #expect(StreamingLayout.layout(large, minimumBytes: minimum).rangePasses["normalize"] == ["generate"])
+    }
+
     @Test func aNonReplayableUpstreamMaterialisesBeforeMinMaxNormalize() throws {
         let yaml = """
             stages:
@@ -240,10 +255,16 @@ import PipelineTesting
     @Test func graphMarksStreamedEdges() throws {
         let box = try HardeningTests.Sandbox()
         defer { box.remove() }
-        let result = try box.run(["graph", RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path])
+        let path = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+        let result = try box.run(["graph", path, "--set", "params.size=8192"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("\"generate\" -> \"normalize\" [label=\"Grid<UInt8> (streamed)\", style=bold"), "\(result.stdout)")
         #expect(result.stdout.contains("estimated peak memory"))
+        // At 2048 the job's data (4 MB a stage) is small: held whole, plain edges, unless --stream.
+        let small = try box.run(["graph", path])
+        #expect(small.stdout.contains("\"generate\" -> \"normalize\" [label=\"Grid<UInt8>\"];"), "\(small.stdout)")
+        let forced = try box.run(["graph", path, "--stream"])
+        #expect(forced.stdout.contains("(streamed)"))
         let stages = try box.run(["stages"])
         #expect(stages.stdout.contains("poisson: A grid of independent Poisson(lambda) samples.\n  inputs:  none (a source)\n"
             + "  output:  Grid<UInt8|UInt16|UInt32> (from lambda and dtype)\n  streams: its output a band (or chunk) at a time; replayable"), "\(stages.stdout)")

@@ -34,8 +34,11 @@ public struct RunOptions: Sendable {
     /// reuses stored outputs (`reuse`, `--resume`) holds every artifact whole, since
     /// each stage may be reused or run on its own.
     public var streaming: Bool = true
-    /// Rows per band of streamed grids; nil lets each segment choose (about 1 MiB).
+    /// Rows per band of streamed grids; nil lets each segment choose (about 256 KiB).
     public var bandRows: Int?
+    /// Data estimated below this many bytes is held whole (`StreamingLayout`); 0
+    /// streams every edge that can stream.
+    public var streamingMinimumBytes: Double = StreamingLayout.defaultMinimumBytes
 
     /// - Parameter events: By default, swift-log records through a `Logger` labelled
     ///   `pipeline` (whatever `LoggingSystem` the program bootstrapped).
@@ -200,7 +203,8 @@ public struct Executor: Sendable {
         guard options.streaming && !(options.store != nil && options.reuse) else {
             return StreamingLayout.whole(plan, bandRows: options.bandRows, jobs: options.jobs)
         }
-        var layout = StreamingLayout.layout(plan, storing: options.store != nil, bandRows: options.bandRows, jobs: options.jobs)
+        var layout = StreamingLayout.layout(plan, storing: options.store != nil, bandRows: options.bandRows, jobs: options.jobs,
+                                            minimumBytes: options.streamingMinimumBytes)
         if let store = options.store { layout.addStoreWrites(store) }
         return layout
     }

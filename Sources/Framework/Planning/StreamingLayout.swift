@@ -35,6 +35,11 @@ public struct StreamingLayout: Sendable {
     /// Buffers each streaming stage's pool holds.
     public var bandBuffers: Int = 4
 
+    /// What the runner streams: data of 8 MiB or more (a 2896x2896 byte grid). Below
+    /// that, whole artifacts are as lean and faster; a range pass is worth it from
+    /// twice that.
+    public static let defaultMinimumBytes: Double = 8 * 1_048_576
+
     /// The process's own memory before any stage holds anything (code, libraries,
     /// the Swift runtime): measured on Debian 12 for the runner, rounded up.
     public static let baseBytes: Double = 24 * 1_048_576
@@ -68,8 +73,13 @@ public struct StreamingLayout: Sendable {
     /// `storing` (a run with an artifact store, which keeps every output) streams an
     /// edge only when the store can write the producer's output as it passes: when its
     /// codec is a built-in one (`ArtifactCodecs.storesStreamed`).
+    ///
+    /// `minimumBytes` keeps small data whole: an edge whose data is estimated below it
+    /// does not stream (threads and queues cost more than they save there), and an
+    /// input that would need a range pass is held whole below twice it. The runner
+    /// passes `defaultMinimumBytes`; 0 streams every edge that can stream.
     public static func layout(_ plan: Plan, streaming: Bool = true, storing: Bool = false, bandRows: Int? = nil,
-                              jobs: Int = 2) -> StreamingLayout {
+                              jobs: Int = 2, minimumBytes: Double = 0) -> StreamingLayout {
         var layout = StreamingLayout()
         layout.bandBuffers = max(2, jobs) + 2
         var consumers: [String: [String]] = [:]
@@ -82,6 +92,13 @@ public struct StreamingLayout: Sendable {
         }
         func streamable(_ type: ArtifactType) -> Bool {
             ArtifactType.allGrids.contains(type) || type == .encodedImage
+        }
+        // What each output will be (the outputs do not depend on the band size).
+        var outputs: [String: ArtifactEstimate] = [:]
+        for stage in plan.stages {
+            guard let instance = stage.instance as? any StreamingStage else { continue }
+            let input = stage.inputs.count == 1 ? stage.inputs.values.first.flatMap { outputs[$0] } : nil
+            outputs[stage.id] = type(of: instance).estimate(parameters: stage.parameters, input: input, bandRows: 64, bandBuffers: 4).output
         }
         // Heads of the segments being built, by member.
         var headOf: [String: String] = [:]
@@ -100,6 +117,8 @@ public struct StreamingLayout: Sendable {
                     + "(\(producer.outputType)) through a codec it cannot write while the data streams"
                 continue
             }
+            // Small data is held whole, unless everything is to stream.
+            if let size = outputs[producerID]?.byteCount, size < minimumBytes { continue }
             let head = headOf[producerID] ?? producerID
             let chain = members[head] ?? [producerID]
             if consumerSupport.needsInputRange {
@@ -108,6 +127,12 @@ public struct StreamingLayout: Sendable {
                     let culprit = chain.first { id in plan.stage(id).flatMap(support)?.replayable != true } ?? producerID
                     layout.notes[stage.id] = "input materialised: '\(stage.id)' needs the range of its input before its first band, "
                         + "and '\(culprit)' is not replayable"
+                    continue
+                }
+                // A small input is cheaper to hold than to compute twice.
+                if let size = outputs[producerID]?.byteCount, size < 2 * minimumBytes {
+                    layout.notes[stage.id] = "input held whole: '\(stage.id)' needs the range of its input before its first band, "
+                        + "and at \(ByteCountFormatting.string(size)) holding it costs less than a range pass"
                     continue
                 }
                 layout.rangePasses[stage.id] = chain
@@ -131,8 +156,9 @@ public struct StreamingLayout: Sendable {
                 var rows = bandRows ?? segmentHead.flatMap { layout.bandRows[$0] } ?? 64
                 var estimate = kind.estimate(parameters: stage.parameters, input: input, bandRows: rows, bandBuffers: layout.bandBuffers)
                 if let head = segmentHead, head == stage.id {
-                    // A segment's bands are as many rows as its head's output makes about 1 MiB.
-                    rows = bandRows ?? Self.defaultBandRows(for: estimate.output)
+                    // A segment's bands are about 256 KiB of the rows that enter it: its
+                    // head's input (sliced from a whole artifact), else its output.
+                    rows = bandRows ?? Self.defaultBandRows(for: input ?? estimate.output)
                     layout.bandRows[head] = rows
                     estimate = kind.estimate(parameters: stage.parameters, input: input, bandRows: rows, bandBuffers: layout.bandBuffers)
                 }
