@@ -60,8 +60,13 @@ public struct S3Stage: Stage {
     let concurrency: Int
     let checksum: Bool
     let overwrite: Bool
-    /// Where the client's credentials, region and endpoint come from (tests give their own).
-    var environment = AWSEnvironment()
+    /// Where the client's credentials, region and endpoint come from: tests give their
+    /// own; otherwise the process environment when the stage runs, not when it was made.
+    var environmentOverride: AWSEnvironment?
+    var environment: AWSEnvironment {
+        get { environmentOverride ?? AWSEnvironment() }
+        set { environmentOverride = newValue }
+    }
 
     public init(parameters: Parameters) throws {
         self.parameters = parameters
