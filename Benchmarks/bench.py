@@ -160,7 +160,7 @@ def main():
 
         large = [int(s) for s in args.large.split(",") if s]
         if large:
-            say("\n### Streaming: runner against libvips and a C floor, one run each\n")
+            say("\n### Streaming: runner against libvips, a C floor, the Python reference and cjpeg\n")
             say("libvips: `gaussnoise(N, N, mean=128, sigma=20).cast('uchar').jpegsave(Q=95)` in a process of its own "
                 "(pyvips-binary). C floor: `Benchmarks/c_floor.c`, one thread, whole image: Poisson(3) by table inversion, "
                 "min-max to 8 bits, libjpeg q95, fwrite (no fsync). Runner: the reference job (JPEG q95 to a file, fsync'd), "
