@@ -171,10 +171,10 @@ for (name, options) in [("jpeg q95", JPEGCodec.Options(quality: 95)), ("jpeg q95
           "pixels_mb_per_s": Double(count) / seconds / 1e6, "bytes": size])
 }
 for workers in [1, 2] {
-    let options = JPEGCodec.Options(quality: 95, restartRows: 8)
+    let options = JPEGCodec.Options(quality: 95, restartRows: 2)
     var size = 0
     let seconds = try await time { size = try await JPEGCodec.encodeGray(unit, options: options, workers: workers).count }
-    emit(["stage": "jpeg", "what": "jpeg q95, restart_rows 8 (the stage's default), \(workers) strip\(workers == 1 ? "" : "s")",
+    emit(["stage": "jpeg", "what": "jpeg q95, restart_rows 2 (the stage's default), \(workers) strip\(workers == 1 ? "" : "s")",
           "seconds": seconds, "pixels_mb_per_s": Double(count) / seconds / 1e6, "bytes": size])
 }
 for filter in [PNGCodec.Filter.none, .all] {

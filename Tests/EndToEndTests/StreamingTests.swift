@@ -33,6 +33,7 @@ import PipelineTesting
         return [
             ("reference jpeg", chain("lambda: 3", ",", "jpeg")),
             ("jpeg restart every 8 rows", chain("lambda: 3", ",", "jpeg, restart_rows: 1")),
+            ("jpeg restart every 64 rows (the default before)", chain("lambda: 3", ",", "jpeg, restart_rows: 8")),
             ("jpeg without restarts", chain("lambda: 3", ",", "jpeg, restart_rows: 0")),
             ("jpeg progressive", chain("lambda: 3", ",", "jpeg, progressive: true")),
             ("jpeg optimized", chain("lambda: 3", ",", "jpeg, optimize: true")),

@@ -137,10 +137,12 @@ import TestFixtures
         defer { try? FileManager.default.removeItem(at: directory) }
         let text = try RunnerProcess.run(["stages", "jpeg"], in: directory)
         #expect(text.status == 0)
-        #expect(text.stdout.contains("  version: 1"), "\(text.stdout)")
+        // 2 since restart_rows defaults to 2 (issue 12).
+        #expect(JPEGStage.spec.version == 2)
+        #expect(text.stdout.contains("  version: 2"), "\(text.stdout)")
         let json = try RunnerProcess.run(["stages", "jpeg", "--format", "json"], in: directory)
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
-        #expect(object?["version"] as? Int == 1)
+        #expect(object?["version"] as? Int == 2)
     }
 }
 
