@@ -193,21 +193,11 @@ extension Executor {
                 }
                 return completions
             case .failure(let failed):
-                let cancelled = Task.isCancelled
-                let member = members[failed.index]
-                let cause: any Error = failed.error is CancellationError && !cancelled
-                    ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
-                    : failed.error
-                let failure = PipelineError(cause, stage: member.id, stageType: member.typeName)
-                if !cancelled && failure.isRetryable && failure.code != .storeIO && options.stageRetries && attempt <= member.retry.count {
-                    let wait = member.retry.delay(beforeRetry: attempt)
-                    events.emit(.stageRetrying(RunEvent.StageRetrying(stage: member.id, type: member.typeName, attempt: attempt,
-                                                                      error: failure, delay: wait)))
-                    do {
-                        try await Task.sleep(for: wait)
-                        continue
-                    } catch {}
-                }
+                // A store write that failed is not retried, as in whole mode.
+                let storeFailed = PipelineError(failed.error).code == .storeIO
+                let (failure, retry) = await failedAttempt(failed.error, of: members[failed.index], attempt: attempt,
+                                                           retryable: !storeFailed, events: events)
+                if retry { continue }
                 let duration = clock.now - start
                 return members.enumerated().map { index, stage in
                     let result: any Error = index == failed.index && !Task.isCancelled ? failure : CancellationError()
@@ -347,7 +337,7 @@ extension Executor {
                         do {
                             try await Blocking.run { _ in
                                 if let grid = headInput as? any AnyGrid, let stream = headGrid {
-                                    try StreamAdapters.sliceGrid(grid, into: stream, bandRows: bandRows, io: adapterIO)
+                                    try StreamAdapters.sliceGrid(grid, into: stream, io: adapterIO)
                                 } else if let bytes = headInput as? any BytesArtifact, let stream = headBytes {
                                     try StreamAdapters.sliceBytes(bytes, into: stream, io: adapterIO)
                                 }

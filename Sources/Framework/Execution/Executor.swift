@@ -475,6 +475,31 @@ public struct Executor: Sendable {
             progress: { fraction in events.emit(.stageProgress(RunEvent.StageProgress(stage: id, fraction: fraction))) })
     }
 
+    /// What an attempt's error means for `stage`: its failure, and whether to run it
+    /// again (then the wait before the retry is over). Cancelled means the run was: a
+    /// stage that throws CancellationError on its own has failed, and says so. A
+    /// failure is retried when it is retryable, `retryable` allows it, and the stage's
+    /// `retries` are not used up.
+    func failedAttempt(_ error: any Error, of stage: PlannedStage, attempt: Int, retryable: Bool = true,
+                       events: Events) async -> (failure: PipelineError, retry: Bool) {
+        let cancelled = Task.isCancelled
+        let cause: any Error = error is CancellationError && !cancelled
+            ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
+            : error
+        let failure = PipelineError(cause, stage: stage.id, stageType: stage.typeName)
+        guard !cancelled && retryable && failure.isRetryable && options.stageRetries && attempt <= stage.retry.count else {
+            return (failure, false)
+        }
+        let wait = stage.retry.delay(beforeRetry: attempt)
+        events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt, error: failure, delay: wait)))
+        do {
+            try await Task.sleep(for: wait)
+            return (failure, true)
+        } catch {
+            return (failure, false)
+        }
+    }
+
     private func attempt(_ stage: PlannedStage, inputs: StageInputs, startedAt: Date, start: ContinuousClock.Instant,
                          events: Events) async -> Completion {
         let clock = ContinuousClock()
@@ -487,22 +512,8 @@ public struct Executor: Sendable {
                 let artifact = try await runAttempt(stage, inputs: inputs, context: context)
                 return Completion(id: stage.id, result: .success(artifact), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             } catch {
-                // Cancelled means the run was: a stage that throws CancellationError on
-                // its own has failed, and says so.
-                let cancelled = Task.isCancelled
-                let cause: any Error = error is CancellationError && !cancelled
-                    ? PipelineError("stopped with a cancellation, though the run was not cancelled", retryable: false, code: .stageFailed)
-                    : error
-                let failure = PipelineError(cause, stage: stage.id, stageType: stage.typeName)
-                if !cancelled && failure.isRetryable && options.stageRetries && attempt <= stage.retry.count {
-                    let wait = stage.retry.delay(beforeRetry: attempt)
-                    events.emit(.stageRetrying(RunEvent.StageRetrying(stage: stage.id, type: stage.typeName, attempt: attempt,
-                                                                      error: failure, delay: wait)))
-                    do {
-                        try await Task.sleep(for: wait)
-                        continue
-                    } catch {}
-                }
+                let (failure, retry) = await failedAttempt(error, of: stage, attempt: attempt, events: events)
+                if retry { continue }
                 let result: any Error = Task.isCancelled ? CancellationError() : failure
                 return Completion(id: stage.id, result: .failure(result), attempts: attempt, startedAt: startedAt, duration: clock.now - start)
             }

@@ -20,8 +20,12 @@ public struct GridStreamInfo: Sendable, Hashable {
     /// The type of the elements in the bands: `uint8` for a dictionary-encoded grid.
     public var storedElementType: ElementType { table != nil ? .uint8 : elementType }
 
-    /// Bytes of one row as the bands hold it.
-    public var rowBytes: Int { width * storedElementType.byteWidth }
+    /// Bytes of one row as the bands hold it; `Int.max` for a width so large that the
+    /// product does not fit (a band of it then cannot be allocated, and says so).
+    public var rowBytes: Int {
+        let (bytes, overflow) = width.multipliedReportingOverflow(by: storedElementType.byteWidth)
+        return overflow ? .max : bytes
+    }
 
     public var artifactType: ArtifactType { .grid(elementType) }
 }

@@ -41,8 +41,8 @@ public final class StreamedOutput: Artifact, @unchecked Sendable {
 /// image into a stream, and materialising a stream into a whole artifact.
 public enum StreamAdapters {
     /// Pushes `artifact` (a grid, or a bytes artifact with an image's shape) into
-    /// `stream`, a band or chunk at a time, copied into buffers of `pool`'s.
-    public static func sliceGrid(_ grid: any AnyGrid, into stream: GridStream, bandRows: Int, io: StreamIO) throws {
+    /// `stream`, a band or chunk at a time, copied into buffers of `io`'s band pool.
+    public static func sliceGrid(_ grid: any AnyGrid, into stream: GridStream, io: StreamIO) throws {
         func slice<T: GridElement>(_ grid: Grid<T>) throws {
             let source: Grid<UInt8>?
             let info: GridStreamInfo

@@ -111,6 +111,26 @@ final class BandSamples {
     }
 }
 
+extension BandSamples {
+    /// Feeds every band of `input` to one encoder a piece at a time (`write(samples,
+    /// stride, rows)`), passing what it has compressed so far on to `writer` after each
+    /// piece (`drain`), and releasing each band once fed.
+    func feed(_ input: GridStream, cancel: CancelFlag, progress: RowProgress?, to writer: ByteStreamWriter,
+              write: (UnsafeRawPointer, Int, Int) throws -> Void,
+              drain: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+        while let band = try input.next() {
+            defer { band.release() }
+            try pieces(of: band) { pointer, count in
+                if cancel.isSet() { throw CancellationError() }
+                try write(pointer, stride, count)
+                try drain { try writer.write($0) }
+            }
+            progress?.add(band.rows.count)
+            writer.fraction = Double(band.rows.upperBound) / Double(info.height)
+        }
+    }
+}
+
 extension PNGCodec {
     /// Encodes a streamed grid into a streamed PNG: rows go to libpng a band at a
     /// time and the compressed bytes leave after each band. The bytes are those of
@@ -122,16 +142,7 @@ extension PNGCodec {
         }
         let samples = try BandSamples(info, depth: options.bitDepth, library: "libpng")
         let encoder = try PNGEncoder(options: options, width: info.width, height: info.height, outputCapacity: ByteStreamWriter.defaultChunkSize)
-        while let band = try input.next() {
-            defer { band.release() }
-            try samples.pieces(of: band) { pointer, count in
-                if cancel.isSet() { throw CancellationError() }
-                try encoder.write(pointer, stride: samples.stride, count: count)
-                try encoder.drain { try writer.write($0) }
-            }
-            progress?.add(band.rows.count)
-            writer.fraction = Double(band.rows.upperBound) / Double(info.height)
-        }
+        try samples.feed(input, cancel: cancel, progress: progress, to: writer, write: encoder.write, drain: encoder.drain)
         let tail = try encoder.finish()
         try tail.withUnsafeBytes { try writer.write($0) }
         try writer.finish()
@@ -159,16 +170,7 @@ extension JPEGCodec {
         let samples = try BandSamples(info, depth: 8, library: "libjpeg")
         guard !options.progressive, !options.optimize, intervalRows > 0, workers > 1 else {
             let encoder = try JPEGEncoder(options: options, width: info.width, height: info.height, cancel: io.cancel, outputCapacity: ByteStreamWriter.defaultChunkSize)
-            while let band = try input.next() {
-                defer { band.release() }
-                try samples.pieces(of: band) { pointer, count in
-                    try io.checkCancellation()
-                    try encoder.write(pointer, stride: samples.stride, count: count)
-                    try encoder.drain { try writer.write($0) }
-                }
-                progress?.add(band.rows.count)
-                writer.fraction = Double(band.rows.upperBound) / Double(info.height)
-            }
+            try samples.feed(input, cancel: io.cancel, progress: progress, to: writer, write: encoder.write, drain: encoder.drain)
             let tail = try encoder.finish()
             try tail.withUnsafeBytes { try writer.write($0) }
             try writer.finish()
@@ -261,7 +263,6 @@ private final class StripEncoder: @unchecked Sendable {
         var filled = 0  // rows of the current strip
         while let band = try input.next() {
             defer { band.release() }
-            var row = band.rows.lowerBound
             try samples.pieces(of: band) { pointer, count in
                 try io.checkCancellation()
                 var copied = 0
@@ -281,7 +282,6 @@ private final class StripEncoder: @unchecked Sendable {
                         strip += 1
                     }
                 }
-                row += count
             }
             progress?.add(band.rows.count)
         }
