@@ -12,7 +12,16 @@ struct ExportCommand: AsyncParsableCommand {
 struct AirflowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "airflow",
-        abstract: "Write an Apache Airflow 3 DAG file: one task per stage, run with --only against an artifact store.")
+        abstract: "Write an Apache Airflow 3 DAG file: one task per stage, run with --only against an artifact store.",
+        discussion: """
+            --operator bash (the default) runs the runner installed on the workers; docker runs each task in a \
+            container of --image (Docker provider), kubernetes in a pod (cncf.kubernetes provider). In a container \
+            the pipeline is read from /pipelines/FILE's name (the image bakes in the repository's pipelines/; mount \
+            another there or give --pipeline-path) and relative paths land in /work. A directory artifact store must \
+            be on a volume every task mounts (--mount), else each task's outputs vanish with its container; or use \
+            s3://. Credentials are never written into the DAG: docker tasks get --pass-env variables from the \
+            worker's environment when they start, pods get --secret Kubernetes Secrets.
+            """)
 
     @OptionGroup var pipeline: PipelineOptions
 
@@ -22,7 +31,49 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The artifact store the tasks share: a directory (made absolute) or s3://bucket/prefix (kept as it is).", valueName: "dir-or-uri"))
     var artifactStore: String
 
-    @Option(help: "The runner executable on the Airflow workers; default: this runner's real path.")
+    @Option(name: .customLong("operator"), help: ArgumentHelp("How each task runs: bash (the runner on the workers), docker (a container per task) or kubernetes (a pod per task).", valueName: "operator"))
+    var taskOperator: AirflowExport.Operator = .bash
+
+    @Option(help: ArgumentHelp("The runner's container image (docker, kubernetes), e.g. registry.example.com/pipeline-runner:1.0.", valueName: "image"))
+    var image: String?
+
+    @Option(help: ArgumentHelp("When to pull the image: always, missing or never (docker: always or missing). Default: the engine's.", valueName: "policy"))
+    var pull: AirflowExport.PullPolicy?
+
+    @Option(help: ArgumentHelp("A volume for every task: HOST-DIR:PATH (docker, a bind mount) or CLAIM:PATH (kubernetes, a PersistentVolumeClaim); add :ro for read-only. Repeatable.", valueName: "source:path"))
+    var mount: [String] = []
+
+    @Option(name: .customLong("pass-env"), help: ArgumentHelp("A variable of the worker's environment each container gets when its task starts (docker). Repeatable; default: the AWS credential, region and endpoint variables, and those the pipeline reads with ${env.NAME}.", valueName: "name"))
+    var passEnvironment: [String] = []
+
+    @Option(help: ArgumentHelp("A Kubernetes Secret whose keys become every pod's environment (kubernetes). Repeatable.", valueName: "name"))
+    var secret: [String] = []
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("A fixed variable for every container, written into the DAG: not for credentials. Repeatable.", valueName: "name=value"))
+    var environment: [String] = []
+
+    @Option(help: ArgumentHelp("The pods' Kubernetes namespace; default: the connection's.", valueName: "namespace"))
+    var namespace: String?
+
+    @Option(help: ArgumentHelp("The pods' Kubernetes service account (for credentials bound to it, such as IRSA).", valueName: "name"))
+    var serviceAccount: String?
+
+    @Option(help: ArgumentHelp("The Docker API the docker tasks use, e.g. unix:///run/podman/podman.sock; default: DOCKER_HOST on the worker.", valueName: "url"))
+    var dockerURL: String?
+
+    @Option(help: ArgumentHelp("The containers' network (docker network_mode), e.g. none or host.", valueName: "mode"))
+    var network: String?
+
+    @Option(help: ArgumentHelp("CPUs each task asks for (docker: CPU shares; kubernetes: a request).", valueName: "cpus"))
+    var cpus: String?
+
+    @Option(help: ArgumentHelp("Memory each pod requests (kubernetes): a size such as 512M; default: the plan's estimate for the stage.", valueName: "size"))
+    var memory: String?
+
+    @Option(help: ArgumentHelp("A hard memory limit for each task's container, such as 2G; default: none.", valueName: "size"))
+    var memoryLimit: String?
+
+    @Option(help: "The runner executable on the Airflow workers, or in the image; default: this runner's real path, or /usr/local/bin/runner in the image.")
     var runner: String?
 
     @Option(help: ArgumentHelp("The pipeline file's path on the Airflow workers; default: FILE made absolute.", valueName: "path"))
@@ -37,12 +88,14 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(help: "The DAG id; default: the pipeline's name.")
     var dagID: String?
 
-    @Option(help: "The tasks' working directory; default: the current directory.")
+    @Option(help: "The tasks' working directory; default: the current directory, or the image's (/work) in a container.")
     var workdir: String?
 
     func validate() throws {
         let values = [("--output", output), ("--artifact-store", artifactStore), ("--workdir", workdir ?? ""), ("--runner", runner ?? ""),
-                      ("--pipeline-path", pipelinePath ?? ""), ("--schedule", schedule ?? ""), ("--owner", owner)]
+                      ("--pipeline-path", pipelinePath ?? ""), ("--schedule", schedule ?? ""), ("--owner", owner), ("--image", image ?? ""),
+                      ("--docker-url", dockerURL ?? ""), ("--network", network ?? "")]
+            + mount.map { ("--mount", $0) } + environment.map { ("--env", $0) }
         for (option, value) in values {
             if let offset = FilePaths.controlCharacterOffset(in: value) {
                 throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); it cannot hold one")
@@ -51,6 +104,122 @@ struct AirflowCommand: AsyncParsableCommand {
         if let schedule, schedule.trimmingCharacters(in: .whitespaces).isEmpty {
             throw ValidationError("--schedule is empty; leave it out for a DAG without a schedule")
         }
+        try validateContainerOptions()
+    }
+
+    /// The container options: each only with the operators it means something to,
+    /// every value checked before a DAG is written.
+    func validateContainerOptions() throws {
+        let given: [(option: String, used: Bool, operators: Set<AirflowExport.Operator>)] = [
+            ("--image", image != nil, [.docker, .kubernetes]), ("--pull", pull != nil, [.docker, .kubernetes]),
+            ("--mount", !mount.isEmpty, [.docker, .kubernetes]), ("--env", !environment.isEmpty, [.docker, .kubernetes]),
+            ("--cpus", cpus != nil, [.docker, .kubernetes]), ("--memory-limit", memoryLimit != nil, [.docker, .kubernetes]),
+            ("--pass-env", !passEnvironment.isEmpty, [.docker]), ("--docker-url", dockerURL != nil, [.docker]), ("--network", network != nil, [.docker]),
+            ("--secret", !secret.isEmpty, [.kubernetes]), ("--namespace", namespace != nil, [.kubernetes]),
+            ("--service-account", serviceAccount != nil, [.kubernetes]), ("--memory", memory != nil, [.kubernetes]),
+        ]
+        for option in given where option.used && !option.operators.contains(taskOperator) {
+            switch taskOperator {
+            case .bash:
+                throw ValidationError("\(option.option) is for --operator docker or kubernetes; bash tasks run the runner installed on the workers")
+            case .docker where option.option == "--memory":
+                throw ValidationError("--memory is a Kubernetes request; for docker give --memory-limit")
+            case .docker:
+                throw ValidationError("\(option.option) is for --operator kubernetes")
+            case .kubernetes where option.option == "--pass-env":
+                throw ValidationError("--pass-env is for --operator docker: a pod does not see the worker's environment; "
+                    + "put credentials in a Kubernetes Secret and give --secret NAME (or bind them to --service-account)")
+            case .kubernetes:
+                throw ValidationError("\(option.option) is for --operator docker")
+            }
+        }
+        guard taskOperator != .bash else { return }
+        guard let image, !image.isEmpty else {
+            throw ValidationError("--operator \(taskOperator.rawValue) needs --image: the runner's image the tasks run, such as scripts/image builds")
+        }
+        if image.contains(where: { $0.isWhitespace }) {
+            throw ValidationError("--image '\(FilePaths.printable(image))' has a space; an image reference cannot")
+        }
+        if taskOperator == .docker && pull == .never {
+            throw ValidationError("--pull never is not something the Docker provider can do (it pulls a missing image); give always or missing")
+        }
+        var targets: Set<String> = []
+        for text in mount {
+            let parsed = try Self.parseMount(text, taskOperator: taskOperator)
+            guard targets.insert(parsed.target).inserted else {
+                throw ValidationError("--mount '\(FilePaths.printable(text))': \(parsed.target) is mounted twice")
+            }
+        }
+        for name in passEnvironment where !EnvironmentNames.isValid(name) {
+            throw ValidationError("--pass-env '\(FilePaths.printable(name))' is not a variable name (letters, digits and '_', not starting with a digit)")
+        }
+        for text in environment {
+            let (name, _) = try Self.parseEnvironment(text)
+            if EnvironmentNames.isCredential(name) {
+                throw ValidationError("--env \(name): its name says it holds a credential, and --env values are written into the DAG; "
+                    + (taskOperator == .docker ? "give --pass-env \(name) to hand it over from the worker's environment" : "put it in a Kubernetes Secret and give --secret NAME"))
+            }
+        }
+        for name in secret where !KubernetesNames.isSubdomain(name) {
+            throw ValidationError("--secret '\(FilePaths.printable(name))' is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
+        }
+        if let namespace, !KubernetesNames.isLabel(namespace) {
+            throw ValidationError("--namespace '\(FilePaths.printable(namespace))' is not a Kubernetes namespace (at most 63 of a-z, 0-9 and '-')")
+        }
+        if let serviceAccount, !KubernetesNames.isSubdomain(serviceAccount) {
+            throw ValidationError("--service-account '\(FilePaths.printable(serviceAccount))' is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
+        }
+        if let cpus {
+            guard let value = Double(cpus), value.isFinite, value >= 0.001, value <= 1024 else {
+                throw ValidationError("--cpus must be a number from 0.001 to 1024, such as 0.5 or 2, got '\(FilePaths.printable(cpus))'")
+            }
+        }
+        for (option, size) in [("--memory", memory), ("--memory-limit", memoryLimit)] {
+            if let size, MemorySize.parse(size) == nil {
+                throw ValidationError("\(option) must be a size from 1 byte to 1 EiB, such as 512M, 2G or 1073741824, got '\(FilePaths.printable(size))'")
+            }
+        }
+        if let workdir, !workdir.hasPrefix("/") {
+            throw ValidationError("--workdir '\(FilePaths.printable(workdir))' is a path in the container; give it absolute")
+        }
+    }
+
+    /// `SOURCE:TARGET[:ro]`: a host directory (docker; made absolute) or a claim
+    /// (kubernetes), and an absolute path in the container.
+    static func parseMount(_ text: String, taskOperator: AirflowExport.Operator, cwd: String = "/") throws -> AirflowExport.Mount {
+        var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        var readOnly = false
+        if parts.count == 3, parts[2] == "ro" || parts[2] == "rw" {
+            readOnly = parts.removeLast() == "ro"
+        }
+        let form = taskOperator == .docker ? "HOST-DIR:PATH[:ro]" : "CLAIM:PATH[:ro]"
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ValidationError("--mount '\(FilePaths.printable(text))' is not \(form)")
+        }
+        guard parts[1].hasPrefix("/") else {
+            throw ValidationError("--mount '\(FilePaths.printable(text))': the path in the container, '\(FilePaths.printable(parts[1]))', must be absolute")
+        }
+        let target = FilePaths.absolute(parts[1])
+        if taskOperator == .kubernetes {
+            guard KubernetesNames.isSubdomain(parts[0]) else {
+                throw ValidationError("--mount '\(FilePaths.printable(text))': '\(FilePaths.printable(parts[0]))' is not a PersistentVolumeClaim's name "
+                    + "(lower-case letters, digits, '-' and '.')")
+            }
+            return AirflowExport.Mount(source: parts[0], target: target, readOnly: readOnly)
+        }
+        return AirflowExport.Mount(source: FilePaths.absolute(parts[0], relativeTo: cwd), target: target, readOnly: readOnly)
+    }
+
+    /// `NAME=VALUE`.
+    static func parseEnvironment(_ text: String) throws -> (name: String, value: String) {
+        guard let equals = text.firstIndex(of: "="), EnvironmentNames.isValid(String(text[..<equals])) else {
+            throw ValidationError("--env '\(FilePaths.printable(text))' is not NAME=VALUE with a variable name (letters, digits and '_')")
+        }
+        let name = String(text[..<equals])
+        if RunCommand.environmentOptions.contains(where: { $0.0 == name }) {
+            throw ValidationError("--env \(name): the DAG sets it for every task (from Airflow's run id, the store and dag_run.conf)")
+        }
+        return (name, String(text[text.index(after: equals)...]))
     }
 
     /// The path of the running executable: argv[0] made absolute when it names a
@@ -66,18 +235,50 @@ struct AirflowCommand: AsyncParsableCommand {
         return FilePaths.absolute(argument, relativeTo: cwd)
     }
 
+    /// The AWS variables a docker task gets by default: credentials, region, endpoint.
+    static let awsVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+                               "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+
+    /// The names a pipeline file reads with `${env.NAME}` (or `${env.NAME:-default}`).
+    static func environmentReferences(in text: String) -> [String] {
+        var names: [String] = []
+        var rest = Substring(text)
+        while let range = rest.range(of: "${env.") {
+            let name = rest[range.upperBound...].prefix { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+            if !name.isEmpty && !names.contains(String(name)) { names.append(String(name)) }
+            rest = rest[range.upperBound...]
+        }
+        return names
+    }
+
     func run() async throws {
         let plan = try pipeline.plan()
-        // The tasks will open the store: one they would refuse is refused here, before
-        // a DAG whose every task fails is written. Opening checks the location only.
-        do {
-            _ = try ArtifactStoreRegistry.builtin.open(artifactStore)
-        } catch let error as ArtifactStoreError {
-            FileHandle.standardError.write(Data("error: --artifact-store: \(Console.printable(error.message)); no DAG was written\n".utf8))
-            throw ExitCode(RunnerMain.ExitStatus.invalid)
-        }
         let cwd = FileManager.default.currentDirectoryPath
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
+        let inContainer = taskOperator != .bash
+        let containerWorkdir = workdir ?? "/work"
+        let isURI = ArtifactStoreRegistry.scheme(of: artifactStore) != nil
+        // In a container a relative store is below the container's working directory.
+        let store = isURI ? artifactStore : (inContainer ? FilePaths.absolute(artifactStore, relativeTo: containerWorkdir) : absolute(artifactStore))
+        let mounts = try mount.map { try Self.parseMount($0, taskOperator: taskOperator, cwd: cwd) }
+        // The tasks will open the store: one they would refuse is refused here, before
+        // a DAG whose every task fails is written. Opening checks the location only;
+        // a directory in a container is checked against the volumes instead.
+        if isURI || !inContainer {
+            do {
+                _ = try ArtifactStoreRegistry.builtin.open(artifactStore)
+            } catch let error as ArtifactStoreError {
+                FileHandle.standardError.write(Data("error: --artifact-store: \(Console.printable(error.message)); no DAG was written\n".utf8))
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
+        }
+        if inContainer && !isURI && !mounts.contains(where: { FilePaths.isWithin(store, directory: $0.target) && !$0.readOnly }) {
+            let example = taskOperator == .docker ? "--mount HOST-DIR:\(store)" : "--mount CLAIM:\(store) (a ReadWriteMany claim)"
+            FileHandle.standardError.write(Data(("error: --artifact-store \(Console.printable(store)) is in the container and no writable --mount "
+                + "holds it: each task runs in a container of its own, so the next task would not find this one's outputs; "
+                + "give \(Console.printable(example)), or an s3:// store; no DAG was written\n").utf8))
+            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        }
         var extra: [String] = []
         for profile in pipeline.profiles { extra += ["--profile", profile] }
         for assignment in pipeline.overrides { extra += ["--set", assignment] }
@@ -85,13 +286,51 @@ struct AirflowCommand: AsyncParsableCommand {
         guard !dagID.isEmpty, dagID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
             throw ValidationError("DAG id '\(FilePaths.printable(dagID))' must be letters, digits, '_', '.' or '-'; give one with --dag-id")
         }
-        let executable = runner ?? Self.currentExecutable(relativeTo: cwd)
+        let executable = runner ?? (inContainer ? "/usr/local/bin/runner" : Self.currentExecutable(relativeTo: cwd))
+        let pipelineFile = pipelinePath ?? (inContainer ? "/pipelines/" + FilePaths.split(absolute(pipeline.file)).name : absolute(pipeline.file))
+        var container: AirflowExport.ContainerSettings?
+        if inContainer, let image {
+            var settings = AirflowExport.ContainerSettings(image: image, pullPolicy: pull, mounts: mounts)
+            if taskOperator == .docker {
+                var names = passEnvironment
+                if names.isEmpty {
+                    let text = (try? String(contentsOfFile: pipeline.file, encoding: .utf8)) ?? ""
+                    names = Self.awsVariables + Self.environmentReferences(in: text).filter { !Self.awsVariables.contains($0) }
+                }
+                settings.passEnvironment = names
+            }
+            settings.secrets = secret
+            settings.environment = try environment.map { try Self.parseEnvironment($0) }
+            settings.namespace = namespace
+            settings.serviceAccount = serviceAccount
+            settings.dockerURL = dockerURL
+            settings.network = network
+            settings.workingDirectory = workdir
+            settings.cpus = cpus.flatMap(Double.init)
+            settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
+            if taskOperator == .kubernetes {
+                for stage in plan.stages {
+                    // Room above the estimate: it counts the data, not the allocator's slack.
+                    if let bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.25 }) {
+                        settings.memoryRequests[stage.id] = bytes
+                    }
+                }
+            }
+            container = settings
+        }
         let settings = AirflowExport.Settings(
-            dagID: dagID, runner: executable, pipeline: pipelinePath ?? absolute(pipeline.file),
-            artifactStore: ArtifactStoreRegistry.scheme(of: artifactStore) != nil ? artifactStore : absolute(artifactStore),
-            workingDirectory: absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule, owner: owner)
+            dagID: dagID, runner: executable, pipeline: pipelineFile, artifactStore: store,
+            workingDirectory: inContainer ? containerWorkdir : absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule,
+            owner: owner, taskOperator: taskOperator, container: container)
         let text = AirflowExport.render(plan, settings: settings)
         try AtomicFile.write(Array(text.utf8), to: output, overwrite: true)
+        if inContainer && pipelinePath == nil {
+            FileHandle.standardError.write(Data(("note: the tasks read the pipeline at \(Console.printable(pipelineFile)) in the image "
+                + "(the Containerfile bakes in pipelines/); mount it there or give --pipeline-path\n").utf8))
+        }
         print(output)
     }
 }
+
+extension AirflowExport.Operator: ExpressibleByArgument {}
+extension AirflowExport.PullPolicy: ExpressibleByArgument {}

@@ -13,11 +13,11 @@ struct RunCommand: AsyncParsableCommand {
 
     // Values are taken as they come (`parsing: .unconditional`), so `--seed -1` gets a
     // message about -1 rather than "Missing value"; validate() checks them.
-    @Option(parsing: .unconditional, help: "The run id (letters, digits, . _ - : +); default: a new time-sortable id.")
+    @Option(parsing: .unconditional, help: "The run id (letters, digits, . _ - : +); default: RUNNER_RUN_ID, else a new time-sortable id.")
     var runID: String?
 
     @Option(name: .customLong("seed"), parsing: .unconditional,
-            help: ArgumentHelp("The run seed (0 to \(UInt64.max)); stages without their own seed derive theirs from it. Default: random, recorded in the report.", valueName: "seed"))
+            help: ArgumentHelp("The run seed (0 to \(UInt64.max)); stages without their own seed derive theirs from it. Default: RUNNER_SEED, else random, recorded in the report.", valueName: "seed"))
     var seedText: String?
 
     @Option(name: .customLong("jobs"), parsing: .unconditional,
@@ -35,7 +35,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
     var report: String?
 
-    @Option(help: ArgumentHelp("Persist every stage's output in this directory or s3://bucket/prefix, under RUN_ID/STAGE/.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Persist every stage's output in this directory or s3://bucket/prefix, under RUN_ID/STAGE/. Default: RUNNER_ARTIFACT_STORE, else none.", valueName: "dir"))
     var artifactStore: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Resume run RUN_ID: reuse stored outputs whose stage, parameters and inputs are unchanged.", valueName: "run-id"))
@@ -58,7 +58,39 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Print debug messages.")
     var verbose = false
 
-    func validate() throws {
+    /// Options a container's environment may give: each applies only when its option
+    /// is not on the command line, and an empty variable counts as unset.
+    static let environmentOptions = [("RUNNER_RUN_ID", "--run-id"), ("RUNNER_SEED", "--seed"), ("RUNNER_ARTIFACT_STORE", "--artifact-store")]
+
+    /// Takes the options `environmentOptions` names from `environment` where the
+    /// command line left them out, refusing a bad value by its variable's name.
+    mutating func adoptEnvironment(_ environment: [String: String]) throws {
+        func value(_ name: String) -> String? {
+            guard let value = environment[name], !value.isEmpty else { return nil }
+            return value
+        }
+        if runID == nil, resume == nil, let value = value("RUNNER_RUN_ID") {
+            if let problem = RunID.problem(with: value) {
+                throw ValidationError("RUNNER_RUN_ID (for --run-id) '\(FilePaths.printable(value))' \(problem)")
+            }
+            runID = value
+        }
+        if seedText == nil, let value = value("RUNNER_SEED") {
+            guard UInt64(value) != nil else {
+                throw ValidationError("RUNNER_SEED (for --seed) must be a whole number from 0 to \(UInt64.max), got '\(FilePaths.printable(value))'")
+            }
+            seedText = value
+        }
+        if artifactStore == nil, let value = value("RUNNER_ARTIFACT_STORE") {
+            if let offset = FilePaths.controlCharacterOffset(in: value) {
+                throw ValidationError("RUNNER_ARTIFACT_STORE (for --artifact-store) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
+            }
+            artifactStore = value
+        }
+    }
+
+    mutating func validate() throws {
+        try adoptEnvironment(ProcessInfo.processInfo.environment)
         if let runID, let problem = RunID.problem(with: runID) {
             throw ValidationError("--run-id '\(FilePaths.printable(runID))' \(problem)")
         }

@@ -1,26 +1,121 @@
 import Foundation
 
-/// A plan as an Apache Airflow 3 DAG file: one BashOperator per stage running
-/// `runner FILE --only STAGE --run-id <Airflow's run id> --artifact-store DIR`, with
-/// the pipeline's edges as task dependencies and each stage's `retries` and
-/// `timeout` as the task's.
+/// A plan as an Apache Airflow 3 DAG file: one task per stage running `runner FILE
+/// --only STAGE --no-stage-retries` against a shared artifact store, with the
+/// pipeline's edges as task dependencies and each stage's `retries` and `timeout` as
+/// the task's. A task is a BashOperator (the runner on the workers, given the run id
+/// and store as options), a DockerOperator or a KubernetesPodOperator (the runner's
+/// image, given them as RUNNER_RUN_ID, RUNNER_ARTIFACT_STORE and RUNNER_SEED).
 ///
 /// The output depends only on its inputs (same plan and settings, same bytes).
-/// Every fixed string Airflow would render (the `bash_command`, the fixed `env`
-/// values, the `cwd`) is wrapped in `literal()` so braces in paths are not read as
-/// Jinja; the runner path, artifact store and seed can be overridden per run with
-/// `dag_run.conf` (`{"runner": ..., "artifact_store": ..., "seed": ...}`), and
-/// their rendered values are not rendered again.
+/// Every fixed string Airflow would render (the `bash_command`, the containers'
+/// arguments, the fixed environment values, paths) is wrapped in `literal()`, so
+/// braces are not read as Jinja nor a `.yaml` or `.sh` ending as a template file;
+/// the runner path (bash) or image (containers), artifact store and seed can be
+/// overridden per run with `dag_run.conf` (`{"runner" or "image": ..., "artifact_store":
+/// ..., "seed": ...}`), and their rendered values are not rendered again.
 public enum AirflowExport {
+    /// How each task runs its stage.
+    public enum Operator: String, CaseIterable, Sendable {
+        /// BashOperator: the runner installed on every worker.
+        case bash
+        /// DockerOperator (Docker provider): a container of the image per task, on
+        /// the worker's Docker engine (or any engine with the Docker API, podman's too).
+        case docker
+        /// KubernetesPodOperator (cncf.kubernetes provider): a pod of the image per task.
+        case kubernetes
+    }
+
+    /// When the container engine pulls the image (podman's words).
+    public enum PullPolicy: String, CaseIterable, Sendable {
+        case always, missing, never
+
+        /// Kubernetes's name for it.
+        var kubernetes: String {
+            switch self {
+            case .always: "Always"
+            case .missing: "IfNotPresent"
+            case .never: "Never"
+            }
+        }
+    }
+
+    /// A volume in each task's container: for `docker`, a directory of the Docker
+    /// host bound at `target`; for `kubernetes`, a PersistentVolumeClaim mounted there.
+    public struct Mount: Sendable, Hashable {
+        public var source: String
+        public var target: String
+        public var readOnly: Bool
+
+        public init(source: String, target: String, readOnly: Bool = false) {
+            self.source = source
+            self.target = target
+            self.readOnly = readOnly
+        }
+    }
+
+    /// What the `docker` and `kubernetes` operators need beyond the bash export's settings.
+    public struct ContainerSettings: Sendable {
+        /// The image every task runs, e.g. `registry.example.com/pipeline-runner:1.0`.
+        public var image: String
+        public var pullPolicy: PullPolicy?
+        public var mounts: [Mount]
+        /// Variables of the worker's environment handed to each container when its
+        /// task starts (`docker`): their values are never written into the DAG.
+        public var passEnvironment: [String]
+        /// Kubernetes Secrets whose keys become each pod's environment variables.
+        public var secrets: [String]
+        /// Fixed variables for every task, written into the DAG (no credentials).
+        public var environment: [(name: String, value: String)]
+        /// Kubernetes namespace; `nil`: the connection's, else `default`.
+        public var namespace: String?
+        public var serviceAccount: String?
+        /// The Docker API the `docker` tasks use (`unix:///run/podman/podman.sock`, ...);
+        /// `nil`: DOCKER_HOST on the worker, else the Docker default.
+        public var dockerURL: String?
+        /// The containers' network (`docker`'s network_mode), e.g. `none` or `host`.
+        public var network: String?
+        /// The working directory in the container; `nil`: the image's (/work).
+        public var workingDirectory: String?
+        /// CPUs each task asks for (`docker`: relative CPU shares; `kubernetes`: a request).
+        public var cpus: Double?
+        /// Memory each task asks for (`kubernetes` requests), by stage id: the
+        /// export fills it from the plan's estimates unless one value is given for all.
+        public var memoryRequests: [String: Double]
+        /// A hard memory limit for every task's container, if any.
+        public var memoryLimit: Double?
+
+        public init(image: String, pullPolicy: PullPolicy? = nil, mounts: [Mount] = [], passEnvironment: [String] = [],
+                    secrets: [String] = [], environment: [(name: String, value: String)] = [], namespace: String? = nil,
+                    serviceAccount: String? = nil, dockerURL: String? = nil, network: String? = nil,
+                    workingDirectory: String? = nil, cpus: Double? = nil, memoryRequests: [String: Double] = [:],
+                    memoryLimit: Double? = nil) {
+            self.image = image
+            self.pullPolicy = pullPolicy
+            self.mounts = mounts
+            self.passEnvironment = passEnvironment
+            self.secrets = secrets
+            self.environment = environment
+            self.namespace = namespace
+            self.serviceAccount = serviceAccount
+            self.dockerURL = dockerURL
+            self.network = network
+            self.workingDirectory = workingDirectory
+            self.cpus = cpus
+            self.memoryRequests = memoryRequests
+            self.memoryLimit = memoryLimit
+        }
+    }
+
     public struct Settings: Sendable {
         public var dagID: String
-        /// Absolute path of the runner executable on the Airflow workers.
+        /// Absolute path of the runner executable on the Airflow workers, or in the image.
         public var runner: String
-        /// Absolute path of the pipeline file on the Airflow workers.
+        /// Absolute path of the pipeline file on the Airflow workers, or in the image.
         public var pipeline: String
         /// An absolute directory, or a URI such as `s3://bucket/prefix`, as given.
         public var artifactStore: String
-        /// Working directory of the tasks (relative output paths land there).
+        /// Working directory of the bash tasks (relative output paths land there).
         public var workingDirectory: String
         /// Extra runner arguments, e.g. `--profile s3` or `--set ...`, given to every task.
         public var extraArguments: [String]
@@ -31,10 +126,14 @@ public enum AirflowExport {
         public var owner: String
         /// Who wrote the file, for the header and `doc_md` (e.g. "runner 0.11.0").
         public var generator: String
+        public var taskOperator: Operator
+        /// For `docker` and `kubernetes`.
+        public var container: ContainerSettings?
 
         public init(dagID: String, runner: String, pipeline: String, artifactStore: String, workingDirectory: String,
                     extraArguments: [String] = [], schedule: String? = nil, owner: String = "airflow",
-                    generator: String = "runner \(RunnerVersion.current)") {
+                    generator: String = "runner \(RunnerVersion.current)", taskOperator: Operator = .bash,
+                    container: ContainerSettings? = nil) {
             self.dagID = dagID
             self.runner = runner
             self.pipeline = pipeline
@@ -44,6 +143,8 @@ public enum AirflowExport {
             self.schedule = schedule
             self.owner = owner
             self.generator = generator
+            self.taskOperator = taskOperator
+            self.container = container
         }
     }
 
@@ -76,32 +177,123 @@ public enum AirflowExport {
     /// What the DAG's `doc_md` says. It never ends in `.md`, which Airflow would
     /// read as the name of a file.
     static func documentation(_ plan: Plan, settings: Settings) -> String {
-        "Pipeline '\(plan.name)' (\(settings.pipeline)), one task per stage: \(plan.stages.map(\.id).joined(separator: ", ")). "
+        let place = switch settings.taskOperator {
+        case .bash: ""
+        case .docker: ", each in a container of \(settings.container?.image ?? "")"
+        case .kubernetes: ", each in a pod of \(settings.container?.image ?? "")"
+        }
+        return "Pipeline '\(plan.name)' (\(settings.pipeline)), one task per stage\(place): \(plan.stages.map(\.id).joined(separator: ", ")). "
             + "Exported by \(settings.generator) with `runner export airflow`.\n"
     }
 
     public static func render(_ plan: Plan, settings: Settings) -> String {
+        let container = settings.container ?? ContainerSettings(image: "")
         var lines: [String] = [
             "# Generated by `runner export airflow` (\(settings.generator)) from \(FilePaths.printable(plan.file)); do not edit, export again.",
-            "# Each task runs one stage: runner FILE --only STAGE --no-stage-retries --run-id <run id> --artifact-store DIR.",
-            "# Override per run with dag_run.conf: {\"runner\": ..., \"artifact_store\": ..., \"seed\": ...}.",
-            "import datetime",
-            "",
-            "from airflow.providers.standard.operators.bash import BashOperator",
-            "from airflow.sdk import DAG, literal",
-            "",
-            "RUNNER = \(python(settings.runner))",
-            "PIPELINE = \(python(settings.pipeline))",
-            "ARTIFACT_STORE = \(python(settings.artifactStore))",
-            "WORKDIR = \(python(settings.workingDirectory))",
-            "",
-            "ENV = {",
-            "    \"PIPELINE_RUNNER\": \"{{ dag_run.conf.get('runner') or params.runner }}\",",
-            "    \"PIPELINE_STORE\": \"{{ dag_run.conf.get('artifact_store') or params.artifact_store }}\",",
-            "    \"PIPELINE_SEED\": \"{{ dag_run.conf.get('seed', '') }}\",",
-            "    \"PIPELINE_RUN_ID\": \"{{ run_id }}\",",
-            "    \"PIPELINE_FILE\": literal(PIPELINE),",
-            "}",
+        ]
+        switch settings.taskOperator {
+        case .bash:
+            lines += [
+                "# Each task runs one stage: runner FILE --only STAGE --no-stage-retries --run-id <run id> --artifact-store DIR.",
+                "# Override per run with dag_run.conf: {\"runner\": ..., \"artifact_store\": ..., \"seed\": ...}.",
+                "import datetime",
+                "",
+                "from airflow.providers.standard.operators.bash import BashOperator",
+                "from airflow.sdk import DAG, literal",
+                "",
+                "RUNNER = \(python(settings.runner))",
+                "PIPELINE = \(python(settings.pipeline))",
+                "ARTIFACT_STORE = \(python(settings.artifactStore))",
+                "WORKDIR = \(python(settings.workingDirectory))",
+                "",
+                "ENV = {",
+                "    \"PIPELINE_RUNNER\": \"{{ dag_run.conf.get('runner') or params.runner }}\",",
+                "    \"PIPELINE_STORE\": \"{{ dag_run.conf.get('artifact_store') or params.artifact_store }}\",",
+                "    \"PIPELINE_SEED\": \"{{ dag_run.conf.get('seed', '') }}\",",
+                "    \"PIPELINE_RUN_ID\": \"{{ run_id }}\",",
+                "    \"PIPELINE_FILE\": literal(PIPELINE),",
+                "}",
+            ]
+        case .docker, .kubernetes:
+            let docker = settings.taskOperator == .docker
+            lines += [
+                "# Each task runs one stage in a \(docker ? "container" : "pod") of IMAGE: RUNNER PIPELINE --only STAGE --no-stage-retries,",
+                "# with RUNNER_RUN_ID (Airflow's run id), RUNNER_ARTIFACT_STORE and RUNNER_SEED in its environment.",
+                "# Override per run with dag_run.conf: {\"image\": ..., \"artifact_store\": ..., \"seed\": ...}.",
+                "import datetime",
+            ]
+            if docker {
+                if !container.passEnvironment.isEmpty { lines.append("import os") }
+                lines += [
+                    "",
+                    "from airflow.providers.docker.operators.docker import DockerOperator",
+                    "from airflow.sdk import DAG, literal",
+                    "from docker.types import Mount",
+                ]
+            } else {
+                lines += [
+                    "",
+                    "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
+                    "from airflow.sdk import DAG, literal",
+                    "from kubernetes.client import models as k8s",
+                ]
+            }
+            lines += [
+                "",
+                "IMAGE = \(python(container.image))",
+                "RUNNER = \(python(settings.runner))",
+                "PIPELINE = \(python(settings.pipeline))",
+                "ARTIFACT_STORE = \(python(settings.artifactStore))",
+                "ARGUMENTS = [\(settings.extraArguments.map(python).joined(separator: ", "))]",
+            ]
+            if docker {
+                lines.append("MOUNTS = [")
+                for mount in container.mounts {
+                    lines.append("    Mount(target=literal(\(python(mount.target))), source=literal(\(python(mount.source))), "
+                                 + "type=\"bind\", read_only=\(mount.readOnly ? "True" : "False")),")
+                }
+                lines.append("]")
+                if !container.passEnvironment.isEmpty {
+                    lines += [
+                        "# Variables of the worker's environment each container gets when its task starts",
+                        "# (credentials among them): their values are never written into this file.",
+                        "PASS_ENV = [\(container.passEnvironment.map(python).joined(separator: ", "))]",
+                        "",
+                        "",
+                        "def passed_environment():",
+                        "    return {name: os.environ[name] for name in PASS_ENV if name in os.environ}",
+                        "",
+                    ]
+                }
+            } else {
+                lines.append("VOLUMES = [")
+                for (index, mount) in container.mounts.enumerated() {
+                    lines.append("    k8s.V1Volume(name=\"volume-\(index)\", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource("
+                                 + "claim_name=literal(\(python(mount.source))), read_only=\(mount.readOnly ? "True" : "False"))),")
+                }
+                lines += ["]", "VOLUME_MOUNTS = ["]
+                for (index, mount) in container.mounts.enumerated() {
+                    lines.append("    k8s.V1VolumeMount(name=\"volume-\(index)\", mount_path=\(python(mount.target)), read_only=\(mount.readOnly ? "True" : "False")),")
+                }
+                lines += ["]", "# Each Secret's keys become environment variables of every pod.", "ENV_FROM = ["]
+                for secret in container.secrets {
+                    lines.append("    k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=\(python(secret)))),")
+                }
+                lines.append("]")
+            }
+            lines += [
+                "",
+                "ENV = {",
+                "    \"RUNNER_RUN_ID\": \"{{ run_id }}\",",
+                "    \"RUNNER_ARTIFACT_STORE\": \"{{ dag_run.conf.get('artifact_store') or params.artifact_store }}\",",
+                "    \"RUNNER_SEED\": \"{{ dag_run.conf.get('seed', '') }}\",",
+            ]
+            lines += container.environment.map { "    \(python($0.name)): literal(\(python($0.value)))," }
+            lines.append("}")
+        }
+        let params = settings.taskOperator == .bash ? "{\"runner\": RUNNER, \"artifact_store\": ARTIFACT_STORE}"
+            : "{\"image\": IMAGE, \"artifact_store\": ARTIFACT_STORE}"
+        lines += [
             "",
             "with DAG(",
             "    dag_id=\(python(settings.dagID)),",
@@ -110,36 +302,18 @@ public enum AirflowExport {
             "    doc_md=\(python(documentation(plan, settings: settings))),",
             "    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),",
             "    catchup=False,",
-            "    params={\"runner\": RUNNER, \"artifact_store\": ARTIFACT_STORE},",
+            "    params=\(params),",
             "    tags=[\"pipeline-framework\"],",
             ") as dag:",
         ]
-        let extra = settings.extraArguments.map(shell).joined(separator: " ")
         for stage in plan.stages {
-            // Airflow retries the task (retries, retry_delay below), so the runner does
-            // not retry the stage within it: one attempt per try, and the stage's
-            // timeout is each try's execution_timeout.
-            let command = "\"$PIPELINE_RUNNER\" \"$PIPELINE_FILE\" --only \(shell(stage.id)) --no-stage-retries --run-id \"$PIPELINE_RUN_ID\" "
-                + "--artifact-store \"$PIPELINE_STORE\" ${PIPELINE_SEED:+--seed \"$PIPELINE_SEED\"}" + (extra.isEmpty ? "" : " " + extra)
-            var arguments = [
-                "task_id=\(python(taskID(stage.id)))",
-                "bash_command=literal(\(python(command)))",
-                "env=ENV",
-                "append_env=True",
-                "cwd=literal(WORKDIR)",
-                "skip_on_exit_code=None",
-                "retries=\(stage.retry.count)",
-                "retry_delay=datetime.timedelta(milliseconds=\(Int(stage.retry.delay.seconds * 1000)))",
-            ]
-            if stage.retry.count > 0 && stage.retry.factor > 1 {
-                arguments.append("retry_exponential_backoff=True")
-                arguments.append("max_retry_delay=datetime.timedelta(milliseconds=\(Int(stage.retry.maxDelay.seconds * 1000)))")
+            let (operatorName, arguments) = switch settings.taskOperator {
+            case .bash: ("BashOperator", bashArguments(stage, settings: settings))
+            case .docker: ("DockerOperator", dockerArguments(stage, settings: settings, container: container))
+            case .kubernetes: ("KubernetesPodOperator", kubernetesArguments(stage, settings: settings, container: container))
             }
-            if let timeout = stage.timeout {
-                arguments.append("execution_timeout=datetime.timedelta(milliseconds=\(Int(timeout.seconds * 1000)))")
-            }
-            lines.append("    \(variable(stage.id)) = BashOperator(")
-            lines += arguments.map { "        \($0)," }
+            lines.append("    \(variable(stage.id)) = \(operatorName)(")
+            lines += (arguments + policyArguments(stage)).map { "        \($0)," }
             lines.append("    )")
         }
         lines.append("")
@@ -149,6 +323,144 @@ public enum AirflowExport {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Airflow retries the task (retries, retry_delay), so the runner does not retry
+    /// the stage within it: one attempt per try, and the stage's timeout is each
+    /// try's execution_timeout.
+    static func policyArguments(_ stage: PlannedStage) -> [String] {
+        var arguments = [
+            "retries=\(stage.retry.count)",
+            "retry_delay=datetime.timedelta(milliseconds=\(Int(stage.retry.delay.seconds * 1000)))",
+        ]
+        if stage.retry.count > 0 && stage.retry.factor > 1 {
+            arguments.append("retry_exponential_backoff=True")
+            arguments.append("max_retry_delay=datetime.timedelta(milliseconds=\(Int(stage.retry.maxDelay.seconds * 1000)))")
+        }
+        if let timeout = stage.timeout {
+            arguments.append("execution_timeout=datetime.timedelta(milliseconds=\(Int(timeout.seconds * 1000)))")
+        }
+        return arguments
+    }
+
+    static func bashArguments(_ stage: PlannedStage, settings: Settings) -> [String] {
+        let extra = settings.extraArguments.map(shell).joined(separator: " ")
+        let command = "\"$PIPELINE_RUNNER\" \"$PIPELINE_FILE\" --only \(shell(stage.id)) --no-stage-retries --run-id \"$PIPELINE_RUN_ID\" "
+            + "--artifact-store \"$PIPELINE_STORE\" ${PIPELINE_SEED:+--seed \"$PIPELINE_SEED\"}" + (extra.isEmpty ? "" : " " + extra)
+        return [
+            "task_id=\(python(taskID(stage.id)))",
+            "bash_command=literal(\(python(command)))",
+            "env=ENV",
+            "append_env=True",
+            "cwd=literal(WORKDIR)",
+            "skip_on_exit_code=None",
+        ]
+    }
+
+    /// The runner's arguments in a container: fixed strings, kept from Jinja (and
+    /// from being read as template files, as a `.yaml` or `.sh` ending would be).
+    static func containerCommand(_ stage: PlannedStage) -> String {
+        "literal([PIPELINE, \"--only\", \(python(stage.id)), \"--no-stage-retries\", *ARGUMENTS])"
+    }
+
+    static func dockerArguments(_ stage: PlannedStage, settings: Settings, container: ContainerSettings) -> [String] {
+        var arguments = [
+            "task_id=\(python(taskID(stage.id)))",
+            "image=\"{{ dag_run.conf.get('image') or params.image }}\"",
+            "entrypoint=[RUNNER]",
+            "command=\(containerCommand(stage))",
+            "environment=ENV",
+        ]
+        if !container.passEnvironment.isEmpty { arguments.append("private_environment=passed_environment()") }
+        if let url = container.dockerURL { arguments.append("docker_url=\(python(url))") }
+        arguments += [
+            "mounts=MOUNTS",
+            // The provider's own temporary directory mount is not needed: TMPDIR is the container's.
+            "mount_tmp_dir=False",
+            // The task's log has the container's output; no stopped container stays behind.
+            "auto_remove=\"force\"",
+            "force_pull=\(container.pullPolicy == .always ? "True" : "False")",
+        ]
+        if let network = container.network { arguments.append("network_mode=\(python(network))") }
+        if let workdir = container.workingDirectory { arguments.append("working_dir=\(python(workdir))") }
+        if let cpus = container.cpus { arguments.append("cpus=\(decimal(cpus))") }
+        if let limit = container.memoryLimit { arguments.append("mem_limit=\(Int(limit.rounded(.up)))") }
+        arguments.append("skip_on_exit_code=None")
+        return arguments
+    }
+
+    static func kubernetesArguments(_ stage: PlannedStage, settings: Settings, container: ContainerSettings) -> [String] {
+        var arguments = [
+            "task_id=\(python(taskID(stage.id)))",
+            "name=\(python(podName(dagID: settings.dagID, stage: stage.id)))",
+        ]
+        if let namespace = container.namespace { arguments.append("namespace=\(python(namespace))") }
+        arguments += [
+            "image=\"{{ dag_run.conf.get('image') or params.image }}\"",
+        ]
+        if let policy = container.pullPolicy { arguments.append("image_pull_policy=\(python(policy.kubernetes))") }
+        arguments += [
+            "cmds=literal([RUNNER])",
+            "arguments=\(containerCommand(stage))",
+            "env_vars=ENV",
+            "env_from=ENV_FROM",
+            "volumes=VOLUMES",
+            "volume_mounts=VOLUME_MOUNTS",
+        ]
+        if let account = container.serviceAccount { arguments.append("service_account_name=\(python(account))") }
+        var requests: [String] = []
+        if let cpus = container.cpus { requests.append("\"cpu\": \(python(kubernetesCPU(cpus)))") }
+        if let memory = container.memoryRequests[stage.id] { requests.append("\"memory\": \(python(kubernetesMemory(memory)))") }
+        let limits = container.memoryLimit.map { "{\"memory\": \(python(kubernetesMemory($0)))}" } ?? "None"
+        if !requests.isEmpty || container.memoryLimit != nil {
+            arguments.append("container_resources=k8s.V1ResourceRequirements(requests={\(requests.joined(separator: ", "))}, limits=\(limits))")
+        }
+        arguments += [
+            "get_logs=True",
+            "on_finish_action=\"delete_pod\"",
+            "skip_on_exit_code=None",
+        ]
+        return arguments
+    }
+
+    /// A pod name: a DNS label made of the DAG id and the stage id (Airflow adds a
+    /// random suffix).
+    static func podName(dagID: String, stage: String) -> String {
+        let raw = (dagID + "-" + stage).lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" }
+        var name = String(raw.prefix(50))
+        while name.hasSuffix("-") { name.removeLast() }
+        while name.hasPrefix("-") { name.removeFirst() }
+        return name.isEmpty ? "stage" : name
+    }
+
+    /// Memory as a Kubernetes quantity, in whole MiB rounded up.
+    static func kubernetesMemory(_ bytes: Double) -> String {
+        "\(Int((bytes / 1_048_576).rounded(.up)))Mi"
+    }
+
+    /// CPUs as a Kubernetes quantity, in whole millicores rounded up.
+    static func kubernetesCPU(_ cpus: Double) -> String {
+        let millis = Int((cpus * 1000).rounded(.up))
+        return millis % 1000 == 0 ? "\(millis / 1000)" : "\(millis)m"
+    }
+
+    static func decimal(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) + ".0" : String(value)
+    }
+
+    /// The memory a task running `stage` alone holds: the runner's own, its inputs
+    /// and its output, all whole (a task reads its inputs from the artifact store and
+    /// writes its output there). `nil` for a stage whose output or an input's size
+    /// cannot be known before the run.
+    public static func taskMemory(_ plan: Plan, stage id: String) -> Double? {
+        let whole = StreamingLayout.whole(plan)
+        guard let stage = plan.stage(id) else { return nil }
+        var bytes = StreamingLayout.baseBytes
+        for member in [id] + stage.inputs.values.sorted() {
+            guard !whole.unknownSizes.contains(member), let held = whole.stageMemory[member] ?? whole.estimates[member]?.byteCount else { return nil }
+            bytes += held
+        }
+        return bytes
     }
 
     static func variable(_ stage: String) -> String {

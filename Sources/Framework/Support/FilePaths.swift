@@ -22,6 +22,11 @@ public enum FilePaths {
         return "/" + components.joined(separator: "/")
     }
 
+    /// Whether the absolute, normalised `path` is `directory` or below it.
+    public static func isWithin(_ path: String, directory: String) -> Bool {
+        directory == "/" || path == directory || path.hasPrefix(directory + "/")
+    }
+
     /// The working directory (`/` if it cannot be read).
     public static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

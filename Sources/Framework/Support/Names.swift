@@ -37,3 +37,42 @@ enum Names {
         return bytes.dropFirst().allSatisfy { isLower($0) || isUpper($0) || isDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 }
+
+/// Environment variable names: their shape, and which hold credentials.
+public enum EnvironmentNames {
+    /// A portable variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+    public static func isValid(_ name: String) -> Bool {
+        guard let first = name.utf8.first, first == UInt8(ascii: "_") || (first | 0x20 >= UInt8(ascii: "a") && first | 0x20 <= UInt8(ascii: "z"))
+        else { return false }
+        return name.utf8.allSatisfy { c in
+            c == UInt8(ascii: "_") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+                || (c | 0x20 >= UInt8(ascii: "a") && c | 0x20 <= UInt8(ascii: "z"))
+        }
+    }
+
+    /// Whether a variable's name says it holds a credential: AWS keys and session
+    /// tokens, and any name with token, secret, password, credential or a key in it.
+    public static func isCredential(_ name: String) -> Bool {
+        let upper = name.uppercased()
+        if upper.hasPrefix("AWS_") && ["KEY", "SECRET", "TOKEN", "CREDENTIAL", "PASSWORD"].contains(where: upper.contains) { return true }
+        return ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"].contains(where: upper.contains)
+    }
+}
+
+/// Kubernetes object names.
+public enum KubernetesNames {
+    /// A DNS label (RFC 1123): at most 63 of `a-z`, `0-9` and `-`, starting and ending
+    /// with a letter or digit. Namespaces are labels.
+    public static func isLabel(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        func alphanumeric(_ c: UInt8) -> Bool { (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) }
+        guard let first = bytes.first, let last = bytes.last, bytes.count <= 63, alphanumeric(first), alphanumeric(last) else { return false }
+        return bytes.allSatisfy { alphanumeric($0) || $0 == UInt8(ascii: "-") }
+    }
+
+    /// A DNS subdomain (RFC 1123): at most 253 characters, labels joined by dots.
+    /// Secrets, claims and service accounts are named so.
+    public static func isSubdomain(_ name: String) -> Bool {
+        name.utf8.count <= 253 && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isLabel(String($0)) }
+    }
+}

@@ -220,10 +220,7 @@ public struct ExecStage: Stage {
     }
 
     static func isCredential(_ name: String) -> Bool {
-        let upper = name.uppercased()
-        if upper == ProcessTable.markerVariable { return true }
-        if upper.hasPrefix("AWS_") && ["KEY", "SECRET", "TOKEN", "CREDENTIAL", "PASSWORD"].contains(where: upper.contains) { return true }
-        return ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"].contains(where: upper.contains)
+        name.uppercased() == ProcessTable.markerVariable || EnvironmentNames.isCredential(name)
     }
 
     /// Reads and checks the program's output against the declared type.
