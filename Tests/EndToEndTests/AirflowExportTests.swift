@@ -19,14 +19,16 @@ import TestFixtures
         var tasks: [String: String]
     }
 
-    func runDAG(_ dagID: String, in directory: URL, conf: String) throws -> AirflowRun {
+    /// Runs DAG `dagID` of `directory`/dags once on Airflow, with `environment`
+    /// (shell assignments, e.g. `NAME=value`) in the worker's environment.
+    static func runDAG(_ dagID: String, in directory: URL, conf: String, environment: String = "") throws -> AirflowRun {
         guard FileManager.default.isExecutableFile(atPath: Self.airflowPython) else {
             throw PythonFixture.StartError(description: "\(Self.airflowPython) not found: run scripts/test, which installs Airflow")
         }
         let home = directory.appendingPathComponent("airflow-home")
         try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
         let script = RunnerProcess.packageRoot.appendingPathComponent("Tests/Fixtures/airflow_run.py").path
-        let output = try RunnerProcess.shell("cd '\(directory.path)' && '\(Self.airflowPython)' '\(script)' '\(home.path)' '\(directory.path)/dags' '\(dagID)' '\(conf)' 2>/dev/null | tail -1")
+        let output = try RunnerProcess.shell("cd '\(directory.path)' && \(environment) '\(Self.airflowPython)' '\(script)' '\(home.path)' '\(directory.path)/dags' '\(dagID)' '\(conf)' 2>/dev/null | tail -1")
         return try JSONDecoder().decode(AirflowRun.self, from: Data(output.utf8))
     }
 
@@ -37,7 +39,7 @@ import TestFixtures
         let export = try RunnerProcess.run(["export", "airflow", pipeline, "-o", "dags/poisson.py", "--artifact-store", "store",
                                             "--runner", RunnerProcess.executable.path, "--set", "params.size=128"], in: directory)
         #expect(export.status == 0, "\(export.stderr)")
-        let run = try runDAG("poisson-grid", in: directory, conf: "{\"seed\": 7}")
+        let run = try Self.runDAG("poisson-grid", in: directory, conf: "{\"seed\": 7}")
         #expect(run.exit == 0 && run.state == "success", "\(run)")
         #expect(run.tasks == ["generate": "success", "normalize": "success", "encode": "success", "store": "success"])
         let runID = try #require(run.run_id)
@@ -66,7 +68,7 @@ import TestFixtures
         let export = try RunnerProcess.run(["export", "airflow", "failing.yaml", "-o", "dags/failing.py", "--artifact-store", "store",
                                             "--runner", RunnerProcess.executable.path], in: directory)
         #expect(export.status == 0)
-        let run = try runDAG("failing", in: directory, conf: "{}")
+        let run = try Self.runDAG("failing", in: directory, conf: "{}")
         #expect(run.state == "failed")
         #expect(run.tasks == ["generate": "success", "broken": "failed", "encode": "upstream_failed", "store": "upstream_failed"])
     }
@@ -126,7 +128,7 @@ import TestFixtures
         #expect(export.status == 0, "\(export.stderr)")
         let dag = try String(contentsOf: directory.appendingPathComponent("dags/braces.py"), encoding: .utf8)
         #expect(dag.contains("cwd=literal(WORKDIR),"))
-        let run = try runDAG("braces", in: directory, conf: "{}")
+        let run = try Self.runDAG("braces", in: directory, conf: "{}")
         #expect(run.state == "success", "\(run)")
         #expect(run.tasks == ["generate": "success", "encode": "success", "store": "success"])
         let runID = try #require(run.run_id)

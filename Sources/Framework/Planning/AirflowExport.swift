@@ -379,6 +379,8 @@ public enum AirflowExport {
             "mount_tmp_dir=False",
             // The task's log has the container's output; no stopped container stays behind.
             "auto_remove=\"force\"",
+            // Nothing for XCom: outputs go through the artifact store.
+            "do_xcom_push=False",
             "force_pull=\(container.pullPolicy == .always ? "True" : "False")",
         ]
         if let network = container.network { arguments.append("network_mode=\(python(network))") }
@@ -415,6 +417,9 @@ public enum AirflowExport {
         if !requests.isEmpty || container.memoryLimit != nil {
             arguments.append("container_resources=k8s.V1ResourceRequirements(requests={\(requests.joined(separator: ", "))}, limits=\(limits))")
         }
+        // The image's user (uid and gid 10001), never root; volumes are made writable for its group.
+        arguments.append("security_context=k8s.V1PodSecurityContext(run_as_non_root=True, fs_group=10001)")
+        arguments.append("container_security_context=k8s.V1SecurityContext(allow_privilege_escalation=False)")
         arguments += [
             "get_logs=True",
             "on_finish_action=\"delete_pod\"",
@@ -457,8 +462,9 @@ public enum AirflowExport {
         guard let stage = plan.stage(id) else { return nil }
         var bytes = StreamingLayout.baseBytes
         for member in [id] + stage.inputs.values.sorted() {
-            guard !whole.unknownSizes.contains(member), let held = whole.stageMemory[member] ?? whole.estimates[member]?.byteCount else { return nil }
-            bytes += held
+            // A stage not held whole (a sink's StoredObject) counts for nothing.
+            guard !whole.unknownSizes.contains(member) else { return nil }
+            bytes += whole.stageMemory[member] ?? 0
         }
         return bytes
     }

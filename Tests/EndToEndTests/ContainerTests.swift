@@ -1,0 +1,197 @@
+import Foundation
+import Framework
+import Testing
+import TestFixtures
+
+/// The runner's container image (built from the Containerfile by scripts/test with
+/// `scripts/image --local-bases`) run with podman, directly and as the tasks of a
+/// `--operator docker` DAG on real Airflow with the Docker provider, pointed at
+/// podman's Docker API.
+@Suite(.serialized) struct ContainerTests {
+    static var image: String {
+        ProcessInfo.processInfo.environment["PIPELINE_TEST_IMAGE"] ?? "localhost/pipeline-runner:test"
+    }
+
+    /// podman's configuration for these machines (scripts/container-env), when the
+    /// tests run without scripts/test having set it.
+    static var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        if environment["CONTAINERS_CONF"] == nil {
+            environment["CONTAINERS_CONF"] = RunnerProcess.packageRoot.appendingPathComponent(".build/containers/containers.conf").path
+        }
+        return environment
+    }
+
+    struct Outcome {
+        var status: Int32
+        var output: String
+    }
+
+    /// Runs podman with `arguments`; standard output and error together.
+    static func podman(_ arguments: [String]) throws -> Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["podman"] + arguments
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    static func requireImage() throws {
+        let exists = try podman(["image", "exists", image])
+        guard exists.status == 0 else {
+            throw PythonFixture.StartError(description: "no image \(image) (podman: \(exists.output)): run scripts/test, which builds it with scripts/image --local-bases")
+        }
+    }
+
+    /// A directory the image's user (uid 10001) can write, as a volume for /work.
+    func volume() throws -> URL {
+        let directory = try temporaryDirectory()
+        #expect(chown(directory.path, 10001, 10001) == 0)
+        return directory
+    }
+
+    static let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+
+    /// The reference JPEG a plain run (the runner built here, outside any container)
+    /// writes with `seed`.
+    func plainRun(seed: Int) throws -> Data {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let plain = try RunnerProcess.run([Self.pipeline, "--seed", "\(seed)", "--run-id", "plain"], in: directory)
+        #expect(plain.status == 0, "\(plain.stderr)")
+        return try Data(contentsOf: directory.appendingPathComponent("out/poisson-grid-images/plain/poisson_grid_2048x2048.jpg"))
+    }
+
+    @Test func theImageRunsTheReferencePipelineAndWritesAPlainRunsBytes() throws {
+        try Self.requireImage()
+        let work = try volume()
+        defer { try? FileManager.default.removeItem(at: work) }
+        // The baked-in pipeline, options on the command line.
+        let run = try Self.podman(["run", "--rm", "--network=none", "-v", "\(work.path):/work", Self.image,
+                                   "/pipelines/poisson.yaml", "--seed", "7", "--run-id", "inside"])
+        #expect(run.status == 0, "\(run.output)")
+        let inside = work.appendingPathComponent("out/poisson-grid-images/inside/poisson_grid_2048x2048.jpg")
+        let plain = try plainRun(seed: 7)
+        #expect(try Data(contentsOf: inside) == plain)
+        // Written by the image's user, not root.
+        let owner = try FileManager.default.attributesOfItem(atPath: inside.path)[.ownerAccountID] as? Int
+        #expect(owner == 10001)
+        // The same run configured by the environment alone, with an artifact store.
+        let configured = try Self.podman(["run", "--rm", "--network=none", "-v", "\(work.path):/work",
+                                          "-e", "RUNNER_SEED=7", "-e", "RUNNER_RUN_ID=configured", "-e", "RUNNER_ARTIFACT_STORE=store",
+                                          Self.image, "/pipelines/poisson.yaml"])
+        #expect(configured.status == 0, "\(configured.output)")
+        #expect(try Data(contentsOf: work.appendingPathComponent("out/poisson-grid-images/configured/poisson_grid_2048x2048.jpg")) == plain)
+        #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent("store/configured/encode/manifest.json").path))
+    }
+
+    @Test func theImageHoldsTheRunnerTheRuntimeLibrariesAndAUserOfItsOwn() throws {
+        try Self.requireImage()
+        let inspect = try Self.podman(["image", "inspect", "--format", "{{.Config.User}}|{{.Config.WorkingDir}}|{{json .Config.Entrypoint}}", Self.image])
+        #expect(inspect.status == 0 && inspect.output.trimmingCharacters(in: .whitespacesAndNewlines) == "10001:10001|/work|[\"/usr/local/bin/runner\"]",
+                "\(inspect.output)")
+        // Every library the runner links is in the image (the Swift runtime is in the
+        // runner), and libcurl, which it opens on first use, is there too.
+        let libraries = try Self.podman(["run", "--rm", "--network=none", "--entrypoint", "/bin/sh", Self.image, "-c",
+                                         "ldd /usr/local/bin/runner; ls /usr/lib/x86_64-linux-gnu/libcurl.so.4; id -u"])
+        #expect(libraries.status == 0, "\(libraries.output)")
+        #expect(!libraries.output.contains("not found") && !libraries.output.contains("libswift"), "\(libraries.output)")
+        for library in ["libjpeg.so.62", "libpng16.so.16", "libyaml-0.so.2", "libcurl.so.4"] {
+            #expect(libraries.output.contains(library), "\(library) in \(libraries.output)")
+        }
+        #expect(libraries.output.hasSuffix("10001\n"), "\(libraries.output)")
+        let version = try Self.podman(["run", "--rm", "--network=none", Self.image, "--version"])
+        #expect(version.status == 0 && version.output.hasPrefix("runner \(RunnerVersion.current)"), "\(version.output)")
+    }
+
+    /// The podman service answering the Docker API on a socket in `directory`.
+    func dockerService(in directory: URL) throws -> (PythonFixture, String) {
+        // The service inherits this process's environment.
+        if let configuration = Self.environment["CONTAINERS_CONF"] { setenv("CONTAINERS_CONF", configuration, 0) }
+        let service = try PythonFixture(script: "podman_service.py", arguments: [directory.appendingPathComponent("podman.sock").path])
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(service.firstLine.utf8)) as? [String: String])
+        let socket = try #require(line["socket"], "\(service.firstLine)")
+        return (service, socket)
+    }
+
+    /// A new directory with the podman service on a socket in it, and `work` in it
+    /// for /work, writable by the image's user.
+    func dockerSetup() throws -> (directory: URL, service: PythonFixture, socket: String, work: URL) {
+        try Self.requireImage()
+        let directory = try temporaryDirectory()
+        let (service, socket) = try dockerService(in: directory)
+        let work = directory.appendingPathComponent("work")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        #expect(chown(work.path, 10001, 10001) == 0)
+        return (directory, service, socket, work)
+    }
+
+    @Test func theDockerExportRunsEveryStageInTheImageOnAirflowAndMatchesAPlainRun() throws {
+        let (directory, service, socket, work) = try dockerSetup()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { withExtendedLifetime(service) {} }
+        let export = try RunnerProcess.run(["export", "airflow", Self.pipeline, "-o", "dags/poisson.py", "--operator", "docker",
+                                            "--image", Self.image, "--docker-url", socket, "--network", "none",
+                                            "--mount", "work:/work", "--artifact-store", "store"], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let containers = { () throws -> Set<String> in
+            let list = try Self.podman(["ps", "--all", "--format", "{{.ID}}"])
+            #expect(list.status == 0, "\(list.output)")
+            return Set(list.output.split(separator: "\n").map(String.init))
+        }
+        let before = try containers()
+        let run = try AirflowExportTests.runDAG("poisson-grid", in: directory, conf: "{\"seed\": 7}")
+        #expect(run.exit == 0 && run.state == "success", "\(run)")
+        #expect(run.tasks == ["generate": "success", "normalize": "success", "encode": "success", "store": "success"])
+        let runID = try #require(run.run_id)
+        // Each task ran in the image: the store holds what each stored, as its user.
+        for stage in ["generate", "normalize", "encode", "store"] {
+            let manifest = work.appendingPathComponent("store/\(runID)/\(stage)/manifest.json").path
+            #expect(FileManager.default.fileExists(atPath: manifest), "\(stage)")
+            #expect(try FileManager.default.attributesOfItem(atPath: manifest)[.ownerAccountID] as? Int == 10001)
+        }
+        let viaAirflow = try Data(contentsOf: work.appendingPathComponent("out/poisson-grid-images/\(runID)/poisson_grid_2048x2048.jpg"))
+        #expect(viaAirflow == (try plainRun(seed: 7)))
+        // No container is left behind.
+        #expect(try containers().subtracting(before).isEmpty)
+    }
+
+    /// A pipeline mounted into the containers (not baked in), reading a variable the
+    /// worker passes on; a stage that fails fails its task and those downstream.
+    @Test func aMountedPipelineGetsTheWorkersVariablesAndAFailingStageFailsItsTask() throws {
+        let (directory, service, socket, work) = try dockerSetup()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { withExtendedLifetime(service) {} }
+        let pipelines = directory.appendingPathComponent("pipelines")
+        try FileManager.default.createDirectory(at: pipelines, withIntermediateDirectories: true)
+        try """
+            name: labelled
+            stages:
+              generate: {type: poisson, with: {width: 32, height: 32, lambda: 3}}
+              encode: {type: png, input: generate}
+              store: {type: filesystem, input: encode, with: {path: "out/${env.PIPELINE_LABEL}/{run_id}.png"}}
+              broken: {type: exec, input: generate, with: {command: [sh, -c, "echo forced failure >&2; exit 3"], output: Grid<UInt8>}}
+              after: {type: png, input: broken}
+            """.write(to: pipelines.appendingPathComponent("labelled.yaml"), atomically: true, encoding: .utf8)
+        let export = try RunnerProcess.run(["export", "airflow", "pipelines/labelled.yaml", "-o", "dags/labelled.py", "--operator", "docker",
+                                            "--image", Self.image, "--docker-url", socket, "--network", "none",
+                                            "--mount", "work:/work", "--mount", "pipelines:/mounted:ro",
+                                            "--pipeline-path", "/mounted/labelled.yaml", "--artifact-store", "/work/store"],
+                                           in: directory, environment: ["PIPELINE_LABEL": "at-export"])
+        #expect(export.status == 0, "\(export.stderr)")
+        let dag = try String(contentsOf: directory.appendingPathComponent("dags/labelled.py"), encoding: .utf8)
+        #expect(dag.contains("\"PIPELINE_LABEL\"]") && !dag.contains("at-export"), "\(dag)")
+        let run = try AirflowExportTests.runDAG("labelled", in: directory, conf: "{}", environment: "PIPELINE_LABEL=from-the-worker")
+        #expect(run.state == "failed", "\(run)")
+        #expect(run.tasks == ["generate": "success", "encode": "success", "store": "success", "broken": "failed", "after": "upstream_failed"])
+        let runID = try #require(run.run_id)
+        let png = work.appendingPathComponent("out/from-the-worker/\(runID).png")
+        #expect(FileManager.default.fileExists(atPath: png.path), "\(files(below: work))")
+    }
+}
