@@ -61,6 +61,12 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The Docker API the docker tasks use, e.g. unix:///run/podman/podman.sock; default: DOCKER_HOST on the worker.", valueName: "url"))
     var dockerURL: String?
 
+    @Option(name: .customLong("docker-conn-id"), help: ArgumentHelp("The Airflow connection holding the registry's login (docker): the tasks log in with it before pulling the image.", valueName: "id"))
+    var dockerConnection: String?
+
+    @Option(help: ArgumentHelp("A Kubernetes Secret with the registry's login (type kubernetes.io/dockerconfigjson) to pull the image with (kubernetes). Repeatable.", valueName: "name"))
+    var imagePullSecret: [String] = []
+
     @Option(help: ArgumentHelp("The containers' network (docker network_mode), e.g. none or host.", valueName: "mode"))
     var network: String?
 
@@ -94,7 +100,8 @@ struct AirflowCommand: AsyncParsableCommand {
     func validate() throws {
         let values = [("--output", output), ("--artifact-store", artifactStore), ("--workdir", workdir ?? ""), ("--runner", runner ?? ""),
                       ("--pipeline-path", pipelinePath ?? ""), ("--schedule", schedule ?? ""), ("--owner", owner), ("--image", image ?? ""),
-                      ("--docker-url", dockerURL ?? ""), ("--network", network ?? "")]
+                      ("--docker-url", dockerURL ?? ""), ("--network", network ?? ""),
+                      ("--docker-conn-id", dockerConnection ?? "")]
             + mount.map { ("--mount", $0) } + environment.map { ("--env", $0) }
         for (option, value) in values {
             if let offset = FilePaths.controlCharacterOffset(in: value) {
@@ -115,6 +122,7 @@ struct AirflowCommand: AsyncParsableCommand {
             ("--mount", !mount.isEmpty, [.docker, .kubernetes]), ("--env", !environment.isEmpty, [.docker, .kubernetes]),
             ("--cpus", cpus != nil, [.docker, .kubernetes]), ("--memory-limit", memoryLimit != nil, [.docker, .kubernetes]),
             ("--pass-env", !passEnvironment.isEmpty, [.docker]), ("--docker-url", dockerURL != nil, [.docker]), ("--network", network != nil, [.docker]),
+            ("--docker-conn-id", dockerConnection != nil, [.docker]), ("--image-pull-secret", !imagePullSecret.isEmpty, [.kubernetes]),
             ("--secret", !secret.isEmpty, [.kubernetes]), ("--namespace", namespace != nil, [.kubernetes]),
             ("--service-account", serviceAccount != nil, [.kubernetes]), ("--memory", memory != nil, [.kubernetes]),
         ]
@@ -160,8 +168,13 @@ struct AirflowCommand: AsyncParsableCommand {
                     + (taskOperator == .docker ? "give --pass-env \(name) to hand it over from the worker's environment" : "put it in a Kubernetes Secret and give --secret NAME"))
             }
         }
-        for name in secret where !KubernetesNames.isSubdomain(name) {
-            throw ValidationError("--secret '\(FilePaths.printable(name))' is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
+        for (option, names) in [("--secret", secret), ("--image-pull-secret", imagePullSecret)] {
+            for name in names where !KubernetesNames.isSubdomain(name) {
+                throw ValidationError("\(option) '\(FilePaths.printable(name))' is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
+            }
+        }
+        if let dockerConnection, dockerConnection.isEmpty || dockerConnection.contains(where: { $0.isWhitespace }) {
+            throw ValidationError("--docker-conn-id '\(FilePaths.printable(dockerConnection))' is not an Airflow connection id")
         }
         if let namespace, !KubernetesNames.isLabel(namespace) {
             throw ValidationError("--namespace '\(FilePaths.printable(namespace))' is not a Kubernetes namespace (at most 63 of a-z, 0-9 and '-')")
@@ -304,6 +317,8 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.namespace = namespace
             settings.serviceAccount = serviceAccount
             settings.dockerURL = dockerURL
+            settings.dockerConnection = dockerConnection
+            settings.imagePullSecrets = imagePullSecret
             settings.network = network
             settings.workingDirectory = workdir
             settings.cpus = cpus.flatMap(Double.init)

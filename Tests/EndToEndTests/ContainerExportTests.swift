@@ -31,6 +31,9 @@ import TestFixtures
         (["--operator", "kubernetes", "--image", "x", "--mount", "Claim_1:/data"], "is not a PersistentVolumeClaim's name"),
         (["--operator", "kubernetes", "--image", "x", "--namespace", "Prod"], "--namespace 'Prod' is not a Kubernetes namespace"),
         (["--operator", "kubernetes", "--image", "x", "--secret", "a/b"], "--secret 'a/b' is not a Kubernetes name"),
+        (["--operator", "kubernetes", "--image", "x", "--image-pull-secret", "A"], "--image-pull-secret 'A' is not a Kubernetes name"),
+        (["--operator", "kubernetes", "--image", "x", "--docker-conn-id", "ecr"], "--docker-conn-id is for --operator docker"),
+        (["--operator", "docker", "--image", "x", "--image-pull-secret", "login"], "--image-pull-secret is for --operator kubernetes"),
         (["--operator", "docker", "--image", "x", "--pull", "never"], "--pull never is not something the Docker provider can do"),
         (["--operator", "docker", "--image", "x", "--cpus", "0"], "--cpus must be a number from 0.001 to 1024"),
         (["--operator", "docker", "--image", "x", "--cpus", "nan"], "--cpus must be a number from 0.001 to 1024"),
@@ -71,7 +74,8 @@ import TestFixtures
         defer { try? FileManager.default.removeItem(at: directory) }
         let arguments = ["export", "airflow", Self.pipeline, "--operator", "docker", "--image", "registry.example.com/runner:1.0",
                          "--mount", "data:/work", "--artifact-store", "store", "--profile", "png", "--set", "params.size=64",
-                         "--network", "none", "--docker-url", "unix:///run/podman/podman.sock", "--cpus", "2", "--memory-limit", "1G"]
+                         "--network", "none", "--docker-url", "unix:///run/podman/podman.sock", "--cpus", "2", "--memory-limit", "1G",
+                         "--docker-conn-id", "ecr_registry"]
         // Credentials in the exporting shell never reach the file.
         let secret = ["AWS_ACCESS_KEY_ID": "AKIAEXPORTTEST", "AWS_SECRET_ACCESS_KEY": "never-in-the-dag"]
         let first = try RunnerProcess.run(arguments + ["-o", "a.py"], in: directory, environment: secret)
@@ -99,6 +103,7 @@ import TestFixtures
             "        command=literal([PIPELINE, \"--only\", \"encode\", \"--no-stage-retries\", *ARGUMENTS]),",
             "        private_environment=passed_environment(),",
             "        docker_url=\"unix:///run/podman/podman.sock\",",
+            "        docker_conn_id=literal(\"ecr_registry\"),",
             "        network_mode=\"none\",",
             "        cpus=2.0,",
             "        mem_limit=1073741824,",
@@ -124,7 +129,7 @@ import TestFixtures
         defer { try? FileManager.default.removeItem(at: directory) }
         let export = try RunnerProcess.run(["export", "airflow", Self.pipeline, "-o", "dags/k.py", "--operator", "kubernetes",
                                             "--image", "registry.example.com/runner:1.0", "--pull", "always", "--namespace", "imaging",
-                                            "--secret", "aws-credentials", "--service-account", "pipeline-runner",
+                                            "--secret", "aws-credentials", "--service-account", "pipeline-runner", "--image-pull-secret", "registry-login",
                                             "--mount", "pipeline-data:/data", "--artifact-store", "/data/store", "--cpus", "0.5",
                                             "--env", "GREETING={{ not jinja }}", "--pipeline-path", "/data/pipelines {{ x }}/poisson.yaml",
                                             "--set", "params.size=1024", "--dag-id", "poisson-k8s"], in: directory)
@@ -151,6 +156,7 @@ import TestFixtures
             #expect((metadata["name"] as? String)?.hasPrefix("poisson-k8s-\(task)-") == true, "\(metadata)")
             let spec = try #require(pod["spec"] as? [String: Any])
             #expect(spec["serviceAccountName"] as? String == "pipeline-runner")
+            #expect(spec["imagePullSecrets"] as? [[String: String]] == [["name": "registry-login"]], "\(spec["imagePullSecrets"] ?? "")")
             #expect((spec["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
             let volumes = try #require(spec["volumes"] as? [[String: Any]])
             #expect((volumes.first?["persistentVolumeClaim"] as? [String: Any])?["claimName"] as? String == "pipeline-data")

@@ -73,6 +73,11 @@ public enum AirflowExport {
         /// The Docker API the `docker` tasks use (`unix:///run/podman/podman.sock`, ...);
         /// `nil`: DOCKER_HOST on the worker, else the Docker default.
         public var dockerURL: String?
+        /// The Airflow connection with the registry's login (`docker`): the provider
+        /// logs in with it before pulling.
+        public var dockerConnection: String?
+        /// Secrets of type kubernetes.io/dockerconfigjson the kubelet pulls the image with.
+        public var imagePullSecrets: [String] = []
         /// The containers' network (`docker`'s network_mode), e.g. `none` or `host`.
         public var network: String?
         /// The working directory in the container; `nil`: the image's (/work).
@@ -373,6 +378,7 @@ public enum AirflowExport {
         ]
         if !container.passEnvironment.isEmpty { arguments.append("private_environment=passed_environment()") }
         if let url = container.dockerURL { arguments.append("docker_url=\(python(url))") }
+        if let connection = container.dockerConnection { arguments.append("docker_conn_id=literal(\(python(connection)))") }
         arguments += [
             "mounts=MOUNTS",
             // The provider's own temporary directory mount is not needed: TMPDIR is the container's.
@@ -401,6 +407,10 @@ public enum AirflowExport {
             "image=\"{{ dag_run.conf.get('image') or params.image }}\"",
         ]
         if let policy = container.pullPolicy { arguments.append("image_pull_policy=\(python(policy.kubernetes))") }
+        if !container.imagePullSecrets.isEmpty {
+            let references = container.imagePullSecrets.map { "k8s.V1LocalObjectReference(name=\(python($0)))" }
+            arguments.append("image_pull_secrets=[\(references.joined(separator: ", "))]")
+        }
         arguments += [
             "cmds=literal([RUNNER])",
             "arguments=\(containerCommand(stage))",
