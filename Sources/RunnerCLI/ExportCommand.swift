@@ -325,8 +325,8 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
             if taskOperator == .kubernetes {
                 for stage in plan.stages {
-                    // Room above the estimate: it counts the data, not the allocator's slack.
-                    if let bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.25 }) {
+                    // A tenth above the estimate: it counts the data, not the allocator's slack.
+                    if let bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.1 }) {
                         settings.memoryRequests[stage.id] = bytes
                     }
                 }
