@@ -141,7 +141,8 @@ import TestFixtures
         }
         let script = RunnerProcess.packageRoot.appendingPathComponent("Tests/Fixtures/airflow_pods.py").path
         let output = try RunnerProcess.shell("cd '\(directory.path)' && AIRFLOW_HOME='\(directory.path)/home' '\(python)' '\(script)' dags poisson-k8s "
-                                             + "'manual__2026-11-30T10:00:00+00:00' '{\"seed\": 42, \"image\": \"registry.example.com/runner:1.1\"}' 2>/dev/null | tail -1")
+                                             + "'manual__2026-11-30T10:00:00+00:00' '{\"seed\": 42, \"image\": \"registry.example.com/runner:1.1\", "
+                                             + "\"artifact_store\": \"s3://other-bucket/{{ x }}\"}' 2>/dev/null | tail -1")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
         #expect((json["import_errors"] as? [String: Any])?.isEmpty == true, "\(json["import_errors"] ?? "")")
         let pods = try #require(json["pods"] as? [String: [String: Any]])
@@ -170,7 +171,7 @@ import TestFixtures
                                                         "--set", "params.size=1024"])
             let env = try #require(container["env"] as? [[String: String]])
             #expect(env == [["name": "RUNNER_RUN_ID", "value": "manual__2026-11-30T10:00:00+00:00"],
-                            ["name": "RUNNER_ARTIFACT_STORE", "value": "/data/store"],
+                            ["name": "RUNNER_ARTIFACT_STORE", "value": "s3://other-bucket/{{ x }}"],
                             ["name": "RUNNER_SEED", "value": "42"],
                             ["name": "GREETING", "value": "{{ not jinja }}"]], "\(env)")
             let envFrom = try #require(container["envFrom"] as? [[String: Any]])
@@ -187,6 +188,31 @@ import TestFixtures
                 #expect(memory > base * 1.1 / 1_048_576 && memory < (base + 8 * size + 2 * 4 * size) * 1.1 / 1_048_576, "\(task): \(requests)")
             }
         }
+    }
+
+    /// Each stage's retries and timeout become its task's, whatever the operator.
+    @Test(arguments: ["docker", "kubernetes"])
+    func retriesAndTimeoutsAreTheTasks(operator: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            name: policy
+            stages:
+              generate: {type: poisson, with: {width: 8, height: 8, lambda: 3}, retries: {count: 2, delay: 5s, factor: 2, max_delay: 1m}, timeout: 90s}
+              normalize: {type: normalize, input: generate}
+            """.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        let export = try RunnerProcess.run(["export", "airflow", "p.yaml", "-o", "p.py", "--operator", `operator`, "--image", "x",
+                                            "--artifact-store", "s3://bucket-name/runs"], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let text = try String(contentsOf: directory.appendingPathComponent("p.py"), encoding: .utf8)
+        let generate = try #require(text.components(separatedBy: "    task_generate = ").last?.components(separatedBy: "    )\n").first)
+        for line in ["retries=2,", "retry_delay=datetime.timedelta(milliseconds=5000),", "retry_exponential_backoff=True,",
+                     "max_retry_delay=datetime.timedelta(milliseconds=60000),", "execution_timeout=datetime.timedelta(milliseconds=90000),",
+                     "skip_on_exit_code=None,"] {
+            #expect(generate.contains("        " + line + "\n"), "\(line) in \(generate)")
+        }
+        #expect(text.contains("    task_generate >> task_normalize\n"))
+        #expect(text.contains("default_args={\"owner\": \"airflow\", \"retries\": 0},"))
     }
 
     // MARK: the environment gives what the command line leaves out

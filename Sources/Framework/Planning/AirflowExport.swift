@@ -468,7 +468,7 @@ public enum AirflowExport {
     /// element type's width, as the store writes it): a task reads each input from the
     /// artifact store (the stored bytes and the artifact both held for a moment) and
     /// writes its output there (the artifact and its encoded bytes). For the reference
-    /// job's `--only` tasks at 2048 and 8192 square it is 4-47% above the measured
+    /// job's `--only` tasks at 2048 and 8192 square it is 4-41% above the measured
     /// peak (the request adds a tenth). `nil` for a stage
     /// whose output or an input's size cannot be known before the run.
     public static func taskMemory(_ plan: Plan, stage id: String) -> Double? {
