@@ -27,18 +27,32 @@ import TestFixtures
         var output: String
     }
 
-    /// Runs podman with `arguments`; standard output and error together.
-    static func podman(_ arguments: [String]) throws -> Outcome {
+    /// Starts podman with `arguments`, its standard output and error going to `output`.
+    static func startPodman(_ arguments: [String], output: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["podman"] + arguments
         process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        guard FileManager.default.createFile(atPath: output, contents: nil), let file = FileHandle(forWritingAtPath: output) else {
+            throw PythonFixture.StartError(description: "cannot create \(output)")
+        }
+        process.standardOutput = file
+        process.standardError = file
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        try file.close()
+        return process
+    }
+
+    /// Runs podman with `arguments`; standard output and error together. (Not for
+    /// `podman run --detach`: Foundation's Process waits for the container's monitor,
+    /// which inherits the descriptor it watches, so that returns only when the
+    /// container ends.)
+    static func podman(_ arguments: [String]) throws -> Outcome {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("podman-\(UUID().uuidString).out").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = try startPodman(arguments, output: path)
         process.waitUntilExit()
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
         return Outcome(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
     }
 
@@ -108,6 +122,35 @@ import TestFixtures
         #expect(libraries.output.hasSuffix("10001\n"), "\(libraries.output)")
         let version = try Self.podman(["run", "--rm", "--network=none", Self.image, "--version"])
         #expect(version.status == 0 && version.output.hasPrefix("runner \(RunnerVersion.current)"), "\(version.output)")
+    }
+
+    /// `podman stop` (as Airflow does when it kills a docker task) sends SIGTERM to
+    /// the runner, the container's first process: it cancels the run at once and
+    /// leaves nothing half-written.
+    @Test func stoppingTheContainerCancelsTheRunAndLeavesNothing() throws {
+        try Self.requireImage()
+        let work = try volume()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let name = "pipeline-stop-test-\(getpid())"
+        let output = work.appendingPathComponent("podman.out").path
+        defer { _ = try? Self.podman(["rm", "--force", name]) }
+        let run = try Self.startPodman(["run", "--name", name, "--network=none", "-v", "\(work.path):/work", Self.image,
+                                        "/pipelines/poisson.yaml", "--set", "params.size=60000", "--run-id", "stopped"], output: output)
+        // Until the sink is writing (its temporary file is there).
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+        while clock.now < deadline, !files(below: work).contains(where: { $0.hasPrefix("out/") }) { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(clock.now < deadline, "the sink never started writing")
+        let begin = clock.now
+        let stop = try Self.podman(["stop", "--time", "20", name])
+        #expect(stop.status == 0, "\(stop.output)")
+        run.waitUntilExit()
+        #expect(clock.now - begin < .seconds(10), "SIGTERM was not acted on: the run ended \(clock.now - begin) after it")
+        #expect(run.terminationStatus == 143)
+        let logs = try String(contentsOfFile: output, encoding: .utf8)
+        #expect(logs.contains("interrupted by SIGTERM; run stopped cancelled"), "\(logs)")
+        try FileManager.default.removeItem(atPath: output)
+        // No file, and no directory the sink made for it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work.path).isEmpty, "\(files(below: work))")
     }
 
     /// The podman service answering the Docker API on a socket in `directory`.

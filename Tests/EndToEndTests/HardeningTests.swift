@@ -347,6 +347,34 @@ import TestFixtures
         #expect(files(below: box.root).isEmpty, "left behind: \(files(below: box.root))")
     }
 
+    /// A run stopped while its filesystem sink writes leaves neither the file, nor
+    /// its temporary file, nor the directories the sink made for it.
+    @Test func aSinkStoppedMidFileLeavesNoDirectoriesBehind() throws {
+        let box = try Sandbox()
+        defer { box.remove() }
+        // Bytes straight from the samples to PNG: the sink starts writing at once.
+        let file = try box.write("""
+            name: slow
+            stages:
+              generate: {type: poisson, with: {width: 30000, height: 30000, lambda: 3}}
+              encode: {type: png, input: generate}
+              store: {type: filesystem, input: encode, with: {path: "out/{run_id}/deep/slow.png"}}
+            """)
+        let process = Process()
+        process.executableURL = RunnerProcess.executable
+        process.arguments = [file, "-q"]
+        process.currentDirectoryURL = box.root
+        process.environment = ProcessInfo.processInfo.environment.merging(box.environment) { _, new in new }
+        try process.run()
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(60)
+        while clock.now < deadline, !files(below: box.root).contains(where: { $0.hasPrefix("out/") }) { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(clock.now < deadline, "the sink never started writing")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 143)
+        #expect(!FileManager.default.fileExists(atPath: box.root.appendingPathComponent("out").path), "left behind: \(files(below: box.root))")
+    }
+
     /// From the moment the runner can catch a signal (its handler is the first thing
     /// main installs), a SIGTERM at any moment ends the run with 143 and leaves nothing.
     @Test(arguments: [0, 1, 2, 4, 8, 15, 30, 60, 120, 250])
@@ -359,5 +387,7 @@ import TestFixtures
                                            timeSignalsFromHandler: true)
         #expect(result.status == 143, "after \(delay) ms: status \(result.status)\n\(result.stderr)")
         #expect(files(below: box.root).filter { $0 != "p.yaml" }.isEmpty, "left behind: \(files(below: box.root))")
+        // Nor the directories the sink made for its file.
+        #expect(!FileManager.default.fileExists(atPath: box.root.appendingPathComponent("out").path), "after \(delay) ms: out/ left behind")
     }
 }

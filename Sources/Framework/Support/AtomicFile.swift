@@ -85,6 +85,8 @@ public final class AtomicFileWriter: @unchecked Sendable {
     public let descriptor: Int32
     private let overwrite: Bool
     private let directory: String
+    /// The directories made for the file: removed again, if empty, when it does not land.
+    private let madeDirectories: [String]
     private let registration: Cleanup.Token
     private var open = true
     private var linked = false
@@ -101,11 +103,16 @@ public final class AtomicFileWriter: @unchecked Sendable {
                                        code: .outputExists)
         }
         do {
-            try FilePaths.createDirectories(directory)
+            madeDirectories = try FilePaths.createDirectories(directory)
         } catch {
             throw StageFailure("cannot create directory '\(directory)': \(error.reason)", retryable: false, code: .io)
         }
-        (descriptor, temporaryPath) = try AtomicFile.createTemporary(in: directory, for: name)
+        do {
+            (descriptor, temporaryPath) = try AtomicFile.createTemporary(in: directory, for: name)
+        } catch {
+            FilePaths.removeEmptyDirectories(madeDirectories)
+            throw error
+        }
         registration = Cleanup.registerTemporary(temporaryPath)
         self.path = path
         self.overwrite = overwrite
@@ -161,6 +168,7 @@ public final class AtomicFileWriter: @unchecked Sendable {
         closeFile()
         if !linked {
             unlink(temporaryPath)
+            FilePaths.removeEmptyDirectories(madeDirectories)
             linked = true
         }
         Cleanup.unregister(registration)

@@ -62,18 +62,30 @@ public enum FilePaths {
         !name.isEmpty && name != "." && name != ".." && !name.contains("/") && controlCharacterOffset(in: name) == nil
     }
 
-    /// Creates `path` and its missing parents (mode 0755), like `mkdir -p`.
-    public static func createDirectories(_ path: String) throws(SystemError) {
+    /// Creates `path` and its missing parents (mode 0755), like `mkdir -p`, and
+    /// returns the directories it made, outermost first.
+    @discardableResult
+    public static func createDirectories(_ path: String) throws(SystemError) -> [String] {
         var isDirectory = stat()
         if stat(path, &isDirectory) == 0 {
             guard (isDirectory.st_mode & S_IFMT) == S_IFDIR else { throw SystemError("create directory", path: path, code: ENOTDIR) }
-            return
+            return []
         }
         let (parent, _) = split(path)
-        if parent != path && parent != "." && parent != "/" { try createDirectories(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw SystemError("create directory", path: path)
+        var made: [String] = []
+        if parent != path && parent != "." && parent != "/" { made = try createDirectories(parent) }
+        if mkdir(path, 0o755) != 0 {
+            if errno != EEXIST { throw SystemError("create directory", path: path) }
+        } else {
+            made.append(path)
         }
+        return made
+    }
+
+    /// Removes the directories `createDirectories` made, innermost first, as far as
+    /// they are empty: what a write that did not land leaves behind.
+    public static func removeEmptyDirectories(_ made: [String]) {
+        for directory in made.reversed() where rmdir(directory) != 0 { return }
     }
 
     /// fsyncs a directory, so that a rename in it survives a crash.
