@@ -111,6 +111,9 @@ struct AirflowCommand: AsyncParsableCommand {
         if let schedule, schedule.trimmingCharacters(in: .whitespaces).isEmpty {
             throw ValidationError("--schedule is empty; leave it out for a DAG without a schedule")
         }
+        if let schedule, let problem = AirflowExport.scheduleProblem(schedule) {
+            throw ValidationError("--schedule '\(FilePaths.printable(schedule))' \(problem)")
+        }
         try validateContainerOptions()
     }
 
@@ -158,13 +161,33 @@ struct AirflowCommand: AsyncParsableCommand {
                 throw ValidationError("--mount '\(FilePaths.printable(text))': \(parsed.target) is mounted twice")
             }
         }
-        for name in passEnvironment where !EnvironmentNames.isValid(name) {
-            throw ValidationError("--pass-env '\(FilePaths.printable(name))' is not a variable name (letters, digits and '_', not starting with a digit)")
+        for name in passEnvironment {
+            guard EnvironmentNames.isValid(name) else {
+                throw ValidationError("--pass-env '\(FilePaths.printable(name))' is not a variable name (letters, digits and '_', not starting with a digit)")
+            }
+            if RunCommand.environmentOptions.contains(where: { $0.0 == name }) {
+                throw ValidationError("--pass-env \(name): the DAG sets it for every task (from Airflow's run id, the store and dag_run.conf)")
+            }
+        }
+        if let problem = Self.imageReferenceProblem(image) {
+            throw ValidationError("--image '\(FilePaths.printable(image))' \(problem)")
+        }
+        if let dockerURL, !["unix://", "tcp://", "http://", "https://", "ssh://", "npipe://"].contains(where: { dockerURL.hasPrefix($0) && dockerURL.count > $0.count }) {
+            throw ValidationError("--docker-url '\(FilePaths.printable(dockerURL))' is not a Docker API address: unix:///path/to.sock, tcp://host:port or ssh://user@host")
+        }
+        if let runner, !runner.hasPrefix("/") {
+            throw ValidationError("--runner '\(FilePaths.printable(runner))' is a path in the image; give it absolute")
+        }
+        if let pipelinePath, !pipelinePath.hasPrefix("/") {
+            throw ValidationError("--pipeline-path '\(FilePaths.printable(pipelinePath))' is a path in the image; give it absolute")
+        }
+        if taskOperator == .kubernetes, workdir != nil {
+            throw ValidationError("--workdir is for --operator docker: a pod runs in the image's working directory (/work), where relative paths land")
         }
         for text in environment {
-            let (name, _) = try Self.parseEnvironment(text)
-            if EnvironmentNames.isCredential(name) {
-                throw ValidationError("--env \(name): its name says it holds a credential, and --env values are written into the DAG; "
+            let (name, value) = try Self.parseEnvironment(text)
+            if EnvironmentNames.isCredential(name) || EnvironmentNames.holdsCredential(value) {
+                throw ValidationError("--env \(name): it looks like a credential (its name, or a password in a URL), and --env values are written into the DAG; "
                     + (taskOperator == .docker ? "give --pass-env \(name) to hand it over from the worker's environment" : "put it in a Kubernetes Secret and give --secret NAME"))
             }
         }
@@ -183,18 +206,71 @@ struct AirflowCommand: AsyncParsableCommand {
             throw ValidationError("--service-account '\(FilePaths.printable(serviceAccount))' is not a Kubernetes name (lower-case letters, digits, '-' and '.')")
         }
         if let cpus {
-            guard let value = Double(cpus), value.isFinite, value >= 0.001, value <= 1024 else {
-                throw ValidationError("--cpus must be a number from 0.001 to 1024, such as 0.5 or 2, got '\(FilePaths.printable(cpus))'")
+            // Docker takes CPU shares (cpus x 1024) from 2 to 262144; Kubernetes millicores.
+            let range: ClosedRange<Double> = taskOperator == .docker ? 0.002...256 : 0.001...1024
+            let decimal = !cpus.isEmpty && cpus.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") } && cpus.filter { $0 == "." }.count <= 1
+            guard decimal, let value = Double(cpus), range.contains(value) else {
+                throw ValidationError("--cpus must be a number from \(taskOperator == .docker ? "0.002" : "0.001") to \(Int(range.upperBound)) "
+                    + "for \(taskOperator.rawValue), such as 0.5 or 2, got '\(FilePaths.printable(cpus))'")
             }
         }
         for (option, size) in [("--memory", memory), ("--memory-limit", memoryLimit)] {
-            if let size, MemorySize.parse(size) == nil {
-                throw ValidationError("\(option) must be a size from 1 byte to 1 EiB, such as 512M, 2G or 1073741824, got '\(FilePaths.printable(size))'")
+            guard let size else { continue }
+            guard let bytes = MemorySize.parse(size) else {
+                throw ValidationError("\(option) must be a size from 32M to 1 EiB, such as 512M, 512Mi, 2G or 1073741824, got '\(FilePaths.printable(size))'")
             }
+            if bytes < Self.smallestMemory {
+                throw ValidationError("\(option) \(size) is less than the runner alone needs; give at least 32M")
+            }
+        }
+        if let memory, let memoryLimit, let request = MemorySize.parse(memory), let limit = MemorySize.parse(memoryLimit), request > limit {
+            throw ValidationError("--memory \(memory) is above --memory-limit \(memoryLimit); Kubernetes refuses a pod that requests more than its limit")
         }
         if let workdir, !workdir.hasPrefix("/") {
             throw ValidationError("--workdir '\(FilePaths.printable(workdir))' is a path in the container; give it absolute")
         }
+    }
+
+    /// The least memory a container may be given: the runner alone needs about 24 MiB.
+    static let smallestMemory: Double = 32 * 1_048_576
+
+    /// Why `reference` is not an image reference (`[host[:port]/]path[:tag][@digest]`,
+    /// the path in lower case), or nil.
+    static func imageReferenceProblem(_ reference: String) -> String? {
+        var rest = Substring(reference)
+        if let at = rest.firstIndex(of: "@") {
+            let digest = rest[rest.index(after: at)...]
+            let parts = digest.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty, parts[1].count >= 32, parts[1].allSatisfy(\.isHexDigit) else {
+                return "has a digest that is not ALGORITHM:HEX (such as sha256:...)"
+            }
+            rest = rest[..<at]
+        }
+        var components = rest.split(separator: "/", omittingEmptySubsequences: false)
+        guard var last = components.popLast() else { return "is empty" }
+        if let colon = last.lastIndex(of: ":") {
+            let tag = last[last.index(after: colon)...]
+            guard !tag.isEmpty, tag.count <= 128, tag.first != "." && tag.first != "-",
+                  tag.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
+                return "has a tag that is not letters, digits, '_', '.' and '-' (at most 128)"
+            }
+            last = last[..<colon]
+        }
+        components.append(last)
+        // A first component with a '.' or ':' (or localhost) is a registry host.
+        if components.count > 1, let host = components.first, host.contains(".") || host.contains(":") || host == "localhost" {
+            guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-:".contains($0)) }) else {
+                return "has a registry host '\(host)' that is not a host name and port"
+            }
+            components.removeFirst()
+        }
+        for component in components {
+            let valid = !component.isEmpty && component.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || "._-".contains($0)) }
+                && component.first!.isASCII && (component.first!.isLowercase || component.first!.isNumber)
+                && component.last!.isASCII && (component.last!.isLowercase || component.last!.isNumber)
+            guard valid else { return "is not an image reference: its name is lower-case letters, digits and '.', '_' or '-' between them, such as registry.example.com/team/runner:1.0" }
+        }
+        return nil
     }
 
     /// `SOURCE:TARGET[:ro]`: a host directory (docker; made absolute) or a claim
@@ -213,6 +289,9 @@ struct AirflowCommand: AsyncParsableCommand {
             throw ValidationError("--mount '\(FilePaths.printable(text))': the path in the container, '\(FilePaths.printable(parts[1]))', must be absolute")
         }
         let target = FilePaths.absolute(parts[1])
+        if target == "/" {
+            throw ValidationError("--mount '\(FilePaths.printable(text))' would hide the whole image; mount a directory such as /work or /data")
+        }
         if taskOperator == .kubernetes {
             guard KubernetesNames.isSubdomain(parts[0]) else {
                 throw ValidationError("--mount '\(FilePaths.printable(text))': '\(FilePaths.printable(parts[0]))' is not a PersistentVolumeClaim's name "
@@ -248,21 +327,16 @@ struct AirflowCommand: AsyncParsableCommand {
         return FilePaths.absolute(argument, relativeTo: cwd)
     }
 
+    /// `path` with its symbolic links resolved, or as it is when it does not exist.
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// The AWS variables a docker task gets by default: credentials, region, endpoint.
     static let awsVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
                                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
-
-    /// The names a pipeline file reads with `${env.NAME}` (or `${env.NAME:-default}`).
-    static func environmentReferences(in text: String) -> [String] {
-        var names: [String] = []
-        var rest = Substring(text)
-        while let range = rest.range(of: "${env.") {
-            let name = rest[range.upperBound...].prefix { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
-            if !name.isEmpty && !names.contains(String(name)) { names.append(String(name)) }
-            rest = rest[range.upperBound...]
-        }
-        return names
-    }
 
     func run() async throws {
         let plan = try pipeline.plan()
@@ -270,27 +344,58 @@ struct AirflowCommand: AsyncParsableCommand {
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         let inContainer = taskOperator != .bash
         let containerWorkdir = workdir ?? "/work"
-        let isURI = ArtifactStoreRegistry.scheme(of: artifactStore) != nil
-        // In a container a relative store is below the container's working directory.
-        let store = isURI ? artifactStore : (inContainer ? FilePaths.absolute(artifactStore, relativeTo: containerWorkdir) : absolute(artifactStore))
-        let mounts = try mount.map { try Self.parseMount($0, taskOperator: taskOperator, cwd: cwd) }
+        func refuse(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("error: \(Console.printable(message)); no DAG was written\n".utf8))
+            return ExitCode(RunnerMain.ExitStatus.invalid)
+        }
+        if Self.realPath(absolute(output)) == Self.realPath(absolute(pipeline.file)) {
+            throw refuse("-o \(output) is the pipeline file itself; write the DAG somewhere else, such as dags/\(plan.name).py")
+        }
+        let scheme = ArtifactStoreRegistry.scheme(of: artifactStore)
         // The tasks will open the store: one they would refuse is refused here, before
         // a DAG whose every task fails is written. Opening checks the location only;
         // a directory in a container is checked against the volumes instead.
-        if isURI || !inContainer {
+        if scheme != nil || !inContainer {
             do {
                 _ = try ArtifactStoreRegistry.builtin.open(artifactStore)
             } catch let error as ArtifactStoreError {
-                FileHandle.standardError.write(Data("error: --artifact-store: \(Console.printable(error.message)); no DAG was written\n".utf8))
-                throw ExitCode(RunnerMain.ExitStatus.invalid)
+                throw refuse("--artifact-store: \(error.message)")
             }
         }
-        if inContainer && !isURI && !mounts.contains(where: { FilePaths.isWithin(store, directory: $0.target) && !$0.readOnly }) {
-            let example = taskOperator == .docker ? "--mount HOST-DIR:\(store)" : "--mount CLAIM:\(store) (a ReadWriteMany claim)"
-            FileHandle.standardError.write(Data(("error: --artifact-store \(Console.printable(store)) is in the container and no writable --mount "
-                + "holds it: each task runs in a container of its own, so the next task would not find this one's outputs; "
-                + "give \(Console.printable(example)), or an s3:// store; no DAG was written\n").utf8))
-            throw ExitCode(RunnerMain.ExitStatus.invalid)
+        // A directory in a container is below its working directory when relative.
+        var store = artifactStore
+        var storeDirectory: String?
+        if scheme == nil {
+            store = inContainer ? FilePaths.absolute(artifactStore, relativeTo: containerWorkdir) : absolute(artifactStore)
+            storeDirectory = store
+        } else if scheme == "file" {
+            storeDirectory = try? FileURI.path(of: artifactStore)
+        }
+        let mounts = try mount.map { try Self.parseMount($0, taskOperator: taskOperator, cwd: cwd) }
+        if inContainer {
+            // The volume that holds a path: the innermost mount above it.
+            func volume(holding path: String) -> AirflowExport.Mount? {
+                mounts.filter { FilePaths.isWithin(path, directory: $0.target) }.max { $0.target.count < $1.target.count }
+            }
+            let executable = runner ?? "/usr/local/bin/runner"
+            if let hiding = mounts.first(where: { FilePaths.isWithin(executable, directory: $0.target) }) {
+                throw refuse("--mount \(hiding.source):\(hiding.target) hides the runner (\(executable)) in the image; mount the volume elsewhere, such as /work or /data")
+            }
+            if let storeDirectory, volume(holding: storeDirectory).map({ !$0.readOnly }) != true {
+                let example = taskOperator == .docker ? "--mount HOST-DIR:\(storeDirectory)" : "--mount CLAIM:\(storeDirectory) (a ReadWriteMany claim)"
+                throw refuse("--artifact-store \(storeDirectory) is in the container and no writable --mount holds it: each task runs in a container "
+                    + "of its own, so the next task would not find this one's outputs; give \(example), or an s3:// store")
+            }
+            // What a filesystem sink writes must outlive its container, too.
+            for stage in plan.stages where stage.typeName == "filesystem" {
+                guard let template = stage.parameters.optionalString("path"),
+                      let directory = try? FilesystemStage.fixedDirectory(of: template, relativeTo: containerWorkdir) else { continue }
+                if volume(holding: directory).map({ !$0.readOnly }) != true {
+                    throw refuse("stage '\(stage.id)' writes \(template) (in \(directory) in the container), which no writable --mount holds: "
+                        + "the file would vanish with its container; give --mount HOST-DIR:\(directory)"
+                        + (taskOperator == .kubernetes ? " (CLAIM:\(directory) for pods)" : "") + ", or store it with an s3 stage")
+                }
+            }
         }
         var extra: [String] = []
         for profile in pipeline.profiles { extra += ["--profile", profile] }
@@ -299,18 +404,23 @@ struct AirflowCommand: AsyncParsableCommand {
         guard !dagID.isEmpty, dagID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) else {
             throw ValidationError("DAG id '\(FilePaths.printable(dagID))' must be letters, digits, '_', '.' or '-'; give one with --dag-id")
         }
+        guard dagID.count <= AirflowExport.maximumIDLength else {
+            throw ValidationError("DAG id '\(dagID.prefix(40))...' has \(dagID.count) characters; Airflow's hold at most \(AirflowExport.maximumIDLength): give a shorter one with --dag-id")
+        }
+        if let problem = AirflowExport.problem(with: plan) {
+            throw ValidationError(problem)
+        }
         let executable = runner ?? (inContainer ? "/usr/local/bin/runner" : Self.currentExecutable(relativeTo: cwd))
         let pipelineFile = pipelinePath ?? (inContainer ? "/pipelines/" + FilePaths.split(absolute(pipeline.file)).name : absolute(pipeline.file))
         var container: AirflowExport.ContainerSettings?
+        // What the pipeline file reads with ${env.NAME}: the tasks load it again, in the container.
+        let references = plan.environmentNames.filter { name in
+            !Self.awsVariables.contains(name) && !RunCommand.environmentOptions.contains { $0.0 == name }
+        }
         if inContainer, let image {
             var settings = AirflowExport.ContainerSettings(image: image, pullPolicy: pull, mounts: mounts)
             if taskOperator == .docker {
-                var names = passEnvironment
-                if names.isEmpty {
-                    let text = (try? String(contentsOfFile: pipeline.file, encoding: .utf8)) ?? ""
-                    names = Self.awsVariables + Self.environmentReferences(in: text).filter { !Self.awsVariables.contains($0) }
-                }
-                settings.passEnvironment = names
+                settings.passEnvironment = passEnvironment.isEmpty ? Self.awsVariables + references : passEnvironment
             }
             settings.secrets = secret
             settings.environment = try environment.map { try Self.parseEnvironment($0) }
@@ -323,10 +433,17 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.workingDirectory = workdir
             settings.cpus = cpus.flatMap(Double.init)
             settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
+            for stage in plan.stages {
+                guard let limit = settings.memoryLimit, let need = AirflowExport.taskMemory(plan, stage: stage.id), need > limit else { continue }
+                throw refuse("stage '\(stage.id)' is estimated to need \(ByteCountFormatting.string(need)) in its task, above --memory-limit "
+                    + "\(memoryLimit ?? ""): its container would be killed; raise the limit")
+            }
             if taskOperator == .kubernetes {
                 for stage in plan.stages {
                     // A tenth above the estimate: it counts the data, not the allocator's slack.
-                    if let bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.1 }) {
+                    if var bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.1 }) {
+                        // Never above the limit (the estimate is below it, checked above).
+                        if let limit = settings.memoryLimit { bytes = min(bytes, limit) }
                         settings.memoryRequests[stage.id] = bytes
                     }
                 }
@@ -337,8 +454,15 @@ struct AirflowCommand: AsyncParsableCommand {
             dagID: dagID, runner: executable, pipeline: pipelineFile, artifactStore: store,
             workingDirectory: inContainer ? containerWorkdir : absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule,
             owner: owner, taskOperator: taskOperator, container: container)
-        let text = AirflowExport.render(plan, settings: settings)
-        try AtomicFile.write(Array(text.utf8), to: output, overwrite: true)
+        let dag = AirflowExport.render(plan, settings: settings)
+        try AtomicFile.write(Array(dag.utf8), to: output, overwrite: true)
+        let given = Set(environment.compactMap { try? Self.parseEnvironment($0).name })
+        let missing = references.filter { !given.contains($0) }
+        if taskOperator == .kubernetes, !missing.isEmpty {
+            FileHandle.standardError.write(Data(("note: the pipeline reads \(missing.map { "${env.\($0)}" }.joined(separator: ", ")): "
+                + "each pod needs \(missing.count == 1 ? "it" : "them") (a --secret holding \(missing.count == 1 ? "it" : "them"), "
+                + "or --env NAME=VALUE)\n").utf8))
+        }
         if inContainer && pipelinePath == nil {
             FileHandle.standardError.write(Data(("note: the tasks read the pipeline at \(Console.printable(pipelineFile)) in the image "
                 + "(the Containerfile bakes in pipelines/); mount it there or give --pipeline-path\n").utf8))

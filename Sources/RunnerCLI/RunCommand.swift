@@ -89,6 +89,14 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
+    /// The variable that gave `option`'s value, when the command line did not.
+    func variable(for option: String) -> String? {
+        let given = RunnerContext.arguments.contains { $0 == option || $0.hasPrefix(option + "=") }
+        guard !given, let (name, _) = Self.environmentOptions.first(where: { $0.1 == option }) else { return nil }
+        let value = ProcessInfo.processInfo.environment[name] ?? ""
+        return value.isEmpty ? nil : name
+    }
+
     mutating func validate() throws {
         try adoptEnvironment(ProcessInfo.processInfo.environment)
         if let runID, let problem = RunID.problem(with: runID) {
@@ -194,8 +202,15 @@ struct RunCommand: AsyncParsableCommand {
                 try exitIfInterrupted()
                 let failure = PipelineError(error)
                 let usage = (error as? ArtifactStoreError)?.isUsageError == true
-                let message = usage ? failure.message
+                var message = usage ? failure.message
                     : "cannot use the artifact store \(FilePaths.printable(artifactStore)): \(failure.message)"
+                // Say so when a value came from the environment, not the command line.
+                if let name = variable(for: "--artifact-store") {
+                    message = "\(name)=\(FilePaths.printable(artifactStore)) (for --artifact-store): " + message
+                }
+                if let name = variable(for: "--seed"), let seed {
+                    message = message.replacingOccurrences(of: "leave out --seed \(seed)", with: "unset \(name) (it gives --seed \(seed))")
+                }
                 console.log(.error, message + "; nothing was run",
                             ["event": .string("store_refused"), "error_code": .string(failure.code.rawValue),
                              "retryable": .boolean(failure.isRetryable)])

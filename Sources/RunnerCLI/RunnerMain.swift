@@ -178,7 +178,9 @@ struct StreamingOptions: ParsableArguments {
 enum MemorySize {
     static func parse(_ text: String) -> Double? {
         var digits = text.trimmingCharacters(in: .whitespaces).uppercased()
-        for suffix in ["IB", "B"] where digits.hasSuffix(suffix) && digits.count > suffix.count {
+        // 512M, 512MB, 512MiB, and Kubernetes's 512Mi.
+        for suffix in ["IB", "B", "I"] where digits.hasSuffix(suffix) && digits.count > suffix.count
+            && (suffix != "I" || "KMGT".contains(digits.dropLast().last!)) {
             digits.removeLast(suffix.count)
             break
         }

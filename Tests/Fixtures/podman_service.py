@@ -6,9 +6,11 @@ Starts `podman system service --time=0 unix://SOCKET_PATH`, waits until the sock
 answers GET /version, prints one JSON line {"socket": "unix://..."} and serves until
 its standard input closes, then stops the service and removes the socket.
 """
+import ctypes
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +26,15 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(path)
 
 
-service = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + path],
+
+
+def die_with_parent():
+    # The test kills this script with SIGKILL when it is done: the service must not
+    # outlive it (PR_SET_PDEATHSIG: SIGTERM when the parent dies).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+service = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + path], preexec_fn=die_with_parent,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
     deadline = time.monotonic() + 30

@@ -217,8 +217,8 @@ import Testing
     @Test func runIDRules() {
         #expect(RunID.problem(with: "manual__2026-11-26T10:00:00+00:00") == nil)
         #expect(RunID.problem(with: "..") != nil)
-        #expect(RunID.problem(with: "a/b") == "contains '/'; use letters, digits and . _ - : + only")
-        #expect(RunID.problem(with: "a\nb") == "contains '\\n'; use letters, digits and . _ - : + only")
+        #expect(RunID.problem(with: "a/b") == "contains '/'; use letters, digits and . _ - : + ~ only")
+        #expect(RunID.problem(with: "a\nb") == "contains '\\n'; use letters, digits and . _ - : + ~ only")
         let id = RunID.generate(date: Date(timeIntervalSince1970: 0))
         #expect(id.hasPrefix("19700101T000000Z-"))
         #expect(RunID.generate(date: Date(timeIntervalSince1970: 100)) > id)

@@ -561,16 +561,16 @@ public enum RunID {
     }
 
     /// Why a user-given run id cannot be used, or nil. Run ids go into paths and keys,
-    /// so they may hold letters, digits and `. _ - : +` only (Airflow's run ids use `:`
-    /// and `+`), and must not be `.` or `..`.
+    /// so they may hold letters, digits and `. _ - : + ~` only (what Airflow allows in
+    /// its run ids by default; its own use `:` and `+`), and must not be `.` or `..`.
     public static func problem(with id: String) -> String? {
         if id.isEmpty { return "is empty" }
         if id.count > 200 { return "is longer than 200 characters" }
         if id == "." || id == ".." { return "would name a directory outside the output" }
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:+")
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:+~")
         if let bad = id.first(where: { !allowed.contains($0) }) {
             let shown = bad.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
-            return "contains '\(shown)'; use letters, digits and . _ - : + only"
+            return "contains '\(shown)'; use letters, digits and . _ - : + ~ only"
         }
         return nil
     }

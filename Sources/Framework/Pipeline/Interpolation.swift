@@ -16,6 +16,8 @@ struct Interpolator {
     /// For each interpolated scalar, the pipeline params put into it (name and value),
     /// so that values put into paths can be checked.
     private(set) var substitutions: [SourceLocation: [ParamSubstitution]] = [:]
+    /// The environment variables read, in the order first read.
+    private(set) var environmentNames: [String] = []
 
     /// Interpolates every scalar below `node`; problems go to `diagnostics`.
     mutating func interpolate(_ node: YAMLNode, diagnostics: inout [Diagnostic]) -> YAMLNode {
@@ -40,7 +42,7 @@ struct Interpolator {
     }
 
     /// The interpolated text, or nil after reporting a problem.
-    func interpolate(_ text: String, in node: YAMLNode, diagnostics: inout [Diagnostic], used: inout [ParamSubstitution]) -> String? {
+    mutating func interpolate(_ text: String, in node: YAMLNode, diagnostics: inout [Diagnostic], used: inout [ParamSubstitution]) -> String? {
         let scalars = Array(text.unicodeScalars)
         var output = String.UnicodeScalarView()
         var index = 0
@@ -79,7 +81,7 @@ struct Interpolator {
         return failed ? nil : String(output)
     }
 
-    private func resolve(
+    private mutating func resolve(
         _ body: String, at location: SourceLocation, diagnostics: inout [Diagnostic], used: inout [ParamSubstitution]
     ) -> String? {
         var name = body
@@ -94,6 +96,7 @@ struct Interpolator {
                 diagnostics.append(.error("'${\(body)}' names no environment variable", at: location))
                 return nil
             }
+            if !environmentNames.contains(variable) { environmentNames.append(variable) }
             if let value = environment[variable], !value.isEmpty { return value }
             if let fallback { return fallback }
             diagnostics.append(.error(

@@ -11,6 +11,8 @@ public struct PipelineDocument: Sendable {
     public var unresolvedValues: Set<SourceLocation> = []
     /// The pipeline params put into each value, by the value's location.
     public var substitutions: [SourceLocation: [ParamSubstitution]] = [:]
+    /// The environment variables the file reads (`${env.NAME}`), in the order first read.
+    public var environmentNames: [String] = []
     /// Params whose value a `--set` gave, by name: problems with values made from
     /// them are reported at the argument.
     public var paramsFromCommandLine: [String: CommandLineSetting] = [:]

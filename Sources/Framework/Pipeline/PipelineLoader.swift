@@ -170,6 +170,7 @@ public struct PipelineLoader: Sendable {
         var document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
         document.unresolvedValues = interpolator.failures
         document.substitutions = interpolator.substitutions
+        document.environmentNames = interpolator.environmentNames
         document.paramsFromCommandLine = paramsFromCommandLine
         return Result(document: document, diagnostics: diagnostics, sources: sources)
     }

@@ -298,7 +298,7 @@ public enum AirflowExport {
         }
         let params = settings.taskOperator == .bash ? "{\"runner\": RUNNER, \"artifact_store\": ARTIFACT_STORE}"
             : "{\"image\": IMAGE, \"artifact_store\": ARTIFACT_STORE}"
-        lines += [
+        let header: [String?] = [
             "",
             "with DAG(",
             "    dag_id=\(python(settings.dagID)),",
@@ -307,24 +307,27 @@ public enum AirflowExport {
             "    doc_md=\(python(documentation(plan, settings: settings))),",
             "    start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),",
             "    catchup=False,",
+            settings.schedule == "@continuous" ? "    max_active_runs=1," : nil,
             "    params=\(params),",
             "    tags=[\"pipeline-framework\"],",
             ") as dag:",
         ]
+        lines += header.compactMap { $0 }
+        let variables = variableNames(plan)
         for stage in plan.stages {
             let (operatorName, arguments) = switch settings.taskOperator {
             case .bash: ("BashOperator", bashArguments(stage, settings: settings))
             case .docker: ("DockerOperator", dockerArguments(stage, settings: settings, container: container))
             case .kubernetes: ("KubernetesPodOperator", kubernetesArguments(stage, settings: settings, container: container))
             }
-            lines.append("    \(variable(stage.id)) = \(operatorName)(")
+            lines.append("    \(variables[stage.id]!) = \(operatorName)(")
             lines += (arguments + policyArguments(stage)).map { "        \($0)," }
             lines.append("    )")
         }
         lines.append("")
         for stage in plan.stages {
             for dependency in stage.dependencies {
-                lines.append("    \(variable(dependency)) >> \(variable(stage.id))")
+                lines.append("    \(variables[dependency]!) >> \(variables[stage.id]!)")
             }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -488,7 +491,76 @@ public enum AirflowExport {
         return bytes
     }
 
-    static func variable(_ stage: String) -> String {
-        "task_" + String(stage.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    /// A Python variable for each stage's task: `task_` and the id with `-` as `_`,
+    /// numbered when two ids would give the same name (`a-b` and `a_b`).
+    static func variableNames(_ plan: Plan) -> [String: String] {
+        var names: [String: String] = [:]
+        var taken: Set<String> = []
+        for stage in plan.stages {
+            let base = "task_" + String(stage.id.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+            var name = base
+            var number = 2
+            while taken.contains(name) {
+                name = "\(base)_\(number)"
+                number += 1
+            }
+            taken.insert(name)
+            names[stage.id] = name
+        }
+        return names
+    }
+
+    /// Airflow's longest DAG or task id.
+    public static let maximumIDLength = 250
+
+    /// Why the plan cannot become a DAG, or nil: a stage id too long for a task id.
+    public static func problem(with plan: Plan) -> String? {
+        for stage in plan.stages where taskID(stage.id).count > maximumIDLength {
+            return "stage '\(stage.id.prefix(40))...' has an id of \(stage.id.count) characters; Airflow's task ids hold at most \(maximumIDLength)"
+        }
+        return nil
+    }
+
+    /// Why `schedule` is not one Airflow takes, or nil: a preset (`@daily`, ...) or a
+    /// cron expression of five fields (minute, hour, day of month, month, day of
+    /// week), each `*`, `?`, numbers or names in range, ranges, steps and lists.
+    public static func scheduleProblem(_ schedule: String) -> String? {
+        let presets = ["@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"]
+        if schedule.hasPrefix("@") {
+            return presets.contains(schedule) ? nil : "is not a preset Airflow knows (\(presets.joined(separator: ", ")))"
+        }
+        let fields = schedule.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count == 5 else {
+            return "has \(fields.count) field\(fields.count == 1 ? "" : "s"); a cron expression has 5: minute hour day-of-month month day-of-week"
+        }
+        let months = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+        let days = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+        let specs: [(name: String, range: ClosedRange<Int>, names: [String], offset: Int)] = [
+            ("minute", 0...59, [], 0), ("hour", 0...23, [], 0), ("day of month", 1...31, [], 0),
+            ("month", 1...12, months, 1), ("day of week", 0...7, days, 0),
+        ]
+        for (field, spec) in zip(fields, specs) {
+            func value(_ text: Substring) -> Int? {
+                if let number = Int(text), spec.range.contains(number) { return number }
+                return spec.names.firstIndex(of: text.uppercased()).map { $0 + spec.offset }
+            }
+            for item in field.split(separator: ",", omittingEmptySubsequences: false) {
+                let parts = item.split(separator: "/", omittingEmptySubsequences: false)
+                guard parts.count <= 2 else { return "has '\(item)' in its \(spec.name) field" }
+                if parts.count == 2 {
+                    guard let step = Int(parts[1]), step > 0, step <= spec.range.upperBound else {
+                        return "has the step '\(parts[1])' in its \(spec.name) field; a step is a whole number from 1 to \(spec.range.upperBound)"
+                    }
+                }
+                let base = parts[0]
+                if base == "*" || (base == "?" && (spec.name == "day of month" || spec.name == "day of week")) { continue }
+                let bounds = base.split(separator: "-", omittingEmptySubsequences: false)
+                guard bounds.count <= 2, let low = value(bounds[0]), bounds.count == 1 || value(bounds[1]).map({ $0 >= low }) == true else {
+                    return "has '\(item)' in its \(spec.name) field (\(spec.range.lowerBound)-\(spec.range.upperBound)"
+                        + (spec.names.isEmpty ? "" : " or \(spec.names.first!)-\(spec.names.last!)") + ")"
+                }
+            }
+        }
+        return nil
     }
 }

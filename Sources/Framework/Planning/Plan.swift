@@ -12,6 +12,9 @@ public struct Plan: Sendable {
     /// How stage outputs are stored and read back when the run has an artifact store:
     /// the registry's codecs (`StageRegistry.codecs`).
     public let codecs: ArtifactCodecs
+    /// The environment variables the pipeline file reads (`${env.NAME}`, with the
+    /// profiles applied): what a run elsewhere (a container, a pod) must be given too.
+    public var environmentNames: [String] = []
     /// Each stage's position in `stages`, so that lookups by id take constant time.
     private let positions: [String: Int]
 

@@ -140,7 +140,9 @@ public struct Planner: Sendable {
                                 after: partial.declaration.after.map(\.stage), outputType: outputType,
                                 retry: partial.declaration.retry, timeout: partial.declaration.timeout)
         }
-        return Plan(name: document.name, file: document.file, params: document.params, stages: stages, codecs: registry.codecs)
+        var plan = Plan(name: document.name, file: document.file, params: document.params, stages: stages, codecs: registry.codecs)
+        plan.environmentNames = document.environmentNames
+        return plan
     }
 
     private func conversionHint(from produced: ArtifactType, to accepts: TypeRequirement) -> String? {

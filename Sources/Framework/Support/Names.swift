@@ -55,7 +55,19 @@ public enum EnvironmentNames {
     public static func isCredential(_ name: String) -> Bool {
         let upper = name.uppercased()
         if upper.hasPrefix("AWS_") && ["KEY", "SECRET", "TOKEN", "CREDENTIAL", "PASSWORD"].contains(where: upper.contains) { return true }
-        return ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"].contains(where: upper.contains)
+        if ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY", "CONNECTION_STRING"]
+            .contains(where: upper.contains) { return true }
+        // Words of their own: GITHUB_PAT, HTTP_AUTH, DB_PASS (not PWD, the working directory).
+        let words = upper.split(separator: "_")
+        return words.contains { ["PAT", "AUTH", "PASS", "APIKEY"].contains($0) }
+    }
+
+    /// Whether a value carries a password: a URL with one (`postgres://user:pw@host`).
+    public static func holdsCredential(_ value: String) -> Bool {
+        guard let scheme = value.range(of: "://") else { return false }
+        let authority = value[scheme.upperBound...].prefix { $0 != "/" }
+        guard let at = authority.lastIndex(of: "@") else { return false }
+        return authority[..<at].contains(":")
     }
 }
 

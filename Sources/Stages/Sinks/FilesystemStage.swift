@@ -210,15 +210,15 @@ public struct FilesystemStage: Stage {
     }
 
     /// The absolute directory a path template names before its first placeholder:
-    /// `out/{run_id}/a.jpg` gives `$PWD/out`.
-    static func fixedDirectory(of template: String) throws -> String {
+    /// `out/{run_id}/a.jpg` gives `$PWD/out` (or `base/out`).
+    public static func fixedDirectory(of template: String, relativeTo base: String? = nil) throws -> String {
         let placeholders = try Template.placeholders(in: template)
         let scalars = Array(template.unicodeScalars)
         let end = placeholders.first?.offset ?? scalars.count
         // The literal text before the placeholder, its '{{' and '}}' turned into braces.
         let prefix = try Template.expand(String(String.UnicodeScalarView(scalars[..<end])), values: [:])
         let directory = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
-        return FilePaths.absolute(directory.isEmpty ? "." : directory)
+        return FilePaths.absolute(directory.isEmpty ? "." : directory, relativeTo: base)
     }
 }
 
