@@ -66,8 +66,11 @@ import Framework
 
     @Test func credentialsAreWithheldUnlessNamed() {
         let environment = ["PATH": "/bin", "HOME": "/h", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t",
-                           "AWS_REGION": "eu", "GITHUB_TOKEN": "g", "DB_PASSWORD": "p", "LANG": "C"]
-        #expect(ExecStage.programEnvironment(environment, passing: []) == ["PATH": "/bin", "HOME": "/h", "AWS_REGION": "eu", "LANG": "C"])
+                           "AWS_REGION": "eu", "GITHUB_TOKEN": "g", "DB_PASSWORD": "p", "LANG": "C",
+                           "GITHUB_PAT": "x", "DB_PASS": "x", "HTTP_AUTH": "x", "AZURE_STORAGE_CONNECTION_STRING": "x",
+                           "PWD": "/w", "OLDPWD": "/v", "PASSAGE": "kept", "AUTHOR": "kept"]
+        #expect(ExecStage.programEnvironment(environment, passing: []) == ["PATH": "/bin", "HOME": "/h", "AWS_REGION": "eu", "LANG": "C",
+                                                                            "PWD": "/w", "OLDPWD": "/v", "PASSAGE": "kept", "AUTHOR": "kept"])
         #expect(ExecStage.programEnvironment(environment, passing: ["AWS_SESSION_TOKEN"])["AWS_SESSION_TOKEN"] == "t")
     }
 }

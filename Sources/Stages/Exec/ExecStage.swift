@@ -26,7 +26,8 @@ public struct ExecStage: Stage {
             string for /bin/sh -c, and every value filled into it, paths and params alike, is single-quoted \
             for the shell: only the pipeline's own text is shell syntax). Environment: the runner's, without \
             credentials (AWS_* keys and tokens, and variables whose names contain TOKEN, SECRET, PASSWORD, \
-            CREDENTIAL, API_KEY, ACCESS_KEY or PRIVATE_KEY) unless pass_env names them, plus env. Its stderr \
+            CREDENTIAL, API_KEY, ACCESS_KEY, PRIVATE_KEY or CONNECTION_STRING, or have PAT, AUTH or PASS as a \
+            word) unless pass_env names them, plus env. Its stderr \
             (and stdout) go to the stage's log lines, each cut at 4 KiB. Exit status 0 means \
             success; then the output file must exist and match 'output': a .npy whose dtype is the declared \
             element type, or an image that decodes in the declared format. A non-zero exit fails the stage \
