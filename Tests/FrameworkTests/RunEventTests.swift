@@ -103,8 +103,45 @@ private final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         #expect(try folded.jsonData() == outcome.report.jsonData())
         #expect(folded.stages.map(\.status) == [.succeeded, .succeeded, .failed, .skipped])
         #expect(folded.stages[1].attempts == 2)
+        // Each attempt's span, the failed one with its error; the stage's own log lines.
+        let spans = try #require(folded.stages[1].attemptSpans)
+        #expect(spans.count == 2 && spans[0].error != nil && spans[1].error == nil && spans.allSatisfy { $0.durationSeconds != nil }, "\(spans)")
+        #expect(folded.stages[2].logs?.map(\.message).contains("checking the quota") == true, "\(folded.stages[2].logs ?? [])")
+        #expect(folded.stages[2].attemptSpans?.last?.error?.isEmpty == false)
+        #expect(folded.schemaVersion == RunReport.currentSchemaVersion && folded.machine?.cores == ProcessInfo.processInfo.activeProcessorCount)
         #expect(folded.stages[2].errorCode == "quota_exceeded" && folded.stages[2].retryable == false)
         #expect(folded.errorCode == "quota_exceeded" && outcome.failure?.code == "quota_exceeded")
+    }
+
+    /// A stage's report keeps its first and its latest log lines, and counts the rest.
+    @Test func aLongLogKeepsItsBeginningAndItsEnd() throws {
+        let builder = RunReportBuilder()
+        builder.handle(RunEvent(.runStarted(RunEvent.RunStarted(runID: "r", seed: 1, pipeline: "p", file: "p.yaml", stages: [
+            RunEvent.PlannedStageSummary(id: "s", type: "t", seed: nil, parameters: [:], access: nil),
+        ]))))
+        for line in 0..<500 {
+            builder.handle(RunEvent(.log(RunEvent.LogRecord(level: .info, message: "line \(line)", stage: "s"))))
+        }
+        builder.handle(RunEvent(.log(RunEvent.LogRecord(level: .info, message: "the run's own"))))
+        let stage = try #require(builder.current?.stages.first)
+        let kept = StageReport.LogLine.kept
+        #expect(stage.logs?.map(\.message) == (0..<(kept / 2)).map { "line \($0)" } + ((500 - kept / 2)..<500).map { "line \($0)" })
+        #expect(stage.logsOmitted == 500 - kept)
+    }
+
+    /// A report of the first layout (no schema_version) still reads, as version 1.
+    @Test func aVersionOneReportStillReads() throws {
+        let json = """
+            {"duration_seconds": 0.5, "file": "p.yaml", "pipeline": "p", "run_id": "r", "runner_version": "0.10.0", "seed": 3,
+             "started_at": "2026-11-01T10:00:00Z", "status": "succeeded",
+             "stages": [{"attempts": 1, "duration_seconds": 0.1, "id": "s", "parameters": {}, "started_at": "2026-11-01T10:00:00Z",
+                         "status": "succeeded", "type": "t"}]}
+            """
+        let report = try RunReport.decode(Data(json.utf8))
+        #expect(report.schemaVersion == 1 && report.machine == nil && report.stages.first?.logs == nil && report.runnerVersion == "0.10.0")
+        // And what it writes reads back the same.
+        let again = try RunReport.decode(try report.jsonData())
+        #expect(try again.jsonData() == report.jsonData())
     }
 
     @Test func storeWriteFailuresAreStageFailures() async throws {

@@ -137,12 +137,15 @@ public struct Executor: Sendable {
     }
 
     /// The run's events go to the report builder and to `options.events`.
-    struct Events: Sendable {
+    struct Events: RunEventHandler, Sendable {
         let builder = RunReportBuilder()
         let handler: any RunEventHandler
 
         func emit(_ kind: RunEvent.Kind) {
-            let event = RunEvent(kind)
+            handle(RunEvent(kind))
+        }
+
+        func handle(_ event: RunEvent) {
             builder.handle(event)
             handler.handle(event)
         }
@@ -463,10 +466,13 @@ public struct Executor: Sendable {
     func context(for stage: PlannedStage, attempt: Int, events: Events) -> StageContext {
         var values = templateValues
         values["stage"] = stage.id
+        // The report keeps a stage's lines from info up, whatever the console shows
+        // (the console filters by its own level).
+        let level = min(options.logLevel, .info)
         var logger = Logger(label: "pipeline.stage") { _ in
-            EventLogHandler(stage: stage.id, events: events.handler, logLevel: options.logLevel)
+            EventLogHandler(stage: stage.id, events: events, logLevel: level)
         }
-        logger.logLevel = options.logLevel
+        logger.logLevel = level
         let id = stage.id
         return StageContext(
             stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,

@@ -26,6 +26,43 @@ public struct RunReport: Sendable, Codable {
     public var invocation: Invocation?
     /// What the plan expected the run's memory to be, and what it was.
     public var memory: MemoryReport?
+    /// The version of this report's layout: it grows by fields, and goes up when a
+    /// field's meaning changes. 2 added `schema_version`, `machine`, and each stage's
+    /// `attempt_spans` and `logs`.
+    public var schemaVersion: Int = RunReport.currentSchemaVersion
+    /// The machine the run ran on.
+    public var machine: Machine?
+
+    public static let currentSchemaVersion = 2
+
+    /// Cores, memory and system of the machine that ran the run.
+    public struct Machine: Sendable, Codable, Hashable {
+        public var cores: Int
+        public var memoryBytes: Double
+        /// `uname`: system, release and hardware, e.g. "Linux 6.1.0 x86_64".
+        public var system: String
+
+        public init(cores: Int, memoryBytes: Double, system: String) {
+            self.cores = cores
+            self.memoryBytes = memoryBytes
+            self.system = system
+        }
+
+        /// This machine.
+        public static var current: Machine {
+            var name = utsname()
+            uname(&name)
+            func text<T>(_ field: T) -> String {
+                withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            }
+            return Machine(cores: ProcessInfo.processInfo.activeProcessorCount, memoryBytes: Double(ProcessInfo.processInfo.physicalMemory),
+                           system: "\(text(name.sysname)) \(text(name.release)) \(text(name.machine))")
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case cores, memoryBytes = "memory_bytes", system
+        }
+    }
 
     /// The plan's memory estimate (`StreamingLayout`) and the process's measured peak.
     public struct MemoryReport: Sendable, Codable, Hashable {
@@ -59,7 +96,54 @@ public struct RunReport: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", seed, pipeline, file, status, startedAt = "started_at"
         case durationSeconds = "duration_seconds", error, errorCode = "error_code", retryable, stages, runnerVersion = "runner_version", invocation
-        case memory
+        case memory, schemaVersion = "schema_version", machine
+    }
+
+    public init(runID: String, seed: UInt64, pipeline: String, file: String, status: Status, startedAt: Date, durationSeconds: Double,
+                stages: [StageReport]) {
+        self.runID = runID
+        self.seed = seed
+        self.pipeline = pipeline
+        self.file = file
+        self.status = status
+        self.startedAt = startedAt
+        self.durationSeconds = durationSeconds
+        self.stages = stages
+    }
+
+    /// Reads a report, including one written before `schema_version` (version 1).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        runID = try container.decode(String.self, forKey: .runID)
+        seed = try container.decode(UInt64.self, forKey: .seed)
+        pipeline = try container.decode(String.self, forKey: .pipeline)
+        file = try container.decode(String.self, forKey: .file)
+        status = try container.decode(Status.self, forKey: .status)
+        startedAt = try container.decode(Date.self, forKey: .startedAt)
+        durationSeconds = try container.decode(Double.self, forKey: .durationSeconds)
+        error = try container.decodeIfPresent(String.self, forKey: .error)
+        errorCode = try container.decodeIfPresent(PipelineError.Code.self, forKey: .errorCode)
+        retryable = try container.decodeIfPresent(Bool.self, forKey: .retryable)
+        stages = try container.decode([StageReport].self, forKey: .stages)
+        runnerVersion = try container.decodeIfPresent(String.self, forKey: .runnerVersion) ?? "unknown"
+        invocation = try container.decodeIfPresent(Invocation.self, forKey: .invocation)
+        memory = try container.decodeIfPresent(MemoryReport.self, forKey: .memory)
+        schemaVersion = try container.decodeIfPresent(Int.self, forKey: .schemaVersion) ?? 1
+        machine = try container.decodeIfPresent(Machine.self, forKey: .machine)
+    }
+
+    /// Reads a report written by `jsonData()` (ISO 8601 dates).
+    public static func decode(_ data: Data) throws -> RunReport {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            if let date = ISO8601DateFormatter().date(from: text) { return date }
+            let fractional = ISO8601DateFormatter()
+            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            if let date = fractional.date(from: text) { return date }
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not an ISO 8601 date"))
+        }
+        return try decoder.decode(RunReport.self, from: data)
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates.
@@ -103,9 +187,36 @@ public struct StageReport: Sendable, Codable {
     /// How its data flowed when it streamed: bands and bytes in and out, and its time
     /// busy against its time waiting for input or for room downstream.
     public var flow: StageFlow?
+    /// Each attempt's start and length, and the error that ended it when it failed.
+    public var attemptSpans: [AttemptSpan]?
+    /// What the stage logged (at most `LogLine.kept` lines: the first and the last
+    /// halves), and how many lines were left out.
+    public var logs: [LogLine]?
+    public var logsOmitted: Int?
+
+    public struct AttemptSpan: Sendable, Codable, Hashable {
+        public var startedAt: Date
+        public var durationSeconds: Double?
+        public var error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case startedAt = "started_at", durationSeconds = "duration_seconds", error
+        }
+    }
+
+    public struct LogLine: Sendable, Codable, Hashable {
+        public var time: Date
+        /// trace, debug, info, notice, warning, error or critical.
+        public var level: String
+        public var message: String
+
+        /// Lines a stage's report keeps.
+        public static let kept = 200
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
         case seed, parameters, output, error, errorCode = "error_code", retryable, reused, access, flow
+        case attemptSpans = "attempt_spans", logs, logsOmitted = "logs_omitted"
     }
 }

@@ -28,6 +28,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                     StageReport(id: $0.id, type: $0.type, status: .skipped, attempts: 0, seed: $0.seed, parameters: $0.parameters,
                                 access: $0.access)
                 })
+            report!.machine = .current
             index = Dictionary(started.stages.enumerated().map { ($1.id, $0) }) { first, _ in first }
             return
         }
@@ -36,26 +37,55 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
             guard let position = index[id] else { return }
             change(&report!.stages[position])
         }
+        /// Ends the stage's open attempt span at the event's time.
+        func closeSpan(_ stage: inout StageReport, error: String?) {
+            guard var spans = stage.attemptSpans, var last = spans.popLast(), last.durationSeconds == nil else { return }
+            last.durationSeconds = max(0, event.time.timeIntervalSince(last.startedAt))
+            last.error = error
+            spans.append(last)
+            stage.attemptSpans = spans
+        }
         func ended(_ id: String, _ status: StageReport.Status, _ attempts: Int, _ startedAt: Date, _ duration: Duration,
-                   _ change: (inout StageReport) -> Void) {
+                   error: String? = nil, _ change: (inout StageReport) -> Void) {
             update(id) { stage in
                 stage.status = status
                 stage.attempts = attempts
                 stage.startedAt = startedAt
                 stage.durationSeconds = duration.seconds
+                closeSpan(&stage, error: error)
                 change(&stage)
             }
         }
         switch event.kind {
-        case .runStarted, .stageProgress, .log, .artifactStored:
+        case .runStarted, .stageProgress, .artifactStored:
             break
+        case .log(let record):
+            guard let id = record.stage else { break }
+            update(id) { stage in
+                let line = StageReport.LogLine(time: event.time, level: record.level.rawValue, message: record.message)
+                var logs = stage.logs ?? []
+                // The first half kept as they come, then the latest: a long log keeps its
+                // beginning and its end.
+                if logs.count < StageReport.LogLine.kept {
+                    logs.append(line)
+                } else {
+                    logs.remove(at: StageReport.LogLine.kept / 2)
+                    logs.append(line)
+                    stage.logsOmitted = (stage.logsOmitted ?? 0) + 1
+                }
+                stage.logs = logs
+            }
         case .stageStarted(let started):
             update(started.stage) { stage in
                 if stage.startedAt == nil { stage.startedAt = event.time }
                 stage.attempts = started.attempt
+                stage.attemptSpans = (stage.attemptSpans ?? []) + [StageReport.AttemptSpan(startedAt: event.time)]
             }
         case .stageRetrying(let retrying):
-            update(retrying.stage) { $0.attempts = retrying.attempt }
+            update(retrying.stage) { stage in
+                stage.attempts = retrying.attempt
+                closeSpan(&stage, error: retrying.error.description)
+            }
         case .stageSucceeded(let finished):
             ended(finished.stage, .succeeded, finished.attempts, finished.startedAt, finished.duration) { stage in
                 stage.output = finished.output
@@ -63,7 +93,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                 stage.flow = finished.flow
             }
         case .stageFailed(let failed):
-            ended(failed.stage, .failed, failed.attempts, failed.startedAt, failed.duration) { stage in
+            ended(failed.stage, .failed, failed.attempts, failed.startedAt, failed.duration, error: failed.error.description) { stage in
                 stage.error = failed.error.description
                 stage.errorCode = failed.error.code
                 stage.retryable = failed.error.isRetryable
