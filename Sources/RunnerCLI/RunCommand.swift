@@ -35,6 +35,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write a JSON run report to this file.", valueName: "file"))
     var report: String?
 
+    @Option(name: .customLong("report-html"), help: ArgumentHelp("Write the run's report as one self-contained HTML page to this file.", valueName: "file"))
+    var reportHTML: String?
+
     @Option(help: ArgumentHelp("Persist every stage's output in this directory or s3://bucket/prefix, under RUN_ID/STAGE/. Default: RUNNER_ARTIFACT_STORE, else none.", valueName: "dir"))
     var artifactStore: String?
 
@@ -121,7 +124,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("--jobs must be at most \(Self.maxJobs), got \(jobs)")
             }
         }
-        for (option, value) in [("--report", report), ("--artifact-store", artifactStore)] {
+        for (option, value) in [("--report", report), ("--report-html", reportHTML), ("--artifact-store", artifactStore)] {
             if let value, let offset = FilePaths.controlCharacterOffset(in: value) {
                 throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
             }
@@ -153,9 +156,15 @@ struct RunCommand: AsyncParsableCommand {
         // Everything below goes through the console: with --log-format json, every
         // line on stderr is a JSON object with an `event`.
         let console = Console(format: logFormat, level: level)
-        if let report, let problem = ReportPath.problem(with: report) {
-            console.log(.error, "cannot write the report to '\(FilePaths.printable(report))': \(problem); nothing was run",
-                        ["event": .string("usage_error")])
+        for path in [report, reportHTML].compactMap({ $0 }) {
+            if let problem = ReportPath.problem(with: path) {
+                console.log(.error, "cannot write the report to '\(FilePaths.printable(path))': \(problem); nothing was run",
+                            ["event": .string("usage_error")])
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
+        }
+        if let report, let reportHTML, FilePaths.absolute(report) == FilePaths.absolute(reportHTML) {
+            console.log(.error, "--report and --report-html name the same file; give each its own", ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
         let plan = try pipeline.plan(console: console)
@@ -234,14 +243,16 @@ struct RunCommand: AsyncParsableCommand {
         let outcome = await runTask.value
 
         var reportWritten = true
-        if let report {
+        var written = outcome.report
+        written.invocation = RunReport.Invocation(arguments: RunnerContext.arguments, profiles: pipeline.profiles,
+                                                  overrides: pipeline.overrides)
+        for (path, html) in [(report, false), (reportHTML, true)] {
+            guard let path else { continue }
             do {
-                var written = outcome.report
-                written.invocation = RunReport.Invocation(arguments: RunnerContext.arguments, profiles: pipeline.profiles,
-                                                          overrides: pipeline.overrides)
-                try AtomicFile.write([UInt8](try written.jsonData()) + [10], to: report, overwrite: true)
+                let bytes = html ? Array(ReportHTML.render(written).utf8) : [UInt8](try written.jsonData()) + [10]
+                try AtomicFile.write(bytes, to: path, overwrite: true)
             } catch {
-                console.log(.error, "cannot write the report to '\(FilePaths.printable(report))': \(ErrorDescription.readable(error))",
+                console.log(.error, "cannot write the report to '\(FilePaths.printable(path))': \(ErrorDescription.readable(error))",
                             ["event": .string("report_failed"), "error_code": .string(PipelineError(error).code.rawValue)])
                 reportWritten = false
             }

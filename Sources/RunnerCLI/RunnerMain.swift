@@ -112,7 +112,7 @@ struct RunnerCommand: AsyncParsableCommand {
             1 a stage failed, 2 invalid pipeline or usage, 130/143 interrupted (SIGINT/SIGTERM). \
             `runner --version` prints the runner's version and its libraries'.
             """,
-        subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self, ExportCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, StagesCommand.self, GraphCommand.self, ExportCommand.self, ReportCommand.self],
         defaultSubcommand: RunCommand.self)
 }
 

@@ -158,7 +158,8 @@ public struct Executor: Sendable {
                 RunEvent.PlannedStageSummary(id: stage.id, type: stage.typeName,
                                              seed: stage.type.spec.seedParameter != nil ? seed(for: stage) : nil,
                                              parameters: stage.parameters.values.mapValues(\.jsonValue),
-                                             access: options.accessFacts[stage.id])
+                                             access: options.accessFacts[stage.id],
+                                             inputs: stage.inputs.isEmpty ? nil : stage.inputs)
             })))
     }
 

@@ -50,6 +50,8 @@ public struct RunEvent: Sendable {
         public var parameters: [String: JSONValue]
         /// What the stage's access check found (endpoint, region, bucket), if it made one.
         public var access: [String: JSONValue]?
+        /// Its inputs: the producing stage of each port.
+        public var inputs: [String: String]? = nil
     }
 
     public struct StageStarted: Sendable {

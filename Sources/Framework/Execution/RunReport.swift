@@ -28,7 +28,7 @@ public struct RunReport: Sendable, Codable {
     public var memory: MemoryReport?
     /// The version of this report's layout: it grows by fields, and goes up when a
     /// field's meaning changes. 2 added `schema_version`, `machine`, and each stage's
-    /// `attempt_spans` and `logs`.
+    /// `inputs`, `attempt_spans` and `logs`.
     public var schemaVersion: Int = RunReport.currentSchemaVersion
     /// The machine the run ran on.
     public var machine: Machine?
@@ -146,11 +146,17 @@ public struct RunReport: Sendable, Codable {
         return try decoder.decode(RunReport.self, from: data)
     }
 
-    /// The report as pretty, key-sorted JSON with ISO 8601 dates.
+    /// The report as pretty, key-sorted JSON with ISO 8601 dates in milliseconds
+    /// (a timeline needs more than whole seconds).
     public func jsonData() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            var container = encoder.singleValueContainer()
+            try container.encode(formatter.string(from: date))
+        }
         return try encoder.encode(self)
     }
 }
@@ -187,6 +193,8 @@ public struct StageReport: Sendable, Codable {
     /// How its data flowed when it streamed: bands and bytes in and out, and its time
     /// busy against its time waiting for input or for room downstream.
     public var flow: StageFlow?
+    /// Its inputs: the producing stage of each port (the pipeline's edges).
+    public var inputs: [String: String]?
     /// Each attempt's start and length, and the error that ended it when it failed.
     public var attemptSpans: [AttemptSpan]?
     /// What the stage logged (at most `LogLine.kept` lines: the first and the last
@@ -217,6 +225,6 @@ public struct StageReport: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, type, status, attempts, startedAt = "started_at", durationSeconds = "duration_seconds"
         case seed, parameters, output, error, errorCode = "error_code", retryable, reused, access, flow
-        case attemptSpans = "attempt_spans", logs, logsOmitted = "logs_omitted"
+        case attemptSpans = "attempt_spans", logs, logsOmitted = "logs_omitted", inputs
     }
 }

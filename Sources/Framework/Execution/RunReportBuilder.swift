@@ -26,7 +26,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                 startedAt: event.time, durationSeconds: 0,
                 stages: started.stages.map {
                     StageReport(id: $0.id, type: $0.type, status: .skipped, attempts: 0, seed: $0.seed, parameters: $0.parameters,
-                                access: $0.access)
+                                access: $0.access, inputs: $0.inputs)
                 })
             report!.machine = .current
             index = Dictionary(started.stages.enumerated().map { ($1.id, $0) }) { first, _ in first }
@@ -37,10 +37,10 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
             guard let position = index[id] else { return }
             change(&report!.stages[position])
         }
-        /// Ends the stage's open attempt span at the event's time.
-        func closeSpan(_ stage: inout StageReport, error: String?) {
+        /// Ends the stage's open attempt span at `end` (default: the event's time).
+        func closeSpan(_ stage: inout StageReport, error: String?, end: Date? = nil) {
             guard var spans = stage.attemptSpans, var last = spans.popLast(), last.durationSeconds == nil else { return }
-            last.durationSeconds = max(0, event.time.timeIntervalSince(last.startedAt))
+            last.durationSeconds = max(0, (end ?? event.time).timeIntervalSince(last.startedAt))
             last.error = error
             spans.append(last)
             stage.attemptSpans = spans
@@ -52,7 +52,8 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                 stage.attempts = attempts
                 stage.startedAt = startedAt
                 stage.durationSeconds = duration.seconds
-                closeSpan(&stage, error: error)
+                // The last attempt ends where the stage's own time says it ended.
+                closeSpan(&stage, error: error, end: startedAt.addingTimeInterval(duration.seconds))
                 change(&stage)
             }
         }

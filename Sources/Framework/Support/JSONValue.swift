@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON value, for reports and machine-readable listings whose shape is data.
 public enum JSONValue: Sendable, Hashable, Codable {
     case null
@@ -24,6 +26,22 @@ public enum JSONValue: Sendable, Hashable, Codable {
             self = .array(value)
         } else {
             self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    /// The value as a person reads it: a string as it is, numbers and booleans as
+    /// written, arrays and objects as compact JSON.
+    public var displayText: String {
+        switch self {
+        case .null: return "null"
+        case .boolean(let value): return value ? "true" : "false"
+        case .integer(let value): return String(value)
+        case .number(let value): return value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+        case .string(let value): return value
+        case .array, .object:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? ""
         }
     }
 

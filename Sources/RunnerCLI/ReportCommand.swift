@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import Framework
+
+/// `runner report REPORT.json -o OUT.html [--compare OTHER.json]`: a saved JSON run
+/// report as one self-contained HTML page.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Render a JSON run report (from --report) as one self-contained HTML page.")
+
+    @Argument(help: ArgumentHelp("The JSON run report.", valueName: "report.json"))
+    var input: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The HTML file to write.", valueName: "file"))
+    var output: String
+
+    @Option(help: ArgumentHelp("Another run's JSON report: the page shows what changed between the two.", valueName: "other.json"))
+    var compare: String?
+
+    func validate() throws {
+        for (option, value) in [("REPORT", input), ("--output", output), ("--compare", compare ?? "")] {
+            if let offset = FilePaths.controlCharacterOffset(in: value) {
+                throw ValidationError("\(option) '\(FilePaths.printable(value))' has a control character at offset \(offset); paths cannot hold one")
+            }
+        }
+    }
+
+    /// Reads a report, or exits 2 with a message naming the file and what is wrong.
+    static func read(_ path: String) throws -> RunReport {
+        let bytes: SharedBytes
+        do {
+            bytes = try FileContents.read(path)
+        } catch {
+            throw fail("cannot read the report '\(FilePaths.printable(path))': \(ErrorDescription.readable(error))")
+        }
+        do {
+            return try RunReport.decode(bytes.withUnsafeBytes { Data($0) })
+        } catch let error as DecodingError {
+            throw fail("'\(FilePaths.printable(path))' is not a run report: \(describe(error)); write one with runner FILE --report \(FilePaths.printable(path))")
+        } catch {
+            throw fail("'\(FilePaths.printable(path))' is not a run report: \(ErrorDescription.readable(error))")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().drop { $0 == "." }.description
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "no '\(key.stringValue)'" + (context.codingPath.isEmpty ? "" : " in \(path(context))")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "\(path(context).isEmpty ? "the document" : path(context)): \(context.debugDescription)"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not JSON (\(context.underlyingError.map { ErrorDescription.readable($0) } ?? context.debugDescription))"
+                : "\(path(context)): \(context.debugDescription)"
+        @unknown default:
+            return ErrorDescription.readable(error)
+        }
+    }
+
+    static func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("error: \(Console.printable(message))\n".utf8))
+        return ExitCode(RunnerMain.ExitStatus.invalid)
+    }
+
+    func run() throws {
+        if let problem = ReportPath.problem(with: output) {
+            throw Self.fail("cannot write '\(FilePaths.printable(output))': \(problem)")
+        }
+        let report = try Self.read(input)
+        let other = try compare.map(Self.read)
+        let page = ReportHTML.render(report, comparedWith: other)
+        do {
+            try AtomicFile.write(Array(page.utf8), to: output, overwrite: true)
+        } catch {
+            throw Self.fail("cannot write '\(FilePaths.printable(output))': \(ErrorDescription.readable(error))")
+        }
+        print(output)
+    }
+}

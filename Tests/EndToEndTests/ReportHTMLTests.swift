@@ -1,0 +1,151 @@
+import Foundation
+import Framework
+import Stages
+import Testing
+
+/// The HTML run report: `--report-html`, `runner report` and `--compare`, its
+/// self-containment and escaping, and the reference run's page in a real headless
+/// Chromium (installed by scripts/test).
+@Suite(.serialized) struct ReportHTMLTests {
+    static let pipeline = RunnerProcess.packageRoot.appendingPathComponent("pipelines/poisson.yaml").path
+
+    static var chromium: String {
+        ProcessInfo.processInfo.environment["PIPELINE_TEST_CHROMIUM"] ?? "/usr/bin/chromium"
+    }
+
+    struct Browser {
+        var dom: String
+        var console: [String]
+    }
+
+    /// Opens `page` in headless Chromium: its DOM after the scripts ran, what its
+    /// console said, and a screenshot in `screenshot`.
+    static func open(_ page: URL, screenshot: URL) throws -> Browser {
+        guard FileManager.default.isExecutableFile(atPath: chromium) else {
+            throw RunnerProcess.RunnerMissing(path: "\(chromium) (Debian's chromium package; scripts/test installs it)")
+        }
+        let flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --enable-logging=stderr --v=0"
+        let dom = try RunnerProcess.shell("'\(chromium)' \(flags) --dump-dom '\(page.absoluteString)' 2>'\(page.path).log'")
+        let log = (try? String(contentsOfFile: page.path + ".log", encoding: .utf8)) ?? ""
+        _ = try RunnerProcess.shell("'\(chromium)' \(flags) --window-size=1200,1400 --screenshot='\(screenshot.path)' '\(page.absoluteString)' 2>/dev/null")
+        return Browser(dom: dom, console: log.split(separator: "\n").filter { $0.contains(":CONSOLE") }.map(String.init))
+    }
+
+    @Test func theReferenceRunsReportRendersInABrowserWithoutErrors() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = try RunnerProcess.run([Self.pipeline, "--seed", "7", "--run-id", "reference", "--report", "r.json", "--report-html", "r.html"],
+                                        in: directory)
+        #expect(run.status == 0, "\(run.stderr)")
+        let page = directory.appendingPathComponent("r.html")
+        let html = try String(contentsOf: page, encoding: .utf8)
+        #expect(html.utf8.count < 2_000_000, "\(html.utf8.count) bytes")
+        // Nothing is fetched: no URL to another place, no external script, style or image.
+        for pattern in ["http://", "https://", "src=\"//", "<link", "@import", "url(http"] {
+            #expect(!html.contains(pattern), "\(pattern) in the page")
+        }
+        let shot = directory.appendingPathComponent("shot.png")
+        let browser = try Self.open(page, screenshot: shot)
+        #expect(browser.console.isEmpty, "\(browser.console)")
+        for stage in ["generate", "normalize", "encode", "store"] {
+            #expect(browser.dom.contains("class=\"box succeeded\" data-stage=\"\(stage)\""), "no box for \(stage)")
+            #expect(browser.dom.contains("class=\"bar succeeded\" data-stage=\"\(stage)\""), "no timeline bar for \(stage)")
+            #expect(browser.dom.contains("<article class=\"card succeeded\" id=\"stage-\(stage)\">"), "no card for \(stage)")
+        }
+        #expect(browser.dom.contains("<svg class=\"timeline\"") && browser.dom.contains("<svg class=\"dag\""))
+        // The script ran: the hover target exists (it starts hidden).
+        #expect(browser.dom.contains("id=\"details\""))
+        // The screenshot is a page, not a blank: many colours, and dark text on the light page.
+        let png = try PNGCodec.decode(try FileContents.read(shot.path))
+        #expect(png.width == 1200 && png.height == 1400)
+        var levels = Set<UInt8>()
+        var dark = 0
+        let samples = png.samples8, step = png.channels
+        for index in stride(from: 0, to: samples.count - step, by: step * 7) {
+            levels.insert(samples[index])
+            if samples[index] < 80 { dark += 1 }
+        }
+        #expect(levels.count > 40 && dark > 500, "\(levels.count) levels, \(dark) dark samples")
+    }
+
+    /// A check that sees console errors: a page with a broken script is caught.
+    @Test func theConsoleCheckSeesAScriptError() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let page = directory.appendingPathComponent("bad.html")
+        try "<html><body><script>notDefinedAnywhere();</script><p>x</p></body></html>".write(to: page, atomically: true, encoding: .utf8)
+        let browser = try Self.open(page, screenshot: directory.appendingPathComponent("bad.png"))
+        #expect(browser.console.contains { $0.contains("notDefinedAnywhere") }, "\(browser.console)")
+    }
+
+    @Test func aComparisonShowsChangedParametersTimesAndOutputs() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let small = ["--set", "params.size=64"]
+        #expect(try RunnerProcess.run([Self.pipeline, "--seed", "1", "--run-id", "a", "--report", "a.json"] + small, in: directory).status == 0)
+        #expect(try RunnerProcess.run([Self.pipeline, "--seed", "1", "--run-id", "b", "--report", "b.json", "--set", "params.lambda=5"] + small,
+                                      in: directory).status == 0)
+        #expect(try RunnerProcess.run([Self.pipeline, "--seed", "1", "--run-id", "c", "--report", "c.json"] + small, in: directory).status == 0)
+        let changed = try RunnerProcess.run(["report", "b.json", "-o", "b.html", "--compare", "a.json"], in: directory)
+        #expect(changed.status == 0, "\(changed.stderr)")
+        let html = try String(contentsOf: directory.appendingPathComponent("b.html"), encoding: .utf8)
+        #expect(html.contains("<h2>Compared with run a</h2>"))
+        #expect(html.contains("<tr class=\"changed\"><th>generate.lambda</th><td>3</td><td>5</td><td>changed</td></tr>"), "\(html)")
+        #expect(html.contains("<tr><th>generate time</th>"))
+        #expect(html.contains("<tr class=\"changed\"><th>encode output</th>"))
+        // The same parameters and seed: the same bytes, nothing marked.
+        #expect(try RunnerProcess.run(["report", "c.json", "-o", "c.html", "--compare", "a.json"], in: directory).status == 0)
+        let same = try String(contentsOf: directory.appendingPathComponent("c.html"), encoding: .utf8)
+        #expect(same.contains("<tr><th>encode output</th><td>same bytes</td><td>same bytes</td>"))
+        #expect(!same.contains("<tr class=\"changed\"><th>generate."))
+    }
+
+    /// Values from the pipeline reach the page as text, never as markup, and secrets
+    /// are not shown.
+    @Test func valuesAreEscapedAndSecretsRedacted() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            name: "<script>alert(1)</script>"
+            stages:
+              generate: {type: poisson, with: {width: 8, height: 8, lambda: 3}}
+              talk:
+                type: exec
+                input: generate
+                with:
+                  command: [sh, -c, "echo '<b>bold</b> & more' >&2; echo warning-ish >&2; cp {inputs.input} {output}"]
+                  output: Grid<UInt8>
+                  env: {API_TOKEN: "s3cr3t-value", DATABASE: "postgres://user:hunter2@db/x"}
+            """.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        let run = try RunnerProcess.run(["p.yaml", "--report-html", "p.html", "-q"], in: directory)
+        #expect(run.status == 0, "\(run.stderr)")
+        let html = try String(contentsOf: directory.appendingPathComponent("p.html"), encoding: .utf8)
+        #expect(!html.contains("<script>alert(1)</script>") && html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
+        #expect(html.contains("&lt;b&gt;bold&lt;/b&gt; &amp; more"), "the stage's log line, escaped")
+        #expect(!html.contains("s3cr3t-value") && !html.contains("hunter2"), "a secret in the page")
+        // The rest of the object is shown.
+        #expect(html.contains("API_TOKEN") && html.contains("DATABASE") && html.contains("redacted"))
+    }
+
+    @Test(arguments: [
+        ("missing.json", "cannot read the report 'missing.json'"),
+        ("notjson.json", "'notjson.json' is not a run report: not JSON"),
+        ("partial.json", "'partial.json' is not a run report: no 'run_id'"),
+    ])
+    func aReportThatCannotBeReadIsNamed(file: String, message: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "{ not json".write(to: directory.appendingPathComponent("notjson.json"), atomically: true, encoding: .utf8)
+        try "{\"seed\": 1}".write(to: directory.appendingPathComponent("partial.json"), atomically: true, encoding: .utf8)
+        let result = try RunnerProcess.run(["report", file, "-o", "out.html"], in: directory)
+        #expect(result.status == 2 && result.stderr.contains(message), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out.html").path))
+    }
+
+    @Test func theHTMLAndJSONReportsNeedFilesOfTheirOwn() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try RunnerProcess.run([Self.pipeline, "--report", "r", "--report-html", "./r"], in: directory)
+        #expect(result.status == 2 && result.stderr.contains("--report and --report-html name the same file"), "\(result.stderr)")
+    }
+}
