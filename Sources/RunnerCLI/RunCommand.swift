@@ -173,6 +173,7 @@ struct RunCommand: AsyncParsableCommand {
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
         options.stageRetries = !noStageRetries
+        options.digests = report != nil || reportHTML != nil
         options.streaming = !streaming.noStream
         options.streamingMinimumBytes = streaming.minimumBytes
         options.bandRows = streaming.bandRows.flatMap { Int($0) }

@@ -53,6 +53,16 @@ import Testing
             #expect(browser.dom.contains("<article class=\"card succeeded\" id=\"stage-\(stage)\">"), "no card for \(stage)")
         }
         #expect(browser.dom.contains("<svg class=\"timeline\"") && browser.dom.contains("<svg class=\"dag\""))
+        // Cards with a preview and a histogram of each grid; the samples' fit to Poisson(3).
+        #expect(browser.dom.components(separatedBy: "<canvas class=\"preview viridis\"").count - 1 == 2)
+        #expect(browser.dom.components(separatedBy: "<svg class=\"histogram\"").count - 1 == 2)
+        #expect(browser.dom.contains("<canvas class=\"preview gray\""), "the encoded image's thumbnail")
+        #expect(browser.dom.contains("the line is Poisson(λ = 3)'s pmf. Chi-square "), "no fit in the generate card")
+        // The report's digest counts every sample.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("r.json"))) as? [String: Any])
+        let stages = try #require(json["stages"] as? [[String: Any]])
+        let histogram = try #require(((stages[0]["output"] as? [String: Any])?["digest"] as? [String: Any])?["histogram"] as? [String: Any])
+        #expect((histogram["counts"] as? [Int])?.reduce(0, +) == 2048 * 2048)
         // The script ran: the hover target exists (it starts hidden).
         #expect(browser.dom.contains("id=\"details\""))
         // The screenshot is a page, not a blank: many colours, and dark text on the light page.

@@ -54,6 +54,8 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
     /// True when the artifact streamed to its consumer a band at a time and was never
     /// held whole.
     public var streamed: Bool?
+    /// A grid's histogram and preview, when the run gathered them (a report was asked for).
+    public var digest: GridDigest?
 
     public init(type: ArtifactType) {
         self.type = type.name
@@ -61,7 +63,7 @@ public struct ArtifactSummary: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case type, width, height, elementType = "element_type", encoding, min, max, format, mediaType = "media_type"
-        case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id", streamed
+        case byteCount = "byte_count", sha256, uri, etag, versionID = "version_id", streamed, digest
     }
 
     /// A short human description: `Grid<UInt8> 2048x2048`, `EncodedImage jpeg 3.0 MB`.

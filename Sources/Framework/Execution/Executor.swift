@@ -34,6 +34,9 @@ public struct RunOptions: Sendable {
     /// reuses stored outputs (`reuse`, `--resume`) holds every artifact whole, since
     /// each stage may be reused or run on its own.
     public var streaming: Bool = true
+    /// Gather each whole grid's histogram and preview for the report (`--report`,
+    /// `--report-html`).
+    public var digests: Bool = false
     /// Rows per band of streamed grids; nil lets each segment choose (about 256 KiB).
     public var bandRows: Int?
     /// Data estimated below this many bytes is held whole (`StreamingLayout`); 0
@@ -82,6 +85,31 @@ public struct StageTimeoutError: Error, Sendable, CustomStringConvertible {
 public struct Executor: Sendable {
     public let plan: Plan
     public let options: RunOptions
+    /// Byte grids already digested in this run (`options.digests`).
+    let digestCache = GridDigestCache()
+    /// Digests being gathered beside the run, each on a thread of its own.
+    let digestTasks = DigestTasks()
+
+    final class DigestTasks: @unchecked Sendable {
+        private let lock = NSLock()
+        private var tasks: [Task<RunEvent.ArtifactDigested?, Never>] = []
+
+        func add(_ task: Task<RunEvent.ArtifactDigested?, Never>) {
+            lock.withLock { tasks.append(task) }
+        }
+
+        func takeAll() -> [Task<RunEvent.ArtifactDigested?, Never>] {
+            lock.withLock { defer { tasks = [] }; return tasks }
+        }
+    }
+
+    /// Waits for the digests gathered beside the run and reports each: the run ends
+    /// when its report has them.
+    func finishDigests(events: Events) async {
+        for task in digestTasks.takeAll() {
+            if let digested = await task.value { events.emit(.artifactDigested(digested)) }
+        }
+    }
 
     public init(plan: Plan, options: RunOptions) {
         self.plan = plan
@@ -302,6 +330,7 @@ public struct Executor: Sendable {
             }
         }
         available.removeAll()
+        await finishDigests(events: events)
 
         let launched = Set(ready[..<nextReady].flatMap { units[$0] })
         let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
@@ -363,6 +392,7 @@ public struct Executor: Sendable {
         var outputs: [String: any Artifact] = [:]
         if case .success(let artifact) = completion.result { outputs[id] = artifact }
         let succeeded = failure == nil && !outputs.isEmpty
+        await finishDigests(events: events)
         let report = runFinished(failure: failure, allSucceeded: succeeded, notRun: [], duration: clock.now - runStart, events: events)
         return RunOutcome(report: report, outputs: succeeded ? outputs : [:], failure: failure)
     }
@@ -386,7 +416,27 @@ public struct Executor: Sendable {
     /// computes when there is a store. Never throws.
     private func execute(_ stage: PlannedStage, inputs: StageInputs, fingerprints: [String: String], events: Events) async -> Completion {
         var completion = await executeUnsummarized(stage, inputs: inputs, fingerprints: fingerprints, events: events)
-        if case .success(let artifact) = completion.result { completion.summary = artifact.summary() }
+        if case .success(let artifact) = completion.result {
+            completion.summary = artifact.summary()
+            // A grid's histogram and preview are gathered on a thread of their own while
+            // the run goes on (the grid is immutable, and kept alive by the task).
+            if options.digests, let grid = artifact as? any AnyGrid {
+                let cache = digestCache, id = stage.id
+                digestTasks.add(Task.detached(priority: .utility) {
+                    let digest = try? await Blocking.run { () -> GridDigest? in
+                        // The lowest priority (nice 19): the stages' threads come first,
+                        // and the digest takes the time they leave (a sink waiting on
+                        // its disk), never starved for long.
+                        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)  // on Linux, this thread
+                        let clock = ContinuousClock(), start = clock.now
+                        var digest = GridDigestAccumulator.digest(grid, cache: cache)
+                        digest?.seconds = (clock.now - start).seconds
+                        return digest
+                    }
+                    return digest.flatMap { $0 }.map { RunEvent.ArtifactDigested(stage: id, digest: $0) }
+                })
+            }
+        }
         return completion
     }
 

@@ -29,6 +29,8 @@ public struct RunEvent: Sendable {
         /// The stage was stopped because the run was cancelled.
         case stageCancelled(StageCancelled)
         case artifactStored(ArtifactStored)
+        /// A grid output's histogram and preview, gathered beside the run (reports).
+        case artifactDigested(ArtifactDigested)
         case log(LogRecord)
         case runFinished(RunFinished)
     }
@@ -102,6 +104,11 @@ public struct RunEvent: Sendable {
         public var attempts: Int
         public var startedAt: Date
         public var duration: Duration
+    }
+
+    public struct ArtifactDigested: Sendable {
+        public var stage: String
+        public var digest: GridDigest
     }
 
     public struct ArtifactStored: Sendable {
@@ -180,6 +187,7 @@ extension RunEvent {
         case .stageFailed: "stage_failed"
         case .stageCancelled: "stage_cancelled"
         case .artifactStored: "artifact_stored"
+        case .artifactDigested: "artifact_digested"
         case .log: "log"
         case .runFinished: "run_finished"
         }
@@ -190,7 +198,7 @@ extension RunEvent {
     public var level: Logger.Level {
         switch kind {
         case .stageProgress: .trace
-        case .artifactStored: .debug
+        case .artifactStored, .artifactDigested: .debug
         case .stageRetrying: .warning
         case .stageFailed: .error
         case .runFinished(let finished): finished.status == .succeeded ? .info : .error
@@ -210,6 +218,7 @@ extension RunEvent {
         case .stageFailed(let event): event.stage
         case .stageCancelled(let event): event.stage
         case .artifactStored(let event): event.stage
+        case .artifactDigested(let event): event.stage
         case .log(let record): record.stage
         }
     }
@@ -237,6 +246,9 @@ extension RunEvent {
         case .artifactStored(let event):
             return "\(FilePaths.printable(event.stage)): stored its output in \(event.store) "
                 + "(\(event.file), \(ByteCountFormatting.string(event.byteCount)))"
+        case .artifactDigested(let event):
+            return "\(FilePaths.printable(event.stage)): histogram and preview of its output gathered"
+                + (event.digest.seconds.map { " in \(Duration.seconds($0).humanDescription)" } ?? "")
         case .log(let record):
             return record.stage.map { "\(FilePaths.printable($0)): " + record.message } ?? record.message
         case .runFinished(let event):
@@ -303,6 +315,8 @@ extension RunEvent {
             fields["type"] = .string(event.type)
             fields["attempts"] = .integer(event.attempts)
             fields.merge(cancelled) { $1 }
+        case .artifactDigested(let event):
+            fields["seconds"] = event.digest.seconds.map { .number($0) } ?? .null
         case .artifactStored(let event):
             fields["store"] = .string(event.store)
             fields["file"] = .string(event.file)

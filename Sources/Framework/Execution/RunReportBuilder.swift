@@ -60,6 +60,8 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
         switch event.kind {
         case .runStarted, .stageProgress, .artifactStored:
             break
+        case .artifactDigested(let digested):
+            update(digested.stage) { $0.output?.digest = digested.digest }
         case .log(let record):
             guard let id = record.stage else { break }
             update(id) { stage in

@@ -287,7 +287,7 @@ public enum ReportHTML {
             }
             page.line("<dl class=\"facts\">" + facts.map { "<dt>\($0.0)</dt><dd>\(escape($0.1))</dd>" }.joined() + "</dl>")
             if let error = stage.error { page.line("<p class=\"error\">\(escape(error))</p>") }
-            if let output = stage.output { artifact(output, into: &page) }
+            if let output = stage.output { artifact(output, of: stage, in: report, into: &page) }
             if !stage.parameters.isEmpty {
                 page.line("<details class=\"parameters\" open><summary>Parameters</summary><table>"
                     + stage.parameters.keys.sorted().map { name in
@@ -306,7 +306,7 @@ public enum ReportHTML {
         page.line("</section>")
     }
 
-    static func artifact(_ output: ArtifactSummary, into page: inout Page) {
+    static func artifact(_ output: ArtifactSummary, of stage: StageReport, in report: RunReport, into page: inout Page) {
         var facts: [(String, String)] = [("type", output.type)]
         if let width = output.width, let height = output.height { facts.append(("size", "\(width) × \(height)")) }
         if let element = output.elementType { facts.append(("elements", element + (output.encoding.map { ", \($0)-encoded" } ?? ""))) }
@@ -323,7 +323,90 @@ public enum ReportHTML {
         if let etag = output.etag { facts.append(("ETag", etag)) }
         if output.streamed == true { facts.append(("held", "never whole: streamed a band at a time")) }
         page.line("<div class=\"artifact\"><h4>Output</h4><dl class=\"facts\">"
-            + facts.map { "<dt>\(escape($0.0))</dt><dd>\(escape($0.1))</dd>" }.joined() + "</dl></div>")
+            + facts.map { "<dt>\(escape($0.0))</dt><dd>\(escape($0.1))</dd>" }.joined() + "</dl>")
+        if let digest = output.digest {
+            page.line("<div class=\"plots\">")
+            heatmap(digest.preview, caption: "Preview, \(digest.preview.width) × \(digest.preview.height) samples", into: &page)
+            histogram(digest.histogram, of: stage, into: &page)
+            page.line("</div>")
+        } else if output.format != nil, let producer = stage.inputs?.values.sorted().first,
+                  let preview = report.stages.first(where: { $0.id == producer })?.output?.digest?.preview {
+            // An encoded image: a thumbnail of the pixels it encodes (its input's preview).
+            page.line("<div class=\"plots\">")
+            heatmap(preview, caption: "Thumbnail of the encoded pixels (from '\(producer)'), \(preview.width) × \(preview.height)",
+                    gray: true, into: &page)
+            page.line("</div>")
+        } else if output.streamed == true, output.type.hasPrefix("Grid") {
+            page.line("<p class=\"note\">No preview or histogram: this grid streamed a band at a time and the run kept no digest of it.</p>")
+        }
+        page.line("</div>")
+    }
+
+    /// A preview drawn into a canvas by the page's script (viridis, or gray for a
+    /// thumbnail), with its colour scale.
+    static func heatmap(_ preview: GridDigest.Preview, caption: String, gray: Bool = false, into page: inout Page) {
+        let scale = gray ? "gray" : "viridis"
+        let displayWidth = min(320, max(preview.width, 1) * 320 / max(preview.width, preview.height, 1))
+        page.line("<figure class=\"heatmap\"><canvas class=\"preview \(scale)\" width=\"\(preview.width)\" height=\"\(preview.height)\" "
+            + "style=\"width:\(displayWidth)px\" data-bytes=\"\(preview.bytes)\"></canvas>"
+            + "<div class=\"scale \(scale)\"><span>\(escape(short(preview.low)))</span><span>\(escape(short(preview.high)))</span></div>"
+            + "<figcaption>\(escape(caption))</figcaption></figure>")
+    }
+
+    static func short(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e12 { return String(Int(value)) }
+        return String(format: abs(value) >= 0.01 && abs(value) < 1e6 ? "%.4g" : "%.3e", value)
+    }
+
+    /// The histogram as bars; for a `poisson` stage's output, the Poisson(λ) pmf over
+    /// it and Pearson's chi-square test of the fit.
+    static func histogram(_ histogram: GridDigest.Histogram, of stage: StageReport, into page: inout Page) {
+        let centres = histogram.centres
+        guard !centres.isEmpty, let lowest = centres.first, let highest = centres.last else { return }
+        let total = histogram.counts.reduce(0, +)
+        let width = 460.0, height = 200.0, left = 46.0, bottom = 24.0, top = 10.0
+        // The pmf, when the values are whole numbers from a poisson stage.
+        var expected: [(Double, Double)] = []
+        var fit: Statistics.PoissonFit?
+        if stage.type == "poisson", let values = histogram.values, values.allSatisfy({ $0 >= 0 && $0 == $0.rounded() && $0 < 1_048_576 }),
+           let lambda = stage.parameters["lambda"].flatMap(\.numberValue), lambda > 0 {
+            var counts = [Int](repeating: 0, count: Int(values.last ?? 0) + 1)
+            for (value, count) in zip(values, histogram.counts) { counts[Int(value)] = count }
+            fit = Statistics.poissonFit(counts: counts, lambda: lambda)
+            expected = (0...Int(highest) + 1).map { (Double($0), Double(total) * Statistics.poissonPMF($0, lambda: lambda)) }
+        }
+        let peak = max(Double(histogram.counts.max() ?? 1), expected.map(\.1).max() ?? 0, 1)
+        let span = max(highest - lowest, 1e-12)
+        let slots = histogram.values != nil ? Double(max(centres.count, Int(span) + 1)) : Double(histogram.counts.count)
+        let barWidth = max(1, (width - left - 8) / max(slots, 1) * 0.8)
+        func x(_ value: Double) -> Double { left + 4 + barWidth / 2 + (value - lowest) / span * (width - left - 8 - barWidth) }
+        func y(_ count: Double) -> Double { top + (height - top - bottom) * (1 - count / peak) }
+        var svg = "<svg class=\"histogram\" role=\"img\" aria-label=\"histogram of the values\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" "
+            + "width=\"\(Int(width))\" height=\"\(Int(height))\">"
+        svg += "<line class=\"axis\" x1=\"\(number(left))\" y1=\"\(number(height - bottom))\" x2=\"\(number(width - 4))\" y2=\"\(number(height - bottom))\"/>"
+        for (centre, count) in zip(centres, histogram.counts) {
+            let top = y(Double(count))
+            svg += "<rect class=\"hbar\" x=\"\(number(x(centre) - barWidth / 2))\" y=\"\(number(top))\" width=\"\(number(barWidth))\" "
+                + "height=\"\(number(height - bottom - top))\"><title>\(escape(short(centre))): \(count)</title></rect>"
+        }
+        if !expected.isEmpty {
+            let points = expected.filter { $0.0 <= highest + 1 }.map { "\(number(x($0.0))),\(number(y($0.1)))" }
+            svg += "<polyline class=\"pmf\" points=\"\(points.joined(separator: " "))\"/>"
+            for (value, count) in expected where value <= highest + 1 {
+                svg += "<circle class=\"pmf\" cx=\"\(number(x(value)))\" cy=\"\(number(y(count)))\" r=\"2.5\"/>"
+            }
+        }
+        for label in [lowest, (lowest + highest) / 2, highest] {
+            svg += "<text class=\"tick-label\" x=\"\(number(x(label)))\" y=\"\(number(height - 6))\" text-anchor=\"middle\">\(escape(short(label)))</text>"
+        }
+        svg += "<text class=\"tick-label\" x=\"\(number(left - 4))\" y=\"\(number(top + 8))\" text-anchor=\"end\">\(Int(peak))</text>"
+        svg += "</svg>"
+        var caption = "Histogram of all \(total) values"
+        if let fit {
+            caption += String(format: "; the line is Poisson(λ = %@)'s pmf. Chi-square %.2f on %d degrees of freedom, p = %@",
+                              short(fit.lambda), fit.statistic, fit.degreesOfFreedom, fit.pValue < 1e-4 ? String(format: "%.1e", fit.pValue) : String(format: "%.3f", fit.pValue))
+        }
+        page.line("<figure class=\"histogram\">\(svg)<figcaption>\(escape(caption))</figcaption></figure>")
     }
 
     // MARK: style and script
@@ -354,6 +437,11 @@ public enum ReportHTML {
         .level-error,.level-critical{color:var(--bad);font-weight:600}.level-debug,.level-trace{color:var(--muted)}summary{cursor:pointer;color:var(--muted)}
         .details{position:sticky;bottom:8px;background:var(--card);border:1px solid var(--line);border-radius:6px;padding:8px 12px;box-shadow:0 2px 8px rgba(0,0,0,.2)}
         footer{color:var(--muted);font-size:12px;margin-top:30px}
+        .plots{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start;margin-top:8px}figure{margin:0}figcaption{color:var(--muted);font-size:12px;max-width:460px}
+        canvas.preview{image-rendering:pixelated;border:1px solid var(--line);display:block}.scale{display:flex;justify-content:space-between;font-size:11px;color:var(--muted);
+        height:22px;align-items:flex-end;padding:0 2px;width:320px}.scale.viridis{background:linear-gradient(90deg,#440154,#3b528b,#21918c,#5ec962,#fde725) top/100% 8px no-repeat}
+        .scale.gray{background:linear-gradient(90deg,#000,#fff) top/100% 8px no-repeat}.hbar{fill:var(--accent);opacity:.75}polyline.pmf{fill:none;stroke:var(--bad);stroke-width:1.5}
+        circle.pmf{fill:var(--bad)}.axis{stroke:var(--muted)}.note{color:var(--muted)}
         @media print{body{max-width:none;padding:0;font-size:11px}details{display:block}details>*{display:block}.details{display:none}a{color:inherit;text-decoration:none}
         .card{break-inside:avoid;border-color:#999}pre{max-height:none;overflow:visible}h2{break-after:avoid}}
         """
@@ -388,6 +476,23 @@ public enum ReportHTML {
           }
           window.addEventListener("hashchange", mark);
           mark();
+          // Previews: bytes (0 = low, 255 = high) through a colour scale.
+          var viridis = [[68,1,84],[59,82,139],[33,145,140],[94,201,98],[253,231,37]];
+          function colour(v, gray){
+            if (gray) return [v, v, v];
+            var t = v / 255 * (viridis.length - 1), i = Math.min(Math.floor(t), viridis.length - 2), f = t - i;
+            return [0, 1, 2].map(function(c){ return Math.round(viridis[i][c] + f * (viridis[i + 1][c] - viridis[i][c])); });
+          }
+          document.querySelectorAll("canvas.preview").forEach(function(canvas){
+            var bytes = atob(canvas.getAttribute("data-bytes") || ""), context = canvas.getContext("2d");
+            if (!context || bytes.length !== canvas.width * canvas.height) return;
+            var image = context.createImageData(canvas.width, canvas.height), gray = canvas.classList.contains("gray");
+            for (var i = 0; i < bytes.length; i++) {
+              var rgb = colour(bytes.charCodeAt(i), gray);
+              image.data[4 * i] = rgb[0]; image.data[4 * i + 1] = rgb[1]; image.data[4 * i + 2] = rgb[2]; image.data[4 * i + 3] = 255;
+            }
+            context.putImageData(image, 0, 0);
+          });
         })();
         """
 }

@@ -29,6 +29,15 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
+    /// A number's value (an integer's too), else nil.
+    public var numberValue: Double? {
+        switch self {
+        case .integer(let value): Double(value)
+        case .number(let value): value
+        default: nil
+        }
+    }
+
     /// The value as a person reads it: a string as it is, numbers and booleans as
     /// written, arrays and objects as compact JSON.
     public var displayText: String {

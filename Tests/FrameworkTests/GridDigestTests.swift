@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+@testable import Framework
+
+/// Grid digests (the report's histograms and previews): counts and samples checked
+/// against the grid directly, band by band as whole, and bounded in size.
+@Suite struct GridDigestTests {
+    static func bytes(width: Int, height: Int, seed: UInt64 = 1) throws -> Grid<UInt8> {
+        var state = seed
+        return try Grid<UInt8>(width: width, height: height) { buffer in
+            for i in buffer.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                buffer[i] = UInt8((state >> 59) + (state >> 61))  // 0...23, uneven
+            }
+        }
+    }
+
+    static func previewBytes(_ digest: GridDigest) -> [UInt8] {
+        [UInt8](Data(base64Encoded: digest.preview.bytes) ?? Data())
+    }
+
+    @Test func aByteGridsHistogramCountsEveryValue() throws {
+        let grid = try Self.bytes(width: 300, height: 200)
+        let digest = try #require(GridDigestAccumulator.digest(grid))
+        var counts: [Double: Int] = [:]
+        for value in grid.elements { counts[Double(value), default: 0] += 1 }
+        #expect(digest.histogram.values == counts.keys.sorted())
+        #expect(digest.histogram.counts == counts.keys.sorted().map { counts[$0]! })
+        #expect(digest.histogram.counts.reduce(0, +) == 300 * 200)
+    }
+
+    /// The preview holds the grid's value at the centre of each cell, scaled over the
+    /// preview's own range.
+    @Test func thePreviewSamplesCellCentres() throws {
+        let grid = try Self.bytes(width: 1000, height: 500, seed: 9)
+        let digest = try #require(GridDigestAccumulator.digest(grid))
+        let preview = digest.preview
+        #expect(preview.width == 256 && preview.height == 128)
+        let bytes = Self.previewBytes(digest)
+        #expect(bytes.count == 256 * 128)
+        var sampled: [Double] = []
+        for row in 0..<128 {
+            for column in 0..<256 {
+                let y = (2 * row + 1) * 500 / (2 * 128), x = (2 * column + 1) * 1000 / (2 * 256)
+                sampled.append(Double(grid[x, y]))
+            }
+        }
+        let low = sampled.min()!, high = sampled.max()!
+        #expect(preview.low == low && preview.high == high)
+        for (byte, value) in zip(bytes, sampled) {
+            #expect(byte == UInt8(((value - low) / (high - low) * 255).rounded()))
+        }
+    }
+
+    /// Fed a band at a time, as a stream delivers rows, the digest is the same.
+    @Test(arguments: [1, 7, 64, 500])
+    func bandsGiveTheSameDigestAsTheWhole(bandRows: Int) throws {
+        let grid = try Self.bytes(width: 333, height: 500, seed: 3)
+        let whole = try #require(GridDigestAccumulator.digest(grid))
+        let accumulator = GridDigestAccumulator(width: 333, height: 500)
+        grid.withUnsafeBufferPointer { buffer in
+            var row = 0
+            while row < 500 {
+                let rows = min(bandRows, 500 - row)
+                accumulator.add(bytes: UnsafeBufferPointer(rebasing: buffer[(row * 333)..<((row + rows) * 333)]), rowCount: rows)
+                row += rows
+            }
+        }
+        #expect(accumulator.finish() == whole)
+    }
+
+    @Test func aFloatGridsBinsHoldEveryValueBetweenItsLowestAndHighest() throws {
+        let grid = try Grid<Float>(width: 400, height: 300) { buffer in
+            for i in buffer.indices { buffer[i] = Float(sin(Double(i) * 0.001) * 50 + 10) }
+        }
+        let digest = try #require(GridDigestAccumulator.digest(grid))
+        let histogram = digest.histogram
+        #expect(histogram.values == nil && histogram.counts.reduce(0, +) == 400 * 300)
+        let (low, high) = try #require(grid.valueRange())
+        let bins = try #require(histogram.low.flatMap { low in histogram.high.map { (low, $0) } })
+        #expect(bins.0 <= low && bins.1 > high && histogram.counts.count <= 256)
+        // Each value in the bin it belongs to: recount into the same bins.
+        let width = (bins.1 - bins.0) / Double(histogram.counts.count)
+        var counts = [Int](repeating: 0, count: histogram.counts.count)
+        for value in grid.elements { counts[min(counts.count - 1, Int((Double(value) - bins.0) / width))] += 1 }
+        #expect(counts == histogram.counts)
+    }
+
+    /// A dictionary-encoded grid is digested through its indices, mapped by its
+    /// table; counted once when the byte grid was counted already.
+    @Test func aDictionaryGridMapsItsIndicesCounts() throws {
+        let indices = try Self.bytes(width: 200, height: 100, seed: 5)
+        let table = (0..<256).map { Float($0) / 23 }
+        let encoded = Grid<Float>(indices: indices, table: table)
+        let cache = GridDigestCache()
+        let byteDigest = try #require(GridDigestAccumulator.digest(indices, cache: cache))
+        let digest = try #require(GridDigestAccumulator.digest(encoded, cache: cache))
+        #expect(digest.histogram.counts == byteDigest.histogram.counts)
+        #expect(digest.histogram.values == byteDigest.histogram.values?.map { Double(Float($0) / 23) })
+        #expect(digest == GridDigestAccumulator.digest(encoded))  // the same without the cache
+        #expect(Self.previewBytes(digest) == Self.previewBytes(byteDigest))
+    }
+
+    /// A digest's size does not grow with the grid: 256 bins, a 256-sample side.
+    @Test func aLargeGridsDigestStaysSmall() throws {
+        let grid = try Grid<Float>(width: 6000, height: 4000) { buffer in
+            for i in buffer.indices { buffer[i] = Float(i % 7919) }
+        }
+        let digest = try #require(GridDigestAccumulator.digest(grid))
+        let json = try JSONEncoder().encode(digest)
+        #expect(json.count < 120_000, "\(json.count) bytes")
+        #expect(digest.preview.width == 256 && digest.preview.height == 171)
+    }
+}
