@@ -103,7 +103,7 @@ import Testing
 
         let resumed = try await harness.run(yaml, runID: "r1", store: store, resume: true)
         #expect(resumed.succeeded, "\(String(describing: resumed.failure))")
-        #expect(resumed.report.stages.allSatisfy { $0.reused == true })
+        #expect(resumed.report.stages.allSatisfy { $0.reused == true }, "\(resumed.report.stages.map { ($0.id, $0.status, $0.reused as Any, $0.error as Any) })")
         let read = try #require(resumed.outputs["counts"] as? Report)
         #expect(Array(read.bytes) == Array(made.bytes))
     }
