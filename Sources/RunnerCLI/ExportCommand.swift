@@ -327,13 +327,6 @@ struct AirflowCommand: AsyncParsableCommand {
         return FilePaths.absolute(argument, relativeTo: cwd)
     }
 
-    /// `path` with its symbolic links resolved, or as it is when it does not exist.
-    static func realPath(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
-
     /// The AWS variables a docker task gets by default: credentials, region, endpoint.
     static let awsVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
                                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
@@ -348,7 +341,7 @@ struct AirflowCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(Console.printable(message)); no DAG was written\n".utf8))
             return ExitCode(RunnerMain.ExitStatus.invalid)
         }
-        if Self.realPath(absolute(output)) == Self.realPath(absolute(pipeline.file)) {
+        if FilePaths.sameFile(output, pipeline.file) {
             throw refuse("-o \(output) is the pipeline file itself; write the DAG somewhere else, such as dags/\(plan.name).py")
         }
         let scheme = ArtifactStoreRegistry.scheme(of: artifactStore)
@@ -433,15 +426,16 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.workingDirectory = workdir
             settings.cpus = cpus.flatMap(Double.init)
             settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
+            let taskMemory = AirflowExport.taskMemory(plan)
             for stage in plan.stages {
-                guard let limit = settings.memoryLimit, let need = AirflowExport.taskMemory(plan, stage: stage.id), need > limit else { continue }
+                guard let limit = settings.memoryLimit, let need = taskMemory[stage.id], need > limit else { continue }
                 throw refuse("stage '\(stage.id)' is estimated to need \(ByteCountFormatting.string(need)) in its task, above --memory-limit "
                     + "\(memoryLimit ?? ""): its container would be killed; raise the limit")
             }
             if taskOperator == .kubernetes {
                 for stage in plan.stages {
                     // A tenth above the estimate: it counts the data, not the allocator's slack.
-                    if var bytes = memory.flatMap(MemorySize.parse) ?? AirflowExport.taskMemory(plan, stage: stage.id).map({ $0 * 1.1 }) {
+                    if var bytes = memory.flatMap(MemorySize.parse) ?? taskMemory[stage.id].map({ $0 * 1.1 }) {
                         // Never above the limit (the estimate is below it, checked above).
                         if let limit = settings.memoryLimit { bytes = min(bytes, limit) }
                         settings.memoryRequests[stage.id] = bytes

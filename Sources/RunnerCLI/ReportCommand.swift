@@ -65,6 +65,9 @@ struct ReportCommand: ParsableCommand {
     }
 
     func run() throws {
+        for source in [input, compare].compactMap({ $0 }) where FilePaths.sameFile(output, source) {
+            throw Self.fail("-o \(FilePaths.printable(output)) is the report '\(FilePaths.printable(source))' itself; write the page somewhere else")
+        }
         if let problem = ReportPath.problem(with: output) {
             throw Self.fail("cannot write '\(FilePaths.printable(output))': \(problem)")
         }

@@ -157,13 +157,14 @@ struct RunCommand: AsyncParsableCommand {
         // line on stderr is a JSON object with an `event`.
         let console = Console(format: logFormat, level: level)
         for path in [report, reportHTML].compactMap({ $0 }) {
-            if let problem = ReportPath.problem(with: path) {
+            if let problem = ReportPath.problem(with: path)
+                ?? (FilePaths.sameFile(path, pipeline.file) ? "it is the pipeline file itself" : nil) {
                 console.log(.error, "cannot write the report to '\(FilePaths.printable(path))': \(problem); nothing was run",
                             ["event": .string("usage_error")])
                 throw ExitCode(RunnerMain.ExitStatus.invalid)
             }
         }
-        if let report, let reportHTML, FilePaths.absolute(report) == FilePaths.absolute(reportHTML) {
+        if let report, let reportHTML, FilePaths.absolute(report) == FilePaths.absolute(reportHTML) || FilePaths.sameFile(report, reportHTML) {
             console.log(.error, "--report and --report-html name the same file; give each its own", ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }

@@ -152,6 +152,30 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out.html").path))
     }
 
+    /// No report replaces what it is made from: the pipeline file, or the JSON report
+    /// a page is rendered from.
+    @Test func aReportNeverReplacesItsSource() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let original = try String(contentsOfFile: Self.pipeline, encoding: .utf8)
+        try original.write(to: directory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+        for option in ["--report", "--report-html"] {
+            let run = try RunnerProcess.run(["p.yaml", "--set", "params.size=8", option, "./p.yaml"], in: directory)
+            #expect(run.status == 2 && run.stderr.contains("it is the pipeline file itself"), "\(run.stderr)")
+        }
+        #expect(try String(contentsOf: directory.appendingPathComponent("p.yaml"), encoding: .utf8) == original)
+        #expect(try RunnerProcess.run(["p.yaml", "--set", "params.size=8", "--report", "r.json"], in: directory).status == 0)
+        let json = try Data(contentsOf: directory.appendingPathComponent("r.json"))
+        for arguments in [["report", "r.json", "-o", "./r.json"], ["report", "p.yaml", "-o", "x.html", "--compare", "r.json"],
+                          ["report", "r.json", "-o", "r.json", "--compare", "r.json"]] {
+            let result = try RunnerProcess.run(arguments, in: directory)
+            #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        }
+        let refused = try RunnerProcess.run(["report", "r.json", "-o", "./r.json"], in: directory)
+        #expect(refused.stderr.contains("is the report 'r.json' itself"), "\(refused.stderr)")
+        #expect(try Data(contentsOf: directory.appendingPathComponent("r.json")) == json)
+    }
+
     @Test func theHTMLAndJSONReportsNeedFilesOfTheirOwn() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

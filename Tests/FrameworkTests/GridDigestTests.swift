@@ -101,6 +101,32 @@ import Testing
         #expect(Self.previewBytes(digest) == Self.previewBytes(byteDigest))
     }
 
+    /// Values at the ends of Double's range, infinities and NaN: no trap, finite
+    /// figures only (JSON cannot hold others), every finite value counted.
+    @Test func extremeAndNonFiniteValuesStayCountableAndEncodable() throws {
+        let values: [Double] = [-.greatestFiniteMagnitude, .greatestFiniteMagnitude, 0, .nan, .infinity, -.infinity, 1e-300, 5]
+        let grid = try Grid<Double>(width: 8, height: 50) { buffer in
+            for i in buffer.indices { buffer[i] = values[i % values.count] }
+        }
+        let digest = try #require(GridDigestAccumulator.digest(grid))
+        #expect(digest.histogram.counts.reduce(0, +) == 5 * 50)
+        #expect(digest.histogram.low?.isFinite == true && digest.histogram.high?.isFinite == true)
+        #expect(digest.preview.low == -.greatestFiniteMagnitude && digest.preview.high == .greatestFiniteMagnitude)
+        _ = try JSONEncoder().encode(digest)
+    }
+
+    /// A table that maps many bytes to one value, or to NaN: one bin per finite value.
+    @Test func bytesATableMapsToOneValueShareItsBin() throws {
+        let indices = try Self.bytes(width: 50, height: 40, seed: 8)
+        let table = (0..<256).map { $0 == 0 ? Float.nan : Float(min($0, 3)) }
+        let digest = try #require(GridDigestAccumulator.digest(Grid<Float>(indices: indices, table: table)))
+        var counts: [Double: Int] = [:]
+        for index in indices.elements where index != 0 { counts[Double(min(index, 3)), default: 0] += 1 }
+        #expect(digest.histogram.values == counts.keys.sorted())
+        #expect(digest.histogram.counts == counts.keys.sorted().map { counts[$0]! })
+        _ = try JSONEncoder().encode(digest)
+    }
+
     /// A digest's size does not grow with the grid: 256 bins, a 256-sample side.
     @Test func aLargeGridsDigestStaysSmall() throws {
         let grid = try Grid<Float>(width: 6000, height: 4000) { buffer in

@@ -132,15 +132,16 @@ public struct RunReport: Sendable, Codable {
         machine = try container.decodeIfPresent(Machine.self, forKey: .machine)
     }
 
-    /// Reads a report written by `jsonData()` (ISO 8601 dates).
+    /// Dates as the report writes them: ISO 8601 in UTC, to the millisecond.
+    static let dateStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
+    /// Reads a report written by `jsonData()` (ISO 8601 dates, with or without
+    /// fractions of a second).
     public static func decode(_ data: Data) throws -> RunReport {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
-            if let date = ISO8601DateFormatter().date(from: text) { return date }
-            let fractional = ISO8601DateFormatter()
-            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = fractional.date(from: text) { return date }
+            if let date = (try? dateStyle.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) { return date }
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not an ISO 8601 date"))
         }
         return try decoder.decode(RunReport.self, from: data)
@@ -152,10 +153,8 @@ public struct RunReport: Sendable, Codable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             var container = encoder.singleValueContainer()
-            try container.encode(formatter.string(from: date))
+            try container.encode(Self.dateStyle.format(date))
         }
         return try encoder.encode(self)
     }

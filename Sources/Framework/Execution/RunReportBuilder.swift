@@ -7,12 +7,45 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
     private let lock = NSLock()
     private var report: RunReport?
     private var index: [String: Int] = [:]
+    /// Each stage's log: its first lines, and a ring of the latest.
+    private var logs: [String: LogTail] = [:]
+
+    private struct LogTail {
+        var head: [StageReport.LogLine] = []
+        var ring: [StageReport.LogLine] = []
+        var next = 0
+        var omitted = 0
+
+        /// O(1) a line: the first `kept / 2` lines stay, then the latest `kept / 2` turn over.
+        mutating func add(_ line: StageReport.LogLine) {
+            let half = StageReport.LogLine.kept / 2
+            if head.count < half {
+                head.append(line)
+            } else if ring.count < half {
+                ring.append(line)
+            } else {
+                ring[next] = line
+                next = (next + 1) % half
+                omitted += 1
+            }
+        }
+
+        var lines: [StageReport.LogLine] { head + ring[next...] + ring[..<next] }
+    }
 
     public init() {}
 
     /// The report as the events so far describe it; nil before `runStarted`.
     public var current: RunReport? {
-        lock.withLock { report }
+        lock.withLock {
+            guard var report else { return nil }
+            for (id, tail) in logs {
+                guard let position = index[id] else { continue }
+                report.stages[position].logs = tail.lines
+                report.stages[position].logsOmitted = tail.omitted > 0 ? tail.omitted : nil
+            }
+            return report
+        }
     }
 
     public func handle(_ event: RunEvent) {
@@ -29,6 +62,7 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
                                 access: $0.access, inputs: $0.inputs)
                 })
             report!.machine = .current
+            logs = [:]
             index = Dictionary(started.stages.enumerated().map { ($1.id, $0) }) { first, _ in first }
             return
         }
@@ -63,21 +97,9 @@ public final class RunReportBuilder: RunEventHandler, @unchecked Sendable {
         case .artifactDigested(let digested):
             update(digested.stage) { $0.output?.digest = digested.digest }
         case .log(let record):
-            guard let id = record.stage else { break }
-            update(id) { stage in
-                let line = StageReport.LogLine(time: event.time, level: record.level.rawValue, message: record.message)
-                var logs = stage.logs ?? []
-                // The first half kept as they come, then the latest: a long log keeps its
-                // beginning and its end.
-                if logs.count < StageReport.LogLine.kept {
-                    logs.append(line)
-                } else {
-                    logs.remove(at: StageReport.LogLine.kept / 2)
-                    logs.append(line)
-                    stage.logsOmitted = (stage.logsOmitted ?? 0) + 1
-                }
-                stage.logs = logs
-            }
+            // A long log keeps its beginning and its end (see `LogTail`).
+            guard let id = record.stage, index[id] != nil else { break }
+            logs[id, default: LogTail()].add(StageReport.LogLine(time: event.time, level: record.level.rawValue, message: record.message))
         case .stageStarted(let started):
             update(started.stage) { stage in
                 if stage.startedAt == nil { stage.startedAt = event.time }

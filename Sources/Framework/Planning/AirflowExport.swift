@@ -466,29 +466,32 @@ public enum AirflowExport {
         value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) + ".0" : String(value)
     }
 
-    /// The memory a task running `stage` alone holds, at its peak: the runner's own,
+    /// The memory a task running each stage alone holds, at its peak: the runner's own,
     /// and for each input and for its output twice its full size (a grid at its
     /// element type's width, as the store writes it): a task reads each input from the
     /// artifact store (the stored bytes and the artifact both held for a moment) and
     /// writes its output there (the artifact and its encoded bytes). For the reference
     /// job's `--only` tasks at 2048 and 8192 square it is 4-41% above the measured
-    /// peak (the request adds a tenth). `nil` for a stage
-    /// whose output or an input's size cannot be known before the run.
-    public static func taskMemory(_ plan: Plan, stage id: String) -> Double? {
+    /// peak (the request adds a tenth). No value for a stage whose output or an
+    /// input's size cannot be known before the run. One layout of the plan serves all.
+    public static func taskMemory(_ plan: Plan) -> [String: Double] {
         let whole = StreamingLayout.whole(plan)
-        guard let stage = plan.stage(id) else { return nil }
-        var bytes = StreamingLayout.baseBytes
-        for member in [id] + stage.inputs.values.sorted() {
-            guard !whole.unknownSizes.contains(member) else { return nil }
-            // A stage with nothing to hold (a sink's StoredObject) counts for nothing.
-            guard let estimate = whole.estimates[member] else { continue }
-            if let width = estimate.width, let height = estimate.height, let type = estimate.elementType {
-                bytes += 2 * Double(width) * Double(height) * Double(type.byteWidth)
-            } else {
-                bytes += 2 * estimate.byteCount
+        var memory: [String: Double] = [:]
+        stages: for stage in plan.stages {
+            var bytes = StreamingLayout.baseBytes
+            for member in [stage.id] + stage.inputs.values.sorted() {
+                guard !whole.unknownSizes.contains(member) else { continue stages }
+                // A stage with nothing to hold (a sink's StoredObject) counts for nothing.
+                guard let estimate = whole.estimates[member] else { continue }
+                if let width = estimate.width, let height = estimate.height, let type = estimate.elementType {
+                    bytes += 2 * Double(width) * Double(height) * Double(type.byteWidth)
+                } else {
+                    bytes += 2 * estimate.byteCount
+                }
             }
+            memory[stage.id] = bytes
         }
-        return bytes
+        return memory
     }
 
     /// A Python variable for each stage's task: `task_` and the id with `-` as `_`,

@@ -124,17 +124,26 @@ public struct DAGLayout: Sendable, Equatable {
         }
         // Crossing reduction: barycentre sweeps left to right and back, keeping the
         // best order found.
+        // Crossings between two columns: the edges sorted by their left end (then their
+        // right end); each pair whose right ends come in the other order crosses.
+        // Counted as inversions with a Fenwick tree: O(E log E), not O(E²).
         func crossings(_ columns: [[Int]]) -> Int {
             var total = 0
             for c in columns.indices.dropLast() {
                 var position: [Int: Int] = [:]
                 for (p, v) in columns[c + 1].enumerated() { position[v] = p }
-                var pairs: [(Int, Int)] = []
-                for (p, v) in columns[c].enumerated() { for w in right[v] { pairs.append((p, position[w]!)) } }
-                for i in pairs.indices { for j in pairs.indices where j > i {
-                    let (a, b) = (pairs[i], pairs[j])
-                    if (a.0 < b.0 && a.1 > b.1) || (a.0 > b.0 && a.1 < b.1) { total += 1 }
-                } }
+                var ends: [(Int, Int)] = []
+                for (p, v) in columns[c].enumerated() { for w in right[v] { ends.append((p, position[w]!)) } }
+                ends.sort { $0 < $1 }
+                var tree = [Int](repeating: 0, count: columns[c + 1].count + 1)
+                for (seen, end) in ends.enumerated() {
+                    // Edges already seen whose right end is at or before this one's.
+                    var index = end.1 + 1, atOrBefore = 0
+                    while index > 0 { atOrBefore += tree[index]; index -= index & -index }
+                    total += seen - atOrBefore
+                    index = end.1 + 1
+                    while index < tree.count { tree[index] += 1; index += index & -index }
+                }
             }
             return total
         }

@@ -57,7 +57,6 @@ public final class GridDigestAccumulator: @unchecked Sendable {
     private var bins = [Int](repeating: 0, count: 256)
     private var origin = 0.0
     private var binWidth = 0.0
-    private var nonFinite = 0
     /// The sampled preview values: as doubles, or as the bytes themselves (byte grids).
     private var samples: [Double] = []
     private var sampledBytes: [UInt8] = []
@@ -131,18 +130,21 @@ public final class GridDigestAccumulator: @unchecked Sendable {
             return
         }
         for element in rows {
+            // NaN and infinities have no bin; the preview shows them at its low end.
             let value = element.doubleValue
-            guard value.isFinite else {
-                nonFinite += 1
-                continue
-            }
+            guard value.isFinite else { continue }
             if binWidth == 0 {
                 // The first value: bins of a millionth of its size (or 1e-9) around it.
                 binWidth = max(abs(value) * 1e-6, 1e-9)
-                origin = value - 128 * binWidth
+                origin = max(value - 128 * binWidth, -.greatestFiniteMagnitude)
             }
-            while value < origin || value >= origin + 256 * binWidth { widen(towards: value) }
-            bins[min(255, Int((value - origin) / binWidth))] += 1
+            // Wider while the range stays finite: values near ±Double.greatestFiniteMagnitude
+            // end in the outermost bins.
+            while value < origin || value >= origin + 256 * binWidth, (origin - 512 * binWidth).isFinite, (origin + 512 * binWidth).isFinite {
+                widen(towards: value)
+            }
+            let position = (value - origin) / binWidth
+            bins[position.isFinite ? Int(min(255, max(0, position))) : (value < origin ? 0 : 255)] += 1
         }
         if samples.isEmpty { samples = [Double](repeating: 0, count: previewWidth * previewHeight) }
         samples.withUnsafeMutableBufferPointer { samples in
@@ -189,16 +191,20 @@ public final class GridDigestAccumulator: @unchecked Sendable {
     public func finish(table: [Double]? = nil) -> GridDigest {
         let histogram: GridDigest.Histogram
         if countsBytes {
-            // One bin per value that occurs.
-            var pairs: [(Double, Int)] = []
-            for k in 0..<256 where byteCounts[k] > 0 { pairs.append((table.map { $0[k] } ?? Double(k), byteCounts[k])) }
-            pairs.sort { $0.0 < $1.0 }
-            histogram = GridDigest.Histogram(values: pairs.map(\.0), counts: pairs.map(\.1))
+            // One bin per value that occurs: bytes that a table maps to one value share
+            // it, and a value that is not finite has none.
+            var counts: [Double: Int] = [:]
+            for k in 0..<256 where byteCounts[k] > 0 {
+                let value = table.map { $0[k] } ?? Double(k)
+                if value.isFinite { counts[value, default: 0] += byteCounts[k] }
+            }
+            let values = counts.keys.sorted()
+            histogram = GridDigest.Histogram(values: values, counts: values.map { counts[$0]! })
         } else {
             // Trim the empty bins at both ends.
             let first = bins.firstIndex { $0 > 0 } ?? 0, last = bins.lastIndex { $0 > 0 } ?? 0
-            histogram = GridDigest.Histogram(low: origin + Double(first) * binWidth, high: origin + Double(last + 1) * binWidth,
-                                             counts: Array(bins[first...last]))
+            func edge(_ bin: Int) -> Double { min(max(origin + Double(bin) * binWidth, -.greatestFiniteMagnitude), .greatestFiniteMagnitude) }
+            histogram = GridDigest.Histogram(low: edge(first), high: edge(last + 1), counts: Array(bins[first...last]))
         }
         var low = Double.infinity, high = -Double.infinity
         var bytes: [UInt8]

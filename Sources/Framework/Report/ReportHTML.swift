@@ -85,7 +85,7 @@ public enum ReportHTML {
         page.line("<h1>\(escape(report.pipeline)) <span class=\"status \(report.status.rawValue)\">\(report.status.rawValue)</span></h1>")
         var facts: [(String, String)] = [
             ("run id", report.runID), ("seed", String(report.seed)), ("duration", seconds(report.durationSeconds)),
-            ("started", ISO8601DateFormatter().string(from: report.startedAt)), ("file", report.file),
+            ("started", RunReport.dateStyle.format(report.startedAt)), ("file", report.file),
             ("runner", report.runnerVersion),
         ]
         if let machine = report.machine {
@@ -107,8 +107,17 @@ public enum ReportHTML {
 
     // MARK: DAG
 
+    /// The most stages the page draws: a layered drawing's size grows with the
+    /// columns each edge crosses, up to the square of the stage count.
+    static let mostStagesDrawn = 400
+
     /// The stages as boxes in layers, joined by the edges each stage's `inputs` give.
     static func dag(_ report: RunReport, into page: inout Page) {
+        guard report.stages.count <= mostStagesDrawn else {
+            page.line("<section id=\"dag\"><h2>Stages</h2><p class=\"note\">\(report.stages.count) stages: more than the "
+                + "\(mostStagesDrawn) this page draws; each has its card below.</p></section>")
+            return
+        }
         let boxWidth = { (stage: StageReport) -> Double in 24 + 7.2 * Double(max(stage.id.count, stage.type.count + 2)) }
         let nodes = report.stages.map { (id: $0.id, width: min(260, boxWidth($0)), height: 44.0) }
         var edges: [(from: String, to: String)] = []
@@ -237,7 +246,8 @@ public enum ReportHTML {
                 rows.append(row("\(stage.id) output", "same bytes", "same bytes"))
             }
         }
-        for stage in other.stages where !report.stages.contains(where: { $0.id == stage.id }) {
+        let current = Set(report.stages.map(\.id))
+        for stage in other.stages where !current.contains(stage.id) {
             rows.append(row("stage \(stage.id)", "ran", "gone"))
         }
         page.line("<table class=\"compare\"><thead><tr><th></th><th>\(escape(other.runID))</th><th>\(escape(report.runID))</th><th>change</th></tr></thead>")
@@ -274,6 +284,7 @@ public enum ReportHTML {
 
     static func stages(_ report: RunReport, into page: inout Page) {
         page.line("<section id=\"stages\"><h2>Stages and artifacts</h2>")
+        let outputs = Dictionary(report.stages.compactMap { stage in stage.output.map { (stage.id, $0) } }) { first, _ in first }
         for stage in report.stages {
             page.line("<article class=\"card \(stage.status.rawValue)\" id=\"\(anchor(stage.id))\">")
             page.line("<h3>\(escape(stage.id)) <small>\(escape(stage.type))</small> <span class=\"status \(stage.status.rawValue)\">"
@@ -287,7 +298,7 @@ public enum ReportHTML {
             }
             page.line("<dl class=\"facts\">" + facts.map { "<dt>\($0.0)</dt><dd>\(escape($0.1))</dd>" }.joined() + "</dl>")
             if let error = stage.error { page.line("<p class=\"error\">\(escape(error))</p>") }
-            if let output = stage.output { artifact(output, of: stage, in: report, into: &page) }
+            if let output = stage.output { artifact(output, of: stage, outputs: outputs, into: &page) }
             if !stage.parameters.isEmpty {
                 page.line("<details class=\"parameters\" open><summary>Parameters</summary><table>"
                     + stage.parameters.keys.sorted().map { name in
@@ -306,7 +317,8 @@ public enum ReportHTML {
         page.line("</section>")
     }
 
-    static func artifact(_ output: ArtifactSummary, of stage: StageReport, in report: RunReport, into page: inout Page) {
+    /// `outputs`: every stage's output, by stage id (an encoded image's thumbnail is its input's preview).
+    static func artifact(_ output: ArtifactSummary, of stage: StageReport, outputs: [String: ArtifactSummary], into page: inout Page) {
         var facts: [(String, String)] = [("type", output.type)]
         if let width = output.width, let height = output.height { facts.append(("size", "\(width) × \(height)")) }
         if let element = output.elementType { facts.append(("elements", element + (output.encoding.map { ", \($0)-encoded" } ?? ""))) }
@@ -330,7 +342,7 @@ public enum ReportHTML {
             histogram(digest.histogram, of: stage, into: &page)
             page.line("</div>")
         } else if output.format != nil, let producer = stage.inputs?.values.sorted().first,
-                  let preview = report.stages.first(where: { $0.id == producer })?.output?.digest?.preview {
+                  let preview = outputs[producer]?.digest?.preview {
             // An encoded image: a thumbnail of the pixels it encodes (its input's preview).
             page.line("<div class=\"plots\">")
             heatmap(preview, caption: "Thumbnail of the encoded pixels (from '\(producer)'), \(preview.width) × \(preview.height)",

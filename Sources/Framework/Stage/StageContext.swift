@@ -57,10 +57,7 @@ public struct StageContext: Sendable {
     public static func directory(ofPipelineFile path: String) -> String? {
         var info = stat()
         guard !path.isEmpty, stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let directory = FilePaths.split(FilePaths.absolute(path)).directory
-        guard let resolved = realpath(directory, nil) else { return directory }
-        defer { free(resolved) }
-        return String(validatingCString: resolved) ?? directory
+        return FilePaths.resolved(FilePaths.split(FilePaths.absolute(path)).directory)
     }
 
     /// Reports how far the stage is, from 0 to 1; shown as a progress bar on a terminal.

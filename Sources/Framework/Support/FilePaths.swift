@@ -22,6 +22,21 @@ public enum FilePaths {
         return "/" + components.joined(separator: "/")
     }
 
+    /// `path` with its symbolic links resolved (`realpath`), or as it is when it cannot be.
+    public static func resolved(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(validatingCString: resolved) ?? path
+    }
+
+    /// Whether `a` and `b` name the same existing file (the same device and inode,
+    /// whatever links or `..` lead there). False when either does not exist.
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var first = stat(), second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
+    }
+
     /// Whether the absolute, normalised `path` is `directory` or below it.
     public static func isWithin(_ path: String, directory: String) -> Bool {
         directory == "/" || path == directory || path.hasPrefix(directory + "/")
