@@ -1,24 +1,45 @@
-"""The cost of gathering the run report's grid digests (histograms and previews) at
-2048x2048: the run's own duration (its run_finished event), without a report and with
---report, interleaved, medians.
+"""The cost of gathering the run report's grid digests (histograms and previews): the
+run's own duration (its run_finished event), without a report and with --report,
+interleaved, medians, and each side's largest peak RSS.
 
-    python3 Benchmarks/report_digest_cost.py [RUNNER] [RUNS]
+    python3 Benchmarks/report_digest_cost.py [RUNNER] [RUNS] [SIZE]
 
-RUNNER defaults to .build/release/runner (scripts/build-release runner).
+RUNNER defaults to .build/release/runner (scripts/build-release runner), RUNS to 40,
+SIZE to 2048 (the reference job; at 8192 the grids stream, and their digests come
+from the bands as they go by).
 """
-import json, statistics, subprocess, sys
-import os, tempfile
+import json, os, statistics, subprocess, sys, tempfile
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-R = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build/release/runner")
+R = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build/release/runner"))
+RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 40
+SIZE = int(sys.argv[3]) if len(sys.argv) > 3 else 2048
 P = os.path.join(ROOT, "pipelines/poisson.yaml")
-REPORT = os.path.join(tempfile.mkdtemp(prefix="digest-cost-"), "r.json")
+WORK = tempfile.mkdtemp(prefix="digest-cost-")
+REPORT = os.path.join(WORK, "r.json")
+
+
 def run(extra):
-    out = subprocess.run([R, P, "--seed", "1", "--log-format", "json"] + extra, capture_output=True, text=True, check=True).stderr
-    return next(json.loads(l)["duration_seconds"] for l in out.splitlines() if '"run_finished"' in l)
-for _ in range(3): run([])
+    """The run's duration in seconds and the process's peak RSS in KiB."""
+    process = subprocess.Popen([R, P, "--seed", "1", "--log-format", "json", "--set", f"params.size={SIZE}",
+                                "--set", "stages.store.with.overwrite=true"] + extra,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=WORK)
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        sys.exit(f"runner failed ({process.returncode}):\n{err}")
+    duration = next(json.loads(l)["duration_seconds"] for l in err.splitlines() if '"run_finished"' in l)
+    return duration, usage.ru_maxrss
+
+
+for _ in range(3):
+    run([])
 plain, digested = [], []
-for _ in range(int(sys.argv[2]) if len(sys.argv) > 2 else 40):
+for _ in range(RUNS):
     plain.append(run([]))
     digested.append(run(["--report", REPORT]))
 m = statistics.median
-print("run without a report %.2f ms, with --report (digests) %.2f ms: %+.1f%%" % (m(plain) * 1e3, m(digested) * 1e3, (m(digested) / m(plain) - 1) * 100))
+a, b = m(d for d, _ in plain), m(d for d, _ in digested)
+print("%d² run without a report %.2f ms (peak RSS %.0f MiB), with --report (digests) %.2f ms (peak RSS %.0f MiB): %+.1f%%"
+      % (SIZE, a * 1e3, max(r for _, r in plain) / 1024, b * 1e3, max(r for _, r in digested) / 1024, (b / a - 1) * 100))

@@ -60,6 +60,16 @@ final class Console: @unchecked Sendable {
         barShown = true
     }
 
+    /// Draws `text` on the terminal's last line (a sweep's progress), replacing what was there.
+    func status(_ text: String) {
+        guard isTerminal, level <= .info else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        lastBar = nil
+        FileHandle.standardError.write(Data("\r\u{1B}[2K  \(Self.printable(text))".utf8))
+        barShown = true
+    }
+
     private func clearBar() {
         if barShown {
             FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))

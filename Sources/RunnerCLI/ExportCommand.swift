@@ -67,6 +67,12 @@ struct AirflowCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A Kubernetes Secret with the registry's login (type kubernetes.io/dockerconfigjson) to pull the image with (kubernetes). Repeatable.", valueName: "name"))
     var imagePullSecret: [String] = []
 
+    @Option(name: .customLong("aws-conn-id"), help: ArgumentHelp(
+        "The Airflow connection the tasks take their AWS key, secret, session token, region and endpoint from when they start "
+            + "(never written into the DAG); '' for none. Default: aws_default when the pipeline has an s3 stage or an s3:// store.",
+        valueName: "id"))
+    var awsConnectionID: String?
+
     @Option(help: ArgumentHelp("The containers' network (docker network_mode), e.g. none or host.", valueName: "mode"))
     var network: String?
 
@@ -332,7 +338,9 @@ struct AirflowCommand: AsyncParsableCommand {
                                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
 
     func run() async throws {
-        let plan = try pipeline.plan()
+        // A matrix: the items' graph, each stage a task mapped over the items.
+        let sweep = try pipeline.sweep()
+        let plan = try sweep?.first ?? pipeline.plan()
         let cwd = FileManager.default.currentDirectoryPath
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         let inContainer = taskOperator != .bash
@@ -410,10 +418,17 @@ struct AirflowCommand: AsyncParsableCommand {
         let references = plan.environmentNames.filter { name in
             !Self.awsVariables.contains(name) && !RunCommand.environmentOptions.contains { $0.0 == name }
         }
+        // AWS credentials from an Airflow connection, where Airflow users keep them.
+        let usesS3 = scheme == "s3" || plan.stages.contains { $0.typeName == "s3" }
+        let awsConnection = (awsConnectionID ?? (usesS3 ? "aws_default" : "")).isEmpty ? nil : (awsConnectionID ?? "aws_default")
+        if let awsConnection, !awsConnection.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) {
+            throw refuse("--aws-conn-id '\(awsConnection)' must be letters, digits, '_', '.' or '-'")
+        }
         if inContainer, let image {
             var settings = AirflowExport.ContainerSettings(image: image, pullPolicy: pull, mounts: mounts)
             if taskOperator == .docker {
-                settings.passEnvironment = passEnvironment.isEmpty ? Self.awsVariables + references : passEnvironment
+                // The connection gives the AWS variables; the worker's own are passed otherwise.
+                settings.passEnvironment = passEnvironment.isEmpty ? (awsConnection == nil ? Self.awsVariables : []) + references : passEnvironment
             }
             settings.secrets = secret
             settings.environment = try environment.map { try Self.parseEnvironment($0) }
@@ -444,10 +459,12 @@ struct AirflowCommand: AsyncParsableCommand {
             }
             container = settings
         }
-        let settings = AirflowExport.Settings(
+        var settings = AirflowExport.Settings(
             dagID: dagID, runner: executable, pipeline: pipelineFile, artifactStore: store,
             workingDirectory: inContainer ? containerWorkdir : absolute(workdir ?? cwd), extraArguments: extra, schedule: schedule,
             owner: owner, taskOperator: taskOperator, container: container)
+        settings.items = sweep?.count
+        settings.awsConnectionID = awsConnection
         let dag = AirflowExport.render(plan, settings: settings)
         try AtomicFile.write(Array(dag.utf8), to: output, overwrite: true)
         let given = Set(environment.compactMap { try? Self.parseEnvironment($0).name })
@@ -460,6 +477,10 @@ struct AirflowCommand: AsyncParsableCommand {
         if inContainer && pipelinePath == nil {
             FileHandle.standardError.write(Data(("note: the tasks read the pipeline at \(Console.printable(pipelineFile)) in the image "
                 + "(the Containerfile bakes in pipelines/); mount it there or give --pipeline-path\n").utf8))
+        }
+        if let sweep, sweep.count > 1024 {
+            FileHandle.standardError.write(Data(("note: each task maps \(sweep.count) items; Airflow maps at most [core] max_map_length "
+                + "(1024 unless configured): raise it (AIRFLOW__CORE__MAX_MAP_LENGTH) on the scheduler\n").utf8))
         }
         print(output)
     }

@@ -55,6 +55,17 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Run each stage once, ignoring its 'retries' (for a scheduler that retries tasks itself, as the Airflow export does).")
     var noStageRetries = false
 
+    @Flag(help: "In a sweep (a pipeline with a 'matrix'), stop at the first item that fails: start no more, cancel the running ones.")
+    var failFast = false
+
+    @Option(name: .customLong("item"), parsing: .unconditional,
+            help: ArgumentHelp("Run only item K (from 0) of the pipeline's matrix, as the run RUN_ID.K with the item's seed: what each task of an exported sweep runs.",
+                               valueName: "K"))
+    var itemText: String?
+
+    /// `--item` as a number; validate() has checked it.
+    var item: Int? { itemText.flatMap { Int($0) } }
+
     @Flag(name: .shortAndLong, help: "Only print errors.")
     var quiet = false
 
@@ -63,7 +74,8 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Options a container's environment may give: each applies only when its option
     /// is not on the command line, and an empty variable counts as unset.
-    static let environmentOptions = [("RUNNER_RUN_ID", "--run-id"), ("RUNNER_SEED", "--seed"), ("RUNNER_ARTIFACT_STORE", "--artifact-store")]
+    static let environmentOptions = [("RUNNER_RUN_ID", "--run-id"), ("RUNNER_SEED", "--seed"), ("RUNNER_ARTIFACT_STORE", "--artifact-store"),
+                                     ("RUNNER_ITEM", "--item")]
 
     /// Takes the options `environmentOptions` names from `environment` where the
     /// command line left them out, refusing a bad value by its variable's name.
@@ -83,6 +95,12 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("RUNNER_SEED (for --seed) must be a whole number from 0 to \(UInt64.max), got '\(FilePaths.printable(value))'")
             }
             seedText = value
+        }
+        if itemText == nil, let value = value("RUNNER_ITEM") {
+            guard (Int(value) ?? -1) >= 0 else {
+                throw ValidationError("RUNNER_ITEM (for --item) must be a whole number, at least 0, got '\(FilePaths.printable(value))'")
+            }
+            itemText = value
         }
         if artifactStore == nil, let value = value("RUNNER_ARTIFACT_STORE") {
             if let offset = FilePaths.controlCharacterOffset(in: value) {
@@ -132,6 +150,9 @@ struct RunCommand: AsyncParsableCommand {
         if quiet && verbose {
             throw ValidationError("--quiet and --verbose cannot be used together")
         }
+        if let itemText, (Int(itemText) ?? -1) < 0 {
+            throw ValidationError("--item must be a whole number, at least 0, got '\(FilePaths.printable(itemText))'")
+        }
         if let resume, let problem = RunID.problem(with: resume) {
             throw ValidationError("--resume '\(FilePaths.printable(resume))' \(problem)")
         }
@@ -145,6 +166,24 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--only needs --run-id: the run whose stored artifacts it reads")
         }
 
+    }
+
+    /// Writes `--report` and `--report-html`, each whole or not at all; false when one
+    /// could not be written (said on the console).
+    func writeReports(json: () throws -> Data, html: () -> String, console: Console) -> Bool {
+        var written = true
+        for (path, isHTML) in [(report, false), (reportHTML, true)] {
+            guard let path else { continue }
+            do {
+                let bytes = isHTML ? Array(html().utf8) : [UInt8](try json()) + [10]
+                try AtomicFile.write(bytes, to: path, overwrite: true)
+            } catch {
+                console.log(.error, "cannot write the report to '\(FilePaths.printable(path))': \(ErrorDescription.readable(error))",
+                            ["event": .string("report_failed"), "error_code": .string(PipelineError(error).code.rawValue)])
+                written = false
+            }
+        }
+        return written
     }
 
     func run() async throws {
@@ -168,9 +207,39 @@ struct RunCommand: AsyncParsableCommand {
             console.log(.error, "--report and --report-html name the same file; give each its own", ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
-        let plan = try pipeline.plan(console: console)
+        // A matrix: every item is planned and its memory checked before anything runs.
+        let streaming = self.streaming
+        // With at most --jobs items in flight, each item has its share of the limit.
+        let itemsAtOnce = self.jobs ?? ProcessInfo.processInfo.activeProcessorCount, oneItem = item != nil
+        let sweep = try pipeline.sweep(console: console, check: { plan, items in
+            try streaming.check(streaming.layout(plan), of: plan, console: console, sharedBy: oneItem ? 1 : min(items, itemsAtOnce))
+        })
+        if let sweep, item == nil {
+            try await runSweep(sweep, console: console, level: level, interruption: interruption)
+            return
+        }
+        // One item of a matrix (`--item`) runs as the sweep would run it: as the run
+        // RUN_ID.K, with the item's seed when the matrix gives one.
+        var plan: Plan
+        var runID = self.runID ?? resume, seed = self.seed
+        if let item {
+            guard let sweep else {
+                console.log(.error, "--item: \(FilePaths.printable(pipeline.file)) has no matrix; nothing was run", ["event": .string("usage_error")])
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
+            guard item < sweep.count else {
+                console.log(.error, "--item \(item): the matrix of \(FilePaths.printable(pipeline.file)) has items 0 to \(sweep.count - 1); nothing was run",
+                            ["event": .string("usage_error")])
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
+            plan = try sweep.plan(ofItem: item)
+            runID = sweep.runID(ofItem: item, in: runID ?? RunID.generate())
+            seed = sweep.matrix.items[item].seed ?? seed
+        } else {
+            plan = try pipeline.plan(console: console)
+        }
         var options = RunOptions(events: ConsoleEvents(console: console), logLevel: level)
-        if let runID = runID ?? resume { options.runID = runID }
+        if let runID { options.runID = runID }
         if let seed { options.seed = seed }
         if let jobs { options.jobs = jobs }
         options.stageRetries = !noStageRetries
@@ -244,21 +313,10 @@ struct RunCommand: AsyncParsableCommand {
         interruption.onFirstSignal { runTask.cancel() }
         let outcome = await runTask.value
 
-        var reportWritten = true
         var written = outcome.report
         written.invocation = RunReport.Invocation(arguments: RunnerContext.arguments, profiles: pipeline.profiles,
                                                   overrides: pipeline.overrides)
-        for (path, html) in [(report, false), (reportHTML, true)] {
-            guard let path else { continue }
-            do {
-                let bytes = html ? Array(ReportHTML.render(written).utf8) : [UInt8](try written.jsonData()) + [10]
-                try AtomicFile.write(bytes, to: path, overwrite: true)
-            } catch {
-                console.log(.error, "cannot write the report to '\(FilePaths.printable(path))': \(ErrorDescription.readable(error))",
-                            ["event": .string("report_failed"), "error_code": .string(PipelineError(error).code.rawValue)])
-                reportWritten = false
-            }
-        }
+        let reportWritten = writeReports(json: { try written.jsonData() }, html: { ReportHTML.render(written) }, console: console)
         // A signal that came after every stage had finished changes nothing: the run
         // did what it was asked, and its exit code agrees with its report.
         if let signal = interruption.received, !outcome.succeeded {

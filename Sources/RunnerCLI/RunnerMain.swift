@@ -161,10 +161,15 @@ struct StreamingOptions: ParsableArguments {
         return StreamingLayout.defaultMemoryLimit()
     }
 
-    /// Prints the layout with `-v` and refuses a plan that cannot fit (exit 2).
-    func check(_ layout: StreamingLayout, of plan: Plan, console: Console) throws {
+    /// Prints the layout with `-v` and refuses a plan that cannot fit (exit 2). A sweep's
+    /// item shares the limit with the other items in flight (`sharedBy`).
+    func check(_ layout: StreamingLayout, of plan: Plan, console: Console, sharedBy: Int = 1) throws {
         for line in layout.describe(plan) { console.log(.debug, line, ["event": .string("plan_memory")]) }
-        let (bytes, description) = limit
+        var (bytes, description) = limit
+        if sharedBy > 1 {
+            bytes /= Double(sharedBy)
+            description += " shared by \(sharedBy) items at once"
+        }
         if let problem = layout.memoryProblem(plan, limit: bytes, limitDescription: description) {
             console.log(.error, problem + "; nothing was run\n  help: let the stage stream (see 'runner stages'), make the image smaller, "
                 + "or raise --memory-limit", ["event": .string("memory_limit"), "error_code": .string(PipelineError.Code.invalidParameter.rawValue)])
@@ -219,24 +224,39 @@ struct PipelineOptions: ParsableArguments {
         case .success(let plan):
             return plan
         case .failure(let error):
-            if let console, console.format == .json {
-                for diagnostic in error.diagnostics {
-                    var fields: [String: JSONValue] = ["event": .string("pipeline_invalid"), "severity": .string(diagnostic.severity.rawValue)]
-                    if let location = diagnostic.location {
-                        fields["file"] = .string(location.file)
-                        fields["line"] = .integer(location.line)
-                        fields["column"] = .integer(location.column)
-                    }
-                    if let help = diagnostic.help { fields["help"] = .string(help) }
-                    console.log(diagnostic.severity == .error ? .error : .warning, diagnostic.message, fields)
+            try fail(error, console: console)
+        }
+    }
+
+    /// The plan of every item of the file's `matrix`, or nil when it has none; its
+    /// problems as `plan` prints them.
+    func sweep(console: Console? = nil, check: (Plan, _ items: Int) throws -> Void = { _, _ in }) throws -> SweepPlan? {
+        switch try Planner(registry: RunnerContext.registry).sweep(contentsOf: file, loader: loader, check: check) {
+        case .success(let sweep):
+            return sweep
+        case .failure(let error):
+            try fail(error, console: console)
+        }
+    }
+
+    private func fail(_ error: PipelineValidationError, console: Console?) throws -> Never {
+        if let console, console.format == .json {
+            for diagnostic in error.diagnostics {
+                var fields: [String: JSONValue] = ["event": .string("pipeline_invalid"), "severity": .string(diagnostic.severity.rawValue)]
+                if let location = diagnostic.location {
+                    fields["file"] = .string(location.file)
+                    fields["line"] = .integer(location.line)
+                    fields["column"] = .integer(location.column)
                 }
-                throw ExitCode(RunnerMain.ExitStatus.invalid)
+                if let help = diagnostic.help { fields["help"] = .string(help) }
+                console.log(diagnostic.severity == .error ? .error : .warning, diagnostic.message, fields)
             }
-            let count = error.diagnostics.filter { $0.severity == .error }.count
-            let summary = "\(count) problem\(count == 1 ? "" : "s") in \(FilePaths.printable(file)); nothing was run"
-            FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
+        let count = error.diagnostics.filter { $0.severity == .error }.count
+        let summary = "\(count) problem\(count == 1 ? "" : "s") in \(FilePaths.printable(file)); nothing was run"
+        FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
+        throw ExitCode(RunnerMain.ExitStatus.invalid)
     }
 }
 
@@ -255,11 +275,23 @@ struct ValidateCommand: AsyncParsableCommand {
     var verbose = false
 
     func run() async throws {
-        let plan = try pipeline.plan()
+        // A file with a matrix: every item is checked (the first one's access, below).
         let console = Console(format: .text, level: verbose ? .debug : .info)
-        try streaming.check(streaming.layout(plan), of: plan, console: console)
-        let ok = "\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): "
+        let streaming = self.streaming
+        // As many items as the run would hold at once (one per core by default) share the limit.
+        let sweep = try pipeline.sweep(check: { plan, items in
+            try streaming.check(streaming.layout(plan), of: plan, console: console,
+                                sharedBy: min(items, ProcessInfo.processInfo.activeProcessorCount))
+        })
+        let plan = try sweep?.first ?? pipeline.plan()
+        if sweep == nil {
+            try streaming.check(streaming.layout(plan), of: plan, console: console)
+        }
+        var ok = "\(FilePaths.printable(pipeline.file)): ok, \(plan.stages.count) stage\(plan.stages.count == 1 ? "" : "s"): "
             + plan.stages.map { FilePaths.printable($0.id) }.joined(separator: ", ")
+        if let sweep {
+            ok += "; a matrix of \(sweep.count) item\(sweep.count == 1 ? "" : "s")"
+        }
         guard checkAccess else {
             print(ok)
             return
@@ -300,7 +332,8 @@ struct GraphCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let plan = try pipeline.plan()
+        // A sweep's items share one graph: its first item's.
+        let plan = try pipeline.sweep()?.first ?? pipeline.plan()
         let layout = streaming.layout(plan)
         print(PlanRendering.render(plan, as: format == .dot ? .dot : .mermaid, layout: layout), terminator: "")
     }

@@ -157,7 +157,19 @@ import TestFixtures
                                        environment: ["OUTPUT_S3_BUCKET": "bucket-name"])
         #expect(s3.status == 0, "\(s3.stderr)")
         let s3Text = try String(contentsOf: directory.appendingPathComponent("d.py"), encoding: .utf8)
-        #expect(s3Text.contains("\"AWS_ENDPOINT_URL_S3\", \"OUTPUT_S3_BUCKET\"]\n") && s3Text.contains("MOUNTS = [\n]\n"), "\(s3Text)")
+        // The AWS variables come from the connection aws_default, not the worker's environment.
+        #expect(s3Text.contains("PASS_ENV = [\"OUTPUT_S3_BUCKET\"]\n") && s3Text.contains("MOUNTS = [\n]\n"), "\(s3Text)")
+        #expect(s3Text.contains("    \"AWS_ACCESS_KEY_ID\": \"{{ conn.get('aws_default').login or '' }}\",\n"), "\(s3Text)")
+        // Without a connection, the worker's AWS variables are passed, as before.
+        let passed = try RunnerProcess.run(["export", "airflow", Self.pipeline, "-o", "e.py", "--operator", "docker", "--image", "x",
+                                            "--artifact-store", "s3://bucket-name/runs", "--profile", "s3", "--aws-conn-id", ""], in: directory,
+                                           environment: ["OUTPUT_S3_BUCKET": "bucket-name"])
+        #expect(passed.status == 0, "\(passed.stderr)")
+        let passedText = try String(contentsOf: directory.appendingPathComponent("e.py"), encoding: .utf8)
+        #expect(passedText.contains("\"AWS_ENDPOINT_URL_S3\", \"OUTPUT_S3_BUCKET\"]\n") && !passedText.contains("conn.get("), "\(passedText)")
+        let bad = try RunnerProcess.run(["export", "airflow", Self.pipeline, "-o", "f.py", "--artifact-store", "s3://bucket-name/runs",
+                                         "--aws-conn-id", "a'b"], in: directory)
+        #expect(bad.status == 2 && bad.stderr.contains("--aws-conn-id 'a'b' must be letters, digits"), "\(bad.stderr)")
     }
 
     /// The Kubernetes DAG imports in Airflow with the cncf.kubernetes provider, and

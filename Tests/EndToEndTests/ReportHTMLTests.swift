@@ -110,6 +110,35 @@ import Testing
         #expect(!same.contains("<tr class=\"changed\"><th>generate."))
     }
 
+    /// A streamed grid's digest, gathered from its bands as they went by, is the
+    /// digest of the same grid held whole; and the page draws it.
+    @Test func streamedGridsHaveTheDigestsOfWholeOnes() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let common = [Self.pipeline, "--seed", "3", "--set", "params.size=300", "--set", "stages.store.with.overwrite=true"]
+        let streamed = try RunnerProcess.run(common + ["--stream", "--band-rows", "7", "--report", "s.json", "--report-html", "s.html"], in: directory)
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        let whole = try RunnerProcess.run(common + ["--no-stream", "--report", "w.json"], in: directory)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        func outputs(_ name: String) throws -> [String: ArtifactSummary] {
+            let report = try RunReport.decode(Data(contentsOf: directory.appendingPathComponent(name)))
+            return Dictionary(uniqueKeysWithValues: report.stages.compactMap { stage in stage.output.map { (stage.id, $0) } })
+        }
+        let (s, w) = (try outputs("s.json"), try outputs("w.json"))
+        for stage in ["generate", "normalize"] {
+            #expect(s[stage]?.streamed == true, "\(stage) did not stream")
+            var digest = try #require(s[stage]?.digest, "no digest of the streamed \(stage)")
+            var expected = try #require(w[stage]?.digest, "no digest of the whole \(stage)")
+            #expect(digest.seconds != nil)
+            (digest.seconds, expected.seconds) = (nil, nil)
+            #expect(digest == expected, "\(stage)")
+            #expect(digest.histogram.counts.reduce(0, +) == 300 * 300)
+        }
+        let html = try String(contentsOf: directory.appendingPathComponent("s.html"), encoding: .utf8)
+        #expect(!html.contains("gathered no digest"))
+        #expect(html.contains("Thumbnail of the encoded pixels (from &#39;normalize&#39;)"))
+    }
+
     /// Values from the pipeline reach the page as text, never as markup, and secrets
     /// are not shown.
     @Test func valuesAreEscapedAndSecretsRedacted() throws {

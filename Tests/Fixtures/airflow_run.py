@@ -4,7 +4,8 @@
 
 Uses a SQLite metadata database in AIRFLOW_HOME (`airflow db migrate`), runs the DAG
 once with `airflow dags test` (no scheduler or web server), then prints one JSON
-line: {"exit": ..., "run_id": ..., "state": ..., "tasks": {task_id: state}}.
+line: {"exit": ..., "run_id": ..., "state": ..., "tasks": {task_id: state}} (a mapped
+task's instances as task_id[map_index]).
 """
 import json
 import os
@@ -25,6 +26,8 @@ from airflow.utils.session import create_session  # noqa: E402
 
 with create_session() as session:
     run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
-    tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)} if run else {}
+    # A mapped task's instances as TASK[INDEX].
+    tasks = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): str(ti.state)
+             for ti in run.get_task_instances(session=session)} if run else {}
     print(json.dumps({"exit": test.returncode, "run_id": run.run_id if run else None,
                       "state": str(run.state) if run else None, "tasks": tasks}))

@@ -29,6 +29,23 @@ import Testing
         #expect(digest.histogram.counts.reduce(0, +) == 300 * 200)
     }
 
+    /// Counting by pairs (large inputs), by bytes (small ones), the tail past the last
+    /// whole word, and the flush of the 32-bit counters every 64 MiB: the counts of a
+    /// plain loop, for uneven values and for every byte value.
+    @Test(arguments: [0, 7, 4_099, (1 << 18) - 1, (1 << 18) + 13, (1 << 26) + 5])
+    func byteCountsMatchAPlainCount(length: Int) {
+        var state: UInt64 = UInt64(length) | 1
+        var bytes = [UInt8](repeating: 0, count: length)
+        for i in bytes.indices {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            // Mostly a few small values, now and then any byte.
+            bytes[i] = state >> 60 == 0 ? UInt8(truncatingIfNeeded: state >> 40) : UInt8((state >> 61) + (state >> 62))
+        }
+        var expected = [Int](repeating: 0, count: 256)
+        for byte in bytes { expected[Int(byte)] += 1 }
+        #expect(bytes.withUnsafeBufferPointer { GridDigestAccumulator.countBytes($0) } == expected)
+    }
+
     /// The preview holds the grid's value at the centre of each cell, scaled over the
     /// preview's own range.
     @Test func thePreviewSamplesCellCentres() throws {
@@ -125,6 +142,58 @@ import Testing
         #expect(digest.histogram.values == counts.keys.sorted())
         #expect(digest.histogram.counts == counts.keys.sorted().map { counts[$0]! })
         _ = try JSONEncoder().encode(digest)
+    }
+
+    /// Counts recorded by a grid's producer are kept only when they add up to the
+    /// grid; the digest then uses them, and equals the one that counts.
+    @Test func recordedCountsAreCheckedAndUsed() throws {
+        let grid = try Self.bytes(width: 120, height: 90, seed: 4)
+        let counted = try #require(GridDigestAccumulator.digest(grid))
+        var counts = [Int](repeating: 0, count: 256)
+        for value in grid.elements { counts[Int(value)] += 1 }
+        var wrong = counts
+        wrong[0] += 1
+        #expect(!grid.recordValueCounts(wrong))
+        #expect(!grid.recordValueCounts(Array(counts.prefix(255))))
+        #expect(!GridDigestAccumulator.isBounded(grid))
+        #expect(grid.recordValueCounts(counts))
+        #expect(!grid.recordValueCounts(counts))  // once
+        #expect(GridDigestAccumulator.isBounded(grid))
+        #expect(GridDigestAccumulator.isBounded(Grid<Float>(indices: grid, table: (0..<256).map(Float.init))))
+        #expect(GridDigestAccumulator.digest(grid) == counted)
+    }
+
+    /// Bands taken from a stream give the digest of the whole grid, for byte, wide
+    /// and dictionary-encoded streams.
+    @Test func aStreamsTapGivesTheWholeGridsDigest() throws {
+        let grid = try Self.bytes(width: 257, height: 199, seed: 6)
+        let table = (0..<256).map { Float($0) * 0.5 }
+        for (info, whole) in [
+            (GridStreamInfo(width: 257, height: 199, elementType: .uint8), GridDigestAccumulator.digest(grid)),
+            (GridStreamInfo(width: 257, height: 199, elementType: .float32, table: table), GridDigestAccumulator.digest(Grid<Float>(indices: grid, table: table))),
+        ] {
+            let stream = GridStream(capacity: 4)
+            let tap = StreamedGridDigest(tapping: stream)
+            try stream.begin(info)
+            var row = 0
+            grid.withUnsafeBufferPointer { elements in
+                while row < 199 {
+                    let rows = row..<min(199, row + 37)
+                    let lease = try! BandLease(byteCount: rows.count * 257, purpose: "a test band")
+                    lease.pointer.copyMemory(from: elements.baseAddress! + row * 257, byteCount: rows.count * 257)
+                    try! stream.push(GridBand(rows: rows, lease: lease), byteCount: rows.count * 257)
+                    _ = try! stream.next()
+                    lease.release()
+                    row = rows.upperBound
+                    if row < 199 { #expect(tap.finish() == nil) }  // not every row yet
+                }
+            }
+            stream.finish()
+            var digest = try #require(tap.finish())
+            #expect(digest.seconds != nil)
+            digest.seconds = nil
+            #expect(digest == whole)
+        }
     }
 
     /// A digest's size does not grow with the grid: 256 bins, a 256-sample side.

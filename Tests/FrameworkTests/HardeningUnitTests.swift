@@ -42,6 +42,22 @@ import Testing
         #expect(throws: AllocationError.self) { _ = try SharedBytes.allocate(count: 1 << 60, purpose: "a test") }
     }
 
+    @Test func blockingWorkSeesItsOwnCancelFlagAndNoOtherThreadDoes() async throws {
+        #expect(CancelFlag.current == nil)
+        let (same, afterwards) = try await Blocking.run { (flag: CancelFlag) -> (Bool, Bool) in
+            let same = CancelFlag.current === flag
+            // Another thread started from this one has no flag of its own.
+            let other = Thread.detachNewThreadAndWait { CancelFlag.current == nil }
+            return (same && other, true)
+        }
+        #expect(same && afterwards)
+        // Two at once each see their own.
+        async let first = Blocking.run { (flag: CancelFlag) in CancelFlag.current === flag }
+        async let second = Blocking.run { (flag: CancelFlag) in CancelFlag.current === flag }
+        let both = try await (first, second)
+        #expect(both.0 && both.1)
+    }
+
     @Test func sizesAreShownWithoutWrapping() {
         #expect(ByteCountFormatting.string(Double(UInt64.max)) == "18.4 EB")
         #expect(ByteCountFormatting.string(1e30) == "1000.0 YB" || ByteCountFormatting.string(1e30) == "more than 1000 YB")
@@ -94,5 +110,16 @@ import Testing
         #expect(FilePaths.controlCharacterOffset(in: "ab\u{0}c") == 2)
         #expect(FilePaths.controlCharacterOffset(in: "é\u{7F}") == 1)
         #expect(FilePaths.controlCharacterOffset(in: "plain/~name") == nil)
+    }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread and waits for its result.
+    fileprivate static func detachNewThreadAndWait(_ body: @escaping @Sendable () -> Bool) -> Bool {
+        final class Box: @unchecked Sendable { var value = false }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { box.value = body(); done.signal() }
+        done.wait()
+        return box.value
     }
 }

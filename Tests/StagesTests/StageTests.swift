@@ -9,6 +9,24 @@ import Framework
         return try await stage.run(inputs: StageInputs([:]), context: testContext(seed: seed, concurrency: concurrency))
     }
 
+    /// For the run report the generator counts its byte grid's values as it writes
+    /// them: exactly the grid's counts, for any number of workers and a last block
+    /// that is short; the range follows from them. Without a report it counts nothing.
+    @Test(arguments: [1, 2, 3])
+    func theGeneratorsRecordedCountsAreTheGridsCounts(concurrency: Int) async throws {
+        let stage = try PoissonStage(parameters: parameters(PoissonStage.spec, ["width": .integer(700), "height": .integer(301), "lambda": .number(3)]))
+        let counted = try await stage.run(inputs: StageInputs([:]), context: testContext(seed: 11, concurrency: concurrency, gathersDigests: true))
+        let grid = try #require(counted as? Grid<UInt8>)
+        var expected = [Int](repeating: 0, count: 256)
+        for value in grid.elements { expected[Int(value)] += 1 }
+        #expect(grid.recordedValueCounts == expected)
+        let (low, high) = try #require(grid.valueRange())
+        #expect(low == Double(grid.elements.min()!) && high == Double(grid.elements.max()!))
+        let plain = try await stage.run(inputs: StageInputs([:]), context: testContext(seed: 11, concurrency: concurrency))
+        #expect((plain as? Grid<UInt8>)?.recordedValueCounts == nil)
+        #expect((plain as? Grid<UInt8>)?.elements == grid.elements)
+    }
+
     @Test func meanAndVarianceMatchLambda() async throws {
         for lambda in [0.5, 3.0, 30.0, 1000.0] {
             let artifact = try await generate(["width": .integer(512), "height": .integer(512), "lambda": .number(lambda)])

@@ -13,10 +13,15 @@ public protocol Artifact: AnyObject, Sendable {
     func briefSummary() -> ArtifactSummary
     /// Values this artifact offers to path and key templates: `width`, `height`, `format`.
     var templateValues: [String: String] { get }
+    /// The artifact as a grid, when it is one. The same as `as? any AnyGrid`, without
+    /// the runtime's first-time search of every conformance in the process (about a
+    /// tenth of a millisecond per artifact type).
+    var asGrid: (any AnyGrid)? { get }
 }
 
 extension Artifact {
     public var templateValues: [String: String] { [:] }
+    public var asGrid: (any AnyGrid)? { nil }
     public func briefSummary() -> ArtifactSummary { summary() }
 }
 

@@ -63,6 +63,16 @@ public protocol AnyGrid: Artifact {
     var width: Int { get }
     var height: Int { get }
     var elementType: ElementType { get }
+    /// `visitor.visit(self)` with the grid as its own type: generic code over every
+    /// element type without a cast per type (and without the runtime's type lookups
+    /// that a cast to a type not yet used in the process costs).
+    func accept<Visitor: GridVisitor>(_ visitor: Visitor) throws -> Visitor.Result
+}
+
+/// What to do with a grid of any element type; see `AnyGrid.accept`.
+public protocol GridVisitor {
+    associatedtype Result
+    func visit<Element: GridElement>(_ grid: Grid<Element>) throws -> Result
 }
 
 /// A width x height grid of numbers, row-major, immutable once made.
@@ -87,6 +97,11 @@ public final class Grid<Element: GridElement>: AnyGrid, @unchecked Sendable {
     /// A dictionary-encoded grid's elements, once something asked for them.
     private let materialized = OnceCache<UnsafeMutableBufferPointer<Element>>()
     private let rangeCache = OnceCache<(min: Double, max: Double)?>()
+    /// A byte grid's count of each value, when its producer recorded them.
+    private let valueCountsCache = OnceCache<[Int]>()
+
+    public func accept<Visitor: GridVisitor>(_ visitor: Visitor) throws -> Visitor.Result { try visitor.visit(self) }
+    public var asGrid: (any AnyGrid)? { self }
 
     /// A grid stored as byte indices into a table: element i is `table[indices[i]]`.
     public struct DictionaryEncoding: Sendable {
@@ -373,6 +388,28 @@ public struct UnsafeSendableBuffer<Element>: @unchecked Sendable {
     public func slice(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Element> {
         UnsafeMutableBufferPointer(rebasing: buffer[range])
     }
+}
+
+extension Grid where Element == UInt8 {
+    /// Records how many times each byte value occurs, as counted by the stage that
+    /// wrote the elements while it wrote them (`ByteHistogram`, a block at a time while
+    /// the block is in cache). The run report's digest then skips its own pass, and
+    /// the value range follows from the counts. Ignored, returning false, unless
+    /// there are 256 counts, none negative, summing to the number of elements, and
+    /// none was recorded before.
+    @discardableResult
+    public func recordValueCounts(_ counts: [Int]) -> Bool {
+        guard counts.count == 256, counts.allSatisfy({ $0 >= 0 }),
+              counts.reduce(0, { $0.addingReportingOverflow($1).partialValue }) == count,
+              valueCountsCache.ifComputed == nil else { return false }
+        _ = valueCountsCache.value { counts }
+        let low = counts.firstIndex { $0 > 0 }, high = counts.lastIndex { $0 > 0 }
+        _ = rangeCache.value { low.map { (Double($0), Double(high!)) } }
+        return true
+    }
+
+    /// The counts `recordValueCounts` recorded, if any.
+    public var recordedValueCounts: [Int]? { valueCountsCache.ifComputed }
 }
 
 /// A value computed at most once, on first use, from any thread.

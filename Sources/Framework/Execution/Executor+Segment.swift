@@ -99,6 +99,8 @@ extension Executor {
         var outputs: [(any Artifact)?]
         var flows: [StageFlow]
         var range: InputRange?
+        /// The report's digests of the streamed grids, by member index.
+        var digests: [Int: StreamedGridDigest] = [:]
     }
 
     private static func streamable(_ type: ArtifactType) -> Bool {
@@ -131,7 +133,7 @@ extension Executor {
                 // A head that needs its input's range and gets it whole scans it.
                 if let head = members.first?.instance as? any StreamingStage,
                    type(of: head).streaming(parameters: members[0].parameters).needsInputRange,
-                   let grid = inputs.artifacts.values.first as? any AnyGrid {
+                   let grid = inputs.artifacts.values.first?.asGrid {
                     ranges[0] = InputRange(try await Self.within(deadline) { try await Blocking.run { try Self.valueRange(of: grid) } })
                 }
                 for (index, member) in members.enumerated() where layout.rangePasses[member.id] != nil {
@@ -179,6 +181,12 @@ extension Executor {
                     var completion = Completion(id: member.id, result: .success(output), attempts: attempt, startedAt: startedAt,
                                                 duration: clock.now - start)
                     completion.summary = output.summary()
+                    // The report's digest: from the bands as they went by, or of the whole grid.
+                    if let streamed = chain.digests[index] {
+                        digest(streamed, of: member.id)
+                    } else {
+                        digest(output, of: member.id)
+                    }
                     // A range pass over a streamed output found its range: the report has it.
                     if index + 1 < members.count, case .values(let low, let high)? = ranges[index + 1],
                        layout.rangePasses[members[index + 1].id] != nil {
@@ -277,9 +285,17 @@ extension Executor {
         }
         let gridStreams = gridStreamList, byteStreams = byteStreamList
         tees?.insert(chain, gridStreams: gridStreams, byteStreams: byteStreams, capacity: capacity)
+        // The report's digests of streamed grids, from the bands as their consumers take
+        // them (on the real pass only, not a range pass).
+        var digests: [Int: StreamedGridDigest] = [:]
+        if options.digests, case .materialise = tail {
+            for (index, stream) in gridStreams.enumerated() {
+                if let stream { digests[index] = StreamedGridDigest(tapping: stream) }
+            }
+        }
         // The head's whole input, sliced into a stream.
         let headInput = inputs.artifacts.values.first
-        let headGrid = (headInput as? any AnyGrid).map { _ in GridStream(capacity: capacity) }
+        let headGrid = headInput?.asGrid.map { _ in GridStream(capacity: capacity) }
         let headBytes = headGrid == nil ? (headInput as? any BytesArtifact).map { _ in ByteStream(capacity: capacity) } : nil
         let failures = SegmentFailure()
         // A stage that stops its own streams (its threads failed) records the failure
@@ -336,7 +352,7 @@ extension Executor {
                     group.addTask {
                         do {
                             try await Blocking.run { _ in
-                                if let grid = headInput as? any AnyGrid, let stream = headGrid {
+                                if let grid = headInput.asGrid, let stream = headGrid {
                                     try StreamAdapters.sliceGrid(grid, into: stream, io: adapterIO)
                                 } else if let bytes = headInput as? any BytesArtifact, let stream = headBytes {
                                     try StreamAdapters.sliceBytes(bytes, into: stream, io: adapterIO)
@@ -443,6 +459,6 @@ extension Executor {
                                    bytesOut: output?.bytes ?? 0, waitingForInputSeconds: waitingIn, waitingForOutputSeconds: waitingOut,
                                    busySeconds: max(0, ended[index].seconds - waitingIn - waitingOut)))
         }
-        return ChainResult(outputs: artifacts, flows: flows, range: outputs.range)
+        return ChainResult(outputs: artifacts, flows: flows, range: outputs.range, digests: digests)
     }
 }

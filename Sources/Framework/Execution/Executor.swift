@@ -42,6 +42,9 @@ public struct RunOptions: Sendable {
     /// Data estimated below this many bytes is held whole (`StreamingLayout`); 0
     /// streams every edge that can stream.
     public var streamingMinimumBytes: Double = StreamingLayout.defaultMinimumBytes
+    /// Slots shared with other runs in the process (a sweep's items): each stage, or
+    /// streamed segment, holds one while it runs, on top of this run's own `jobs`.
+    public var stageSlots: StageSlots?
 
     /// - Parameter events: By default, swift-log records through a `Logger` labelled
     ///   `pipeline` (whatever `LoggingSystem` the program bootstrapped).
@@ -289,12 +292,17 @@ public struct Executor: Sendable {
                     for (port, producer) in members[0].inputs { inputs[port] = available[producer] }
                     let stageInputs = StageInputs(inputs)
                     running += 1
+                    let slots = options.stageSlots
                     if members.count > 1 {
                         group.addTask {
-                            await self.executeSegment(members, inputs: stageInputs, layout: layout, fingerprints: fingerprints, events: events)
+                            await Self.holding(slots) {
+                                await self.executeSegment(members, inputs: stageInputs, layout: layout, fingerprints: fingerprints, events: events)
+                            }
                         }
                     } else {
-                        group.addTask { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
+                        group.addTask {
+                            await Self.holding(slots) { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
+                        }
                     }
                 }
             }
@@ -337,6 +345,12 @@ public struct Executor: Sendable {
                                  notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
                                  duration: clock.now - runStart, events: events, layout: layout)
         return RunOutcome(report: report, outputs: report.status == .succeeded ? outputs : [:], failure: failure)
+    }
+
+    /// `body`, holding one of `slots` when there are shared slots.
+    private static func holding(_ slots: StageSlots?, _ body: () async -> [Completion]) async -> [Completion] {
+        guard let slots else { return await body() }
+        return await slots.withSlot(body)
     }
 
     /// Runs one stage alone (`--only`): its inputs are read from the store, where the
@@ -418,26 +432,42 @@ public struct Executor: Sendable {
         var completion = await executeUnsummarized(stage, inputs: inputs, fingerprints: fingerprints, events: events)
         if case .success(let artifact) = completion.result {
             completion.summary = artifact.summary()
-            // A grid's histogram and preview are gathered on a thread of their own while
-            // the run goes on (the grid is immutable, and kept alive by the task).
-            if options.digests, let grid = artifact as? any AnyGrid {
-                let cache = digestCache, id = stage.id
-                digestTasks.add(Task.detached(priority: .utility) {
-                    let digest = try? await Blocking.run { () -> GridDigest? in
-                        // The lowest priority (nice 19): the stages' threads come first,
-                        // and the digest takes the time they leave (a sink waiting on
-                        // its disk), never starved for long.
-                        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)  // on Linux, this thread
-                        let clock = ContinuousClock(), start = clock.now
-                        var digest = GridDigestAccumulator.digest(grid, cache: cache)
-                        digest?.seconds = (clock.now - start).seconds
-                        return digest
-                    }
-                    return digest.flatMap { $0 }.map { RunEvent.ArtifactDigested(stage: id, digest: $0) }
-                })
-            }
+            digest(artifact, of: stage.id)
         }
         return completion
+    }
+
+    /// Gathers the report's digest of `artifact`, when it is a grid and the run
+    /// gathers digests, beside the run (the grid is immutable, and kept alive by the
+    /// task); `finishDigests` reports it. On the pool when the grid's values were
+    /// counted as they were written (the work is then the preview's, a fraction of a
+    /// millisecond, less than a thread costs to start), else on a thread of its own at
+    /// the lowest priority (nice 19), so that the stages' threads come first and the
+    /// count takes the time they leave.
+    func digest(_ artifact: any Artifact, of stage: String) {
+        guard options.digests, let grid = artifact.asGrid else { return }
+        let cache = digestCache
+        let bounded = GridDigestAccumulator.isBounded(grid)
+        digestTasks.add(Task.detached(priority: .utility) {
+            @Sendable func timed() -> GridDigest? {
+                let clock = ContinuousClock(), start = clock.now
+                var digest = GridDigestAccumulator.digest(grid, cache: cache)
+                digest?.seconds = (clock.now - start).seconds
+                return digest
+            }
+            let digest = bounded ? timed() : try? await Blocking.run { () -> GridDigest? in
+                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)  // on Linux, this thread
+                return timed()
+            }
+            return digest.map { RunEvent.ArtifactDigested(stage: stage, digest: $0) }
+        })
+    }
+
+    /// Reports a streamed grid's digest, gathered from its bands, with the others.
+    func digest(_ streamed: StreamedGridDigest, of stage: String) {
+        digestTasks.add(Task.detached(priority: .utility) {
+            streamed.finish().map { RunEvent.ArtifactDigested(stage: stage, digest: $0) }
+        })
     }
 
     private struct NothingToReuse: Error {}
@@ -528,7 +558,7 @@ public struct Executor: Sendable {
         return StageContext(
             stageID: stage.id, stageType: stage.typeName, runID: options.runID, seed: seed(for: stage), attempt: attempt,
             concurrency: options.jobs, logger: logger, templateValues: values, temporaryDirectory: options.temporaryDirectory,
-            pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file),
+            pipelineDirectory: StageContext.directory(ofPipelineFile: plan.file), gathersDigests: options.digests,
             progress: { fraction in events.emit(.stageProgress(RunEvent.StageProgress(stage: id, fraction: fraction))) })
     }
 

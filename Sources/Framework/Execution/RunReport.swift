@@ -150,13 +150,18 @@ public struct RunReport: Sendable, Codable {
     /// The report as pretty, key-sorted JSON with ISO 8601 dates in milliseconds
     /// (a timeline needs more than whole seconds).
     public func jsonData() throws -> Data {
+        try Self.encoder().encode(self)
+    }
+
+    /// Pretty, key-sorted JSON with ISO 8601 dates in milliseconds: every report's.
+    static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(Self.dateStyle.format(date))
+            try container.encode(dateStyle.format(date))
         }
-        return try encoder.encode(self)
+        return encoder
     }
 }
 

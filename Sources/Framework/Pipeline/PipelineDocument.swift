@@ -16,6 +16,10 @@ public struct PipelineDocument: Sendable {
     /// Params whose value a `--set` gave, by name: problems with values made from
     /// them are reported at the argument.
     public var paramsFromCommandLine: [String: CommandLineSetting] = [:]
+    /// The file's `matrix`, when it has one: a sweep of `items`.
+    public var matrix: Matrix?
+    /// The matrix item this document is, when it was loaded as one.
+    public var item: Matrix.Item?
 
     public func stage(_ id: String) -> StageDeclaration? {
         stages.first { $0.id == id }

@@ -5,12 +5,12 @@ import Foundation
 /// shapes). Stage types and parameters are the planner's business.
 ///
 /// The file's contract:
-/// - top level: `name`, `params`, `stages`, `profiles`; nothing else;
+/// - top level: `name`, `params`, `stages`, `profiles`, `matrix`; nothing else;
 /// - `stages` maps a stage id to `type`, `input` or `inputs`, `with`, `after`,
 ///   `retries`, `timeout`;
 /// - `profiles` maps a profile name to `params` and `stages` overlays.
 public struct PipelineLoader: Sendable {
-    public static let topLevelKeys = ["name", "params", "stages", "profiles"]
+    public static let topLevelKeys = ["name", "params", "stages", "profiles", "matrix"]
     public static let stageKeys = ["type", "input", "inputs", "with", "after", "retries", "timeout"]
     public static let profileKeys = ["params", "stages"]
 
@@ -34,8 +34,9 @@ public struct PipelineLoader: Sendable {
         public var sources: SourceTexts
     }
 
-    /// Loads a file from disk.
-    public func load(contentsOf path: String) -> Result {
+    /// Loads a file from disk: as written, or as one item of its `matrix` (the item's
+    /// values in place of its params').
+    public func load(contentsOf path: String, item: Matrix.Item? = nil) -> Result {
         let bytes: SharedBytes
         do {
             bytes = try FileContents.read(path)
@@ -49,11 +50,13 @@ public struct PipelineLoader: Sendable {
             }
             return Result(document: nil, diagnostics: [.error("pipeline file '\(path)' \(reason)", at: nil)], sources: SourceTexts())
         }
-        return load(bytes: bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }, file: path)
+        return load(bytes: bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }, file: path, item: item)
     }
 
-    /// Loads a pipeline from memory; `file` names it in messages.
-    public func load(bytes: [UInt8], file: String) -> Result {
+    /// Loads a pipeline from memory; `file` names it in messages. With `item`, one item
+    /// of its `matrix`: the item's values replace the params of the same names (after
+    /// profiles and `--set`, which may not set a param the matrix sweeps).
+    public func load(bytes: [UInt8], file: String, item: Matrix.Item? = nil) -> Result {
         var sources = SourceTexts()
         sources.add(file: file, text: String(decoding: bytes, as: UTF8.self))
         let parsed = YAMLParser.parse(bytes, file: file)
@@ -91,6 +94,27 @@ public struct PipelineLoader: Sendable {
         let applied = Overlay.apply(assignments: overrides, to: root, sources: &sources, diagnostics: &diagnostics)
         root = applied.root
         var paramsFromCommandLine = applied.params
+
+        // The matrix, against the params the file declares (read once: an item's load
+        // comes from it); an item's values replace the params'.
+        var matrix: Matrix?
+        if item == nil, let matrixNode = root["matrix"] {
+            let declared = Set((root["params"]?.pairs ?? []).map(\.name))
+            matrix = Matrix.read(matrixNode, params: declared, diagnostics: &diagnostics)
+            let swept = Set((matrix?.axes.map(\.name) ?? []) + (matrix?.items.flatMap { $0.values.map(\.name) } ?? []))
+            for (name, setting) in paramsFromCommandLine.sorted(by: { $0.key < $1.key }) where swept.contains(name) {
+                diagnostics.append(.error("\(setting.argument): the matrix sweeps param '\(name)'", at: setting.valueLocation,
+                                          help: "leave out --set for it, or take it out of the matrix"))
+            }
+        }
+        if let item {
+            let values = item.values.filter { $0.name != Matrix.seedKey }
+            if !values.isEmpty, let paramsNode = root["params"] {
+                let overlay = YAMLNode(.mapping(values.map { YAMLPair(key: .scalar($0.name, at: $0.node.location), value: $0.node) }),
+                                       at: paramsNode.location)
+                root = root.setting("params", to: Overlay.merge(paramsNode, overlay), keyAt: paramsNode.location)
+            }
+        }
 
         // Params: scalars, which may use the environment and earlier params.
         var interpolator = Interpolator(params: [:], environment: environment)
@@ -168,6 +192,8 @@ public struct PipelineLoader: Sendable {
             diagnostics.append(.error("pipeline has no 'stages'", at: root.location, help: "add a 'stages:' mapping; see pipelines/poisson.yaml"))
         }
         var document = PipelineDocument(file: file, name: name, params: interpolator.params, stages: stages)
+        document.matrix = matrix
+        document.item = item
         document.unresolvedValues = interpolator.failures
         document.substitutions = interpolator.substitutions
         document.environmentNames = interpolator.environmentNames

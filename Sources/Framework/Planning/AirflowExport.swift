@@ -134,6 +134,13 @@ public enum AirflowExport {
         public var taskOperator: Operator
         /// For `docker` and `kubernetes`.
         public var container: ContainerSettings?
+        /// A sweep's item count (its matrix): each stage is one task mapped over the
+        /// items (`.partial(...).expand(...)`), item K running `--item K`.
+        public var items: Int?
+        /// The Airflow connection the tasks take their AWS credentials, region and
+        /// endpoint from, through templates rendered when each task starts: nothing
+        /// secret is in the DAG, and Airflow masks the connection's secrets in its logs.
+        public var awsConnectionID: String?
 
         public init(dagID: String, runner: String, pipeline: String, artifactStore: String, workingDirectory: String,
                     extraArguments: [String] = [], schedule: String? = nil, owner: String = "airflow",
@@ -217,6 +224,7 @@ public enum AirflowExport {
                 "    \"PIPELINE_SEED\": \"{{ dag_run.conf.get('seed', '') }}\",",
                 "    \"PIPELINE_RUN_ID\": \"{{ run_id }}\",",
                 "    \"PIPELINE_FILE\": literal(PIPELINE),",
+            ] + awsConnectionEnvironment(settings) + [
                 "}",
             ]
         case .docker, .kubernetes:
@@ -294,6 +302,7 @@ public enum AirflowExport {
                 "    \"RUNNER_SEED\": \"{{ dag_run.conf.get('seed', '') }}\",",
             ]
             lines += container.environment.map { "    \(python($0.name)): literal(\(python($0.value)))," }
+            lines += awsConnectionEnvironment(settings)
             lines.append("}")
         }
         let params = settings.taskOperator == .bash ? "{\"runner\": RUNNER, \"artifact_store\": ARTIFACT_STORE}"
@@ -314,15 +323,36 @@ public enum AirflowExport {
         ]
         lines += header.compactMap { $0 }
         let variables = variableNames(plan)
+        if let items = settings.items {
+            // A sweep: every task instance of a stage is one item; the item's number is
+            // the only thing that differs, in the environment each instance gets.
+            let variable = settings.taskOperator == .bash ? "PIPELINE_ITEM" : "RUNNER_ITEM"
+            lines += [
+                "    # Item K of the matrix runs as the run RUN_ID.K (Airflow's run id, a dot, K).",
+                "    ITEM_ENV = [dict(ENV, \(variable)=str(item)) for item in range(\(items))]",
+            ]
+        }
         for stage in plan.stages {
             let (operatorName, arguments) = switch settings.taskOperator {
             case .bash: ("BashOperator", bashArguments(stage, settings: settings))
             case .docker: ("DockerOperator", dockerArguments(stage, settings: settings, container: container))
             case .kubernetes: ("KubernetesPodOperator", kubernetesArguments(stage, settings: settings, container: container))
             }
-            lines.append("    \(variables[stage.id]!) = \(operatorName)(")
-            lines += (arguments + policyArguments(stage)).map { "        \($0)," }
-            lines.append("    )")
+            if settings.items != nil {
+                // Each operator's environment argument is the one mapped over the items.
+                let mapped = switch settings.taskOperator {
+                case .bash: "env"
+                case .docker: "environment"
+                case .kubernetes: "env_vars"
+                }
+                lines.append("    \(variables[stage.id]!) = \(operatorName).partial(")
+                lines += (arguments.filter { $0 != "\(mapped)=ENV" } + policyArguments(stage)).map { "        \($0)," }
+                lines.append("    ).expand(\(mapped)=ITEM_ENV)")
+            } else {
+                lines.append("    \(variables[stage.id]!) = \(operatorName)(")
+                lines += (arguments + policyArguments(stage)).map { "        \($0)," }
+                lines.append("    )")
+            }
         }
         lines.append("")
         for stage in plan.stages {
@@ -331,6 +361,23 @@ public enum AirflowExport {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The AWS variables from `settings.awsConnectionID`'s connection, as templates the
+    /// task renders when it starts (an empty value counts as unset for the runner).
+    static func awsConnectionEnvironment(_ settings: Settings) -> [String] {
+        guard let id = settings.awsConnectionID else { return [] }
+        // The id is letters, digits, '_', '.' and '-' (checked): safe in a Jinja string.
+        let connection = "conn.get('\(id)')"
+        func extra(_ key: String) -> String { "{{ \(connection).extra_dejson.get('\(key)') or '' }}" }
+        return [
+            "    # From the Airflow connection \(python(id)) when the task starts: nothing secret in this file.",
+            "    \"AWS_ACCESS_KEY_ID\": \(python("{{ \(connection).login or '' }}")),",
+            "    \"AWS_SECRET_ACCESS_KEY\": \(python("{{ \(connection).password or '' }}")),",
+            "    \"AWS_SESSION_TOKEN\": \(python(extra("aws_session_token"))),",
+            "    \"AWS_REGION\": \(python(extra("region_name"))),",
+            "    \"AWS_ENDPOINT_URL\": \(python(extra("endpoint_url"))),",
+        ]
     }
 
     /// Airflow retries the task (retries, retry_delay), so the runner does not retry
@@ -354,7 +401,8 @@ public enum AirflowExport {
     static func bashArguments(_ stage: PlannedStage, settings: Settings) -> [String] {
         let extra = settings.extraArguments.map(shell).joined(separator: " ")
         let command = "\"$PIPELINE_RUNNER\" \"$PIPELINE_FILE\" --only \(shell(stage.id)) --no-stage-retries --run-id \"$PIPELINE_RUN_ID\" "
-            + "--artifact-store \"$PIPELINE_STORE\" ${PIPELINE_SEED:+--seed \"$PIPELINE_SEED\"}" + (extra.isEmpty ? "" : " " + extra)
+            + "--artifact-store \"$PIPELINE_STORE\" ${PIPELINE_SEED:+--seed \"$PIPELINE_SEED\"}"
+            + (settings.items != nil ? " --item \"$PIPELINE_ITEM\"" : "") + (extra.isEmpty ? "" : " " + extra)
         return [
             "task_id=\(python(taskID(stage.id)))",
             "bash_command=literal(\(python(command)))",

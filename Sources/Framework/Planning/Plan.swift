@@ -15,6 +15,8 @@ public struct Plan: Sendable {
     /// The environment variables the pipeline file reads (`${env.NAME}`, with the
     /// profiles applied): what a run elsewhere (a container, a pod) must be given too.
     public var environmentNames: [String] = []
+    /// The matrix item this plan runs, when it is one of a sweep's (`SweepPlan`).
+    public var item: Matrix.Item?
     /// Each stage's position in `stages`, so that lookups by id take constant time.
     private let positions: [String: Int]
 

@@ -52,6 +52,8 @@ public final class GridDigestAccumulator: @unchecked Sendable {
     let previewHeight: Int
     /// Byte values counted directly (grids of UInt8, and the indices of dictionary-encoded ones).
     private var byteCounts = [Int](repeating: 0, count: 256)
+    private lazy var byteHistogram = ByteHistogram(expectedCount: width.multipliedReportingOverflow(by: height).partialValue)
+    private let settling = NSLock()
     private var countsBytes = false
     /// Other grids: 256 bins from `origin`, each `binWidth` wide, doubled when a value falls outside.
     private var bins = [Int](repeating: 0, count: 256)
@@ -61,6 +63,8 @@ public final class GridDigestAccumulator: @unchecked Sendable {
     private var samples: [Double] = []
     private var sampledBytes: [UInt8] = []
     private var nextRow = 0
+    /// The source column of each preview column.
+    private var sourceColumns: [Int] = []
 
     public init(width: Int, height: Int) {
         self.width = width
@@ -77,50 +81,43 @@ public final class GridDigestAccumulator: @unchecked Sendable {
 
     /// Counts and samples `rows` (`rowCount` rows of `width` values), the next ones of the grid.
     public func add(bytes rows: UnsafeBufferPointer<UInt8>, rowCount: Int) {
+        byteHistogram.add(rows)
+        sample(bytes: rows, rowCount: rowCount)
+    }
+
+    /// Samples `rows` for the preview without counting them: their counts come from
+    /// `add(counts:)` (a grid whose producer counted its values).
+    public func sample(bytes rows: UnsafeBufferPointer<UInt8>, rowCount: Int) {
         countsBytes = true
-        let counts = Self.countBytes(rows)
-        for k in 0..<256 { byteCounts[k] += counts[k] }
         if sampledBytes.isEmpty { sampledBytes = [UInt8](repeating: 0, count: previewWidth * previewHeight) }
         sampledBytes.withUnsafeMutableBufferPointer { samples in
             sample(rowCount: rowCount) { sample, source in samples[sample] = rows[source] }
         }
     }
 
-    /// How many of each byte value `bytes` holds: 8 bytes a load, each byte of the
-    /// word into a table of its own (so that runs of one value do not wait on one
-    /// counter), 32-bit counters flushed every 64 MiB.
-    static func countBytes(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int] {
-        var counts = [Int](repeating: 0, count: 256)
-        guard let base = UnsafeRawPointer(bytes.baseAddress) else { return counts }
-        let tables = UnsafeMutablePointer<UInt32>.allocate(capacity: 8 * 256)
-        defer { tables.deallocate() }
-        var start = 0
-        while start < bytes.count {
-            let end = min(bytes.count, start + (1 << 26))
-            tables.initialize(repeating: 0, count: 8 * 256)
-            var i = start
-            while i + 8 <= end {
-                let word = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                tables[Int(word & 0xFF)] &+= 1
-                tables[256 + Int((word >> 8) & 0xFF)] &+= 1
-                tables[512 + Int((word >> 16) & 0xFF)] &+= 1
-                tables[768 + Int((word >> 24) & 0xFF)] &+= 1
-                tables[1024 + Int((word >> 32) & 0xFF)] &+= 1
-                tables[1280 + Int((word >> 40) & 0xFF)] &+= 1
-                tables[1536 + Int((word >> 48) & 0xFF)] &+= 1
-                tables[1792 + Int(word >> 56)] &+= 1
-                i += 8
-            }
-            while i < end {
-                tables[Int(base.load(fromByteOffset: i, as: UInt8.self))] &+= 1
-                i += 1
-            }
-            for table in 0..<8 {
-                for k in 0..<256 { counts[k] += Int(tables[table * 256 + k]) }
-            }
-            start = end
+    /// The byte counts with what the histogram holds folded in; once the rows are all
+    /// added, `finish` may be called from several threads (a byte grid's digest is
+    /// shared with the dictionary-encoded grids made from it).
+    private func settledByteCounts() -> [Int] {
+        settling.withLock {
+            add(counts: byteHistogram.counts)
+            byteHistogram = ByteHistogram(expectedCount: 0)
+            return byteCounts
         }
-        return counts
+    }
+
+    /// Adds counts of byte values (256 of them) made elsewhere.
+    public func add(counts: [Int]) {
+        precondition(counts.count == 256, "byte counts are 256")
+        countsBytes = true
+        for k in 0..<256 { byteCounts[k] += counts[k] }
+    }
+
+    /// How many of each byte value `bytes` holds.
+    static func countBytes(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int] {
+        let histogram = ByteHistogram(expectedCount: bytes.count)
+        histogram.add(bytes)
+        return histogram.counts
     }
 
     /// Counts and samples rows of any element type.
@@ -168,21 +165,24 @@ public final class GridDigestAccumulator: @unchecked Sendable {
 
     /// Calls `take(preview index, index in the rows)` for each preview cell whose
     /// source is in the next `rowCount` rows.
+    @inline(__always)
     private func sample(rowCount: Int, take: (Int, Int) -> Void) {
         let first = nextRow
         nextRow += rowCount
+        if sourceColumns.isEmpty { sourceColumns = (0..<previewWidth).map(sourceColumn) }
         // The preview rows whose source row is in this band.
         var previewRow = Int((Double(first) * Double(previewHeight) / Double(max(height, 1))).rounded(.down))
         while previewRow > 0 && sourceRow(previewRow - 1) >= first { previewRow -= 1 }
-        while previewRow < previewHeight {
-            let row = sourceRow(previewRow)
-            if row >= nextRow { break }
-            if row >= first {
-                for column in 0..<previewWidth {
-                    take(previewRow * previewWidth + column, (row - first) * width + sourceColumn(column))
+        sourceColumns.withUnsafeBufferPointer { columns in
+            while previewRow < previewHeight {
+                let row = sourceRow(previewRow)
+                if row >= nextRow { break }
+                if row >= first {
+                    let target = previewRow * previewWidth, source = (row - first) * width
+                    for column in 0..<previewWidth { take(target + column, source + columns[column]) }
                 }
+                previewRow += 1
             }
-            previewRow += 1
         }
     }
 
@@ -191,15 +191,20 @@ public final class GridDigestAccumulator: @unchecked Sendable {
     public func finish(table: [Double]? = nil) -> GridDigest {
         let histogram: GridDigest.Histogram
         if countsBytes {
+            let byteCounts = settledByteCounts()
             // One bin per value that occurs: bytes that a table maps to one value share
             // it, and a value that is not finite has none.
-            var counts: [Double: Int] = [:]
+            var occurring: [(value: Double, count: Int)] = []
             for k in 0..<256 where byteCounts[k] > 0 {
                 let value = table.map { $0[k] } ?? Double(k)
-                if value.isFinite { counts[value, default: 0] += byteCounts[k] }
+                if value.isFinite { occurring.append((value, byteCounts[k])) }
             }
-            let values = counts.keys.sorted()
-            histogram = GridDigest.Histogram(values: values, counts: values.map { counts[$0]! })
+            occurring.sort { $0.value < $1.value }
+            var values: [Double] = [], counts: [Int] = []
+            for (value, count) in occurring {
+                if values.last == value { counts[counts.count - 1] += count } else { values.append(value); counts.append(count) }
+            }
+            histogram = GridDigest.Histogram(values: values, counts: counts)
         } else {
             // Trim the empty bins at both ends.
             let first = bins.firstIndex { $0 > 0 } ?? 0, last = bins.lastIndex { $0 > 0 } ?? 0
@@ -212,7 +217,11 @@ public final class GridDigestAccumulator: @unchecked Sendable {
             // Through the 256 values a byte stands for: the range of those sampled, then
             // each byte's shade once.
             var seen = [Bool](repeating: false, count: 256)
-            for byte in sampledBytes { seen[Int(byte)] = true }
+            sampledBytes.withUnsafeBufferPointer { sampled in
+                seen.withUnsafeMutableBufferPointer { seen in
+                    for byte in sampled { seen[Int(byte)] = true }
+                }
+            }
             let values = (0..<256).map { table?[$0] ?? Double($0) }
             for k in 0..<256 where seen[k] && values[k].isFinite {
                 low = min(low, values[k])
@@ -221,7 +230,14 @@ public final class GridDigestAccumulator: @unchecked Sendable {
             if low > high { (low, high) = (0, 0) }
             let scale = high > low ? 255 / (high - low) : 0
             let shade = values.map { $0.isFinite ? UInt8(max(0, min(255, (($0 - low) * scale).rounded()))) : 0 }
-            bytes = sampledBytes.map { shade[Int($0)] }
+            bytes = [UInt8](unsafeUninitializedCapacity: sampledBytes.count) { out, initialized in
+                sampledBytes.withUnsafeBufferPointer { sampled in
+                    shade.withUnsafeBufferPointer { shade in
+                        for i in sampled.indices { out[i] = shade[Int(sampled[i])] }
+                    }
+                }
+                initialized = sampledBytes.count
+            }
         } else {
             for value in samples where value.isFinite {
                 if value < low { low = value }
@@ -240,54 +256,81 @@ public final class GridDigestAccumulator: @unchecked Sendable {
 
     /// Standard base64 with padding.
     static func base64(_ bytes: [UInt8]) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= bytes.count {
-            let value = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(alphabet[Int(value >> 18)])
-            out.append(alphabet[Int(value >> 12 & 63)])
-            out.append(alphabet[Int(value >> 6 & 63)])
-            out.append(alphabet[Int(value & 63)])
-            i += 3
+        let length = (bytes.count + 2) / 3 * 4
+        guard length > 0 else { return "" }
+        return bytes.withUnsafeBufferPointer { input in
+            String(unsafeUninitializedCapacity: length) { out in
+                let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                let letters = alphabet.utf8Start
+                var i = 0, o = 0
+                while i + 3 <= input.count {
+                    let value = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                    out[o] = letters[Int(value >> 18)]
+                    out[o + 1] = letters[Int(value >> 12 & 63)]
+                    out[o + 2] = letters[Int(value >> 6 & 63)]
+                    out[o + 3] = letters[Int(value & 63)]
+                    i += 3
+                    o += 4
+                }
+                if i < input.count {
+                    let two = i + 1 < input.count
+                    let value = UInt32(input[i]) << 16 | (two ? UInt32(input[i + 1]) << 8 : 0)
+                    out[o] = letters[Int(value >> 18)]
+                    out[o + 1] = letters[Int(value >> 12 & 63)]
+                    out[o + 2] = two ? letters[Int(value >> 6 & 63)] : UInt8(ascii: "=")
+                    out[o + 3] = UInt8(ascii: "=")
+                }
+                return length
+            }
         }
-        if i < bytes.count {
-            let value = UInt32(bytes[i]) << 16 | (i + 1 < bytes.count ? UInt32(bytes[i + 1]) << 8 : 0)
-            out += [alphabet[Int(value >> 18)], alphabet[Int(value >> 12 & 63)]]
-            out += i + 1 < bytes.count ? [alphabet[Int(value >> 6 & 63)], UInt8(ascii: "=")] : [UInt8(ascii: "="), UInt8(ascii: "=")]
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// The digest of a whole grid (a dictionary-encoded one through its indices).
     /// With a `cache`, a byte grid met again (the indices of a dictionary-encoded
     /// grid made from it, as `normalize` makes) is not counted twice.
     public static func digest(_ grid: any AnyGrid, cache: GridDigestCache? = nil) -> GridDigest? {
-        func bytes(_ grid: Grid<UInt8>) -> GridDigestAccumulator {
-            func count() -> GridDigestAccumulator {
-                let accumulator = GridDigestAccumulator(width: grid.width, height: grid.height)
-                grid.withUnsafeBufferPointer { accumulator.add(bytes: $0, rowCount: grid.height) }
-                return accumulator
-            }
-            return cache?.accumulator(for: grid, making: count) ?? count()
+        try? grid.accept(WholeGrid(cache: cache))
+    }
+
+    /// Whether `digest(grid)` costs only the preview's work, whatever the grid's size:
+    /// its byte values (or its indices') were counted by the stage that wrote them.
+    public static func isBounded(_ grid: any AnyGrid) -> Bool {
+        (try? grid.accept(Bounded())) ?? false
+    }
+
+    private struct Bounded: GridVisitor {
+        func visit<Element: GridElement>(_ grid: Grid<Element>) -> Bool {
+            if let encoding = grid.dictionaryEncoding { return encoding.indices.recordedValueCounts != nil }
+            return Element.self == UInt8.self && unsafeDowncast(grid, to: Grid<UInt8>.self).recordedValueCounts != nil
         }
-        func of<Element: GridElement>(_ grid: Grid<Element>) -> GridDigest {
+    }
+
+    private struct WholeGrid: GridVisitor {
+        let cache: GridDigestCache?
+
+        func visit<Element: GridElement>(_ grid: Grid<Element>) -> GridDigest {
             if let encoding = grid.dictionaryEncoding {
-                return bytes(encoding.indices).finish(table: encoding.table.map(\.doubleValue))
+                return bytes(encoding.indices).finish(table: encoding.table.map { $0.doubleValue })
             }
-            if let grid = grid as? Grid<UInt8> { return bytes(grid).finish() }
+            if Element.self == UInt8.self { return bytes(unsafeDowncast(grid, to: Grid<UInt8>.self)).finish() }
             let accumulator = GridDigestAccumulator(width: grid.width, height: grid.height)
             grid.withUnsafeBufferPointer { accumulator.add($0, rowCount: grid.height) }
             return accumulator.finish()
         }
-        switch grid {
-        case let grid as Grid<UInt8>: return of(grid)
-        case let grid as Grid<UInt16>: return of(grid)
-        case let grid as Grid<UInt32>: return of(grid)
-        case let grid as Grid<Float>: return of(grid)
-        case let grid as Grid<Double>: return of(grid)
-        default: return nil
+
+        func bytes(_ grid: Grid<UInt8>) -> GridDigestAccumulator {
+            func count() -> GridDigestAccumulator {
+                let accumulator = GridDigestAccumulator(width: grid.width, height: grid.height)
+                // Counts its producer recorded spare the pass.
+                if let counts = grid.recordedValueCounts {
+                    accumulator.add(counts: counts)
+                    grid.withUnsafeBufferPointer { accumulator.sample(bytes: $0, rowCount: grid.height) }
+                } else {
+                    grid.withUnsafeBufferPointer { accumulator.add(bytes: $0, rowCount: grid.height) }
+                }
+                return accumulator
+            }
+            return cache?.accumulator(for: grid, making: count) ?? count()
         }
     }
 }
@@ -305,16 +348,17 @@ public final class GridDigestCache: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var slots: [ObjectIdentifier: Slot] = [:]
+    /// A run has a few grids: a list, searched by identity.
+    private var slots: [Slot] = []
 
     public init() {}
 
     func accumulator(for grid: Grid<UInt8>, making make: () -> GridDigestAccumulator) -> GridDigestAccumulator {
         let slot: Slot = lock.withLock {
-            if let slot = slots[ObjectIdentifier(grid)], slot.grid === grid { return slot }
-            slots = slots.filter { $0.value.grid != nil }
+            if let slot = slots.first(where: { $0.grid === grid }) { return slot }
+            slots.removeAll { $0.grid == nil }
             let slot = Slot(grid: grid)
-            slots[ObjectIdentifier(grid)] = slot
+            slots.append(slot)
             return slot
         }
         return slot.lock.withLock {
@@ -322,6 +366,55 @@ public final class GridDigestCache: @unchecked Sendable {
             let accumulator = make()
             slot.accumulator = accumulator
             return accumulator
+        }
+    }
+}
+
+/// The digest of a streamed grid, gathered from its bands as its consumer takes them
+/// (`ArtifactStream.tap`): the grid is never whole, and the digest holds only its
+/// counts and preview samples.
+public final class StreamedGridDigest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var accumulator: GridDigestAccumulator?
+    private var info: GridStreamInfo?
+    private var rows = 0
+    private var seconds = 0.0
+
+    /// Taps `stream`: every band its consumer takes is added.
+    public init(tapping stream: GridStream) {
+        stream.tap { [unowned stream] band in self.add(band, info: stream.currentHeader) }
+    }
+
+    private func add(_ band: GridBand, info header: GridStreamInfo?) {
+        guard let header else { return }
+        let clock = ContinuousClock(), start = clock.now
+        lock.withLock {
+            if accumulator == nil {
+                info = header
+                accumulator = GridDigestAccumulator(width: header.width, height: header.height)
+            }
+            guard let accumulator, band.rows.lowerBound == rows else { return }  // bands come in order
+            let width = header.width, count = band.rows.count
+            switch header.storedElementType {
+            case .uint8: accumulator.add(bytes: band.elements(UInt8.self, width: width), rowCount: count)
+            case .uint16: accumulator.add(band.elements(UInt16.self, width: width), rowCount: count)
+            case .uint32: accumulator.add(band.elements(UInt32.self, width: width), rowCount: count)
+            case .float32: accumulator.add(band.elements(Float.self, width: width), rowCount: count)
+            case .float64: accumulator.add(band.elements(Double.self, width: width), rowCount: count)
+            }
+            rows = band.rows.upperBound
+            seconds += (clock.now - start).seconds
+        }
+    }
+
+    /// The digest, once every row went by; nil for a stream that did not finish.
+    public func finish() -> GridDigest? {
+        lock.withLock {
+            guard let accumulator, let info, rows == info.height else { return nil }
+            let clock = ContinuousClock(), start = clock.now
+            var digest = accumulator.finish(table: info.table.map { $0.map(Double.init) })
+            digest.seconds = seconds + (clock.now - start).seconds
+            return digest
         }
     }
 }

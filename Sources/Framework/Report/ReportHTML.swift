@@ -348,8 +348,8 @@ public enum ReportHTML {
             heatmap(preview, caption: "Thumbnail of the encoded pixels (from '\(producer)'), \(preview.width) × \(preview.height)",
                     gray: true, into: &page)
             page.line("</div>")
-        } else if output.streamed == true, output.type.hasPrefix("Grid") {
-            page.line("<p class=\"note\">No preview or histogram: this grid streamed a band at a time and the run kept no digest of it.</p>")
+        } else if output.type.hasPrefix("Grid") {
+            page.line("<p class=\"note\">No preview or histogram: the run gathered no digest of this grid.</p>")
         }
         page.line("</div>")
     }

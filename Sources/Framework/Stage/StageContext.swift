@@ -25,13 +25,17 @@ public struct StageContext: Sendable {
     /// relative paths the file names (an `exec` stage's program and `workdir`); nil
     /// when the pipeline did not come from a file.
     public let pipelineDirectory: String?
+    /// The run gathers a digest of each grid for its report (`--report`). A stage that
+    /// can count its byte grid's values while it writes them records the counts
+    /// (`Grid.recordValueCounts`), which spares the run a pass over the grid.
+    public let gathersDigests: Bool
     let progressHandler: @Sendable (Double) -> Void
 
     public init(
         stageID: String, stageType: String, runID: String, seed: UInt64, attempt: Int = 1,
         concurrency: Int = 1, logger: Logger, templateValues: [String: String] = [:],
         temporaryDirectory: String = StageContext.defaultTemporaryDirectory, pipelineDirectory: String? = nil,
-        progress: @escaping @Sendable (Double) -> Void = { _ in }
+        gathersDigests: Bool = false, progress: @escaping @Sendable (Double) -> Void = { _ in }
     ) {
         self.stageID = stageID
         self.stageType = stageType
@@ -43,6 +47,7 @@ public struct StageContext: Sendable {
         self.templateValues = templateValues
         self.temporaryDirectory = temporaryDirectory
         self.pipelineDirectory = pipelineDirectory
+        self.gathersDigests = gathersDigests
         self.progressHandler = progress
     }
 

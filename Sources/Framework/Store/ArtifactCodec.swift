@@ -248,7 +248,7 @@ public struct ArtifactCodecs: Sendable {
     }
 
     static let gridCodec = streamed(ArtifactCodec(types: ArtifactType.allGrids, encode: { artifact in
-        guard let grid = artifact as? any AnyGrid else {
+        guard let grid = artifact.asGrid else {
             throw ArtifactStoreError(message: "the grid codec was given a \(artifact.artifactType) artifact")
         }
         return gridForm(try NPY.data(grid), elementType: grid.elementType, width: grid.width, height: grid.height)

@@ -105,7 +105,18 @@ public final class ArtifactStream<Header: Sendable, Item: Sendable>: @unchecked 
 
     /// Consumer: the next item, nil after the last.
     public func next() throws -> Item? {
-        try queue.pop()
+        let item = try queue.pop()
+        if let item, let tap { tap(item) }
+        return item
+    }
+
+    private var tap: (@Sendable (Item) -> Void)?
+
+    /// Calls `body` with each item as the consumer takes it, in order, on the
+    /// consumer's thread, before the consumer has it (the run report's digest of a
+    /// streamed grid). Set before the stream is used.
+    public func tap(_ body: @escaping @Sendable (Item) -> Void) {
+        tap = body
     }
 
     /// Producer: the last item was pushed.

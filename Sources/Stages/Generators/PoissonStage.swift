@@ -80,10 +80,15 @@ public struct PoissonStage: Stage {
         let blocks = (height + rowsPerBlock - 1) / rowsPerBlock
         let workers = max(1, min(context.concurrency, blocks))
         let progress = RowProgress(total: blocks, report: { context.reportProgress($0) })
-        return try await Grid<T>(width: width, height: height) { (buffer: UnsafeSendableBuffer<T>) in
+        // For the run report: a byte grid's values counted a block at a time while the
+        // block is in cache, instead of in a pass of their own over the whole grid.
+        let counting = context.gathersDigests && T.self == UInt8.self
+        let counts = ValueCounts()
+        let grid = try await Grid<T>(width: width, height: height) { (buffer: UnsafeSendableBuffer<T>) in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<workers {
                     group.addTask {
+                        let histogram = counting ? ByteHistogram(expectedCount: width * height / workers) : nil
                         for block in stride(from: worker, to: blocks, by: workers) {
                             try Task.checkCancellation()
                             let firstRow = block * rowsPerBlock
@@ -94,13 +99,29 @@ public struct PoissonStage: Stage {
                                 throw StageFailure("a sample (\(value)) does not fit in \(T.elementType.swiftName); use a wider dtype",
                                                    retryable: false, code: .invalidParameter)
                             }
+                            histogram?.add(UnsafeRawBufferPointer(slice).assumingMemoryBound(to: UInt8.self))
                             progress.add(1)
                         }
+                        if let histogram { counts.add(histogram.counts) }
                     }
                 }
                 try await group.waitForAll()
             }
         }
+        if counting, let bytes = grid as? Grid<UInt8> { bytes.recordValueCounts(counts.total) }
+        return grid
+    }
+
+    /// The workers' counts, summed as each finishes.
+    private final class ValueCounts: @unchecked Sendable {
+        private let lock = NSLock()
+        private var counts = [Int](repeating: 0, count: 256)
+
+        func add(_ more: [Int]) {
+            lock.withLock { for k in 0..<256 { counts[k] += more[k] } }
+        }
+
+        var total: [Int] { lock.withLock { counts } }
     }
 }
 

@@ -16,6 +16,12 @@ public final class CurlSessionPool: @unchecked Sendable {
         self.capacity = max(1, capacity)
     }
 
+    /// The process's pool, for requests that need no pool of their own: the S3 sink's
+    /// uploads, so that the items of a sweep (hundreds of small uploads) keep their
+    /// connections, and with them their TLS sessions, instead of opening one each.
+    /// Sessions are reset before every request, so callers share them safely.
+    public static let shared = CurlSessionPool(capacity: 32)
+
     /// Runs `body` with a session no other caller uses meanwhile, then takes it back.
     public func withSession<R>(_ body: (CurlSession) throws -> R) throws -> R {
         let session = try checkOut()

@@ -196,8 +196,10 @@ public struct S3Stage: Stage {
         let response: HTTPResponse
         do {
             response = try await Blocking.run { cancel in
-                try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key, session: CurlSession(),
-                                isCancelled: { cancel.isSet() })
+                try CurlSessionPool.shared.withSession { session in
+                    try client.send("HeadObject \(uri)", method: "HEAD", bucket: bucket, key: key, session: session,
+                                    isCancelled: { cancel.isSet() })
+                }
             }
         } catch let error as S3Error where error.status == 404 {
             return .changed("\(uri) no longer exists")

@@ -20,7 +20,7 @@ extension S3Stage: StreamingStage {
         let key = try Self.checkedKey(context.expand(keyTemplate, adding: info.templateValues))
         let target = S3ObjectTarget(client: Self.client(parameters: parameters, environment: environment), bucket: bucket, key: key,
                                     headers: requestHeaders(mediaType: info.mediaType), checksum: checksum, overwrite: overwrite,
-                                    partSize: partSize, context: context, sessions: CurlSessionPool(capacity: concurrency + 1))
+                                    partSize: partSize, context: context, sessions: .shared)
         let upload = S3StreamingUpload(target: target, concurrency: concurrency, multipartThreshold: multipartThreshold)
         let result = try upload.run(input, io: io)
         context.logger.debug("streamed \(result.byteCount) bytes (\(info.format) \(info.width)x\(info.height)) to s3://\(bucket)/\(key) (ETag \(result.etag))")

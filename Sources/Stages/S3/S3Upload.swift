@@ -3,8 +3,8 @@ import Framework
 
 /// One upload: a single PUT, or a multipart upload whose parts go out concurrently
 /// on threads of their own (transfers block), each with its own connection, taken
-/// from `sessions` (by default a pool of the upload's own; the artifact store passes
-/// its pool so that its uploads reuse connections). A multipart upload that fails or
+/// from `sessions` (by default the process's shared pool, so that one upload after
+/// another reuses kept-alive connections; the artifact store passes its own). A multipart upload that fails or
 /// is cancelled is aborted, so no parts are left.
 ///
 /// Deadlines: every request (the PUT; or CreateMultipartUpload, each UploadPart and
@@ -25,7 +25,7 @@ public struct S3Upload: S3ObjectRequests {
 
     public init(client: S3Client, bucket: String, key: String, bytes: SharedBytes, headers: [(name: String, value: String)],
                 checksum: Bool, overwrite: Bool, partSize: Int, concurrency: Int, context: StageContext,
-                sessions: CurlSessionPool = CurlSessionPool()) {
+                sessions: CurlSessionPool = .shared) {
         target = S3ObjectTarget(client: client, bucket: bucket, key: key, headers: headers, checksum: checksum, overwrite: overwrite,
                                 partSize: partSize, context: context, sessions: sessions)
         self.bytes = bytes

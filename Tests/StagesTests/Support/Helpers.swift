@@ -2,11 +2,12 @@ import Foundation
 import Framework
 import Logging
 
-func testContext(stage: String = "test", seed: UInt64 = 42, concurrency: Int = 2, values: [String: String] = [:]) -> StageContext {
+func testContext(stage: String = "test", seed: UInt64 = 42, concurrency: Int = 2, values: [String: String] = [:],
+                 gathersDigests: Bool = false) -> StageContext {
     var templateValues = ["run_id": "run-1", "stage": stage, "date": "2026-11-26"]
     templateValues.merge(values) { _, new in new }
     return StageContext(stageID: stage, stageType: "test", runID: "run-1", seed: seed, concurrency: concurrency,
-                        logger: Logger(label: "test"), templateValues: templateValues)
+                        logger: Logger(label: "test"), templateValues: templateValues, gathersDigests: gathersDigests)
 }
 
 func parameters(_ spec: StageSpec, _ values: [String: ParameterValue]) -> Parameters {

@@ -1,0 +1,105 @@
+import Foundation
+
+/// A pipeline with a `matrix`: one plan per item, each the pipeline with the item's
+/// values in place of its params'. Every item was planned (and checked) once; only
+/// the first item's plan is kept, and the others are planned again as they run, so
+/// that a sweep's memory does not grow with its items.
+public struct SweepPlan: Sendable {
+    public let matrix: Matrix
+    /// Item 0's plan: the sweep's name, graph and access checks.
+    public let first: Plan
+    private let planItem: @Sendable (Int) -> Result<Plan, PipelineValidationError>
+
+    init(matrix: Matrix, first: Plan, planItem: @escaping @Sendable (Int) -> Result<Plan, PipelineValidationError>) {
+        self.matrix = matrix
+        self.first = first
+        self.planItem = planItem
+    }
+
+    public var count: Int { matrix.items.count }
+
+    /// Item `index`'s plan (it was checked when the sweep was planned).
+    public func plan(ofItem index: Int) throws -> Plan {
+        index == 0 ? first : try planItem(index).get()
+    }
+
+    /// Item `index`'s run id: the sweep's, a dot and the index, padded to the width of
+    /// the last one (`r.007`), so that the items' runs sort in order and each writes
+    /// under its own `{run_id}`.
+    public func runID(ofItem index: Int, in runID: String) -> String {
+        let width = String(max(count - 1, 0)).count
+        let digits = String(index)
+        return runID + "." + String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+}
+
+extension Planner {
+    /// How many items' problems are shown before the rest are counted.
+    static let itemsShown = 3
+
+    /// Plans every item of the matrix in `path`, or nil when the file has none; `check`
+    /// sees each item's plan and the number of items (and may throw). A problem every failing item shares is
+    /// reported once; one that only some items have names them (`matrix item 2
+    /// (lambda=-1)`).
+    public func sweep(contentsOf path: String, loader: PipelineLoader,
+                      check: (Plan, _ items: Int) throws -> Void = { _, _ in }) throws -> Result<SweepPlan?, PipelineValidationError> {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileContents.read(path).withUnsafeBytes { Array($0.bindMemory(to: UInt8.self)) }
+        } catch {
+            return plan(loader.load(contentsOf: path)).map { _ in nil }  // its message says why the file cannot be read
+        }
+        let base = loader.load(bytes: bytes, file: path)
+        guard let document = base.document, !base.diagnostics.contains(where: { $0.severity == .error }) else {
+            return .failure(PipelineValidationError(Self.sorted(base.diagnostics), sources: base.sources))
+        }
+        guard let matrix = document.matrix else { return .success(nil) }
+        let planner = self
+        @Sendable func planItem(_ index: Int) -> (Result<Plan, PipelineValidationError>, SourceTexts) {
+            let item = matrix.items[index]
+            let loaded = loader.load(bytes: bytes, file: path, item: item)
+            return (planner.plan(loaded).map { plan in
+                var plan = plan
+                plan.item = item
+                return plan
+            }, loaded.sources)
+        }
+        var first: Plan?
+        var failing: [(item: Matrix.Item, diagnostics: [Diagnostic])] = []
+        var sources = base.sources
+        for index in matrix.items.indices {
+            let (result, itemSources) = planItem(index)
+            sources = itemSources
+            switch result {
+            case .success(let plan):
+                try check(plan, matrix.items.count)
+                if index == 0 { first = plan }
+            case .failure(let error):
+                failing.append((matrix.items[index], error.diagnostics))
+            }
+        }
+        if failing.isEmpty, let first {
+            return .success(SweepPlan(matrix: matrix, first: first, planItem: { planItem($0).0 }))
+        }
+        // Each problem once: as it is when all failing items share it, else with the items that have it.
+        var order: [Diagnostic] = []
+        var items: [Diagnostic: [Matrix.Item]] = [:]
+        for (item, diagnostics) in failing {
+            var seen: Set<Diagnostic> = []
+            for diagnostic in diagnostics where seen.insert(diagnostic).inserted {
+                if items[diagnostic] == nil { order.append(diagnostic) }
+                items[diagnostic, default: []].append(item)
+            }
+        }
+        let diagnostics = order.map { diagnostic -> Diagnostic in
+            let having = items[diagnostic]!
+            guard having.count < matrix.items.count else { return diagnostic }
+            var named = diagnostic
+            let shown = having.prefix(Self.itemsShown).map { "\($0.index) (\($0.label))" }
+            let more = having.count > Self.itemsShown ? " and \(having.count - Self.itemsShown) more" : ""
+            named.message = "matrix item\(having.count == 1 ? "" : "s") \(shown.joined(separator: ", "))\(more): \(diagnostic.message)"
+            return named
+        }
+        return .failure(PipelineValidationError(Self.sorted(diagnostics), sources: sources))
+    }
+}

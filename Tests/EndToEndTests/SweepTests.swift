@@ -1,0 +1,316 @@
+import Foundation
+import Framework
+import Stages
+import Testing
+import TestFixtures
+
+/// Sweeps: a pipeline with a `matrix` run by the runner as many items in one process.
+@Suite struct SweepTests {
+    /// The reference chain at 48², each item writing to a file named by its values.
+    static func pipeline(matrix: String?, path: String = "out/{run_id}/l${lambda}.png") -> String {
+        """
+        name: sweep
+        params:
+          size: 48
+          lambda: 3.0
+        \(matrix.map { "matrix:\n" + $0 } ?? "")
+        stages:
+          generate:
+            type: poisson
+            with: {width: "${size}", height: "${size}", lambda: "${lambda}"}
+          normalize: {type: normalize, input: generate}
+          encode: {type: png, input: normalize}
+          store:
+            type: filesystem
+            input: encode
+            with: {path: "\(path)"}
+        """
+    }
+
+    static func write(_ text: String, in directory: URL, as name: String = "sweep.yaml") throws -> String {
+        let file = directory.appendingPathComponent(name)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    static func report(_ name: String, in directory: URL) throws -> [String: Any] {
+        let data = try Data(contentsOf: directory.appendingPathComponent(name))
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    static func items(_ report: [String: Any]) -> [[String: Any]] {
+        (report["items"] as? [[String: Any]]) ?? []
+    }
+
+    /// Every item's image is the one a plain run with the item's values and seed makes.
+    @Test func everyItemEqualsAPlainRunOfItsValues() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [0.5, 3, 30]\n  seed: {range: [5, 7]}"), in: directory)
+        let plainFile = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
+        let sweep = try RunnerProcess.run([file, "--run-id", "s", "--seed", "1", "--jobs", "2", "--report", "s.json"], in: directory)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let report = try Self.report("s.json", in: directory)
+        #expect(report["kind"] as? String == "sweep" && report["succeeded"] as? Int == 6 && report["failed"] as? Int == 0)
+        let items = Self.items(report)
+        #expect(items.count == 6)
+        for item in items {
+            let values = try #require(item["values"] as? [String: String])
+            let (lambda, seed, index) = (values["lambda"]!, values["seed"]!, item["index"] as! Int)
+            #expect(item["run_id"] as? String == "s.\(index)" && item["seed"] as? Int == Int(seed)! && item["status"] as? String == "succeeded")
+            let plain = try RunnerProcess.run([plainFile, "--run-id", "p\(index)", "--seed", seed, "--set", "params.lambda=\(lambda)"], in: directory)
+            #expect(plain.status == 0, "\(plain.stderr)")
+            let swept = try Data(contentsOf: directory.appendingPathComponent("out/s.\(index)/l\(lambda).png"))
+            let alone = try Data(contentsOf: directory.appendingPathComponent("out/p\(index)/l\(lambda).png"))
+            #expect(swept == alone, "item \(index) (lambda \(lambda), seed \(seed))")
+            #expect(sweep.stdout.contains("out/s.\(index)/l\(lambda).png"))
+        }
+    }
+
+    /// An item whose sink finds another file where it would write fails; the others
+    /// finish, and the sweep exits 1. With --fail-fast nothing starts after it.
+    @Test func aFailingItemLeavesTheOthersCompleteAndTheExitCodeIsOne() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [1, 2, 3]", path: "out/l${lambda}.png"), in: directory)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("out"), withIntermediateDirectories: true)
+        try Data("not this".utf8).write(to: directory.appendingPathComponent("out/l1.png"))
+        let result = try RunnerProcess.run([file, "--run-id", "f", "--jobs", "1", "--report", "f.json", "--log-format", "json"], in: directory)
+        #expect(result.status == 1, "\(result.stderr)")
+        let items = Self.items(try Self.report("f.json", in: directory))
+        #expect(items.map { $0["status"] as? String } == ["failed", "succeeded", "succeeded"])
+        #expect(items[0]["error_code"] as? String == "output_exists" && items[0]["stage"] as? String == "store")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/l3.png").path))
+        // One item_finished event per item, and the sweep's end.
+        let events = result.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(events.filter { $0["event"] as? String == "item_finished" }.count == 3)
+        #expect(events.contains { $0["event"] as? String == "sweep_finished" && $0["failed"] as? Int == 1 && $0["succeeded"] as? Int == 2 })
+
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("out/l2.png"))
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("out/l3.png"))
+        let fast = try RunnerProcess.run([file, "--run-id", "g", "--jobs", "1", "--fail-fast", "--report", "g.json"], in: directory)
+        #expect(fast.status == 1)
+        #expect(Self.items(try Self.report("g.json", in: directory)).map { $0["status"] as? String } == ["failed", "not_run", "not_run"])
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/l2.png").path))
+    }
+
+    /// --resume runs again only the items that failed: the others' stages are reused
+    /// from the artifact store.
+    @Test func resumeRerunsOnlyWhatFailed() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [1, 2]", path: "out/l${lambda}.png"), in: directory)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("out"), withIntermediateDirectories: true)
+        try Data("not this".utf8).write(to: directory.appendingPathComponent("out/l2.png"))
+        let first = try RunnerProcess.run([file, "--run-id", "r", "--artifact-store", "store", "--report", "1.json"], in: directory)
+        #expect(first.status == 1, "\(first.stderr)")
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("out/l2.png"))
+        let again = try RunnerProcess.run([file, "--resume", "r", "--artifact-store", "store", "--report", "2.json"], in: directory)
+        #expect(again.status == 0, "\(again.stderr)")
+        let items = Self.items(try Self.report("2.json", in: directory))
+        #expect(items.map { $0["status"] as? String } == ["succeeded", "succeeded"])
+        #expect(items[0]["reused"] as? Int == 4, "item 0 ran again: \(items[0])")
+        #expect(items[1]["reused"] as? Int == 3, "item 1 should reuse all but its sink: \(items[1])")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/l2.png").path))
+        // A sweep the store does not hold is refused.
+        let unknown = try RunnerProcess.run([file, "--resume", "nope", "--artifact-store", "store"], in: directory)
+        #expect(unknown.status == 2 && unknown.stderr.contains("no run 'nope'"), "\(unknown.stderr)")
+    }
+
+    /// `runner validate` checks every item; a problem only some items have names them.
+    @Test func validateNamesTheItemsThatFail() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [3, -1, 2]"), in: directory)
+        let result = try RunnerProcess.run(["validate", file], in: directory)
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("matrix item 1 (lambda=-1): "), "\(result.stderr)")
+        #expect(result.stderr.contains("1 problem in"), "\(result.stderr)")
+        let good = try Self.write(Self.pipeline(matrix: "  lambda: [3, 2]\n  size: {range: [8, 40, 8]}"), in: directory, as: "good.yaml")
+        let ok = try RunnerProcess.run(["validate", good], in: directory)
+        #expect(ok.status == 0 && ok.stdout.contains("ok, 4 stages: generate, normalize, encode, store; a matrix of 8 items"), "\(ok.stdout)\(ok.stderr)")
+    }
+
+    /// The graph is the items' graph; the page lists the items, failed first; what
+    /// does not apply to a sweep (one stage alone) says so; container tasks are mapped.
+    @Test func otherCommandsAndOptionsWithAMatrix() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [1, 2]", path: "out/l${lambda}.png"), in: directory)
+        let graph = try RunnerProcess.run(["graph", file], in: directory)
+        #expect(graph.status == 0 && graph.stdout.contains("generate") && graph.stdout.contains("store"), "\(graph.stderr)")
+        let only = try RunnerProcess.run([file, "--only", "encode", "--run-id", "x", "--artifact-store", "store"], in: directory)
+        #expect(only.status == 2 && only.stderr.contains("--only runs one stage of one run"), "\(only.stderr)")
+        // Container tasks are mapped too: the item reaches the runner as RUNNER_ITEM.
+        for (operatorName, mapped, class_) in [("docker", "environment", "DockerOperator"), ("kubernetes", "env_vars", "KubernetesPodOperator")] {
+            let export = try RunnerProcess.run(["export", "airflow", file, "-o", "dags/\(operatorName).py", "--artifact-store", "/work/store",
+                                                "--operator", operatorName, "--image", "x", "--mount", operatorName == "docker" ? "/srv:/work" : "claim:/work",
+                                                "--pipeline-path", "/work/sweep.yaml"], in: directory)
+            #expect(export.status == 0, "\(export.stderr)")
+            let dag = try String(contentsOf: directory.appendingPathComponent("dags/\(operatorName).py"), encoding: .utf8)
+            #expect(dag.contains("ITEM_ENV = [dict(ENV, RUNNER_ITEM=str(item)) for item in range(2)]")
+                    && dag.contains("store = \(class_).partial(") && dag.contains(").expand(\(mapped)=ITEM_ENV)"), "\(dag)")
+            let tasks = try AirflowExportTests().inspectDAG(directory.appendingPathComponent("dags/\(operatorName).py"),
+                                                            "print(json.dumps(sorted(type(t).__name__ for t in dag.tasks)))")
+            #expect(tasks == "[\"MappedOperator\", \"MappedOperator\", \"MappedOperator\", \"MappedOperator\"]", "\(operatorName): \(tasks)")
+        }
+        // RUNNER_ITEM is --item, as the containers get it.
+        let viaVariable = try RunnerProcess.run([file, "--run-id", "e"], in: directory, environment: ["RUNNER_ITEM": "0"])
+        #expect(viaVariable.status == 0 && viaVariable.stdout.contains("out/l1.png"), "\(viaVariable.stdout)\(viaVariable.stderr)")
+        let badVariable = try RunnerProcess.run([file], in: directory, environment: ["RUNNER_ITEM": "x"])
+        #expect(badVariable.status == 2 && badVariable.stderr.contains("RUNNER_ITEM (for --item) must be a whole number"), "\(badVariable.stderr)")
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("out/l1.png"))
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("out"), withIntermediateDirectories: true)
+        try Data("not this".utf8).write(to: directory.appendingPathComponent("out/l2.png"))
+        let run = try RunnerProcess.run([file, "--run-id", "h", "--report-html", "h.html"], in: directory)
+        #expect(run.status == 1)
+        let html = try String(contentsOf: directory.appendingPathComponent("h.html"), encoding: .utf8)
+        let failed = try #require(html.range(of: "<tr class=\"failed\"><td>1</td><td>2</td>"), "\(html)")
+        let succeeded = try #require(html.range(of: "<tr class=\"succeeded\"><td>0</td><td>1</td>"))
+        #expect(failed.lowerBound < succeeded.lowerBound)
+        #expect(html.contains("store: ") && html.contains("2: 1 succeeded, 1 failed, 0 not run"))
+        #expect(run.stderr.contains("item 1 (lambda=2) failed"), "\(run.stderr)")
+        #expect(run.stderr.contains("sweep h: 1 of 2 items succeeded, 1 failed"), "\(run.stderr)")
+    }
+
+    /// Memory follows --jobs, not the number of items: a sweep of 1,500 items peaks
+    /// within a few MiB of one of 50 (each item leaves only its line in the report).
+    @Test func memoryDoesNotGrowWithTheItems() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var peaks: [Double] = []
+        for count in [50, 1500] {
+            let file = try Self.write(Self.pipeline(matrix: "  seed: {range: [0, \(count)]}").replacingOccurrences(of: "size: 48", with: "size: 16"),
+                                      in: directory, as: "m\(count).yaml")
+            let result = try RunnerProcess.run([file, "--run-id", "m\(count)", "--jobs", "2", "--report", "m\(count).json"], in: directory)
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try Self.report("m\(count).json", in: directory)
+            #expect(Self.items(report).count == count)
+            peaks.append(try #require(report["measured_peak_bytes"] as? Double))
+        }
+        #expect(peaks[1] - peaks[0] < 6 * 1_048_576, "peak \(peaks[0] / 1_048_576) MiB with 50 items, \(peaks[1] / 1_048_576) MiB with 1500")
+    }
+
+    /// Exported for Airflow, each stage is one task mapped over the items; on real
+    /// Airflow 3.3.2 every instance succeeds, and each item's image is a plain run's.
+    @Test func aSweepRunsOnAirflowAsMappedTasks() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [1, 3, 5]\n  seed: [7]"), in: directory)
+        let plainFile = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
+        let export = try RunnerProcess.run(["export", "airflow", file, "-o", "dags/sweep.py", "--artifact-store", "store",
+                                            "--runner", RunnerProcess.executable.path], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let dag = try String(contentsOf: directory.appendingPathComponent("dags/sweep.py"), encoding: .utf8)
+        #expect(dag.contains("ITEM_ENV = [dict(ENV, PIPELINE_ITEM=str(item)) for item in range(3)]"))
+        #expect(dag.contains("generate = BashOperator.partial(") && dag.contains(").expand(env=ITEM_ENV)"))
+        let run = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{}")
+        #expect(run.exit == 0 && run.state == "success", "\(run)")
+        var expected: [String: String] = [:]
+        for stage in ["generate", "normalize", "encode", "store"] {
+            for index in 0..<3 { expected["\(stage)[\(index)]"] = "success" }
+        }
+        #expect(run.tasks == expected)
+        let runID = try #require(run.run_id)
+        for (index, lambda) in ["1", "3", "5"].enumerated() {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("store/\(runID).\(index)/store/manifest.json").path))
+            let plain = try RunnerProcess.run([plainFile, "--run-id", "p\(index)", "--seed", "7", "--set", "params.lambda=\(lambda)"], in: directory)
+            #expect(plain.status == 0, "\(plain.stderr)")
+            let viaAirflow = try Data(contentsOf: directory.appendingPathComponent("out/\(runID).\(index)/l\(lambda).png"))
+            let alone = try Data(contentsOf: directory.appendingPathComponent("out/p\(index)/l\(lambda).png"))
+            #expect(viaAirflow == alone, "item \(index)")
+        }
+    }
+
+    /// `--item K` runs one item as the sweep would: the run RUN_ID.K, with its seed.
+    @Test func oneItemRunsAsTheSweepRunsIt() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  lambda: [1, 3]\n  seed: [4]"), in: directory)
+        let sweep = try RunnerProcess.run([file, "--run-id", "w"], in: directory)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let one = try RunnerProcess.run([file, "--run-id", "v", "--item", "1"], in: directory)
+        #expect(one.status == 0 && one.stdout.contains("out/v.1/l3.png"), "\(one.stdout)\(one.stderr)")
+        #expect(try Data(contentsOf: directory.appendingPathComponent("out/v.1/l3.png")) == Data(contentsOf: directory.appendingPathComponent("out/w.1/l3.png")))
+        let outside = try RunnerProcess.run([file, "--item", "2"], in: directory)
+        #expect(outside.status == 2 && outside.stderr.contains("has items 0 to 1"), "\(outside.stderr)")
+        let plain = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
+        let none = try RunnerProcess.run([plain, "--item", "0"], in: directory)
+        #expect(none.status == 2 && none.stderr.contains("has no matrix"), "\(none.stderr)")
+    }
+
+    /// An S3 pipeline exported for Airflow takes its credentials, region and endpoint
+    /// from the Airflow connection `aws_default` (defined here by AIRFLOW_CONN_AWS_DEFAULT,
+    /// pointing at moto): the object is a plain run's image, and the secret is neither
+    /// in the DAG file nor in Airflow's logs.
+    @Test func credentialsComeFromTheAirflowConnection() throws {
+        let s3 = try LocalS3.shared()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let key = "airflow-conn/\(UUID().uuidString)/{run_id}.png"
+        let uploading = Self.pipeline(matrix: nil).replacingOccurrences(
+            of: "    type: filesystem\n    input: encode\n    with: {path: \"out/{run_id}/l${lambda}.png\"}",
+            with: "    type: s3\n    input: encode\n    with: {bucket: pipeline-tests, key: \"\(key)\"}")
+        #expect(uploading.contains("type: s3"))
+        let file = try Self.write(uploading, in: directory, as: "upload.yaml")
+        let plainFile = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
+        let export = try RunnerProcess.run(["export", "airflow", file, "-o", "dags/upload.py", "--artifact-store", "store",
+                                            "--runner", RunnerProcess.executable.path], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let dag = try String(contentsOf: directory.appendingPathComponent("dags/upload.py"), encoding: .utf8)
+        #expect(dag.contains("\"AWS_SECRET_ACCESS_KEY\": \"{{ conn.get('aws_default').password or '' }}\""))
+        let connection = "{\"conn_type\": \"aws\", \"login\": \"\(s3.accessKey)\", \"password\": \"\(s3.secretKey)\", "
+            + "\"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"\(s3.endpoint)\"}}"
+        let run = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{\"seed\": 7}",
+                                                environment: "AWS_EC2_METADATA_DISABLED=true AIRFLOW_CONN_AWS_DEFAULT='\(connection)'")
+        #expect(run.exit == 0 && run.state == "success", "\(run)")
+        let runID = try #require(run.run_id)
+        let client = S3Client(configuration: S3Configuration(endpoint: s3.endpoint, region: "us-east-1", pathStyle: true),
+                              credentials: AWSCredentialChain(environment: AWSEnvironment(variables: [
+                                  "AWS_ACCESS_KEY_ID": s3.accessKey, "AWS_SECRET_ACCESS_KEY": s3.secretKey, "AWS_EC2_METADATA_DISABLED": "true",
+                                  "HOME": "/nonexistent",
+                              ])))
+        let object = try client.send("GetObject", method: "GET", bucket: "pipeline-tests", key: key.replacingOccurrences(of: "{run_id}", with: runID),
+                                     session: CurlSession()).body
+        let plain = try RunnerProcess.run([plainFile, "--run-id", "plain", "--seed", "7"], in: directory)
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(object == [UInt8](try Data(contentsOf: directory.appendingPathComponent("out/plain/l3.0.png"))))
+        // The secret: not in the DAG, not in any log Airflow wrote.
+        #expect(!dag.contains(s3.secretKey))
+        let logs = try RunnerProcess.shell("grep -rl -F -- '\(s3.secretKey)' '\(directory.path)/airflow-home' --include='*.log' || true")
+        #expect(logs.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the secret is in \(logs)")
+        let logCount = try RunnerProcess.shell("find '\(directory.path)/airflow-home' -name '*.log' | wc -l")
+        #expect((Int(logCount.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0)
+    }
+
+    /// `--profile` and `--set` apply to every item; an item's values fill `{param}` at
+    /// run time as well as `${param}` when the file is read.
+    @Test func profilesSetsAndRunTimeTemplatesApplyToEveryItem() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let text = Self.pipeline(matrix: "  lambda: [1, 2]", path: "out/{run_id}/l{lambda}-${size}.png") + "\nprofiles:\n  big:\n    params: {size: 32}\n"
+        let file = try Self.write(text, in: directory)
+        let profiled = try RunnerProcess.run([file, "--run-id", "p", "--profile", "big"], in: directory)
+        #expect(profiled.status == 0, "\(profiled.stderr)")
+        let set = try RunnerProcess.run([file, "--run-id", "s", "--set", "params.size=24"], in: directory)
+        #expect(set.status == 0, "\(set.stderr)")
+        for path in ["out/p.0/l1-32.png", "out/p.1/l2-32.png", "out/s.0/l1-24.png", "out/s.1/l2-24.png"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(path).path), "\(path)")
+        }
+    }
+
+    /// The items in flight share the memory limit: a limit one item fits in, but not
+    /// two, refuses a sweep with two at once and runs it with one.
+    @Test func theItemsInFlightShareTheMemoryLimit() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  seed: [1, 2, 3]").replacingOccurrences(of: "size: 48", with: "size: 2048"), in: directory)
+        let two = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--jobs", "2"], in: directory)
+        #expect(two.status == 2 && two.stderr.contains("--memory-limit 60M shared by 2 items at once"), "\(two.stderr)")
+        let one = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--jobs", "1", "--run-id", "one"], in: directory)
+        #expect(one.status == 0, "\(one.stderr)")
+        let alone = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--item", "2", "--run-id", "alone"], in: directory)
+        #expect(alone.status == 0, "\(alone.stderr)")
+    }
+}
+
