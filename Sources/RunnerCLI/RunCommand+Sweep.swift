@@ -26,16 +26,21 @@ extension RunCommand {
         if let problem = RunID.problem(with: last) {
             try usage("the sweep's run id '\(FilePaths.printable(options.runID))' is too long for its items' ('\(FilePaths.printable(last))' \(problem))")
         }
-        // What the stages need from outside, checked on the first item before anything runs.
-        let access = await sweep.first.checkAccess(depth: .shallow)
+        // What the stages need from outside, checked for every item before anything runs
+        // (once for what items share).
+        let access = await sweep.checkAccess(depth: .shallow)
         if let signal = interruption.received {
             console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") before the sweep started; nothing was run",
                         ["event": .string("interrupted")])
             throw ExitCode(128 + signal)
         }
-        if let failure = sweep.first.failures(in: access).first {
-            console.log(.error, "\(failure); nothing was run", ["event": .string("access_check_failed"), "stage": .string(failure.stageID),
-                                                               "error_code": .string(failure.code.rawValue)])
+        if !access.failures.isEmpty {
+            for failure in access.failures {
+                var fields: [String: JSONValue] = ["event": .string("access_check_failed"), "stage": .string(failure.failure.stageID),
+                                                   "error_code": .string(failure.failure.code.rawValue)]
+                if let item = failure.item { fields["item"] = .integer(item.index) }
+                console.log(.error, "\(failure); nothing was run", fields)
+            }
             throw ExitCode(RunnerMain.ExitStatus.stageFailed)
         }
         // A store holds each item as a run of its own (RUN_ID.INDEX); the sweep's own

@@ -275,7 +275,7 @@ struct ValidateCommand: AsyncParsableCommand {
     var verbose = false
 
     func run() async throws {
-        // A file with a matrix: every item is checked (the first one's access, below).
+        // A file with a matrix: every item is checked.
         let console = Console(format: .text, level: verbose ? .debug : .info)
         let streaming = self.streaming
         // As many items as the run would hold at once (one per core by default) share the limit.
@@ -297,15 +297,23 @@ struct ValidateCommand: AsyncParsableCommand {
             return
         }
         // "ok" only when everything checked is: a failed check says so on stderr alone.
-        let results = await plan.checkAccess(depth: .deep)
-        let failures = plan.failures(in: results)
+        // A sweep's items are checked too, once for what they share.
+        let results: [String: Result<AccessReport, AccessCheckFailure>]
+        let failures: [String]
+        if let sweep {
+            let checked = await sweep.checkAccess(depth: .deep)
+            (results, failures) = (checked.first, checked.failures.map(\.description))
+        } else {
+            results = await plan.checkAccess(depth: .deep)
+            failures = plan.failures(in: results).map(\.description)
+        }
         guard failures.isEmpty else {
             for failure in failures {
                 FileHandle.standardError.write(Data("error: \(failure)\n".utf8))
             }
             let count = failures.count
-            FileHandle.standardError.write(Data(("\(FilePaths.printable(pipeline.file)) is valid, but \(count) stage\(count == 1 ? "" : "s") "
-                + "cannot run\n").utf8))
+            let what = sweep == nil ? "stage\(count == 1 ? "" : "s") cannot run" : "of its items' stages cannot run"
+            FileHandle.standardError.write(Data(("\(FilePaths.printable(pipeline.file)) is valid, but \(count) \(what)\n").utf8))
             throw ExitCode(RunnerMain.ExitStatus.stageFailed)
         }
         print(ok)

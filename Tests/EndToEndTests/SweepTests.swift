@@ -131,6 +131,35 @@ import TestFixtures
         #expect(ok.status == 0 && ok.stdout.contains("ok, 4 stages: generate, normalize, encode, store; a matrix of 8 items"), "\(ok.stdout)\(ok.stderr)")
     }
 
+    /// Each item's access is checked before anything runs, not only the first item's:
+    /// an item whose sink cannot write (its directory is a file) stops the run before
+    /// any item starts, and the error names the item; `validate --check-access` too.
+    @Test func everyItemsAccessIsCheckedBeforeAnythingRuns() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  place: [a, b, c]", path: "${place}/{run_id}.png")
+            .replacingOccurrences(of: "params:\n", with: "params:\n  place: a\n"), in: directory)
+        try Data("a file, not a directory".utf8).write(to: directory.appendingPathComponent("b"))
+        let run = try RunnerProcess.run([file, "--run-id", "x", "--log-format", "json"], in: directory)
+        #expect(run.status == 1, "\(run.stderr)")
+        #expect(run.stderr.contains("matrix item 1 (place=b): stage 'store' (filesystem) cannot run: '\(directory.path)/b' is not a directory"),
+                "\(run.stderr)")
+        #expect(run.stderr.contains("\"event\":\"access_check_failed\"") && run.stderr.contains("\"item\":1"), "\(run.stderr)")
+        #expect(!run.stderr.contains("sweep_started"), "\(run.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("a").path), "item 0 ran")
+        let validate = try RunnerProcess.run(["validate", "--check-access", file], in: directory)
+        #expect(validate.status == 1, "\(validate.stdout)\(validate.stderr)")
+        #expect(validate.stderr.contains("error: matrix item 1 (place=b): stage 'store' (filesystem) cannot run"), "\(validate.stderr)")
+        #expect(validate.stderr.contains("is valid, but 1 of its items' stages cannot run"), "\(validate.stderr)")
+        // Without the file in the way, every item runs.
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("b"))
+        let ok = try RunnerProcess.run([file, "--run-id", "y"], in: directory)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        for place in ["a", "b", "c"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("\(place)").path), "\(place)")
+        }
+    }
+
     /// The graph is the items' graph; the page lists the items, failed first; what
     /// does not apply to a sweep (one stage alone) says so; container tasks are mapped.
     @Test func otherCommandsAndOptionsWithAMatrix() throws {

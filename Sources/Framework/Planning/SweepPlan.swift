@@ -8,11 +8,18 @@ public struct SweepPlan: Sendable {
     public let matrix: Matrix
     /// Item 0's plan: the sweep's name, graph and access checks.
     public let first: Plan
+    /// The items after the first whose stages reach something outside that no earlier
+    /// item does (a stage type with parameters not seen before), with those stages:
+    /// what `checkAccess(depth:)` checks besides item 0. Items that only change a
+    /// seed or a value no stage's access depends on are not here.
+    let accessTargets: [(item: Int, stages: Set<String>)]
     private let planItem: @Sendable (Int) -> Result<Plan, PipelineValidationError>
 
-    init(matrix: Matrix, first: Plan, planItem: @escaping @Sendable (Int) -> Result<Plan, PipelineValidationError>) {
+    init(matrix: Matrix, first: Plan, accessTargets: [(item: Int, stages: Set<String>)] = [],
+         planItem: @escaping @Sendable (Int) -> Result<Plan, PipelineValidationError>) {
         self.matrix = matrix
         self.first = first
+        self.accessTargets = accessTargets
         self.planItem = planItem
     }
 
@@ -30,6 +37,37 @@ public struct SweepPlan: Sendable {
         let width = String(max(count - 1, 0)).count
         let digits = String(index)
         return runID + "." + String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+}
+
+extension SweepPlan {
+    /// An item's stage that cannot reach what it needs (`Plan.checkAccess`).
+    public struct AccessFailure: Sendable, CustomStringConvertible {
+        /// nil for item 0's, which stands for the sweep.
+        public let item: Matrix.Item?
+        public let failure: AccessCheckFailure
+
+        public var description: String {
+            guard let item else { return failure.description }
+            return "matrix item \(item.index) (\(item.label)): \(failure)"
+        }
+    }
+
+    /// Checks every item's access before anything runs: item 0's stages, and each later
+    /// item's stages that reach something no earlier item does (`accessTargets`). The
+    /// first item's results come back too (the S3 sink's facts for the report); the
+    /// failures are in item order, then plan order.
+    public func checkAccess(depth: AccessCheckDepth) async
+        -> (first: [String: Result<AccessReport, AccessCheckFailure>], failures: [AccessFailure]) {
+        let results = await first.checkAccess(depth: depth)
+        var failures = first.failures(in: results).map { AccessFailure(item: nil, failure: $0) }
+        for (index, stages) in accessTargets {
+            if Task.isCancelled { break }
+            guard let plan = try? plan(ofItem: index) else { continue }  // every item was planned once already
+            let checked = await plan.checkAccess(depth: depth, only: stages)
+            failures += plan.failures(in: checked).map { AccessFailure(item: matrix.items[index], failure: $0) }
+        }
+        return (results, failures)
     }
 }
 
@@ -65,6 +103,11 @@ extension Planner {
             }, loaded.sources)
         }
         var first: Plan?
+        // Each stage type with its parameters, as a 64-bit hash: the first item to have it
+        // checks its access. A hash, not the parameters, so that a sweep whose every item
+        // writes its own path holds 8 bytes per stage and item, not each one's parameters.
+        var seenTargets: Set<Int> = []
+        var accessTargets: [(item: Int, stages: Set<String>)] = []
         var failing: [(item: Matrix.Item, diagnostics: [Diagnostic])] = []
         var sources = base.sources
         for index in matrix.items.indices {
@@ -74,12 +117,20 @@ extension Planner {
             case .success(let plan):
                 try check(plan, matrix.items.count)
                 if index == 0 { first = plan }
+                var newTargets: Set<String> = []
+                for stage in plan.stages {
+                    var hasher = Hasher()
+                    hasher.combine(stage.typeName)
+                    hasher.combine(stage.parameters)
+                    if seenTargets.insert(hasher.finalize()).inserted && index > 0 { newTargets.insert(stage.id) }
+                }
+                if !newTargets.isEmpty { accessTargets.append((index, newTargets)) }
             case .failure(let error):
                 failing.append((matrix.items[index], error.diagnostics))
             }
         }
         if failing.isEmpty, let first {
-            return .success(SweepPlan(matrix: matrix, first: first, planItem: { planItem($0).0 }))
+            return .success(SweepPlan(matrix: matrix, first: first, accessTargets: accessTargets, planItem: { planItem($0).0 }))
         }
         // Each problem once: as it is when all failing items share it, else with the items that have it.
         var order: [Diagnostic] = []
