@@ -28,7 +28,10 @@ extension RunCommand {
         }
         // What the stages need from outside, checked for every item before anything runs
         // (once for what items share).
-        let access = await sweep.checkAccess(depth: .shallow)
+        // A signal ends the checks of a sweep whose items each reach somewhere else.
+        let checking = Task { await sweep.checkAccess(depth: .shallow) }
+        interruption.onFirstSignal { checking.cancel() }
+        let access = await checking.value
         if let signal = interruption.received {
             console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") before the sweep started; nothing was run",
                         ["event": .string("interrupted")])
@@ -76,7 +79,8 @@ extension RunCommand {
         let total = sweep.count
         runner.itemFinished = { item, progress in
             let rate = String(format: "%.1f", progress.itemsPerSecond)
-            console.status("sweep: \(progress.done)/\(total) done, \(progress.failed) failed, \(rate) items/s")
+            console.status("sweep: \(progress.done)/\(total) done, \(progress.failed) failed"
+                + (progress.cancelled > 0 ? ", \(progress.cancelled) cancelled" : "") + ", \(rate) items/s")
             let label = sweep.matrix.items[item.index].label
             var fields: [String: JSONValue] = ["event": .string("item_finished"), "item": .integer(item.index),
                                                "run_id": .string(item.runID), "status": .string(item.status.rawValue),
@@ -101,10 +105,11 @@ extension RunCommand {
         let rate = report.durationSeconds > 0 ? Double(report.succeeded + report.failed) / report.durationSeconds : 0
         console.log(report.status == .succeeded ? .info : .error,
                     "sweep \(report.runID): \(report.succeeded) of \(total) item\(total == 1 ? "" : "s") succeeded"
-                        + (report.failed > 0 ? ", \(report.failed) failed" : "") + (report.notRun > 0 ? ", \(report.notRun) not run" : "")
+                        + (report.failed > 0 ? ", \(report.failed) failed" : "") + (report.cancelled > 0 ? ", \(report.cancelled) cancelled" : "")
+                        + (report.notRun > 0 ? ", \(report.notRun) not run" : "")
                         + String(format: " in %.2f s (%.1f items/s)", report.durationSeconds, rate),
                     ["event": .string("sweep_finished"), "status": .string(report.status.rawValue), "succeeded": .integer(report.succeeded),
-                     "failed": .integer(report.failed), "not_run": .integer(report.notRun), "duration_seconds": .number(report.durationSeconds)])
+                     "failed": .integer(report.failed), "cancelled": .integer(report.cancelled), "not_run": .integer(report.notRun), "duration_seconds": .number(report.durationSeconds)])
 
         let written = report
         let reportWritten = writeReports(json: { try written.jsonData() }, html: { ReportHTML.render(written) }, console: console)

@@ -197,7 +197,7 @@ import TestFixtures
         let failed = try #require(html.range(of: "<tr class=\"failed\"><td>1</td><td>2</td>"), "\(html)")
         let succeeded = try #require(html.range(of: "<tr class=\"succeeded\"><td>0</td><td>1</td>"))
         #expect(failed.lowerBound < succeeded.lowerBound)
-        #expect(html.contains("store: ") && html.contains("2: 1 succeeded, 1 failed, 0 not run"))
+        #expect(html.contains("store: ") && html.contains("2: 1 succeeded, 1 failed, 0 cancelled, 0 not run"))
         #expect(run.stderr.contains("item 1 (lambda=2) failed"), "\(run.stderr)")
         #expect(run.stderr.contains("sweep h: 1 of 2 items succeeded, 1 failed"), "\(run.stderr)")
     }

@@ -91,6 +91,29 @@ import Testing
             == ["6:3 the matrix makes more than 100000 items | sweep fewer values (a range takes a step: {range: [0, 1000, 10]})"])
     }
 
+    /// Ranges whose span or step does not fit an Int are counted without a trap: refused
+    /// when too long, and built exactly when short.
+    @Test func rangesAtTheEndsOfIntAreCountedWithoutOverflow() throws {
+        let max = Int.max, min = Int.min
+        #expect(Self.errors("  seed: {range: [-1, \(max)]}")
+            == ["5:17 range [-1, \(max)] has 9223372036854775808 values, more than 100000"])
+        #expect(Self.errors("  size: {range: [-5000000000000000000, 5000000000000000000]}")
+            == ["5:17 range [-5000000000000000000, 5000000000000000000] has 10000000000000000000 values, more than 100000"])
+        #expect(try Self.items("  size: {range: [1, 0, \(min)]}") == ["size=1"])
+        #expect(try Self.items("  size: {range: [\(min), \(max), \(max)]}") == ["size=\(min)", "size=-1", "size=\(max - 1)"])
+        #expect(try Self.items("  size: {range: [-9000000000000000000, 9000000000000000000, 6000000000000000000]}")
+            == ["size=-9000000000000000000", "size=-3000000000000000000", "size=3000000000000000000"])
+        #expect(try Self.items("  size: {range: [\(max), \(min), \(min)]}") == ["size=\(max)", "size=-1"])
+    }
+
+    /// Many include entries over many items are refused before they are matched.
+    @Test func includeEntriesTimesItemsAreBounded() {
+        let entries = (0..<1_001).map { "    - {lambda: \($0)}" }.joined(separator: "\n")
+        #expect(Self.errors("  seed: {range: [0, 10000]}\n  include:\n" + entries)
+            == ["5:3 the matrix has 1001 include entries for 10000 items, more than 10000000 entry-item pairs to match"
+                + " | sweep the included values as a list instead, or split the file"])
+    }
+
     @Test func aParamCalledSeedCannotAlsoBeSwept() {
         #expect(Self.errors("  seed: [1]", params: "seed: 1\n  lambda: 3\n  size: 8")
             == ["6:3 matrix key 'seed' sets each item's run seed, but the pipeline also has a param 'seed' | rename the param"])

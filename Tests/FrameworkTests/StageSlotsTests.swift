@@ -17,11 +17,11 @@ import Testing
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<12 {
                 group.addTask {
-                    await slots.withSlot {
-                        gauge.enter()
-                        try? await Task.sleep(for: .milliseconds(5))
-                        gauge.leave()
-                    }
+                    guard await slots.acquire() else { return }
+                    gauge.enter()
+                    try? await Task.sleep(for: .milliseconds(5))
+                    gauge.leave()
+                    slots.release()
                 }
             }
         }

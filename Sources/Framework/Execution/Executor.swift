@@ -131,6 +131,8 @@ public struct Executor: Sendable {
         var summary: ArtifactSummary?
         /// How its data flowed, when it streamed.
         var flow: StageFlow?
+        /// Cancelled while it waited for one of the sweep's slots: it never started.
+        var notStarted = false
     }
 
     /// Each stage's fingerprint: a hash of its type and the type's version
@@ -282,6 +284,7 @@ public struct Executor: Sendable {
         // Fingerprints only matter to a store; a run without one skips hashing parameters.
         let fingerprints = options.store == nil ? [:] : self.fingerprints
 
+        var unstarted: Set<String> = []
         await withTaskGroup(of: [Completion].self) { group in
             var running = 0
             func launch() {
@@ -295,13 +298,13 @@ public struct Executor: Sendable {
                     let slots = options.stageSlots
                     if members.count > 1 {
                         group.addTask {
-                            await Self.holding(slots) {
+                            await Self.holding(slots, members) {
                                 await self.executeSegment(members, inputs: stageInputs, layout: layout, fingerprints: fingerprints, events: events)
                             }
                         }
                     } else {
                         group.addTask {
-                            await Self.holding(slots) { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
+                            await Self.holding(slots, members) { [await self.execute(members[0], inputs: stageInputs, fingerprints: fingerprints, events: events)] }
                         }
                     }
                 }
@@ -310,6 +313,10 @@ public struct Executor: Sendable {
             while let completions = await group.next() {
                 running -= 1
                 for completion in completions {
+                    if completion.notStarted {
+                        unstarted.insert(completion.id)
+                        continue
+                    }
                     let stage = stagesByID[completion.id]!
                     // The stage's end is told before anything that waited for it starts,
                     // so the events are in dependency order.
@@ -340,17 +347,24 @@ public struct Executor: Sendable {
         available.removeAll()
         await finishDigests(events: events)
 
-        let launched = Set(ready[..<nextReady].flatMap { units[$0] })
+        let launched = Set(ready[..<nextReady].flatMap { units[$0] }).subtracting(unstarted)
         let report = runFinished(failure: failure, allSucceeded: succeeded == plan.stages.count,
                                  notRun: plan.stages.map(\.id).filter { !launched.contains($0) },
                                  duration: clock.now - runStart, events: events, layout: layout)
         return RunOutcome(report: report, outputs: report.status == .succeeded ? outputs : [:], failure: failure)
     }
 
-    /// `body`, holding one of `slots` when there are shared slots.
-    private static func holding(_ slots: StageSlots?, _ body: () async -> [Completion]) async -> [Completion] {
+    /// `body`, holding one of `slots` when there are shared slots. When the task is
+    /// cancelled while it waits (fail-fast, a signal), `body` does not run: its stages
+    /// come back `notStarted`, and the report counts them as not run.
+    private static func holding(_ slots: StageSlots?, _ members: [PlannedStage], _ body: () async -> [Completion]) async -> [Completion] {
         guard let slots else { return await body() }
-        return await slots.withSlot(body)
+        guard await slots.acquire() else {
+            return members.map { Completion(id: $0.id, result: .failure(CancellationError()), attempts: 0, startedAt: Date(),
+                                             duration: .zero, notStarted: true) }
+        }
+        defer { slots.release() }
+        return await body()
     }
 
     /// Runs one stage alone (`--only`): its inputs are read from the store, where the

@@ -57,13 +57,4 @@ public final class StageSlots: @unchecked Sendable {
             waiter.continuation.resume(returning: true)
         }
     }
-
-    /// Runs `body` holding a slot (or, when cancelled while waiting, without one: the
-    /// body then finds its task cancelled).
-    public func withSlot<T: Sendable>(_ body: () async -> T) async -> T {
-        let held = await acquire()
-        let result = await body()
-        if held { release() }
-        return result
-    }
 }

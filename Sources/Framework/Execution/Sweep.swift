@@ -14,6 +14,8 @@ public struct SweepReport: Sendable, Codable {
     public var durationSeconds: Double
     public var succeeded: Int
     public var failed: Int
+    /// Items cancelled while they ran (a signal, or `--fail-fast` after another failed).
+    public var cancelled: Int
     /// Items not run: the sweep was cancelled, or stopped at a failure (`--fail-fast`).
     public var notRun: Int
     public var items: [Item]
@@ -68,7 +70,7 @@ public struct SweepReport: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case kind, seed, pipeline, file, status, succeeded, failed, items, invocation, machine
+        case kind, seed, pipeline, file, status, succeeded, failed, cancelled, items, invocation, machine
         case schemaVersion = "schema_version"
         case runID = "run_id"
         case startedAt = "started_at"
@@ -89,9 +91,11 @@ public struct SweepProgress: Sendable {
     public var total: Int
     public var succeeded: Int
     public var failed: Int
+    /// Items cancelled, or stopped before they started, by `--fail-fast` or a signal.
+    public var cancelled = 0
     public var elapsed: Duration
 
-    public var done: Int { succeeded + failed }
+    public var done: Int { succeeded + failed + cancelled }
     public var itemsPerSecond: Double { elapsed > .zero ? Double(done) / elapsed.seconds : 0 }
 }
 
@@ -143,7 +147,8 @@ public struct SweepRunner: Sendable {
                 items[item.index] = item
                 switch item.status {
                 case .succeeded: progress.succeeded += 1
-                default: progress.failed += 1
+                case .failed: progress.failed += 1
+                case .cancelled, .notRun: progress.cancelled += 1
                 }
                 progress.elapsed = clock.now - start
                 itemFinished(item, progress)
@@ -159,12 +164,14 @@ public struct SweepRunner: Sendable {
                                      runID: sweep.runID(ofItem: index, in: options.runID), seed: seed(ofItem: index),
                                      status: .notRun, outputs: [])
         }
-        let failed = reports.filter { $0.status == .failed || $0.status == .cancelled }.count
+        let failed = reports.filter { $0.status == .failed }.count
+        let cancelled = reports.filter { $0.status == .cancelled }.count
         let notRun = reports.filter { $0.status == .notRun }.count
-        let status: RunReport.Status = failed == 0 && notRun == 0 ? .succeeded : (Task.isCancelled ? .cancelled : .failed)
+        let succeeded = reports.count - failed - cancelled - notRun
+        let status: RunReport.Status = succeeded == reports.count ? .succeeded : (Task.isCancelled ? .cancelled : .failed)
         return SweepReport(runID: options.runID, seed: options.seed, pipeline: sweep.first.name, file: sweep.first.file,
                            status: status, startedAt: started, durationSeconds: (clock.now - start).seconds,
-                           succeeded: reports.count - failed - notRun, failed: failed, notRun: notRun, items: reports)
+                           succeeded: succeeded, failed: failed, cancelled: cancelled, notRun: notRun, items: reports)
     }
 
     /// The run seed of item `index`: its matrix `seed`, else the sweep's.

@@ -44,6 +44,8 @@ public struct Matrix: Sendable {
     public static let seedKey = "seed"
     /// More items than this is a mistake (a range with a forgotten step), not a sweep.
     public static let maximumItems = 100_000
+    /// Include entries times the items they are matched against, at most.
+    public static let maximumIncludeWork = 10_000_000
 
     public var location: SourceLocation
     public var axes: [(name: String, values: [YAMLNode])]
@@ -151,6 +153,15 @@ public struct Matrix: Sendable {
         // include: added to each combination whose axis values it does not contradict;
         // values it added before may be replaced by a later entry.
         let original = combinations.count
+        // Each entry is matched against every item: bounded, so that a file of many
+        // entries over many items is refused rather than left to run for hours.
+        if includes.count.multipliedReportingOverflow(by: max(original, 1)).partialValue > Self.maximumIncludeWork
+            || includes.count > maximumItems {
+            diagnostics.append(.error("the matrix has \(includes.count) include entries for \(original) items, more than "
+                                      + "\(Self.maximumIncludeWork) entry-item pairs to match", at: node.location,
+                                      help: "sweep the included values as a list instead, or split the file"))
+            return nil
+        }
         for entry in includes {
             var matched = false
             for index in 0..<original {
@@ -224,22 +235,29 @@ public struct Matrix: Sendable {
                 diagnostics.append(.error("a range's step cannot be 0", at: items[2].location))
                 return nil
             }
-            let count = step > 0 ? (stop > start ? (stop - start - 1) / step + 1 : 0) : (start > stop ? (start - stop - 1) / -step + 1 : 0)
-            guard count > 0 else {
+            // In unsigned arithmetic: the distance between two Ints, and a step of Int.min,
+            // do not fit an Int.
+            let distance: UInt = step > 0 ? (stop > start ? UInt(bitPattern: stop &- start) : 0)
+                                          : (start > stop ? UInt(bitPattern: start &- stop) : 0)
+            let steps = distance == 0 ? 0 : (distance - 1) / step.magnitude + 1
+            guard steps > 0 else {
                 diagnostics.append(.error("range [\(numbers.map(String.init).joined(separator: ", "))] has no values", at: bounds.location,
                                           help: "the stop is left out: [0, 3] is 0, 1, 2"))
                 return nil
             }
-            guard count <= maximumItems else {
-                diagnostics.append(.error("range [\(numbers.map(String.init).joined(separator: ", "))] has \(count) values, more than \(maximumItems)",
+            guard steps <= UInt(maximumItems) else {
+                diagnostics.append(.error("range [\(numbers.map(String.init).joined(separator: ", "))] has \(steps) values, more than \(maximumItems)",
                                           at: bounds.location))
                 return nil
             }
-            if name == seedKey && min(start, start + (count - 1) * step) < 0 {
+            let count = Int(steps)
+            // Every value lies between start and stop, so it is an Int; wrapping
+            // arithmetic computes it exactly even where i * step alone would not fit.
+            if name == seedKey && min(start, start &+ (count - 1) &* step) < 0 {
                 diagnostics.append(.error("seeds are whole numbers from 0 to \(UInt64.max); this range has negative ones", at: bounds.location))
                 return nil
             }
-            return (0..<count).map { YAMLNode.scalar(String(start + $0 * step), at: bounds.location) }
+            return (0..<count).map { YAMLNode.scalar(String(start &+ $0 &* step), at: bounds.location) }
         }
         diagnostics.append(.error("matrix values of '\(name)' must be a list or {range: [start, stop]}, not \(node.kindName)",
                                   at: node.location, help: "for example: \(name): [1, 2, 3]"))

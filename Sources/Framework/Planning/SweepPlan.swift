@@ -9,7 +9,8 @@ public struct SweepPlan: Sendable {
     /// Item 0's plan: the sweep's name, graph and access checks.
     public let first: Plan
     /// The items after the first whose stages reach something outside that no earlier
-    /// item does (a stage type with parameters not seen before), with those stages:
+    /// item does (a stage type with an access target, or else parameters, not seen
+    /// before: `Stage.accessTarget(parameters:)`), with those stages:
     /// what `checkAccess(depth:)` checks besides item 0. Items that only change a
     /// seed or a value no stage's access depends on are not here.
     let accessTargets: [(item: Int, stages: Set<String>)]
@@ -121,7 +122,11 @@ extension Planner {
                 for stage in plan.stages {
                     var hasher = Hasher()
                     hasher.combine(stage.typeName)
-                    hasher.combine(stage.parameters)
+                    if let target = stage.type.accessTarget(parameters: stage.parameters) {
+                        hasher.combine(target)
+                    } else {
+                        hasher.combine(stage.parameters)
+                    }
                     if seenTargets.insert(hasher.finalize()).inserted && index > 0 { newTargets.insert(stage.id) }
                 }
                 if !newTargets.isEmpty { accessTargets.append((index, newTargets)) }

@@ -15,7 +15,8 @@ extension ReportHTML {
         page.line("<h1>\(escape(report.pipeline)) <span class=\"status \(report.status.rawValue)\">\(report.status.rawValue)</span></h1>")
         let done = report.succeeded + report.failed
         var facts: [(String, String)] = [
-            ("sweep", report.runID), ("items", "\(report.items.count): \(report.succeeded) succeeded, \(report.failed) failed, \(report.notRun) not run"),
+            ("sweep", report.runID), ("items", "\(report.items.count): \(report.succeeded) succeeded, \(report.failed) failed, "
+                + "\(report.cancelled) cancelled, \(report.notRun) not run"),
             ("seed", String(report.seed)), ("duration", seconds(report.durationSeconds)),
             ("rate", report.durationSeconds > 0 ? number(Double(done) / report.durationSeconds) + " items/s" : "—"),
             ("started", RunReport.dateStyle.format(report.startedAt)), ("file", report.file), ("runner", report.runnerVersion),
@@ -29,7 +30,7 @@ extension ReportHTML {
         page.line("<dl class=\"facts\">" + facts.map { "<dt>\(escape($0.0))</dt><dd>\(escape($0.1))</dd>" }.joined() + "</dl>")
         page.line("</header>")
 
-        // Columns: the values' names in the order the items first give them.
+        // Columns: the values' names, each item's in alphabetical order, new ones as later items bring them.
         var names: [String] = []
         for item in report.items {
             for name in item.values.keys.sorted() where !names.contains(name) { names.append(name) }

@@ -75,6 +75,11 @@ public protocol Stage: Sendable {
     ///   - depth: `.shallow` resolves what needs no network; `.deep` may also make one
     ///     cheap request proving that the credentials work and the target exists.
     static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport
+
+    /// What `checkAccess(parameters:depth:)` depends on, as a key: parameters with the
+    /// same key are checked once (a sweep's items that write different keys of one
+    /// bucket). nil, the default, when every parameter may matter.
+    static func accessTarget(parameters: Parameters) -> String?
 }
 
 extension Stage {
@@ -85,6 +90,8 @@ extension Stage {
     public static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
         .nothingToCheck
     }
+
+    public static func accessTarget(parameters: Parameters) -> String? { nil }
 }
 
 /// What `Stage.verifyStored(_:parameters:)` found.
@@ -103,6 +110,7 @@ public struct StageType: Sendable {
     let make: @Sendable (Parameters) throws -> any Stage
     let verify: @Sendable (any Artifact, Parameters) async throws -> StoredOutputCheck
     let access: @Sendable (Parameters, AccessCheckDepth) async throws -> AccessReport
+    let target: @Sendable (Parameters) -> String?
 
     /// For a streaming stage type: how it streams with given parameters.
     public let streaming: (@Sendable (Parameters) -> StreamingSupport)?
@@ -117,6 +125,12 @@ public struct StageType: Sendable {
         self.make = { try S(parameters: $0) }
         self.verify = { try await S.verifyStored($0, parameters: $1) }
         self.access = { try await S.checkAccess(parameters: $0, depth: $1) }
+        self.target = { S.accessTarget(parameters: $0) }
+    }
+
+    /// The stage type's `accessTarget(parameters:)`.
+    public func accessTarget(parameters: Parameters) -> String? {
+        target(parameters)
     }
 
     /// The stage type's `checkAccess(parameters:depth:)`.

@@ -225,6 +225,11 @@ public struct S3Stage: Stage {
         try await checkAccess(parameters: parameters, depth: depth, environment: AWSEnvironment())
     }
 
+    /// The check resolves credentials and lists the bucket: the key does not matter.
+    public static func accessTarget(parameters: Parameters) -> String? {
+        ["bucket", "region", "endpoint", "addressing"].map { parameters.optionalString($0) ?? "" }.joined(separator: "\u{0}")
+    }
+
     static func checkAccess(parameters: Parameters, depth: AccessCheckDepth, environment: AWSEnvironment) async throws -> AccessReport {
         // The 'endpoint' parameter was checked with the pipeline; the variable that
         // stands in for it was not.

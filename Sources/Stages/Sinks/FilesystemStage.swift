@@ -181,6 +181,11 @@ public struct FilesystemStage: Stage {
     /// Before a run: the directory the path template names before its first run-time
     /// placeholder exists and is writable, or can be created (its nearest existing
     /// ancestor is a writable directory). Nothing is created. Facts: the directory.
+    /// The check looks only at the directory before the path's first placeholder.
+    public static func accessTarget(parameters: Parameters) -> String? {
+        try? fixedDirectory(of: parameters.string("path"))
+    }
+
     public static func checkAccess(parameters: Parameters, depth: AccessCheckDepth) async throws -> AccessReport {
         let template = parameters.string("path")
         let directory = try fixedDirectory(of: template)
