@@ -70,6 +70,15 @@ final class Console: @unchecked Sendable {
         barShown = true
     }
 
+    /// Writes `lines` to stdout at once, clearing a progress line first (the two may
+    /// share a terminal).
+    func output(_ lines: [String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        clearBar()
+        FileHandle.standardOutput.write(Data(lines.map { $0 + "\n" }.joined().utf8))
+    }
+
     private func clearBar() {
         if barShown {
             FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))

@@ -87,6 +87,10 @@ extension RunCommand {
                                                "values": .object(item.values.mapValues { .string($0) })]
             if let seconds = item.durationSeconds { fields["duration_seconds"] = .number(seconds) }
             if let code = item.errorCode { fields["error_code"] = .string(code.rawValue) }
+            // Its stored URIs on stdout as it ends, in one write: a sweep cut short
+            // (a signal, a kill) has told what it stored so far.
+            let uris = item.status == .succeeded ? item.outputs.compactMap(\.uri) : []
+            if !uris.isEmpty { console.output(uris) }
             // Text: the failures (their stage's error came before); JSON: every item.
             if item.status == .succeeded {
                 if console.format == .json { console.log(.info, "item \(item.index) (\(label)) succeeded", fields) }
@@ -117,11 +121,6 @@ extension RunCommand {
             console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); sweep \(report.runID) cancelled",
                         ["event": .string("interrupted"), "signal": .string(signal == SIGINT ? "SIGINT" : "SIGTERM")])
             throw ExitCode(128 + signal)
-        }
-        for item in report.items where item.status == .succeeded {
-            for output in item.outputs {
-                if let uri = output.uri { print(uri) }
-            }
         }
         guard report.status == .succeeded && reportWritten else { throw ExitCode(RunnerMain.ExitStatus.stageFailed) }
     }

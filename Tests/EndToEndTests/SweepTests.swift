@@ -117,6 +117,23 @@ import TestFixtures
         #expect(unknown.status == 2 && unknown.stderr.contains("no run 'nope'"), "\(unknown.stderr)")
     }
 
+    /// Items keep their run ids when the matrix grows past a power of ten (ids are not
+    /// padded), so a resumed sweep of 12 items reuses the first 9 items' work.
+    @Test func aResumedSweepThatGrewReusesItsItems() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let small = try Self.write(Self.pipeline(matrix: "  seed: {range: [0, 9]}", path: "out/{run_id}.png"), in: directory)
+        let first = try RunnerProcess.run([small, "--run-id", "g", "--artifact-store", "store"], in: directory)
+        #expect(first.status == 0, "\(first.stderr)")
+        let large = try Self.write(Self.pipeline(matrix: "  seed: {range: [0, 12]}", path: "out/{run_id}.png"), in: directory, as: "large.yaml")
+        let again = try RunnerProcess.run([large, "--resume", "g", "--artifact-store", "store", "--report", "g.json"], in: directory)
+        #expect(again.status == 0, "\(again.stderr)")
+        let items = Self.items(try Self.report("g.json", in: directory))
+        #expect(items.map { $0["run_id"] as? String } == (0..<12).map { "g.\($0)" })
+        #expect(items.prefix(9).allSatisfy { $0["reused"] as? Int == 4 }, "\(items.prefix(9).map { $0["reused"] ?? "-" })")
+        #expect(items.suffix(3).allSatisfy { $0["reused"] == nil })
+    }
+
     /// `runner validate` checks every item; a problem only some items have names them.
     @Test func validateNamesTheItemsThatFail() throws {
         let directory = try temporaryDirectory()
@@ -343,3 +360,26 @@ import TestFixtures
     }
 }
 
+/// A sweep and a signal: timed, so run in the serial phase of scripts/test.
+@Suite struct SweepSignalTests {
+    /// A sweep interrupted by SIGINT has printed the URI of every item that succeeded
+    /// (as each ended), and its report counts them. The signal comes after planning
+    /// (about 3 s in a debug build) and well before the end (about 13 s).
+    @Test func anInterruptedSweepHasPrintedWhatItStored() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try SweepTests.write(SweepTests.pipeline(matrix: "  seed: {range: [0, 5000]}", path: "out/{run_id}.png"), in: directory)
+        let result = try RunnerProcess.run([file, "--run-id", "i", "--jobs", "1", "--report", "i.json"], in: directory,
+                                           signals: [(SIGINT, after: .seconds(8))], timeSignalsFromHandler: true)
+        #expect(result.status == 130, "\(result.stderr)")
+        let report = try SweepTests.report("i.json", in: directory)
+        let succeeded = try #require(report["succeeded"] as? Int)
+        #expect(succeeded > 0 && report["status"] as? String == "cancelled")
+        let printed = result.stdout.split(separator: "\n")
+        #expect(printed.count == succeeded, "\(printed.count) URIs for \(succeeded) items")
+        for item in SweepTests.items(report) where item["status"] as? String == "succeeded" {
+            let uri = try #require((item["outputs"] as? [[String: Any]])?.first?["uri"] as? String)
+            #expect(printed.contains(Substring(uri)), "\(uri)")
+        }
+    }
+}

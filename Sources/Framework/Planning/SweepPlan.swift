@@ -31,13 +31,11 @@ public struct SweepPlan: Sendable {
         index == 0 ? first : try planItem(index).get()
     }
 
-    /// Item `index`'s run id: the sweep's, a dot and the index, padded to the width of
-    /// the last one (`r.007`), so that the items' runs sort in order and each writes
-    /// under its own `{run_id}`.
+    /// Item `index`'s run id: the sweep's, a dot and the index (`r.7`), so that each
+    /// item writes under its own `{run_id}`. Not padded: a sweep that grows or shrinks
+    /// keeps its items' ids, so that `--resume` finds them.
     public func runID(ofItem index: Int, in runID: String) -> String {
-        let width = String(max(count - 1, 0)).count
-        let digits = String(index)
-        return runID + "." + String(repeating: "0", count: max(0, width - digits.count)) + digits
+        runID + "." + String(index)
     }
 }
 
