@@ -11,6 +11,10 @@ extension RunCommand {
             console.log(.error, message + "; nothing was run", ["event": .string("usage_error")])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
+        if let seed, sweep.matrix.items.allSatisfy({ $0.seed != nil }) {
+            try usage("--seed \(seed): every item of the matrix of \(FilePaths.printable(pipeline.file)) has its own seed (matrix key 'seed'), "
+                + "so it would not be used; leave --seed out, or the seed out of the matrix")
+        }
         if only != nil {
             try usage("--only runs one stage of one run, and \(FilePaths.printable(pipeline.file)) has a matrix of \(sweep.count) items")
         }

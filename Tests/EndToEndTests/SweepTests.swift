@@ -48,7 +48,7 @@ import TestFixtures
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = try Self.write(Self.pipeline(matrix: "  lambda: [0.5, 3, 30]\n  seed: {range: [5, 7]}"), in: directory)
         let plainFile = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
-        let sweep = try RunnerProcess.run([file, "--run-id", "s", "--seed", "1", "--jobs", "2", "--report", "s.json"], in: directory)
+        let sweep = try RunnerProcess.run([file, "--run-id", "s", "--jobs", "2", "--report", "s.json"], in: directory)
         #expect(sweep.status == 0, "\(sweep.stderr)")
         let report = try Self.report("s.json", in: directory)
         #expect(report["kind"] as? String == "sweep" && report["succeeded"] as? Int == 6 && report["failed"] as? Int == 0)
@@ -117,6 +117,22 @@ import TestFixtures
         #expect(unknown.status == 2 && unknown.stderr.contains("no run 'nope'"), "\(unknown.stderr)")
     }
 
+    /// `--seed` is refused when every item has a seed of its own (it would be ignored),
+    /// as a `--set` of a swept param is; it applies to the items without one.
+    @Test func aSeedEveryItemOverridesIsRefused() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = try Self.write(Self.pipeline(matrix: "  seed: [1, 2]"), in: directory)
+        let refused = try RunnerProcess.run([file, "--seed", "5"], in: directory)
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("--seed 5: every item of the matrix of") && refused.stderr.contains("nothing was run"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out").path))
+        let mixed = try Self.write(Self.pipeline(matrix: "  lambda: [1, 2]\n  include: [{lambda: 1, seed: 9}]"), in: directory, as: "mixed.yaml")
+        let ran = try RunnerProcess.run([mixed, "--seed", "5", "--run-id", "m", "--report", "m.json"], in: directory)
+        #expect(ran.status == 0, "\(ran.stderr)")
+        #expect(Self.items(try Self.report("m.json", in: directory)).map { $0["seed"] as? Int } == [9, 5])
+    }
+
     /// Items keep their run ids when the matrix grows past a power of ten (ids are not
     /// padded), so a resumed sweep of 12 items reuses the first 9 items' work.
     @Test func aResumedSweepThatGrewReusesItsItems() throws {
@@ -143,6 +159,13 @@ import TestFixtures
         #expect(result.status == 2)
         #expect(result.stderr.contains("matrix item 1 (lambda=-1): "), "\(result.stderr)")
         #expect(result.stderr.contains("1 problem in"), "\(result.stderr)")
+        // A mistake each item makes with its own value: the first 20, then a count.
+        let many = try Self.write(Self.pipeline(matrix: "  lambda: {range: [-5000, 5]}"), in: directory, as: "many.yaml")
+        let manyResult = try RunnerProcess.run(["validate", many], in: directory)
+        #expect(manyResult.status == 2)
+        #expect(manyResult.stderr.components(separatedBy: "error: ").count - 1 == 21, "\(manyResult.stderr.prefix(2000))")
+        #expect(manyResult.stderr.contains("error: and 4981 more problems in other matrix items"), "\(manyResult.stderr.suffix(600))")
+        #expect(manyResult.stderr.utf8.count < 20_000)
         let good = try Self.write(Self.pipeline(matrix: "  lambda: [3, 2]\n  size: {range: [8, 40, 8]}"), in: directory, as: "good.yaml")
         let ok = try RunnerProcess.run(["validate", good], in: directory)
         #expect(ok.status == 0 && ok.stdout.contains("ok, 4 stages: generate, normalize, encode, store; a matrix of 8 items"), "\(ok.stdout)\(ok.stderr)")

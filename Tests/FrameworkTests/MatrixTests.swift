@@ -106,6 +106,14 @@ import Testing
         #expect(try Self.items("  size: {range: [\(max), \(min), \(min)]}") == ["size=\(max)", "size=-1"])
     }
 
+    /// A matrix that is not a mapping: the help is one line a terminal shows as it is.
+    @Test func aMatrixThatIsNotAMappingGetsAOneLineExample() {
+        let loaded = Self.load("params: {lambda: 3}\nmatrix: null\nstages:\n  g: {type: poisson, with: {width: 8, height: 8}}\n")
+        let errors = loaded.diagnostics.filter { $0.severity == .error }
+        #expect(errors.map(\.message) == ["'matrix' must map params to their values, not null"])
+        #expect(errors.first?.help == "for example: matrix: {lambda: [0.5, 3, 30], seed: {range: [0, 10]}}")
+    }
+
     /// Many include entries over many items are refused before they are matched.
     @Test func includeEntriesTimesItemsAreBounded() {
         let entries = (0..<1_001).map { "    - {lambda: \($0)}" }.joined(separator: "\n")

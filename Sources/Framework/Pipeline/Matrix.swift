@@ -57,7 +57,7 @@ public struct Matrix: Sendable {
         let before = diagnostics.count
         guard let pairs = node.pairs else {
             diagnostics.append(.error("'matrix' must map params to their values, not \(node.kindName)", at: node.location,
-                                      help: "for example:\n    matrix:\n      lambda: [0.5, 3, 30]\n      seed: {range: [0, 10]}"))
+                                      help: "for example: matrix: {lambda: [0.5, 3, 30], seed: {range: [0, 10]}}"))
             return nil
         }
         let known = (params.subtracting([seedKey]).sorted() + [seedKey])

@@ -73,6 +73,8 @@ extension SweepPlan {
 extension Planner {
     /// How many items' problems are shown before the rest are counted.
     static let itemsShown = 3
+    /// How many of a sweep's problems are shown before the rest are counted.
+    static let problemsShown = 20
 
     /// Plans every item of the matrix in `path`, or nil when the file has none; `check`
     /// sees each item's plan and the number of items (and may throw). A problem every failing item shares is
@@ -154,6 +156,15 @@ extension Planner {
             named.message = "matrix item\(having.count == 1 ? "" : "s") \(shown.joined(separator: ", "))\(more): \(diagnostic.message)"
             return named
         }
-        return .failure(PipelineValidationError(Self.sorted(diagnostics), sources: sources))
+        // One mistake that each item makes with its own value (a range of lambdas that
+        // crosses 0) is as many problems as items: the first ones show it.
+        var shown = Self.sorted(diagnostics)
+        if shown.count > Self.problemsShown {
+            let more = shown.count - Self.problemsShown
+            shown = Array(shown.prefix(Self.problemsShown))
+            shown.append(.error("and \(more) more problem\(more == 1 ? "" : "s") in other matrix items", at: nil,
+                                help: "fix the ones shown and run validate again"))
+        }
+        return .failure(PipelineValidationError(shown, sources: sources))
     }
 }
