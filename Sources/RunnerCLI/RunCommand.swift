@@ -211,8 +211,15 @@ struct RunCommand: AsyncParsableCommand {
         let streaming = self.streaming
         // With at most --jobs items in flight, each item has its share of the limit.
         let itemsAtOnce = self.jobs ?? ProcessInfo.processInfo.activeProcessorCount, oneItem = item != nil
+        let limit = streaming.limit
         let sweep = try pipeline.sweep(console: console, check: { plan, items in
-            try streaming.check(streaming.layout(plan), of: plan, console: console, sharedBy: oneItem ? 1 : min(items, itemsAtOnce))
+            // A signal ends the planning of a long sweep (it is deferred until the run).
+            if let signal = interruption.received {
+                console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") while the sweep was checked; nothing was run",
+                            ["event": .string("interrupted")])
+                throw ExitCode(128 + signal)
+            }
+            try streaming.check(streaming.layout(plan), of: plan, console: console, sharedBy: oneItem ? 1 : min(items, itemsAtOnce), limit: limit)
         })
         if let sweep, item == nil {
             try await runSweep(sweep, console: console, level: level, interruption: interruption)

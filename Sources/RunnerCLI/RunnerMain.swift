@@ -162,12 +162,16 @@ struct StreamingOptions: ParsableArguments {
     }
 
     /// Prints the layout with `-v` and refuses a plan that cannot fit (exit 2). A sweep's
-    /// item shares the limit with the other items in flight (`sharedBy`).
-    func check(_ layout: StreamingLayout, of plan: Plan, console: Console, sharedBy: Int = 1) throws {
+    /// item shares the limit with the other items in flight (`sharedBy`): the process's
+    /// own memory once, the rest in equal parts. `limit` is this options' `limit`, read
+    /// once by a caller that checks many plans.
+    func check(_ layout: StreamingLayout, of plan: Plan, console: Console, sharedBy: Int = 1,
+               limit: (bytes: Double, description: String)? = nil) throws {
         for line in layout.describe(plan) { console.log(.debug, line, ["event": .string("plan_memory")]) }
-        var (bytes, description) = limit
+        var (bytes, description) = limit ?? self.limit
         if sharedBy > 1 {
-            bytes /= Double(sharedBy)
+            let base = StreamingLayout.baseBytes
+            bytes = base + max(0, bytes - base) / Double(sharedBy)
             description += " shared by \(sharedBy) items at once"
         }
         if let problem = layout.memoryProblem(plan, limit: bytes, limitDescription: description) {
@@ -279,9 +283,10 @@ struct ValidateCommand: AsyncParsableCommand {
         let console = Console(format: .text, level: verbose ? .debug : .info)
         let streaming = self.streaming
         // As many items as the run would hold at once (one per core by default) share the limit.
+        let limit = streaming.limit
         let sweep = try pipeline.sweep(check: { plan, items in
             try streaming.check(streaming.layout(plan), of: plan, console: console,
-                                sharedBy: min(items, ProcessInfo.processInfo.activeProcessorCount))
+                                sharedBy: min(items, ProcessInfo.processInfo.activeProcessorCount), limit: limit)
         })
         let plan = try sweep?.first ?? pipeline.plan()
         if sweep == nil {

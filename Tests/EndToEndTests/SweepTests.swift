@@ -374,12 +374,17 @@ import TestFixtures
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = try Self.write(Self.pipeline(matrix: "  seed: [1, 2, 3]").replacingOccurrences(of: "size: 48", with: "size: 2048"), in: directory)
-        let two = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--jobs", "2"], in: directory)
-        #expect(two.status == 2 && two.stderr.contains("--memory-limit 60M shared by 2 items at once"), "\(two.stderr)")
-        let one = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--jobs", "1", "--run-id", "one"], in: directory)
+        let two = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "44M", "--jobs", "2"], in: directory)
+        #expect(two.status == 2 && two.stderr.contains("--memory-limit 44M shared by 2 items at once"), "\(two.stderr)")
+        let one = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "44M", "--jobs", "1", "--run-id", "one"], in: directory)
         #expect(one.status == 0, "\(one.stderr)")
-        let alone = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "60M", "--item", "2", "--run-id", "alone"], in: directory)
+        let alone = try RunnerProcess.run([file, "--no-stream", "--memory-limit", "44M", "--item", "2", "--run-id", "alone"], in: directory)
         #expect(alone.status == 0, "\(alone.stderr)")
+        // The process's own memory counts once, not once per item: four small items in
+        // flight fit in 60M (each was refused a quarter of it, less than the process needs).
+        let small = try Self.write(Self.pipeline(matrix: "  seed: [1, 2, 3, 4]"), in: directory, as: "small.yaml")
+        let four = try RunnerProcess.run([small, "--memory-limit", "60M", "--jobs", "4", "--run-id", "four"], in: directory)
+        #expect(four.status == 0, "\(four.stderr)")
     }
 }
 
