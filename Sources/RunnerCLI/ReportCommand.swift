@@ -25,16 +25,24 @@ struct ReportCommand: ParsableCommand {
         }
     }
 
+    /// A run's report or a sweep's.
+    enum Report {
+        case run(RunReport)
+        case sweep(SweepReport)
+    }
+
     /// Reads a report, or exits 2 with a message naming the file and what is wrong.
-    static func read(_ path: String) throws -> RunReport {
+    static func read(_ path: String) throws -> Report {
         let bytes: SharedBytes
         do {
             bytes = try FileContents.read(path)
         } catch {
             throw fail("cannot read the report '\(FilePaths.printable(path))': \(ErrorDescription.readable(error))")
         }
+        let data = bytes.withUnsafeBytes { Data($0) }
         do {
-            return try RunReport.decode(bytes.withUnsafeBytes { Data($0) })
+            if SweepReport.isSweep(data) { return .sweep(try SweepReport.decode(data)) }
+            return .run(try RunReport.decode(data))
         } catch let error as DecodingError {
             throw fail("'\(FilePaths.printable(path))' is not a run report: \(describe(error)); write one with runner FILE --report \(FilePaths.printable(path))")
         } catch {
@@ -71,9 +79,18 @@ struct ReportCommand: ParsableCommand {
         if let problem = ReportPath.problem(with: output) {
             throw Self.fail("cannot write '\(FilePaths.printable(output))': \(problem)")
         }
-        let report = try Self.read(input)
-        let other = try compare.map(Self.read)
-        let page = ReportHTML.render(report, comparedWith: other)
+        let page: String
+        switch (try Self.read(input), try compare.map(Self.read)) {
+        case (.run(let report), nil):
+            page = ReportHTML.render(report, comparedWith: nil)
+        case (.run(let report), .run(let other)?):
+            page = ReportHTML.render(report, comparedWith: other)
+        case (.sweep(let report), nil):
+            page = ReportHTML.render(report)
+        case (.sweep, _?), (.run, .sweep?):
+            throw Self.fail("--compare compares two runs' reports; '\(FilePaths.printable(compare ?? ""))' and '\(FilePaths.printable(input))' "
+                + "are not both one (a sweep's report is a table of its items: render it alone, or compare two of its items' runs)")
+        }
         do {
             try AtomicFile.write(Array(page.utf8), to: output, overwrite: true)
         } catch {

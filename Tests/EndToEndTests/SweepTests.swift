@@ -231,8 +231,16 @@ import TestFixtures
         try FileManager.default.removeItem(at: directory.appendingPathComponent("out/l1.png"))
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("out"), withIntermediateDirectories: true)
         try Data("not this".utf8).write(to: directory.appendingPathComponent("out/l2.png"))
-        let run = try RunnerProcess.run([file, "--run-id", "h", "--report-html", "h.html"], in: directory)
+        let run = try RunnerProcess.run([file, "--run-id", "h", "--report-html", "h.html", "--report", "h.json"], in: directory)
         #expect(run.status == 1)
+        // The saved JSON becomes the same table with `runner report`; a sweep's report is
+        // not compared.
+        let rendered = try RunnerProcess.run(["report", "h.json", "-o", "again.html"], in: directory)
+        #expect(rendered.status == 0, "\(rendered.stderr)")
+        let again = try String(contentsOf: directory.appendingPathComponent("again.html"), encoding: .utf8)
+        #expect(again.contains("<tr class=\"failed\"><td>1</td><td>2</td>") && again.contains("2: 1 succeeded, 1 failed, 0 cancelled, 0 not run"))
+        let compared = try RunnerProcess.run(["report", "h.json", "-o", "c.html", "--compare", "h.json"], in: directory)
+        #expect(compared.status == 2 && compared.stderr.contains("--compare compares two runs' reports"), "\(compared.stderr)")
         let html = try String(contentsOf: directory.appendingPathComponent("h.html"), encoding: .utf8)
         let failed = try #require(html.range(of: "<tr class=\"failed\"><td>1</td><td>2</td>"), "\(html)")
         let succeeded = try #require(html.range(of: "<tr class=\"succeeded\"><td>0</td><td>1</td>"))

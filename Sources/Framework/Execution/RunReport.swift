@@ -138,13 +138,19 @@ public struct RunReport: Sendable, Codable {
     /// Reads a report written by `jsonData()` (ISO 8601 dates, with or without
     /// fractions of a second).
     public static func decode(_ data: Data) throws -> RunReport {
+        try decoder().decode(RunReport.self, from: data)
+    }
+
+    /// Reads what `jsonData` (or `SweepReport.jsonData`) wrote: ISO 8601 dates, with
+    /// or without milliseconds.
+    static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
             if let date = (try? dateStyle.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text)) { return date }
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not an ISO 8601 date"))
         }
-        return try decoder.decode(RunReport.self, from: data)
+        return decoder
     }
 
     /// The report as pretty, key-sorted JSON with ISO 8601 dates in milliseconds

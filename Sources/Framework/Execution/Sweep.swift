@@ -84,6 +84,17 @@ public struct SweepReport: Sendable, Codable {
     public func jsonData() throws -> Data {
         try RunReport.encoder().encode(self)
     }
+
+    /// Reads what `jsonData` wrote.
+    public static func decode(_ data: Data) throws -> SweepReport {
+        try RunReport.decoder().decode(SweepReport.self, from: data)
+    }
+
+    /// Whether `data` is a JSON object whose `kind` is "sweep" (a sweep's report, not a run's).
+    public static func isSweep(_ data: Data) -> Bool {
+        struct Kind: Decodable { var kind: String? }
+        return (try? JSONDecoder().decode(Kind.self, from: data))?.kind == "sweep"
+    }
 }
 
 /// How far a sweep is, for a progress line.
