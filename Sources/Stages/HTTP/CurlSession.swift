@@ -247,6 +247,10 @@ public final class CurlSession {
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { CCurl_slist_free_all(headerList) }
+        // The handle points at this call's error buffer, header list and transfer: it
+        // forgets them before they go, so that nothing it does between requests (a
+        // pooled session's connection closing) touches freed memory. Its connections stay.
+        defer { CCurl_easy_reset(handle) }
 
         func check(_ code: CURLcode) throws {
             if code != CURLE_OK {
