@@ -212,7 +212,8 @@ struct RunCommand: AsyncParsableCommand {
         // With at most --jobs items in flight, each item has its share of the limit.
         let itemsAtOnce = self.jobs ?? ProcessInfo.processInfo.activeProcessorCount, oneItem = item != nil
         let limit = streaming.limit
-        let sweep = try pipeline.sweep(console: console, check: { plan, items in
+        // With --item, only that item is planned (an exported sweep's task).
+        let sweep = try pipeline.sweep(console: console, only: item, check: { plan, items in
             // A signal ends the planning of a long sweep (it is deferred until the run).
             if let signal = interruption.received {
                 console.log(.error, "interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM") while the sweep was checked; nothing was run",

@@ -234,8 +234,8 @@ struct PipelineOptions: ParsableArguments {
 
     /// The plan of every item of the file's `matrix`, or nil when it has none; its
     /// problems as `plan` prints them.
-    func sweep(console: Console? = nil, check: (Plan, _ items: Int) throws -> Void = { _, _ in }) throws -> SweepPlan? {
-        switch try Planner(registry: RunnerContext.registry).sweep(contentsOf: file, loader: loader, check: check) {
+    func sweep(console: Console? = nil, only: Int? = nil, check: (Plan, _ items: Int) throws -> Void = { _, _ in }) throws -> SweepPlan? {
+        switch try Planner(registry: RunnerContext.registry).sweep(contentsOf: file, loader: loader, only: only, check: check) {
         case .success(let sweep):
             return sweep
         case .failure(let error):

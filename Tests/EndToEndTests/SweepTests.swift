@@ -314,6 +314,13 @@ import TestFixtures
         let plain = try Self.write(Self.pipeline(matrix: nil), in: directory, as: "plain.yaml")
         let none = try RunnerProcess.run([plain, "--item", "0"], in: directory)
         #expect(none.status == 2 && none.stderr.contains("has no matrix"), "\(none.stderr)")
+        // --item plans its item alone (a task of an exported sweep of thousands): another
+        // item's problem does not stop it, and its own problem names it.
+        let mixed = try Self.write(Self.pipeline(matrix: "  lambda: [2, -1]"), in: directory, as: "mixed.yaml")
+        let good = try RunnerProcess.run([mixed, "--run-id", "x", "--item", "0"], in: directory)
+        #expect(good.status == 0 && good.stdout.contains("out/x.0/l2.png"), "\(good.stdout)\(good.stderr)")
+        let bad = try RunnerProcess.run([mixed, "--item", "1"], in: directory)
+        #expect(bad.status == 2 && bad.stderr.contains("matrix item 1 (lambda=-1): parameter 'lambda'"), "\(bad.stderr)")
     }
 
     /// An S3 pipeline exported for Airflow takes its credentials, region and endpoint

@@ -6,8 +6,10 @@ import Foundation
 /// that a sweep's memory does not grow with its items.
 public struct SweepPlan: Sendable {
     public let matrix: Matrix
-    /// Item 0's plan: the sweep's name, graph and access checks.
+    /// Item `firstIndex`'s plan (item 0's, unless the sweep was planned for one item):
+    /// the sweep's name, graph and access checks.
     public let first: Plan
+    public let firstIndex: Int
     /// The items after the first whose stages reach something outside that no earlier
     /// item does (a stage type with an access target, or else parameters, not seen
     /// before: `Stage.accessTarget(parameters:)`), with those stages:
@@ -16,10 +18,11 @@ public struct SweepPlan: Sendable {
     let accessTargets: [(item: Int, stages: Set<String>)]
     private let planItem: @Sendable (Int) -> Result<Plan, PipelineValidationError>
 
-    init(matrix: Matrix, first: Plan, accessTargets: [(item: Int, stages: Set<String>)] = [],
+    init(matrix: Matrix, first: Plan, firstIndex: Int = 0, accessTargets: [(item: Int, stages: Set<String>)] = [],
          planItem: @escaping @Sendable (Int) -> Result<Plan, PipelineValidationError>) {
         self.matrix = matrix
         self.first = first
+        self.firstIndex = firstIndex
         self.accessTargets = accessTargets
         self.planItem = planItem
     }
@@ -28,7 +31,7 @@ public struct SweepPlan: Sendable {
 
     /// Item `index`'s plan (it was checked when the sweep was planned).
     public func plan(ofItem index: Int) throws -> Plan {
-        index == 0 ? first : try planItem(index).get()
+        index == firstIndex ? first : try planItem(index).get()
     }
 
     /// Item `index`'s run id: the sweep's, a dot and the index (`r.7`), so that each
@@ -80,7 +83,10 @@ extension Planner {
     /// sees each item's plan and the number of items (and may throw). A problem every failing item shares is
     /// reported once; one that only some items have names them (`matrix item 2
     /// (lambda=-1)`).
-    public func sweep(contentsOf path: String, loader: PipelineLoader,
+    ///
+    /// With `only`, plans that item alone (or item 0, when there is no such item): what
+    /// one task of an exported sweep runs, which need not plan the thousands of others.
+    public func sweep(contentsOf path: String, loader: PipelineLoader, only: Int? = nil,
                       check: (Plan, _ items: Int) throws -> Void = { _, _ in }) throws -> Result<SweepPlan?, PipelineValidationError> {
         let bytes: [UInt8]
         do {
@@ -111,13 +117,14 @@ extension Planner {
         var accessTargets: [(item: Int, stages: Set<String>)] = []
         var failing: [(item: Matrix.Item, diagnostics: [Diagnostic])] = []
         var sources = base.sources
-        for index in matrix.items.indices {
+        let firstIndex = only.map { matrix.items.indices.contains($0) ? $0 : 0 } ?? 0
+        for index in only == nil ? Array(matrix.items.indices) : [firstIndex] {
             let (result, itemSources) = planItem(index)
             sources = itemSources
             switch result {
             case .success(let plan):
                 try check(plan, matrix.items.count)
-                if index == 0 { first = plan }
+                if index == firstIndex { first = plan }
                 var newTargets: Set<String> = []
                 for stage in plan.stages {
                     var hasher = Hasher()
@@ -127,7 +134,7 @@ extension Planner {
                     } else {
                         hasher.combine(stage.parameters)
                     }
-                    if seenTargets.insert(hasher.finalize()).inserted && index > 0 { newTargets.insert(stage.id) }
+                    if seenTargets.insert(hasher.finalize()).inserted && index != firstIndex { newTargets.insert(stage.id) }
                 }
                 if !newTargets.isEmpty { accessTargets.append((index, newTargets)) }
             case .failure(let error):
@@ -135,7 +142,8 @@ extension Planner {
             }
         }
         if failing.isEmpty, let first {
-            return .success(SweepPlan(matrix: matrix, first: first, accessTargets: accessTargets, planItem: { planItem($0).0 }))
+            return .success(SweepPlan(matrix: matrix, first: first, firstIndex: firstIndex, accessTargets: accessTargets,
+                                      planItem: { planItem($0).0 }))
         }
         // Each problem once: as it is when all failing items share it, else with the items that have it.
         var order: [Diagnostic] = []
