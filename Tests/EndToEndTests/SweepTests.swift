@@ -342,7 +342,8 @@ import TestFixtures
                                             "--runner", RunnerProcess.executable.path], in: directory)
         #expect(export.status == 0, "\(export.stderr)")
         let dag = try String(contentsOf: directory.appendingPathComponent("dags/upload.py"), encoding: .utf8)
-        #expect(dag.contains("\"AWS_SECRET_ACCESS_KEY\": \"{{ conn.get('aws_default').password or '' }}\""))
+        #expect(dag.contains("\"PIPELINE_AWS_SECRET_ACCESS_KEY\": \"{% set c = conn.get('aws_default') %}{{ ((c.password) or '') if c else '' }}\""),
+                "\(dag)")
         let connection = "{\"conn_type\": \"aws\", \"login\": \"\(s3.accessKey)\", \"password\": \"\(s3.secretKey)\", "
             + "\"extra\": {\"region_name\": \"us-east-1\", \"endpoint_url\": \"\(s3.endpoint)\"}}"
         let run = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{\"seed\": 7}",
@@ -365,6 +366,16 @@ import TestFixtures
         #expect(logs.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "the secret is in \(logs)")
         let logCount = try RunnerProcess.shell("find '\(directory.path)/airflow-home' -name '*.log' | wc -l")
         #expect((Int(logCount.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0)
+        // Without the connection, the same DAG uses the worker's own AWS variables: the
+        // connection's empty values do not hide them.
+        let worker = "AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID='\(s3.accessKey)' AWS_SECRET_ACCESS_KEY='\(s3.secretKey)' "
+            + "AWS_REGION=us-east-1 AWS_ENDPOINT_URL='\(s3.endpoint)'"
+        let second = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{\"seed\": 7}", environment: worker)
+        #expect(second.exit == 0 && second.state == "success", "\(second)")
+        let secondID = try #require(second.run_id)
+        let again = try client.send("GetObject", method: "GET", bucket: "pipeline-tests", key: key.replacingOccurrences(of: "{run_id}", with: secondID),
+                                    session: CurlSession()).body
+        #expect(again == object)
     }
 
     /// `--profile` and `--set` apply to every item; an item's values fill `{param}` at

@@ -364,21 +364,34 @@ public enum AirflowExport {
     }
 
     /// The AWS variables from `settings.awsConnectionID`'s connection, as templates the
-    /// task renders when it starts (an empty value counts as unset for the runner).
+    /// task renders when it starts; empty when the connection does not give one, or
+    /// does not exist (an empty value counts as unset for the runner). A bash task gets
+    /// them as `PIPELINE_AWS_*`, and its command prefers them to the worker's own
+    /// (`awsFromConnection`); a container gets them as they are.
     static func awsConnectionEnvironment(_ settings: Settings) -> [String] {
         guard let id = settings.awsConnectionID else { return [] }
+        let prefix = settings.taskOperator == .bash ? "PIPELINE_" : ""
         // The id is letters, digits, '_', '.' and '-' (checked): safe in a Jinja string.
-        let connection = "conn.get('\(id)')"
-        func extra(_ key: String) -> String { "{{ \(connection).extra_dejson.get('\(key)') or '' }}" }
-        return [
-            "    # From the Airflow connection \(python(id)) when the task starts: nothing secret in this file.",
-            "    \"AWS_ACCESS_KEY_ID\": \(python("{{ \(connection).login or '' }}")),",
-            "    \"AWS_SECRET_ACCESS_KEY\": \(python("{{ \(connection).password or '' }}")),",
-            "    \"AWS_SESSION_TOKEN\": \(python(extra("aws_session_token"))),",
-            "    \"AWS_REGION\": \(python(extra("region_name"))),",
-            "    \"AWS_ENDPOINT_URL\": \(python(extra("endpoint_url"))),",
-        ]
+        func value(_ expression: String) -> String {
+            python("{% set c = conn.get('\(id)') %}{{ ((\(expression)) or '') if c else '' }}")
+        }
+        return ["    # From the Airflow connection \(python(id)) when the task starts: nothing secret in this file."]
+            + awsConnectionFields.map { name, expression in "    \(python(prefix + name)): \(value(expression)),"  }
     }
+
+    /// Each AWS variable and where the connection keeps it.
+    static let awsConnectionFields: [(String, String)] = [
+        ("AWS_ACCESS_KEY_ID", "c.login"), ("AWS_SECRET_ACCESS_KEY", "c.password"),
+        ("AWS_SESSION_TOKEN", "c.extra_dejson.get('aws_session_token')"), ("AWS_REGION", "c.extra_dejson.get('region_name')"),
+        ("AWS_ENDPOINT_URL", "c.extra_dejson.get('endpoint_url')"),
+    ]
+
+    /// A bash task's first commands with a connection: the connection's key, secret and
+    /// token together when it has a key, else the worker's own; its region and endpoint
+    /// each when it has one, else the worker's.
+    static let awsFromConnection = "if [ -n \"$PIPELINE_AWS_ACCESS_KEY_ID\" ]; then export AWS_ACCESS_KEY_ID=\"$PIPELINE_AWS_ACCESS_KEY_ID\" "
+        + "AWS_SECRET_ACCESS_KEY=\"$PIPELINE_AWS_SECRET_ACCESS_KEY\" AWS_SESSION_TOKEN=\"$PIPELINE_AWS_SESSION_TOKEN\"; fi; "
+        + "export AWS_REGION=\"${PIPELINE_AWS_REGION:-${AWS_REGION:-}}\" AWS_ENDPOINT_URL=\"${PIPELINE_AWS_ENDPOINT_URL:-${AWS_ENDPOINT_URL:-}}\"; "
 
     /// Airflow retries the task (retries, retry_delay), so the runner does not retry
     /// the stage within it: one attempt per try, and the stage's timeout is each
@@ -400,7 +413,8 @@ public enum AirflowExport {
 
     static func bashArguments(_ stage: PlannedStage, settings: Settings) -> [String] {
         let extra = settings.extraArguments.map(shell).joined(separator: " ")
-        let command = "\"$PIPELINE_RUNNER\" \"$PIPELINE_FILE\" --only \(shell(stage.id)) --no-stage-retries --run-id \"$PIPELINE_RUN_ID\" "
+        let command = (settings.awsConnectionID != nil ? awsFromConnection : "")
+            + "\"$PIPELINE_RUNNER\" \"$PIPELINE_FILE\" --only \(shell(stage.id)) --no-stage-retries --run-id \"$PIPELINE_RUN_ID\" "
             + "--artifact-store \"$PIPELINE_STORE\" ${PIPELINE_SEED:+--seed \"$PIPELINE_SEED\"}"
             + (settings.items != nil ? " --item \"$PIPELINE_ITEM\"" : "") + (extra.isEmpty ? "" : " " + extra)
         return [
