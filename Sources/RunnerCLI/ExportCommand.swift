@@ -333,6 +333,14 @@ struct AirflowCommand: AsyncParsableCommand {
         return FilePaths.absolute(argument, relativeTo: cwd)
     }
 
+    /// A plan's graph: its stages' ids, types, inputs and `after`s, in order.
+    static func shape(of plan: Plan) -> [String] {
+        plan.stages.map { stage in
+            ([stage.id, stage.typeName] + stage.inputs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + ["after"] + stage.after)
+                .joined(separator: "\u{0}")
+        }
+    }
+
     /// The AWS variables a docker task gets by default: credentials, region, endpoint.
     static let awsVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
                                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
@@ -341,6 +349,32 @@ struct AirflowCommand: AsyncParsableCommand {
         // A matrix: the items' graph, each stage a task mapped over the items.
         let sweep = try pipeline.sweep()
         let plan = try sweep?.first ?? pipeline.plan()
+        // Every item's needs, not only the first's: the largest memory per task, every
+        // variable read and every directory a sink writes (a matrix may change them).
+        var taskMemory = AirflowExport.taskMemory(plan)
+        var environmentNames = plan.environmentNames
+        var sinks = plan.stages.filter { $0.typeName == "filesystem" }.map { (stage: $0, item: nil as Matrix.Item?) }
+        var usesS3Stage = plan.stages.contains { $0.typeName == "s3" }
+        if let sweep, sweep.count > 1 {
+            let shape = Self.shape(of: plan)
+            var templates = Set(sinks.map { $0.stage.id + "\u{0}" + ($0.stage.parameters.optionalString("path") ?? "") })
+            for index in 1..<sweep.count {
+                let itemPlan = try sweep.plan(ofItem: index), item = sweep.matrix.items[index]
+                guard Self.shape(of: itemPlan) == shape else {
+                    FileHandle.standardError.write(Data(("error: matrix item \(index) (\(Console.printable(item.label))) has another graph than item 0 "
+                        + "(its stages, their types or their inputs differ), and an exported sweep maps one graph over its items: sweep values "
+                        + "that keep the graph, or export the items as pipelines of their own; no DAG was written\n").utf8))
+                    throw ExitCode(RunnerMain.ExitStatus.invalid)
+                }
+                for (id, bytes) in AirflowExport.taskMemory(itemPlan) { taskMemory[id] = max(taskMemory[id] ?? 0, bytes) }
+                for name in itemPlan.environmentNames where !environmentNames.contains(name) { environmentNames.append(name) }
+                for stage in itemPlan.stages where stage.typeName == "filesystem"
+                    && templates.insert(stage.id + "\u{0}" + (stage.parameters.optionalString("path") ?? "")).inserted {
+                    sinks.append((stage, item))
+                }
+                usesS3Stage = usesS3Stage || itemPlan.stages.contains { $0.typeName == "s3" }
+            }
+        }
         let cwd = FileManager.default.currentDirectoryPath
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         let inContainer = taskOperator != .bash
@@ -388,11 +422,12 @@ struct AirflowCommand: AsyncParsableCommand {
                     + "of its own, so the next task would not find this one's outputs; give \(example), or an s3:// store")
             }
             // What a filesystem sink writes must outlive its container, too.
-            for stage in plan.stages where stage.typeName == "filesystem" {
+            for (stage, item) in sinks {
                 guard let template = stage.parameters.optionalString("path"),
                       let directory = try? FilesystemStage.fixedDirectory(of: template, relativeTo: containerWorkdir) else { continue }
                 if volume(holding: directory).map({ !$0.readOnly }) != true {
-                    throw refuse("stage '\(stage.id)' writes \(template) (in \(directory) in the container), which no writable --mount holds: "
+                    throw refuse((item.map { "matrix item \($0.index) (\($0.label)): " } ?? "")
+                        + "stage '\(stage.id)' writes \(template) (in \(directory) in the container), which no writable --mount holds: "
                         + "the file would vanish with its container; give --mount HOST-DIR:\(directory)"
                         + (taskOperator == .kubernetes ? " (CLAIM:\(directory) for pods)" : "") + ", or store it with an s3 stage")
                 }
@@ -415,11 +450,11 @@ struct AirflowCommand: AsyncParsableCommand {
         let pipelineFile = pipelinePath ?? (inContainer ? "/pipelines/" + FilePaths.split(absolute(pipeline.file)).name : absolute(pipeline.file))
         var container: AirflowExport.ContainerSettings?
         // What the pipeline file reads with ${env.NAME}: the tasks load it again, in the container.
-        let references = plan.environmentNames.filter { name in
+        let references = environmentNames.filter { name in
             !Self.awsVariables.contains(name) && !RunCommand.environmentOptions.contains { $0.0 == name }
         }
         // AWS credentials from an Airflow connection, where Airflow users keep them.
-        let usesS3 = scheme == "s3" || plan.stages.contains { $0.typeName == "s3" }
+        let usesS3 = scheme == "s3" || usesS3Stage
         let awsConnection = (awsConnectionID ?? (usesS3 ? "aws_default" : "")).isEmpty ? nil : (awsConnectionID ?? "aws_default")
         if let awsConnection, !awsConnection.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }) {
             throw refuse("--aws-conn-id '\(awsConnection)' must be letters, digits, '_', '.' or '-'")
@@ -441,7 +476,6 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.workingDirectory = workdir
             settings.cpus = cpus.flatMap(Double.init)
             settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
-            let taskMemory = AirflowExport.taskMemory(plan)
             for stage in plan.stages {
                 guard let limit = settings.memoryLimit, let need = taskMemory[stage.id], need > limit else { continue }
                 throw refuse("stage '\(stage.id)' is estimated to need \(ByteCountFormatting.string(need)) in its task, above --memory-limit "

@@ -299,6 +299,34 @@ import TestFixtures
         }
     }
 
+    /// The export checks every item, not only the first: a matrix that changes the graph
+    /// is refused, a container's memory limit holds the largest item, and every item's
+    /// sink directory must be on a volume.
+    @Test func theExportChecksEveryItem() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let formats = try Self.write(Self.pipeline(matrix: "  format: [png, jpeg]").replacingOccurrences(of: "{type: png, input: normalize}",
+            with: "{type: \"${format}\", input: normalize}").replacingOccurrences(of: "params:\n", with: "params:\n  format: png\n"),
+            in: directory, as: "formats.yaml")
+        let graph = try RunnerProcess.run(["export", "airflow", formats, "-o", "f.py", "--artifact-store", "store"], in: directory)
+        #expect(graph.status == 2 && graph.stderr.contains("matrix item 1 (format=jpeg) has another graph than item 0"), "\(graph.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("f.py").path))
+
+        let sizes = try Self.write(Self.pipeline(matrix: "  size: [64, 8192]", path: "/work/out/{run_id}.png"), in: directory, as: "sizes.yaml")
+        let docker = ["--operator", "docker", "--image", "x", "--artifact-store", "s3://bucket-name/runs", "--mount", "\(directory.path):/work"]
+        let memory = try RunnerProcess.run(["export", "airflow", sizes, "-o", "m.py", "--memory-limit", "100M"] + docker, in: directory)
+        #expect(memory.status == 2 && memory.stderr.contains("is estimated to need") && memory.stderr.contains("above --memory-limit 100M"),
+                "\(memory.stderr)")
+        let fits = try RunnerProcess.run(["export", "airflow", sizes, "-o", "m.py", "--memory-limit", "1G"] + docker, in: directory)
+        #expect(fits.status == 0, "\(fits.stderr)")
+
+        let places = try Self.write(Self.pipeline(matrix: "  place: [work, tmp]", path: "/${place}/out/{run_id}.png")
+            .replacingOccurrences(of: "params:\n", with: "params:\n  place: work\n"), in: directory, as: "places.yaml")
+        let volume = try RunnerProcess.run(["export", "airflow", places, "-o", "p.py"] + docker, in: directory)
+        #expect(volume.status == 2 && volume.stderr.contains("matrix item 1 (place=tmp): stage 'store' writes /tmp/out/{run_id}.png"),
+                "\(volume.stderr)")
+    }
+
     /// `--item K` runs one item as the sweep would: the run RUN_ID.K, with its seed.
     @Test func oneItemRunsAsTheSweepRunsIt() throws {
         let directory = try temporaryDirectory()
