@@ -75,7 +75,7 @@ extension RunCommand {
             itemOptions.events = ItemEvents(console: console, index: index, label: sweep.matrix.items[index].label)
             if let itemStore {
                 let seed = itemOptions.seed
-                try itemOptions.useStore(itemStore, for: plan, start: .run, seed: seed)
+                try itemOptions.useStore(itemStore, for: plan, start: .run, seed: seed, checkAccess: false)
                 // A resumed sweep reuses each item's unchanged outputs: only what failed or changed runs again.
                 itemOptions.reuse = resuming
             }

@@ -204,7 +204,14 @@ public struct SweepRunner: Sendable {
         let plan: Plan
         do {
             plan = try sweep.plan(ofItem: index)
-            try prepare(index, plan, &itemOptions)
+            // Off the cooperative threads: preparing may read and write a store (a file,
+            // or requests to S3).
+            let prepare = self.prepare, unprepared = itemOptions
+            itemOptions = try await Blocking.run { () -> RunOptions in
+                var options = unprepared
+                try prepare(index, plan, &options)
+                return options
+            }
         } catch {
             let failure = PipelineError(error)
             item.error = failure.message

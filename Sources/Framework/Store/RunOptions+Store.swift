@@ -19,7 +19,10 @@ extension RunOptions {
     ///     `self.seed` (or, for `.only`, one derived from the run id).
     ///   - only: The stage a `.only` run runs (`Executor.runOnly`): only its output and
     ///     its inputs pass through the store.
-    public mutating func useStore(_ store: any ArtifactStore, for plan: Plan, start: RunStart, seed: UInt64?, only: String? = nil) throws {
+    ///   - checkAccess: false when the caller checked the store already (a sweep, once
+    ///     before its items).
+    public mutating func useStore(_ store: any ArtifactStore, for plan: Plan, start: RunStart, seed: UInt64?, only: String? = nil,
+                                  checkAccess: Bool = true) throws {
         // The run id names a directory or prefix in the store: nothing that leaves it.
         if let problem = RunID.problem(with: runID) {
             throw ArtifactStoreError(message: "run id '\(FilePaths.printable(runID))' \(problem)", code: .invalidLocation)
@@ -29,7 +32,7 @@ extension RunOptions {
             throw ArtifactStoreError(message: "stage '\(stage.id)' (\(stage.typeName)) cannot run with an artifact store: " + reason,
                                      code: .noCodec)
         }
-        try store.checkAccess()
+        if checkAccess { try store.checkAccess() }
         self.seed = try store.startRun(runID, start, seed: seed, newSeed: self.seed)
         self.store = store
         self.reuse = start == .resume
