@@ -127,6 +127,17 @@ import Testing
             == ["6:3 matrix key 'seed' sets each item's run seed, but the pipeline also has a param 'seed' | rename the param"])
     }
 
+    @Test func aProfileCannotSetASweptParam() {
+        let yaml = Self.pipeline("  lambda: [1, 2]") + "\nprofiles:\n  big:\n    params: {lambda: 7, size: 64}\n"
+        let loader = PipelineLoader(environment: [:], profiles: ["big"])
+        let errors = loader.load(bytes: Array(yaml.utf8), file: "sweep.yaml").diagnostics.filter { $0.severity == .error }
+            .map { "\($0.location.map { "\($0.line):\($0.column)" } ?? "-") \($0.message)" }
+        #expect(errors == ["10:14 profile 'big' sets param 'lambda', which the matrix sweeps"])
+        // The profile's other params apply to every item.
+        let other = Self.pipeline("  lambda: [1, 2]") + "\nprofiles:\n  big:\n    params: {size: 64}\n"
+        #expect(loader.load(bytes: Array(other.utf8), file: "sweep.yaml").diagnostics.filter { $0.severity == .error }.isEmpty)
+    }
+
     @Test func setCannotGiveASweptParam() {
         let errors = Self.errors("  lambda: [1, 2]", overrides: ["params.lambda=5", "params.size=4"])
         #expect(errors.count == 1 && errors[0].contains("params.lambda=5: the matrix sweeps param 'lambda'"), "\(errors)")

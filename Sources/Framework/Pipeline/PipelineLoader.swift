@@ -106,6 +106,13 @@ public struct PipelineLoader: Sendable {
                 diagnostics.append(.error("\(setting.argument): the matrix sweeps param '\(name)'", at: setting.valueLocation,
                                           help: "leave out --set for it, or take it out of the matrix"))
             }
+            // A chosen profile's value for a swept param would be silently replaced too.
+            for name in profiles {
+                for pair in profileNodes[name]?["params"]?.pairs ?? [] where swept.contains(pair.name) {
+                    diagnostics.append(.error("profile '\(name)' sets param '\(pair.name)', which the matrix sweeps", at: pair.key.location,
+                                              help: "leave the param out of the profile, or out of the matrix"))
+                }
+            }
         }
         if let item {
             let values = item.values.filter { $0.name != Matrix.seedKey }
