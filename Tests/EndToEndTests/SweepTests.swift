@@ -217,11 +217,14 @@ import TestFixtures
                                                 "--pipeline-path", "/work/sweep.yaml"], in: directory)
             #expect(export.status == 0, "\(export.stderr)")
             let dag = try String(contentsOf: directory.appendingPathComponent("dags/\(operatorName).py"), encoding: .utf8)
-            #expect(dag.contains("ITEM_ENV = [dict(ENV, RUNNER_ITEM=str(item)) for item in range(2)]")
-                    && dag.contains("store = \(class_).partial(") && dag.contains(").expand(\(mapped)=ITEM_ENV)"), "\(dag)")
+            #expect(dag.contains("ITEMS = [str(item) for item in range(2)]")
+                    && dag.contains("store = \(class_)(") && dag.contains("\(mapped)=dict(ENV, RUNNER_ITEM=item),") && dag.contains("items.expand(item=ITEMS)"),
+                    "\(dag)")
+            // Each stage a task in the items' mapped task group.
             let tasks = try AirflowExportTests().inspectDAG(directory.appendingPathComponent("dags/\(operatorName).py"),
-                                                            "print(json.dumps(sorted(type(t).__name__ for t in dag.tasks)))")
-            #expect(tasks == "[\"MappedOperator\", \"MappedOperator\", \"MappedOperator\", \"MappedOperator\"]", "\(operatorName): \(tasks)")
+                "print(json.dumps(sorted([t.task_id, t.get_closest_mapped_task_group() is not None] for t in dag.tasks)))")
+            #expect(tasks == "[[\"items.encode\", true], [\"items.generate\", true], [\"items.normalize\", true], [\"items.store\", true]]",
+                    "\(operatorName): \(tasks)")
         }
         // RUNNER_ITEM is --item, as the containers get it.
         let viaVariable = try RunnerProcess.run([file, "--run-id", "e"], in: directory, environment: ["RUNNER_ITEM": "0"])
@@ -279,13 +282,14 @@ import TestFixtures
                                             "--runner", RunnerProcess.executable.path], in: directory)
         #expect(export.status == 0, "\(export.stderr)")
         let dag = try String(contentsOf: directory.appendingPathComponent("dags/sweep.py"), encoding: .utf8)
-        #expect(dag.contains("ITEM_ENV = [dict(ENV, PIPELINE_ITEM=str(item)) for item in range(3)]"))
-        #expect(dag.contains("generate = BashOperator.partial(") && dag.contains(").expand(env=ITEM_ENV)"))
+        #expect(dag.contains("ITEMS = [str(item) for item in range(3)]"))
+        #expect(dag.contains("@task_group(group_id=\"items\")") && dag.contains("generate = BashOperator(") && dag.contains("env=dict(ENV, PIPELINE_ITEM=item),")
+                && dag.contains("items.expand(item=ITEMS)"), "\(dag)")
         let run = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{}")
         #expect(run.exit == 0 && run.state == "success", "\(run)")
         var expected: [String: String] = [:]
         for stage in ["generate", "normalize", "encode", "store"] {
-            for index in 0..<3 { expected["\(stage)[\(index)]"] = "success" }
+            for index in 0..<3 { expected["items.\(stage)[\(index)]"] = "success" }
         }
         #expect(run.tasks == expected)
         let runID = try #require(run.run_id)
@@ -325,6 +329,33 @@ import TestFixtures
         let volume = try RunnerProcess.run(["export", "airflow", places, "-o", "p.py"] + docker, in: directory)
         #expect(volume.status == 2 && volume.stderr.contains("matrix item 1 (place=tmp): stage 'store' writes /tmp/out/{run_id}.png"),
                 "\(volume.stderr)")
+    }
+
+    /// On Airflow, an item's tasks wait for that item's upstream tasks only: item 1's
+    /// sink fails (its file is there), so its `copy` (after the sink) does not run, and
+    /// items 0 and 2 run to the end, as a sweep in one process leaves the others.
+    @Test func aFailedItemOnAirflowLeavesTheOthers() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let text = Self.pipeline(matrix: "  lambda: [1, 3, 5]", path: "out/l${lambda}.png")
+            + "\n  copy:\n    type: filesystem\n    input: encode\n    after: [store]\n    with: {path: \"out/{run_id}/copy-l${lambda}.png\"}\n"
+        let file = try Self.write(text, in: directory)
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("out"), withIntermediateDirectories: true)
+        try Data("not this".utf8).write(to: directory.appendingPathComponent("out/l3.png"))
+        let export = try RunnerProcess.run(["export", "airflow", file, "-o", "dags/sweep.py", "--artifact-store", "store",
+                                            "--runner", RunnerProcess.executable.path], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let run = try AirflowExportTests.runDAG("sweep", in: directory, conf: "{}")
+        #expect(run.state == "failed", "\(run)")
+        for stage in ["generate", "normalize", "encode"] {
+            for index in 0..<3 { #expect(run.tasks["items.\(stage)[\(index)]"] == "success", "\(stage)[\(index)]: \(run.tasks)") }
+        }
+        #expect(run.tasks["items.store[1]"] == "failed" && run.tasks["items.copy[1]"] == "upstream_failed", "\(run.tasks)")
+        for index in [0, 2] {
+            #expect(run.tasks["items.store[\(index)]"] == "success" && run.tasks["items.copy[\(index)]"] == "success", "\(run.tasks)")
+        }
+        let runID = try #require(run.run_id)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/\(runID).2/copy-l5.png").path))
     }
 
     /// `--item K` runs one item as the sweep would: the run RUN_ID.K, with its seed.

@@ -135,7 +135,7 @@ public enum AirflowExport {
         /// For `docker` and `kubernetes`.
         public var container: ContainerSettings?
         /// A sweep's item count (its matrix): each stage is one task mapped over the
-        /// items (`.partial(...).expand(...)`), item K running `--item K`.
+        /// items (a task group mapped over them), item K running `--item K`.
         public var items: Int?
         /// The Airflow connection the tasks take their AWS credentials, region and
         /// endpoint from, through templates rendered when each task starts: nothing
@@ -322,15 +322,31 @@ public enum AirflowExport {
             ") as dag:",
         ]
         lines += header.compactMap { $0 }
+        if settings.items != nil, let at = lines.firstIndex(of: "from airflow.sdk import DAG, literal") {
+            lines[at] = "from airflow.sdk import DAG, literal, task_group"
+        }
         let variables = variableNames(plan)
+        // A sweep: the stages of one item form a task group mapped over the items, so
+        // that each item's tasks wait for that item's upstream tasks only (a failed item
+        // leaves the others running, as in a sweep run in one process). Every stage is
+        // still one mapped task; an item's number is all that differs, in the
+        // environment each instance gets.
+        let indent = settings.items == nil ? "    " : "        "
+        let itemVariable = settings.taskOperator == .bash ? "PIPELINE_ITEM" : "RUNNER_ITEM"
         if let items = settings.items {
-            // A sweep: every task instance of a stage is one item; the item's number is
-            // the only thing that differs, in the environment each instance gets.
-            let variable = settings.taskOperator == .bash ? "PIPELINE_ITEM" : "RUNNER_ITEM"
             lines += [
                 "    # Item K of the matrix runs as the run RUN_ID.K (Airflow's run id, a dot, K).",
-                "    ITEM_ENV = [dict(ENV, \(variable)=str(item)) for item in range(\(items))]",
+                "    ITEMS = [str(item) for item in range(\(items))]",
+                "",
+                "    @task_group(group_id=\(python(Self.itemGroup)))",
+                "    def items(item):",
             ]
+        }
+        // Each operator's environment argument: the item's in a sweep.
+        let environmentArgument = switch settings.taskOperator {
+        case .bash: "env"
+        case .docker: "environment"
+        case .kubernetes: "env_vars"
         }
         for stage in plan.stages {
             let (operatorName, arguments) = switch settings.taskOperator {
@@ -338,27 +354,20 @@ public enum AirflowExport {
             case .docker: ("DockerOperator", dockerArguments(stage, settings: settings, container: container))
             case .kubernetes: ("KubernetesPodOperator", kubernetesArguments(stage, settings: settings, container: container))
             }
-            if settings.items != nil {
-                // Each operator's environment argument is the one mapped over the items.
-                let mapped = switch settings.taskOperator {
-                case .bash: "env"
-                case .docker: "environment"
-                case .kubernetes: "env_vars"
-                }
-                lines.append("    \(variables[stage.id]!) = \(operatorName).partial(")
-                lines += (arguments.filter { $0 != "\(mapped)=ENV" } + policyArguments(stage)).map { "        \($0)," }
-                lines.append("    ).expand(\(mapped)=ITEM_ENV)")
-            } else {
-                lines.append("    \(variables[stage.id]!) = \(operatorName)(")
-                lines += (arguments + policyArguments(stage)).map { "        \($0)," }
-                lines.append("    )")
-            }
+            let given = settings.items == nil ? arguments
+                : arguments.map { $0 == "\(environmentArgument)=ENV" ? "\(environmentArgument)=dict(ENV, \(itemVariable)=item)" : $0 }
+            lines.append("\(indent)\(variables[stage.id]!) = \(operatorName)(")
+            lines += (given + policyArguments(stage)).map { "\(indent)    \($0)," }
+            lines.append("\(indent))")
         }
         lines.append("")
         for stage in plan.stages {
             for dependency in stage.dependencies {
-                lines.append("    \(variables[dependency]!) >> \(variables[stage.id]!)")
+                lines.append("\(indent)\(variables[dependency]!) >> \(variables[stage.id]!)")
             }
+        }
+        if settings.items != nil {
+            lines += ["", "    items.expand(item=ITEMS)"]
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -577,11 +586,13 @@ public enum AirflowExport {
 
     /// Airflow's longest DAG or task id.
     public static let maximumIDLength = 250
+    /// The task group of a sweep's items: its tasks' ids are `items.STAGE`.
+    static let itemGroup = "items"
 
     /// Why the plan cannot become a DAG, or nil: a stage id too long for a task id.
     public static func problem(with plan: Plan) -> String? {
-        for stage in plan.stages where taskID(stage.id).count > maximumIDLength {
-            return "stage '\(stage.id.prefix(40))...' has an id of \(stage.id.count) characters; Airflow's task ids hold at most \(maximumIDLength)"
+        for stage in plan.stages where taskID(stage.id).count > maximumIDLength - itemGroup.count - 1 {
+            return "stage '\(stage.id.prefix(40))...' has an id of \(stage.id.count) characters; Airflow's task ids hold at most \(maximumIDLength) characters, and those of a sweep's start with '\(itemGroup).'"
         }
         return nil
     }
