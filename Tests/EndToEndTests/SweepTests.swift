@@ -191,6 +191,13 @@ import TestFixtures
         #expect(validate.status == 1, "\(validate.stdout)\(validate.stderr)")
         #expect(validate.stderr.contains("error: matrix item 1 (place=b): stage 'store' (filesystem) cannot run"), "\(validate.stderr)")
         #expect(validate.stderr.contains("is valid, but 1 of its items' stages cannot run"), "\(validate.stderr)")
+        // The same with {place}, filled at run time: the check fills it too.
+        let later = try Self.write(Self.pipeline(matrix: "  place: [a, b, c]", path: "{place}/{run_id}.png")
+            .replacingOccurrences(of: "params:\n", with: "params:\n  place: a\n"), in: directory, as: "later.yaml")
+        let runLater = try RunnerProcess.run([later, "--run-id", "l"], in: directory)
+        #expect(runLater.status == 1 && runLater.stderr.contains("matrix item 1 (place=b): stage 'store' (filesystem) cannot run: '\(directory.path)/b' is not a directory"),
+                "\(runLater.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("a").path), "item 0 ran")
         // Without the file in the way, every item runs.
         try FileManager.default.removeItem(at: directory.appendingPathComponent("b"))
         let ok = try RunnerProcess.run([file, "--run-id", "y"], in: directory)

@@ -109,7 +109,7 @@ extension Plan {
             for stage in chosen {
                 group.addTask {
                     do {
-                        return (stage.id, .success(try await stage.type.checkAccess(parameters: stage.parameters, depth: depth)))
+                        return (stage.id, .success(try await stage.type.checkAccess(parameters: accessParameters(of: stage), depth: depth)))
                     } catch {
                         let reason = ErrorDescription.readable(error).split(whereSeparator: \.isNewline)
                             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
@@ -122,6 +122,18 @@ extension Plan {
             for await (id, result) in group { results[id] = result }
             return results
         }
+    }
+
+    /// `stage`'s parameters as its access check sees them: with the plan's params in
+    /// their run-time `{param}` placeholders (a sweep's item fills `{tag}` in a
+    /// directory), and what only the run knows (`{run_id}`, `{date}`) left as it is.
+    public func accessParameters(of stage: PlannedStage) -> Parameters {
+        let known = params.filter { !Template.builtinNames.contains($0.key) }
+        guard !known.isEmpty else { return stage.parameters }
+        return Parameters(stage.parameters.values.mapValues { value in
+            guard case .string(let text) = value, text.contains("{") else { return value }
+            return .string(Template.filling(text, values: known))
+        })
     }
 
     /// The failures among `results` (from `checkAccess(depth:only:)`), in plan order.

@@ -129,10 +129,11 @@ extension Planner {
                 for stage in plan.stages {
                     var hasher = Hasher()
                     hasher.combine(stage.typeName)
-                    if let target = stage.type.accessTarget(parameters: stage.parameters) {
+                    let parameters = plan.accessParameters(of: stage)
+                    if let target = stage.type.accessTarget(parameters: parameters) {
                         hasher.combine(target)
                     } else {
-                        hasher.combine(stage.parameters)
+                        hasher.combine(parameters)
                     }
                     if seenTargets.insert(hasher.finalize()).inserted && index != firstIndex { newTargets.insert(stage.id) }
                 }

@@ -52,6 +52,29 @@ public enum Template {
         return output
     }
 
+    /// `template` with the placeholders that `values` names (with a value that can go
+    /// into a path) filled in and the others kept, braces in the filled text doubled:
+    /// what the template is once only what a run alone knows (`{run_id}`) is left.
+    /// A template that does not parse comes back as it is.
+    public static func filling(_ template: String, values: [String: String]) -> String {
+        func braced(_ text: String) -> String {
+            text.replacingOccurrences(of: "{", with: "{{").replacingOccurrences(of: "}", with: "}}")
+        }
+        var output = ""
+        do {
+            try scan(template) { placeholder in
+                if let value = values[placeholder.name], pathSafetyProblem(value) == nil {
+                    output += braced(value)
+                } else {
+                    output += "{\(placeholder.name)}"
+                }
+            } literal: { output += braced($0) }
+        } catch {
+            return template
+        }
+        return output
+    }
+
     /// Why a value cannot go into a path, or nil when it can.
     public static func pathSafetyProblem(_ value: String) -> String? {
         if value.isEmpty { return "is empty" }
