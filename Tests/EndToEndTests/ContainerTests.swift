@@ -237,4 +237,46 @@ import TestFixtures
         let png = work.appendingPathComponent("out/from-the-worker/\(runID).png")
         #expect(FileManager.default.fileExists(atPath: png.path), "\(files(below: work))")
     }
+
+    /// A sweep exported for docker: the items' task group runs each item's stages in
+    /// containers, each instance with its item as RUNNER_ITEM; every item's image is a
+    /// plain run's with its values.
+    @Test func aSweepRunsAsAMappedTaskGroupOfContainers() throws {
+        let (directory, service, socket, work) = try dockerSetup()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { withExtendedLifetime(service) {} }
+        let pipelines = directory.appendingPathComponent("pipelines")
+        try FileManager.default.createDirectory(at: pipelines, withIntermediateDirectories: true)
+        let text = """
+            name: swept
+            params: {lambda: 3}
+            matrix:
+              lambda: [1, 4]
+            stages:
+              generate: {type: poisson, with: {width: 32, height: 32, lambda: "${lambda}"}}
+              encode: {type: png, input: generate}
+              store: {type: filesystem, input: encode, with: {path: "out/{run_id}/l${lambda}.png"}}
+            """
+        try text.write(to: pipelines.appendingPathComponent("swept.yaml"), atomically: true, encoding: .utf8)
+        let export = try RunnerProcess.run(["export", "airflow", "pipelines/swept.yaml", "-o", "dags/swept.py", "--operator", "docker",
+                                            "--image", Self.image, "--docker-url", socket, "--network", "none",
+                                            "--mount", "work:/work", "--mount", "pipelines:/mounted:ro",
+                                            "--pipeline-path", "/mounted/swept.yaml", "--artifact-store", "/work/store"], in: directory)
+        #expect(export.status == 0, "\(export.stderr)")
+        let run = try AirflowExportTests.runDAG("swept", in: directory, conf: "{\"seed\": 5}")
+        #expect(run.exit == 0 && run.state == "success", "\(run)")
+        var expected: [String: String] = [:]
+        for stage in ["generate", "encode", "store"] {
+            for index in 0..<2 { expected["items.\(stage)[\(index)]"] = "success" }
+        }
+        #expect(run.tasks == expected)
+        let runID = try #require(run.run_id)
+        let plain = try SweepTests.write(text.replacingOccurrences(of: "matrix:\n  lambda: [1, 4]\n", with: ""), in: directory, as: "plain.yaml")
+        for (index, lambda) in ["1", "4"].enumerated() {
+            let alone = try RunnerProcess.run([plain, "--run-id", "p\(index)", "--seed", "5", "--set", "params.lambda=\(lambda)"], in: directory)
+            #expect(alone.status == 0, "\(alone.stderr)")
+            let inContainer = try Data(contentsOf: work.appendingPathComponent("out/\(runID).\(index)/l\(lambda).png"))
+            #expect(inContainer == (try Data(contentsOf: directory.appendingPathComponent("out/p\(index)/l\(lambda).png"))), "item \(index)")
+        }
+    }
 }
