@@ -91,6 +91,8 @@ extension RunCommand {
                                                "values": .object(item.values.mapValues { .string($0) })]
             if let seconds = item.durationSeconds { fields["duration_seconds"] = .number(seconds) }
             if let code = item.errorCode { fields["error_code"] = .string(code.rawValue) }
+            if let error = item.error { fields["error"] = .string(error) }
+            if let stage = item.stage { fields["stage"] = .string(stage) }
             // Its stored URIs on stdout as it ends, in one write: a sweep cut short
             // (a signal, a kill) has told what it stored so far.
             let uris = item.status == .succeeded ? item.outputs.compactMap(\.uri) : []
@@ -99,8 +101,9 @@ extension RunCommand {
             if item.status == .succeeded {
                 if console.format == .json { console.log(.info, "item \(item.index) (\(label)) succeeded", fields) }
             } else {
-                console.log(.error, "item \(item.index) (\(label)) \(item.status == .notRun ? "did not run" : item.status.rawValue)"
-                    + (item.error.map { ": \($0)" } ?? ""), fields)
+                // A stage's failure was told as it happened: the item's line names the stage.
+                let why = item.stage.map { " at stage '\(FilePaths.printable($0))'" } ?? (item.error.map { ": \($0)" } ?? "")
+                console.log(.error, "item \(item.index) (\(label)) \(item.status == .notRun ? "did not run" : item.status.rawValue)" + why, fields)
             }
         }
         console.log(.info, "sweep \(options.runID): \(total) item\(total == 1 ? "" : "s") of \(sweep.first.name), "
@@ -144,7 +147,9 @@ struct ItemEvents: RunEventHandler {
         var fields = event.fields
         fields["event"] = .string(event.name)
         fields["item"] = .integer(index)
-        let level = event.level >= .warning ? event.level : .debug
+        // The item's end is told once, by item_finished: its run's own end (`run q.0
+        // failed after 5ms`) only with -v.
+        let level = event.level >= .warning && event.name != "run_finished" ? event.level : .debug
         console.log(level, "item \(index) (\(label)): " + message, fields, time: event.time)
     }
 }
