@@ -352,12 +352,21 @@ struct AirflowCommand: AsyncParsableCommand {
         // Every item's needs, not only the first's: the largest memory per task, every
         // variable read and every directory a sink writes (a matrix may change them).
         var taskMemory = AirflowExport.taskMemory(plan)
+        // In a sweep, the item each stage's largest estimate comes from.
+        var memoryItem: [String: Matrix.Item] = (sweep?.count ?? 1) > 1 ? taskMemory.compactMapValues { _ in plan.item } : [:]
         var environmentNames = plan.environmentNames
-        var sinks = plan.stages.filter { $0.typeName == "filesystem" }.map { (stage: $0, item: nil as Matrix.Item?) }
+        // Each sink's path with the item's values in its run-time {param}s, and the item
+        // (in a sweep) that writes there first.
+        func sinkPaths(_ plan: Plan) -> [(stage: PlannedStage, path: String, item: Matrix.Item?)] {
+            plan.stages.filter { $0.typeName == "filesystem" }.compactMap { stage in
+                plan.accessParameters(of: stage).optionalString("path").map { (stage, $0, (sweep?.count ?? 1) > 1 ? plan.item : nil) }
+            }
+        }
+        var sinks = sinkPaths(plan)
         var usesS3Stage = plan.stages.contains { $0.typeName == "s3" }
         if let sweep, sweep.count > 1 {
             let shape = Self.shape(of: plan)
-            var templates = Set(sinks.map { $0.stage.id + "\u{0}" + ($0.stage.parameters.optionalString("path") ?? "") })
+            var templates = Set(sinks.map { $0.stage.id + "\u{0}" + $0.path })
             for index in 1..<sweep.count {
                 let itemPlan = try sweep.plan(ofItem: index), item = sweep.matrix.items[index]
                 guard Self.shape(of: itemPlan) == shape else {
@@ -366,11 +375,13 @@ struct AirflowCommand: AsyncParsableCommand {
                         + "that keep the graph, or export the items as pipelines of their own; no DAG was written\n").utf8))
                     throw ExitCode(RunnerMain.ExitStatus.invalid)
                 }
-                for (id, bytes) in AirflowExport.taskMemory(itemPlan) { taskMemory[id] = max(taskMemory[id] ?? 0, bytes) }
+                for (id, bytes) in AirflowExport.taskMemory(itemPlan) where bytes > taskMemory[id] ?? 0 {
+                    taskMemory[id] = bytes
+                    memoryItem[id] = item
+                }
                 for name in itemPlan.environmentNames where !environmentNames.contains(name) { environmentNames.append(name) }
-                for stage in itemPlan.stages where stage.typeName == "filesystem"
-                    && templates.insert(stage.id + "\u{0}" + (stage.parameters.optionalString("path") ?? "")).inserted {
-                    sinks.append((stage, item))
+                for sink in sinkPaths(itemPlan) where templates.insert(sink.stage.id + "\u{0}" + sink.path).inserted {
+                    sinks.append(sink)
                 }
                 usesS3Stage = usesS3Stage || itemPlan.stages.contains { $0.typeName == "s3" }
             }
@@ -422,9 +433,8 @@ struct AirflowCommand: AsyncParsableCommand {
                     + "of its own, so the next task would not find this one's outputs; give \(example), or an s3:// store")
             }
             // What a filesystem sink writes must outlive its container, too.
-            for (stage, item) in sinks {
-                guard let template = stage.parameters.optionalString("path"),
-                      let directory = try? FilesystemStage.fixedDirectory(of: template, relativeTo: containerWorkdir) else { continue }
+            for (stage, template, item) in sinks {
+                guard let directory = try? FilesystemStage.fixedDirectory(of: template, relativeTo: containerWorkdir) else { continue }
                 if volume(holding: directory).map({ !$0.readOnly }) != true {
                     throw refuse((item.map { "matrix item \($0.index) (\($0.label)): " } ?? "")
                         + "stage '\(stage.id)' writes \(template) (in \(directory) in the container), which no writable --mount holds: "
@@ -478,7 +488,7 @@ struct AirflowCommand: AsyncParsableCommand {
             settings.memoryLimit = memoryLimit.flatMap(MemorySize.parse)
             for stage in plan.stages {
                 guard let limit = settings.memoryLimit, let need = taskMemory[stage.id], need > limit else { continue }
-                throw refuse("stage '\(stage.id)' is estimated to need \(ByteCountFormatting.string(need)) in its task, above --memory-limit "
+                throw refuse((memoryItem[stage.id].map { "matrix item \($0.index) (\($0.label)): " } ?? "") + "stage '\(stage.id)' is estimated to need \(ByteCountFormatting.string(need)) in its task, above --memory-limit "
                     + "\(memoryLimit ?? ""): its container would be killed; raise the limit")
             }
             if taskOperator == .kubernetes {

@@ -79,8 +79,9 @@ struct ReportCommand: ParsableCommand {
         if let problem = ReportPath.problem(with: output) {
             throw Self.fail("cannot write '\(FilePaths.printable(output))': \(problem)")
         }
+        let report = try Self.read(input), other = try compare.map(Self.read)
         let page: String
-        switch (try Self.read(input), try compare.map(Self.read)) {
+        switch (report, other) {
         case (.run(let report), nil):
             page = ReportHTML.render(report, comparedWith: nil)
         case (.run(let report), .run(let other)?):
@@ -88,8 +89,12 @@ struct ReportCommand: ParsableCommand {
         case (.sweep(let report), nil):
             page = ReportHTML.render(report)
         case (.sweep, _?), (.run, .sweep?):
-            throw Self.fail("--compare compares two runs' reports; '\(FilePaths.printable(compare ?? ""))' and '\(FilePaths.printable(input))' "
-                + "are not both one (a sweep's report is a table of its items: render it alone, or compare two of its items' runs)")
+            let sweeps = [(input, report), (compare ?? "", other)].compactMap { path, read -> String? in
+                if case .sweep? = read { return "'\(FilePaths.printable(path))'" }
+                return nil
+            }
+            throw Self.fail(sweeps.joined(separator: " and ") + " \(sweeps.count == 1 ? "is a sweep's report" : "are sweeps' reports"); "
+                + "--compare takes two runs' reports (render a sweep's report alone, or compare the reports of two of its items' runs)")
         }
         do {
             try AtomicFile.write(Array(page.utf8), to: output, overwrite: true)

@@ -240,6 +240,11 @@ struct RunCommand: AsyncParsableCommand {
                             ["event": .string("usage_error")])
                 throw ExitCode(RunnerMain.ExitStatus.invalid)
             }
+            if let seed, let own = sweep.matrix.items[item].seed {
+                console.log(.error, "--seed \(seed): matrix item \(item) (\(sweep.matrix.items[item].label)) has its own seed, \(own), so it "
+                    + "would not be used; leave --seed out, or the seed out of the matrix; nothing was run", ["event": .string("usage_error")])
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
             plan = try sweep.plan(ofItem: item)
             runID = sweep.runID(ofItem: item, in: runID ?? RunID.generate())
             seed = sweep.matrix.items[item].seed ?? seed

@@ -175,7 +175,7 @@ struct StreamingOptions: ParsableArguments {
             description += " shared by \(sharedBy) items at once"
         }
         if let problem = layout.memoryProblem(plan, limit: bytes, limitDescription: description) {
-            console.log(.error, problem + "; nothing was run\n  help: let the stage stream (see 'runner stages'), make the image smaller, "
+            console.log(.error, (plan.item.map { "matrix item \($0.index) (\($0.label)): " } ?? "") + problem + "; nothing was run\n  help: let the stage stream (see 'runner stages'), make the image smaller, "
                 + "or raise --memory-limit", ["event": .string("memory_limit"), "error_code": .string(PipelineError.Code.invalidParameter.rawValue)])
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
@@ -255,9 +255,13 @@ struct PipelineOptions: ParsableArguments {
                 if let help = diagnostic.help { fields["help"] = .string(help) }
                 console.log(diagnostic.severity == .error ? .error : .warning, diagnostic.message, fields)
             }
+            if error.omitted > 0 {
+                console.log(.error, "and \(error.omitted) more problems like these, not shown",
+                            ["event": .string("pipeline_invalid"), "severity": .string("error"), "omitted": .integer(error.omitted)])
+            }
             throw ExitCode(RunnerMain.ExitStatus.invalid)
         }
-        let count = error.diagnostics.filter { $0.severity == .error }.count
+        let count = error.errorCount
         let summary = "\(count) problem\(count == 1 ? "" : "s") in \(FilePaths.printable(file)); nothing was run"
         FileHandle.standardError.write(Data((error.description + "\n" + summary + "\n").utf8))
         throw ExitCode(RunnerMain.ExitStatus.invalid)

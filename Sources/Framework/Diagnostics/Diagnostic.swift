@@ -41,13 +41,22 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
 public struct PipelineValidationError: Error, Sendable, CustomStringConvertible {
     public var diagnostics: [Diagnostic]
     public var sources: SourceTexts
+    /// Problems found but not in `diagnostics` (a sweep shows its first ones).
+    public var omitted = 0
 
-    public init(_ diagnostics: [Diagnostic], sources: SourceTexts = SourceTexts()) {
+    public init(_ diagnostics: [Diagnostic], sources: SourceTexts = SourceTexts(), omitted: Int = 0) {
         self.diagnostics = diagnostics
         self.sources = sources
+        self.omitted = omitted
     }
 
-    public var description: String { DiagnosticRenderer(sources: sources).render(diagnostics) }
+    /// How many errors there are, shown or not.
+    public var errorCount: Int { diagnostics.filter { $0.severity == .error }.count + omitted }
+
+    public var description: String {
+        DiagnosticRenderer(sources: sources).render(diagnostics)
+            + (omitted > 0 ? "\n... and \(omitted) more problem\(omitted == 1 ? "" : "s") like these, not shown: fix these and check again" : "")
+    }
 }
 
 /// The texts diagnostics point into, by file name.

@@ -45,7 +45,7 @@ public struct SweepPlan: Sendable {
 extension SweepPlan {
     /// An item's stage that cannot reach what it needs (`Plan.checkAccess`).
     public struct AccessFailure: Sendable, CustomStringConvertible {
-        /// nil for item 0's, which stands for the sweep.
+        /// nil when the sweep has one item.
         public let item: Matrix.Item?
         public let failure: AccessCheckFailure
 
@@ -62,7 +62,9 @@ extension SweepPlan {
     public func checkAccess(depth: AccessCheckDepth) async
         -> (first: [String: Result<AccessReport, AccessCheckFailure>], failures: [AccessFailure]) {
         let results = await first.checkAccess(depth: depth)
-        var failures = first.failures(in: results).map { AccessFailure(item: nil, failure: $0) }
+        // Item 0's failures name it too (unless it is the only item): its values may be the cause.
+        let firstItem = count > 1 ? matrix.items[firstIndex] : nil
+        var failures = first.failures(in: results).map { AccessFailure(item: firstItem, failure: $0) }
         for (index, stages) in accessTargets {
             if Task.isCancelled { break }
             guard let plan = try? plan(ofItem: index) else { continue }  // every item was planned once already
@@ -167,13 +169,8 @@ extension Planner {
         }
         // One mistake that each item makes with its own value (a range of lambdas that
         // crosses 0) is as many problems as items: the first ones show it.
-        var shown = Self.sorted(diagnostics)
-        if shown.count > Self.problemsShown {
-            let more = shown.count - Self.problemsShown
-            shown = Array(shown.prefix(Self.problemsShown))
-            shown.append(.error("and \(more) more problem\(more == 1 ? "" : "s") in other matrix items", at: nil,
-                                help: "fix the ones shown and run validate again"))
-        }
-        return .failure(PipelineValidationError(shown, sources: sources))
+        let sorted = Self.sorted(diagnostics)
+        return .failure(PipelineValidationError(Array(sorted.prefix(Self.problemsShown)), sources: sources,
+                                                omitted: max(0, sorted.count - Self.problemsShown)))
     }
 }

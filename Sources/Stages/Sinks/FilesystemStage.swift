@@ -206,6 +206,14 @@ public struct FilesystemStage: Stage {
                 break
             }
             let failure = SystemError("look at", path: existing)
+            // A symbolic link to nothing: no directory can be made through it.
+            var link = stat()
+            if failure.code == ENOENT, lstat(existing, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
+                let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: existing)) ?? "?"
+                throw AccessProblem("'\(FilePaths.printable(existing))' is a symbolic link to '\(FilePaths.printable(target))', which does not exist, "
+                                    + "so 'path' ('\(FilePaths.printable(template))') cannot be written",
+                                    help: "create what it points to, change 'path', or remove the link", code: .io)
+            }
             guard failure.code == ENOENT || failure.code == ENOTDIR, existing != "/" else {
                 throw AccessProblem("cannot look at '\(FilePaths.printable(existing))' (\(failure.reason))", help: "change 'path'", code: .io)
             }
