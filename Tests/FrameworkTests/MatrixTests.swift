@@ -138,6 +138,20 @@ import Testing
         #expect(loader.load(bytes: Array(other.utf8), file: "sweep.yaml").diagnostics.filter { $0.severity == .error }.isEmpty)
     }
 
+    /// A stage parameter the file fills from a swept param cannot be set over it, by
+    /// --set or a profile (every item would get the one value); others can.
+    @Test func aStageParameterFromASweptParamCannotBeSetOver() {
+        #expect(Self.errors("  lambda: [1, 2]", overrides: ["stages.generate.with.lambda=7"]) == [
+            "- --set stages.generate.with.lambda=7: 'stages.generate.with.lambda' takes '${lambda}' in the file, which the matrix sweeps"
+                + " | leave out --set for it, or take 'lambda' out of the matrix",
+        ])
+        #expect(Self.errors("  lambda: [1, 2]", overrides: ["stages.generate.with.width=16"]).isEmpty)
+        let yaml = Self.pipeline("  lambda: [1, 2]") + "\nprofiles:\n  fixed:\n    stages:\n      generate: {with: {lambda: 7}}\n"
+        let errors = PipelineLoader(environment: [:], profiles: ["fixed"]).load(bytes: Array(yaml.utf8), file: "sweep.yaml").diagnostics
+            .filter { $0.severity == .error }.map(\.message)
+        #expect(errors == ["profile 'fixed' sets stages.generate.with.lambda, which takes '${lambda}' in the file, which the matrix sweeps"])
+    }
+
     @Test func setCannotGiveASweptParam() {
         let errors = Self.errors("  lambda: [1, 2]", overrides: ["params.lambda=5", "params.size=4"])
         #expect(errors.count == 1 && errors[0].contains("params.lambda=5: the matrix sweeps param 'lambda'"), "\(errors)")

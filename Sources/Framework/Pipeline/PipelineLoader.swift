@@ -79,6 +79,7 @@ public struct PipelineLoader: Sendable {
         }
 
         // Profiles: check all, apply the chosen ones in order.
+        let fileRoot = root
         let profileNodes = checkProfiles(root["profiles"], diagnostics: &diagnostics)
         for name in profiles {
             guard let profile = profileNodes[name] else {
@@ -111,6 +112,30 @@ public struct PipelineLoader: Sendable {
                 for pair in profileNodes[name]?["params"]?.pairs ?? [] where swept.contains(pair.name) {
                     diagnostics.append(.error("profile '\(name)' sets param '\(pair.name)', which the matrix sweeps", at: pair.key.location,
                                               help: "leave the param out of the profile, or out of the matrix"))
+                }
+            }
+            // So would a stage parameter the file fills from a swept param, set over it.
+            func sweptParam(in path: [String]) -> String? {
+                var node: YAMLNode? = fileRoot
+                for key in path { node = node?[key] }
+                guard let text = node?.scalar else { return nil }
+                return swept.sorted().first { text.contains("${\($0)}") }
+            }
+            for assignment in overrides {
+                guard let equals = assignment.firstIndex(of: "=") else { continue }
+                let path = assignment[..<equals].split(separator: ".").map(String.init)
+                guard path.first == "stages", let param = sweptParam(in: path) else { continue }
+                diagnostics.append(.error("--set \(assignment): '\(path.joined(separator: "."))' takes '${\(param)}' in the file, which the matrix sweeps",
+                                          at: nil, help: "leave out --set for it, or take '\(param)' out of the matrix"))
+            }
+            for name in profiles {
+                for stage in profileNodes[name]?["stages"]?.pairs ?? [] {
+                    for pair in stage.value["with"]?.pairs ?? [] {
+                        guard let param = sweptParam(in: ["stages", stage.name, "with", pair.name]) else { continue }
+                        diagnostics.append(.error("profile '\(name)' sets stages.\(stage.name).with.\(pair.name), which takes '${\(param)}' in the file, "
+                                                  + "which the matrix sweeps", at: pair.key.location,
+                                                  help: "leave it out of the profile, or take '\(param)' out of the matrix"))
+                    }
                 }
             }
         }
