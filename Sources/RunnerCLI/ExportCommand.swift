@@ -341,51 +341,56 @@ struct AirflowCommand: AsyncParsableCommand {
         }
     }
 
+    /// What the tasks of every item of a sweep (or of the one plan) need: the largest
+    /// memory per task and the item it comes from, every variable read, every
+    /// directory a sink writes (with the item's run-time {param}s filled) and whether
+    /// any item uploads. A matrix may change each of them, but not the graph.
+    struct TaskNeeds {
+        var shape: [String]?
+        var taskMemory: [String: Double] = [:]
+        var memoryItem: [String: Matrix.Item] = [:]
+        var environmentNames: [String] = []
+        var sinks: [(stage: PlannedStage, path: String, item: Matrix.Item?)] = []
+        var sinkKeys: Set<String> = []
+        var usesS3 = false
+
+        mutating func add(_ plan: Plan, ofItems items: Int) throws {
+            let item = items > 1 ? plan.item : nil
+            let planShape = AirflowCommand.shape(of: plan)
+            if let shape, shape != planShape, let item {
+                FileHandle.standardError.write(Data(("error: matrix item \(item.index) (\(Console.printable(item.label))) has another graph than item 0 "
+                    + "(its stages, their types or their inputs differ), and an exported sweep maps one graph over its items: sweep values "
+                    + "that keep the graph, or export the items as pipelines of their own; no DAG was written\n").utf8))
+                throw ExitCode(RunnerMain.ExitStatus.invalid)
+            }
+            shape = shape ?? planShape
+            for (id, bytes) in AirflowExport.taskMemory(plan) where bytes > taskMemory[id] ?? 0 {
+                taskMemory[id] = bytes
+                memoryItem[id] = item
+            }
+            for name in plan.environmentNames where !environmentNames.contains(name) { environmentNames.append(name) }
+            for stage in plan.stages where stage.typeName == "filesystem" {
+                guard let path = plan.accessParameters(of: stage).optionalString("path"),
+                      sinkKeys.insert(stage.id + "\u{0}" + path).inserted else { continue }
+                sinks.append((stage, path, item))
+            }
+            usesS3 = usesS3 || plan.stages.contains { $0.typeName == "s3" }
+        }
+    }
+
     /// The AWS variables a docker task gets by default: credentials, region, endpoint.
     static let awsVariables = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
                                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
 
     func run() async throws {
-        // A matrix: the items' graph, each stage a task mapped over the items.
-        let sweep = try pipeline.sweep()
+        // A matrix: the items' graph, each stage a task mapped over the items. Every item's
+        // needs count, not only the first's (the planner hands each item's plan over once).
+        var needs = TaskNeeds()
+        let sweep = try pipeline.sweep(check: { itemPlan, items in try needs.add(itemPlan, ofItems: items) })
         let plan = try sweep?.first ?? pipeline.plan()
-        // Every item's needs, not only the first's: the largest memory per task, every
-        // variable read and every directory a sink writes (a matrix may change them).
-        var taskMemory = AirflowExport.taskMemory(plan)
-        // In a sweep, the item each stage's largest estimate comes from.
-        var memoryItem: [String: Matrix.Item] = (sweep?.count ?? 1) > 1 ? taskMemory.compactMapValues { _ in plan.item } : [:]
-        var environmentNames = plan.environmentNames
-        // Each sink's path with the item's values in its run-time {param}s, and the item
-        // (in a sweep) that writes there first.
-        func sinkPaths(_ plan: Plan) -> [(stage: PlannedStage, path: String, item: Matrix.Item?)] {
-            plan.stages.filter { $0.typeName == "filesystem" }.compactMap { stage in
-                plan.accessParameters(of: stage).optionalString("path").map { (stage, $0, (sweep?.count ?? 1) > 1 ? plan.item : nil) }
-            }
-        }
-        var sinks = sinkPaths(plan)
-        var usesS3Stage = plan.stages.contains { $0.typeName == "s3" }
-        if let sweep, sweep.count > 1 {
-            let shape = Self.shape(of: plan)
-            var templates = Set(sinks.map { $0.stage.id + "\u{0}" + $0.path })
-            for index in 1..<sweep.count {
-                let itemPlan = try sweep.plan(ofItem: index), item = sweep.matrix.items[index]
-                guard Self.shape(of: itemPlan) == shape else {
-                    FileHandle.standardError.write(Data(("error: matrix item \(index) (\(Console.printable(item.label))) has another graph than item 0 "
-                        + "(its stages, their types or their inputs differ), and an exported sweep maps one graph over its items: sweep values "
-                        + "that keep the graph, or export the items as pipelines of their own; no DAG was written\n").utf8))
-                    throw ExitCode(RunnerMain.ExitStatus.invalid)
-                }
-                for (id, bytes) in AirflowExport.taskMemory(itemPlan) where bytes > taskMemory[id] ?? 0 {
-                    taskMemory[id] = bytes
-                    memoryItem[id] = item
-                }
-                for name in itemPlan.environmentNames where !environmentNames.contains(name) { environmentNames.append(name) }
-                for sink in sinkPaths(itemPlan) where templates.insert(sink.stage.id + "\u{0}" + sink.path).inserted {
-                    sinks.append(sink)
-                }
-                usesS3Stage = usesS3Stage || itemPlan.stages.contains { $0.typeName == "s3" }
-            }
-        }
+        if sweep == nil { try needs.add(plan, ofItems: 1) }
+        let (taskMemory, memoryItem, environmentNames, sinks, usesS3Stage) =
+            (needs.taskMemory, needs.memoryItem, needs.environmentNames, needs.sinks, needs.usesS3)
         let cwd = FileManager.default.currentDirectoryPath
         func absolute(_ path: String) -> String { FilePaths.absolute(path, relativeTo: cwd) }
         let inContainer = taskOperator != .bash

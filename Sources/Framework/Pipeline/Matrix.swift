@@ -155,8 +155,7 @@ public struct Matrix: Sendable {
         let original = combinations.count
         // Each entry is matched against every item: bounded, so that a file of many
         // entries over many items is refused rather than left to run for hours.
-        if includes.count.multipliedReportingOverflow(by: max(original, 1)).partialValue > Self.maximumIncludeWork
-            || includes.count > maximumItems {
+        if includes.count > maximumItems || includes.count * max(original, 1) > Self.maximumIncludeWork {
             diagnostics.append(.error("the matrix has \(includes.count) include entries for \(original) items, more than "
                                       + "\(Self.maximumIncludeWork) entry-item pairs to match", at: node.location,
                                       help: "sweep the included values as a list instead, or split the file"))
