@@ -30,8 +30,8 @@ import Testing
     }
 
     /// Counting by pairs (large inputs), by bytes (small ones), the tail past the last
-    /// whole word, and the flush of the 32-bit counters every 64 MiB: the counts of a
-    /// plain loop, for uneven values and for every byte value.
+    /// whole word, and an input of over 64 MiB (the counters fold every GiB): the counts
+    /// of a plain loop, for uneven values and for every byte value.
     @Test(arguments: [0, 7, 4_099, (1 << 18) - 1, (1 << 18) + 13, (1 << 26) + 5])
     func byteCountsMatchAPlainCount(length: Int) {
         var state: UInt64 = UInt64(length) | 1

@@ -399,9 +399,15 @@ extension Grid where Element == UInt8 {
     /// none was recorded before.
     @discardableResult
     public func recordValueCounts(_ counts: [Int]) -> Bool {
-        guard counts.count == 256, counts.allSatisfy({ $0 >= 0 }),
-              counts.reduce(0, { $0.addingReportingOverflow($1).partialValue }) == count,
-              valueCountsCache.ifComputed == nil else { return false }
+        guard counts.count == 256, counts.allSatisfy({ $0 >= 0 }), valueCountsCache.ifComputed == nil else { return false }
+        // Counts that overflow a sum cannot add up to the grid.
+        var total = 0
+        for value in counts {
+            let (sum, overflow) = total.addingReportingOverflow(value)
+            if overflow { return false }
+            total = sum
+        }
+        guard total == count else { return false }
         _ = valueCountsCache.value { counts }
         let low = counts.firstIndex { $0 > 0 }, high = counts.lastIndex { $0 > 0 }
         _ = rangeCache.value { low.map { (Double($0), Double(high!)) } }

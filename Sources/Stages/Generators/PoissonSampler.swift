@@ -60,19 +60,15 @@ public struct PoissonSampler: Sendable {
         private var entries: [(lambda: UInt64, method: Method)] = []
 
         func table(for lambda: Double) -> Method {
-            lock.lock()
-            if let hit = entries.first(where: { $0.lambda == lambda.bitPattern }) {
-                lock.unlock()
-                return hit.method
-            }
-            lock.unlock()
+            let key = lambda.bitPattern
+            if let hit = lock.withLock({ entries.first { $0.lambda == key }?.method }) { return hit }
+            // Built outside the lock: two threads may build the same table, and one is kept.
             let method = PoissonSampler.makeTable(lambda)
-            lock.lock()
-            if !entries.contains(where: { $0.lambda == lambda.bitPattern }) {
+            lock.withLock {
+                guard !entries.contains(where: { $0.lambda == key }) else { return }
                 if entries.count == Self.capacity { entries.removeFirst() }
-                entries.append((lambda.bitPattern, method))
+                entries.append((key, method))
             }
-            lock.unlock()
             return method
         }
     }

@@ -239,6 +239,7 @@ public final class CurlSession {
     }
 
     public func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        // Every perform resets the handle when it ends (below); this one is a safeguard.
         CCurl_easy_reset(handle)
         let transfer = Transfer(body: request.body)
         transfer.isCancelled = request.isCancelled
